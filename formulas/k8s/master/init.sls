@@ -1,0 +1,3 @@
+{#- Control-plane node (grain role:master). Components are added as they land: see README "Status". #}
+include:
+  - k8s.common

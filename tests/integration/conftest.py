@@ -1,0 +1,193 @@
+"""
+Integration harness: a REAL salt-master and three REAL salt-minions (pytest-salt-factories) on this machine.
+
+- master: file_roots = formulas/ + a directory exposing the repo's _modules/_states (what a user's master serves),
+  pillar_roots = a generated pillar with the cluster inventory, peer rules for the CA signing functions exactly as
+  the README documents them.
+- minions: master01 (role grain master; pillar roles master+etcd, the CA minion), worker01 and worker02 (role grain
+  worker). Modules reach them through `saltutil.sync_all`, the path users take.
+- Each minion gets its own `k8s:fs_root` (pillar) so the states' absolute paths land in a per-minion directory:
+  several minions share this machine and would otherwise collide in /etc. `k8s:manage_services` is false because
+  there is no systemd here; unit files are still rendered and checked.
+"""
+
+import json
+import pathlib
+import textwrap
+
+import pytest
+import yaml
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+# minion id -> (role grain, pillar roles, ip)
+NODES = {
+    "master01": (["master"], ["master", "etcd"], "10.240.0.11"),
+    "worker01": (["worker"], ["worker"], "10.240.0.21"),
+    "worker02": (["worker"], ["worker"], "10.240.0.22"),
+}
+PEER_RULES = {".*": ["k8s_pki.sign_remote", "k8s_pki.fetch_secret_remote"]}
+
+
+def inventory():
+    return {mid: {"roles": roles, "ip": ip} for mid, (_, roles, ip) in NODES.items()}
+
+
+@pytest.fixture(scope="session")
+def salt_factories_config():
+    return {"slow_stop": False}
+
+
+@pytest.fixture(scope="session")
+def fs_root(tmp_path_factory):
+    """Parent of every minion's k8s:fs_root: <fs_root>/<minion id>/etc/kubernetes/..."""
+    return tmp_path_factory.mktemp("nodes")
+
+
+@pytest.fixture(scope="session")
+def pillar_dir(tmp_path_factory, fs_root):
+    path = tmp_path_factory.mktemp("pillar")
+    (path / "top.sls").write_text("base:\n  '*':\n    - k8s\n    - override\n")
+    (path / "k8s.sls").write_text(
+        textwrap.dedent(
+            f"""\
+            # Test pillar: the cluster inventory, plus a per-minion fs_root (a test-only option).
+            k8s:
+              fs_root: {fs_root}/{{{{ grains["id"] }}}}
+              manage_services: false
+              nodes: {json.dumps(inventory())}
+            """
+        )
+    )
+    (path / "override.sls").write_text("{}\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ext_root(tmp_path_factory):
+    """What the master serves besides formulas/: the repo's _modules and _states (symlinked, so the fileserver does
+    not walk .venv or .git)."""
+    path = tmp_path_factory.mktemp("ext")
+    for name in ("_modules", "_states"):
+        (path / name).symlink_to(REPO / name)
+    return path
+
+
+@pytest.fixture(scope="session")
+def salt_master(salt_factories, pillar_dir, ext_root):
+    config = {
+        "file_roots": {"base": [str(REPO / "formulas"), str(ext_root)]},
+        "pillar_roots": {"base": [str(pillar_dir)]},
+        "peer": PEER_RULES,
+        "open_mode": False,
+        "auto_accept": True,
+        "fileserver_list_cache_time": 0,
+    }
+    factory = salt_factories.salt_master_daemon("kubesalt-master", defaults=config)
+    with factory.started(start_timeout=120):
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def salt_minions(salt_master):
+    factories = {
+        mid: salt_master.salt_minion_daemon(mid, defaults={"grains": {"role": grain_roles}})
+        for mid, (grain_roles, _, _) in NODES.items()
+    }
+    started = []
+    try:
+        for factory in factories.values():
+            factory.start(start_timeout=120)
+            started.append(factory)
+        cli = salt_master.salt_cli(timeout=120)
+        ret = cli.run("saltutil.sync_all", minion_tgt="*")
+        assert ret.returncode == 0, ret
+        for mid in NODES:
+            assert "modules.k8s" in ret.data[mid]["modules"], ret.data[mid]
+        yield factories
+    finally:
+        for factory in started:
+            factory.terminate()
+
+
+@pytest.fixture(scope="session")
+def salt_cli(salt_master, salt_minions):
+    return salt_master.salt_cli(timeout=180)
+
+
+@pytest.fixture(scope="session")
+def salt_run_cli(salt_master, salt_minions):
+    return salt_master.salt_run_cli(timeout=300)
+
+
+class StateRun:
+    """The return of one state.apply on one minion, with the questions tests ask of it."""
+
+    def __init__(self, minion, ret):
+        self.minion = minion
+        self.process = ret
+        self.raw = ret.data if isinstance(ret.data, (dict, list)) else ret.stdout
+        self.states = self.raw if isinstance(self.raw, dict) else {}
+
+    @property
+    def errors(self):
+        """Render/compile errors (a list of strings instead of state results)."""
+        return self.raw if isinstance(self.raw, list) else []
+
+    @property
+    def ok(self):
+        return bool(self.states) and all(s["result"] is not False for s in self.states.values())
+
+    @property
+    def failed(self):
+        return {k: s for k, s in self.states.items() if s["result"] is False}
+
+    @property
+    def changed(self):
+        return {k: s["changes"] for k, s in self.states.items() if s.get("changes")}
+
+    @property
+    def pending(self):
+        """States that reported result None (what test=True would change)."""
+        return {k: s for k, s in self.states.items() if s["result"] is None}
+
+    def __repr__(self):
+        return f"StateRun({self.minion}: {json.dumps(self.raw, indent=1, default=str)[:6000]})"
+
+
+@pytest.fixture(scope="session")
+def apply_sls(salt_cli):
+    """apply_sls(minion, sls, test=False, pillar=None) -> StateRun, through the real master."""
+
+    def _apply(minion, sls, test=False, pillar=None):
+        args = ["state.apply", sls]
+        if test:
+            args.append("test=True")
+        if pillar is not None:
+            args.append(f"pillar={json.dumps(pillar)}")
+        return StateRun(minion, salt_cli.run(*args, minion_tgt=minion))
+
+    return _apply
+
+
+@pytest.fixture(scope="session")
+def node_root(fs_root):
+    """node_root(minion) -> the pathlib.Path that minion's states treat as '/'."""
+    return lambda minion: pathlib.Path(fs_root) / minion
+
+
+def snapshot(path):
+    """Every file and directory under ``path`` with its mode and content digest: compare two to prove nothing
+    changed on disk."""
+    import hashlib
+    import os
+
+    result = {}
+    path = pathlib.Path(path)
+    if not path.exists():
+        return result
+    for entry in sorted(path.rglob("*")):
+        st = entry.lstat()
+        digest = hashlib.sha256(entry.read_bytes()).hexdigest() if entry.is_file() else ""
+        result[str(entry.relative_to(path))] = (oct(st.st_mode), digest, os.path.islink(entry))
+    return result

@@ -1,0 +1,107 @@
+"""Foundation through a real salt-master and real salt-minions: module sync, validation, role targeting, the guard
+that keeps an invalid pillar from changing anything, idempotency and test=True."""
+
+import time
+
+import pytest
+
+from tests.integration.conftest import NODES, snapshot
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_minion_answers_with_its_role_grain(salt_cli):
+    ret = salt_cli.run("grains.get", "role", minion_tgt="*")
+    assert ret.returncode == 0, ret
+    assert ret.data == {mid: grains for mid, (grains, _, _) in NODES.items()}
+
+
+def test_synced_modules_are_loaded_on_every_minion(salt_cli):
+    ret = salt_cli.run("sys.list_modules", "k8s*", minion_tgt="*")
+    for mid in NODES:
+        assert "k8s" in ret.data[mid], ret
+
+
+def test_valid_inventory_validates_on_every_minion(salt_cli):
+    ret = salt_cli.run("k8s.validate", minion_tgt="*")
+    assert ret.returncode == 0, ret
+    for mid in NODES:
+        assert ret.data[mid]["valid"] is True, ret.data[mid]
+        assert ret.data[mid]["errors"] == []
+
+
+def test_config_is_resolved_from_master_side_pillar_not_grains(salt_cli):
+    ret = salt_cli.run("k8s.config", minion_tgt="worker01")
+    cluster = ret.data["cluster"]
+    assert cluster["masters"] == ["master01"]
+    assert cluster["workers"] == ["worker01", "worker02"]
+    assert cluster["etcd_members"] == ["master01"]
+    assert cluster["ca_minion"] == "master01"
+    assert cluster["node"]["roles"] == ["worker"]
+    assert cluster["pod_cidrs"]["worker01"] == "10.200.21.0/24"
+
+
+def test_highstate_targets_by_role_grain(salt_cli):
+    ret = salt_cli.run("state.show_top", minion_tgt="*")
+    assert ret.data["master01"]["base"] == ["k8s.master"]
+    assert ret.data["worker01"]["base"] == ["k8s.worker"]
+
+
+def test_common_layout_applies_then_reapplies_with_zero_changes(apply_sls, node_root):
+    first = apply_sls("worker02", "k8s.common")
+    assert first.ok, first
+    assert (node_root("worker02") / "etc/kubernetes/pki").is_dir()
+    second = apply_sls("worker02", "k8s.common")
+    assert second.ok, second
+    assert second.changed == {}, second
+
+
+def test_test_mode_reports_pending_changes_and_writes_nothing(apply_sls, node_root):
+    before = snapshot(node_root("worker01"))
+    run = apply_sls("worker01", "k8s.worker", test=True)
+    assert run.ok, run
+    assert run.pending, "test=True on a fresh node must report the pending changes"
+    assert snapshot(node_root("worker01")) == before
+
+
+@pytest.fixture
+def broken_pillar(salt_cli, pillar_dir):
+    """Write a pillar override, refresh pillar on every minion; restore on exit."""
+
+    def _write(text):
+        (pillar_dir / "override.sls").write_text(text)
+        ret = salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
+        assert ret.returncode == 0, ret
+
+    yield _write
+    _write("{}\n")
+
+
+BROKEN = [
+    ("k8s:\n  networks:\n    pod_cidr: 10.32.0.0/16\n", "k8s:networks:pod_cidr: 10.32.0.0/16 overlaps"),
+    ("k8s:\n  networks:\n    cluster_dns_ip: 10.99.0.10\n", "k8s:networks:cluster_dns_ip: 10.99.0.10 is outside"),
+    ("k8s:\n  nodes:\n    worker02:\n      roles: [wrker]\n", "k8s:nodes:worker02:roles: unknown role 'wrker'"),
+    ("k8s:\n  versions:\n    kubernetes: 1.34\n", "k8s:versions:kubernetes: '1.34' is not a MAJOR.MINOR.PATCH"),
+    ("k8s:\n  pki:\n    ca_days: 100\n", "k8s:pki:ca_days: a CA lifetime of 100 days is shorter"),
+    ("k8s:\n  versions:\n    etcd: 3.4.23\n", "k8s:artifacts:pins:etcd:3.4.23:amd64: no pinned"),
+]
+
+
+@pytest.mark.parametrize("override,message", BROKEN, ids=[m.split(":")[1] + ":" + m.split(":")[2] for _, m in BROKEN])
+def test_broken_pillar_is_refused_by_validate_naming_the_key(salt_cli, broken_pillar, override, message):
+    broken_pillar(override)
+    ret = salt_cli.run("k8s.validate", minion_tgt="worker01")
+    assert ret.returncode != 0
+    assert ret.data["valid"] is False
+    assert any(message in e for e in ret.data["errors"]), ret.data["errors"]
+
+
+def test_broken_pillar_stops_every_state_before_any_change(apply_sls, broken_pillar, node_root):
+    before = snapshot(node_root("worker02"))
+    broken_pillar("k8s:\n  networks:\n    service_cidr: 10.200.0.0/24\n")
+    run = apply_sls("worker02", "k8s.worker")
+    assert not run.states, run
+    text = "\n".join(run.errors)
+    assert "invalid configuration (nothing was changed)" in text
+    assert "k8s:networks:pod_cidr: 10.200.0.0/16 overlaps k8s:networks:service_cidr" in text
+    assert snapshot(node_root("worker02")) == before
