@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up everything the test-suite needs on a fresh Debian 12 machine: Debian packages (real etcd for the etcd and
+# TLS tests, systemd-analyze for unit checks) and a Python venv with the pinned toolchain. Idempotent and quick when
+# everything is already there. Wheels are cached under /var/cache/kubesalt/wheels (salt builds from source; timelib
+# compiles C), keyed by the requirements file's digest.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+venv=${VENV:-$here/.venv}
+cache=${KUBESALT_CACHE:-/var/cache/kubesalt}
+req=$here/tests/requirements.txt
+key=$(sha256sum "$req" | cut -c1-12)
+wheels=$cache/wheels/$key
+
+say() { printf '[bootstrap %s] %s\n' "$(date +%T)" "$*"; }
+
+need_apt=()
+command -v etcd >/dev/null || need_apt+=(etcd-server)
+command -v etcdctl >/dev/null || need_apt+=(etcd-client)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+command -v gcc >/dev/null || need_apt+=(gcc)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  say "apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -f "$wheels/.complete" ]; then
+  say "building wheel cache $wheels (first run: ~3 min)"
+  mkdir -p "$wheels"
+  python3 -m pip wheel -q --disable-pip-version-check --find-links "$cache/wheels" -w "$wheels" -r "$req" setuptools wheel 2>&1 \
+    | grep -v "is ignored: it is neither" || true
+  touch "$wheels/.complete"
+fi
+
+if [ ! -f "$venv/.kubesalt-$key" ]; then
+  say "creating venv $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$wheels" -r "$req"
+  touch "$venv/.kubesalt-$key"
+fi
+say "ready: $("$venv/bin/salt-call" --version)"

@@ -1,0 +1,40 @@
+"""Unit-test fixtures: kubesalt settings built by the real k8s.settings() from the real YAML data files."""
+
+import copy
+import pathlib
+
+import pytest
+import yaml
+
+from tests.support.loader import load
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+FORMULAS = REPO / "formulas" / "k8s"
+
+# A small valid inventory: one master/etcd node and two workers.
+INVENTORY = {
+    "master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"},
+    "worker01": {"roles": ["worker"], "ip": "10.240.0.21"},
+    "worker02": {"roles": ["worker"], "ip": "10.240.0.22"},
+}
+
+
+def data(name):
+    return yaml.safe_load((FORMULAS / name).read_text())
+
+
+@pytest.fixture(scope="session")
+def k8s_module():
+    return load("k8s")
+
+
+@pytest.fixture(scope="session")
+def make_settings(k8s_module):
+    """make_settings(pillar=None, minion_id=None, validate=False) -> the merged settings dict map.jinja would see."""
+    defaults, profiles, catalogue = data("defaults.yaml")["k8s"], data("profiles.yaml"), data("catalogue.yaml")
+
+    def _make(pillar=None, minion_id=None, validate=False):
+        pillar = copy.deepcopy(pillar) if pillar is not None else {"nodes": copy.deepcopy(INVENTORY)}
+        return k8s_module.settings(defaults, profiles, pillar, catalogue, minion_id=minion_id, validate=validate)
+
+    return _make
