@@ -1085,7 +1085,6 @@ def extract(name, url, members, digest=None, hash_type="sha256", checksum_url=No
                 "comment": f"{url} would be downloaded ({hash_type} {digest}) and {', '.join(members)} extracted "
                            f"into {dest_dir} where they differ"}
 
-    os.makedirs(dest_dir, mode=0o755, exist_ok=True)
     with contextlib.ExitStack() as stack:
         fh = _open_verified(url, hash_type, digest, cache_dir, net, stack)
         try:
@@ -1093,6 +1092,7 @@ def extract(name, url, members, digest=None, hash_type="sha256", checksum_url=No
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise CommandExecutionError(f"k8s_artifact: {url} is not a readable tar archive: {exc}") from None
         selected = _select(tf, members, url)
+        os.makedirs(dest_dir, mode=0o755, exist_ok=True)
         digests, changes = _extract_selected(tf, selected, paths, current, mode, uid, gid)
     _manifest_save(cache_dir, hash_type, digest, {members[dest]: hexdigest for dest, hexdigest in digests.items()})
     log.info("k8s_artifact: %s (%s verified): %d of %d member(s) written to %s", url, hash_type,
