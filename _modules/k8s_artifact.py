@@ -220,7 +220,7 @@ def _gid(group):
         raise SaltInvocationError(f"k8s_artifact: group '{group}' does not exist on this system") from None
 
 
-def _no_digest_error(url, checksum_url=None):
+def _no_digest_error(url):
     return CommandExecutionError(
         f"k8s_artifact: no sha256/sha512 digest for {url}: downloads are never installed unverified. Pin one in "
         f"{PINS_KEY}:<component>:<version>:<arch> (e.g. {{sha256: <hex>}}), or opt in to the official checksum "
@@ -431,6 +431,8 @@ def resolve(component, config):
         {%- set a = salt['k8s_artifact.resolve']('kubelet', k8s) %}
     """
     mirror = ((config or {}).get("artifacts") or {}).get("mirror") if isinstance(config, dict) else None
+    if mirror:
+        _url(mirror, "k8s:artifacts:mirror")
     return _resolve(component, config, mirror=mirror)
 
 

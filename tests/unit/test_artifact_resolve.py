@@ -10,7 +10,7 @@ import logging
 import os
 
 import pytest
-from salt.exceptions import CommandExecutionError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from tests.support.httpserver import http_server  # noqa: F401 - pytest fixture
 from tests.support.loader import load
@@ -69,6 +69,11 @@ def test_mirror_rewrites_scheme_and_host_keeping_upstream_host_as_first_segment(
     assert a["upstream_url"] == "https://dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubelet"
     assert art.mirror_url("https://github.com/a/b?x=1", "https://m") == "https://m/github.com/a/b?x=1"
     assert art.mirror_url("https://github.com/a/b", "") == "https://github.com/a/b"
+
+
+def test_bad_mirror_url_is_rejected_naming_the_pillar_key(art, make_settings):
+    with pytest.raises(SaltInvocationError, match="k8s:artifacts:mirror 'ftp://mirror'"):
+        art.resolve("kubelet", settings(make_settings, mirror="ftp://mirror"))
 
 
 def test_download_goes_through_the_mirror_path(art, http_server, make_settings, tmp_path):
