@@ -1,0 +1,459 @@
+"""
+kubesalt PKI states: thin wrappers over the ``k8s_pki`` execution module (compare, then act, then report).
+
+- ``ca_present`` (on the CA minion): a CA key and self-signed certificate; renewed with the same key when due.
+- ``private_key_present``: a private key file.
+- ``certificate_managed`` (on every node): a key generated on the node (it never leaves it), and a certificate
+  issued by the CA minion for one identity, reissued when it no longer matches the policy or is due for renewal.
+- ``secret_present`` (on masters): a cluster secret (service-account key, encryption config) copied from the CA minion.
+
+Every state computes the difference first; with ``test=True`` it returns ``result: None`` and the changes it would
+make, and touches nothing. Files are written atomically (temporary file in the same directory, fsync, rename): keys
+and secrets 0600, certificates 0644; directories it creates are 0755 (the CA directory 0700).
+
+.. code-block:: yaml
+
+    {%- from "k8s/map.jinja" import k8s with context %}
+    {%- set pki = salt["k8s_pki.layout"](k8s) %}
+    kubelet certificate:
+      k8s_pki.certificate_managed:
+        - name: {{ pki.certificates.kubelet.cert }}
+        - key: {{ pki.certificates.kubelet.key }}
+        - ca_file: {{ pki.certificates.kubelet.ca_file }}
+        - identity: kubelet
+        - config: {{ k8s | json }}
+"""
+
+import os
+import stat
+import tempfile
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+__virtualname__ = "k8s_pki"
+
+
+def __virtual__():
+    if "k8s_pki.sign_local" in __salt__:
+        return __virtualname__
+    return (False, "k8s_pki states: the k8s_pki execution module is not loaded (is 'cryptography' installed?)")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# File helpers
+# --------------------------------------------------------------------------------------------------------------------
+def _ret(name):
+    return {"name": name, "result": True, "changes": {}, "comment": ""}
+
+
+def _mode(value):
+    """'0600', '600', 0o600 (YAML 0600) or 600 -> 0o600."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(str(value), 8) if value > 0o777 else value
+    try:
+        mode = int(str(value), 8)
+    except ValueError:
+        raise SaltInvocationError(f"mode: '{value}' is not an octal file mode such as '0600'") from None
+    if not 0 <= mode <= 0o777:
+        raise SaltInvocationError(f"mode: '{value}' is not an octal file mode such as '0600'")
+    return mode
+
+
+def _read(path):
+    """The file's text, or None when it does not exist."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandExecutionError(f"{path} cannot be read ({exc})") from None
+
+
+def _file_mode(path):
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
+
+
+def _missing_dirs(path):
+    """Directories that would have to be created for ``path``, outermost first."""
+    missing, parent = [], os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.isdir(parent):
+        missing.insert(0, parent)
+        parent = os.path.dirname(parent)
+    return missing
+
+
+def _make_dirs(path, mode):
+    """Create the missing directories of ``path``: its own directory with ``mode``, any parent above it 0755."""
+    own = os.path.dirname(os.path.abspath(path))
+    for directory in _missing_dirs(path):
+        dir_mode = mode if directory == own else 0o755
+        os.mkdir(directory, dir_mode)
+        os.chmod(directory, dir_mode)  # not subject to the umask
+
+
+def _write(path, text, mode, dir_mode=0o755):
+    """Write ``text`` to ``path`` atomically with ``mode``: the old file stays intact until the rename."""
+    _make_dirs(path, dir_mode)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
+    try:
+        os.fchmod(fd, mode)  # before any content is written
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _fix_modes(files, changes, test):
+    """Set the modes of existing files that are not rewritten; record them under changes['mode']."""
+    for path, want in files:
+        have = _file_mode(path) if path else None
+        if have is not None and have != want:
+            changes.setdefault("mode", {})[path] = {"old": f"{have:04o}", "new": f"{want:04o}"}
+            if not test:
+                os.chmod(path, want)
+
+
+def _config(config):
+    return config if config is not None else __salt__["k8s.config"](validate=True)
+
+
+def _ca_minion(config):
+    ca_minion = (config.get("cluster") or {}).get("ca_minion")
+    if not ca_minion:
+        raise CommandExecutionError("k8s:pki:ca_minion is empty and there is no master to default to")
+    return ca_minion
+
+
+def _peer(ca_minion, fun, arg, timeout):
+    """Call ``fun`` on the CA minion through peer publish; return its dict reply or raise with the reason."""
+    me = __opts__["id"]
+    reply = __salt__["publish.publish"](ca_minion, fun, arg=arg, timeout=timeout)
+    if isinstance(reply, str):
+        raise CommandExecutionError(f"{fun} on CA minion '{ca_minion}' failed: {reply}")
+    if not reply:
+        raise CommandExecutionError(
+            f"no reply from CA minion '{ca_minion}' to {fun} within {timeout} s: either the salt-master's peer "
+            f"configuration does not allow minion '{me}' to call {fun} (peer: {{'<regex matching {me}>': "
+            f"['{fun}']}}), or '{ca_minion}' is down or has not synced the k8s_pki module"
+        )
+    result = reply.get(ca_minion) if isinstance(reply, dict) else None
+    if isinstance(result, str):
+        raise CommandExecutionError(f"CA minion '{ca_minion}' refused {fun} for minion '{me}': {result}")
+    if not isinstance(result, dict):
+        raise CommandExecutionError(f"unexpected reply from CA minion '{ca_minion}' to {fun}: {reply!r:.200}")
+    return result
+
+
+def _key_info(path, pem):
+    try:
+        return __salt__["k8s_pki.private_key_info"](pem)
+    except CommandExecutionError as exc:
+        raise CommandExecutionError(f"key {path}: {exc}; refusing to overwrite it (move it away to start over)") from None
+
+
+def _fail(ret, exc):
+    ret["result"] = False
+    ret["changes"] = {}
+    ret["comment"] = str(exc)
+    return ret
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# States
+# --------------------------------------------------------------------------------------------------------------------
+def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_days=30):
+    """
+    Ensure a CA exists on the CA minion: a private key (``key``, 0600, in a 0700 directory) and a self-signed CA
+    certificate (``name``, 0644). A due certificate (see ``k8s_pki.needs_renewal``: expiry, ``renew_days``, two
+    thirds of the lifetime, or a new ``common_name``) is re-signed with the same key, so everything it issued keeps
+    verifying. An existing key is never replaced, and a certificate without its key is an error, not a reason to
+    start a new CA. Refuses a key directory that group or others can access.
+
+    name
+        Path of the CA certificate.
+    key
+        Path of the CA private key.
+    common_name
+        Subject CN of the CA.
+    key_type
+        Type of a new key: ecdsa-p256, rsa-2048, rsa-3072 or rsa-4096.
+    days
+        Lifetime of the CA certificate.
+    renew_days
+        Re-sign when fewer days than this are left.
+    """
+    ret = _ret(name)
+    test = __opts__["test"]
+    try:
+        key_dir = os.path.dirname(os.path.abspath(key))
+        if os.path.isdir(key_dir):
+            __salt__["k8s_pki.check_private_dir"](key_dir)
+        key_pem, cert_pem = _read(key), _read(name)
+        changes, notes, key_info = {}, [], None
+        if key_pem is None:
+            if cert_pem is not None:
+                raise CommandExecutionError(
+                    f"CA certificate {name} exists but its key {key} is missing; refusing to create a new CA over "
+                    f"it (nothing it issued would verify any more). Restore {key}, or remove {name} to start a new CA"
+                )
+            changes["key"] = f"new {key_type} key"
+        else:
+            key_info = _key_info(key, key_pem)
+            if key_info["key_type"] != key_type:
+                notes.append(f"The CA key is {key_info['key_type']}, not {key_type}: CA keys are never replaced.")
+        if cert_pem is None:
+            changes["certificate"] = {"new": f"CN={common_name}, {days} days"}
+        else:
+            info = __salt__["k8s_pki.certificate_info"](cert_pem)
+            if key_info and info["public_key_fingerprint"] != key_info["public_key_fingerprint"]:
+                raise CommandExecutionError(
+                    f"CA certificate {name} does not belong to the key {key}; refusing to replace either"
+                )
+            reasons = __salt__["k8s_pki.needs_renewal"](cert_pem, {"cn": common_name, "is_ca": True}, renew_days)
+            if reasons:
+                changes["certificate"] = {"renew": reasons, "old_not_after": info["not_after"]}
+        rewritten = {p for p, c in ((key, "key"), (name, "certificate")) if c in changes}
+        _fix_modes([(p, m) for p, m in ((key, 0o600), (name, 0o644)) if p not in rewritten], changes, test)
+        if changes and test:
+            ret.update(result=None, changes=changes, comment=" ".join([f"CA '{common_name}' would be updated."] + notes))
+            return ret
+        if key_pem is None:
+            key_pem = __salt__["k8s_pki.generate_private_key"](key_type)
+            _write(key, key_pem, 0o600, dir_mode=0o700)
+        if "certificate" in changes:
+            cert_pem = __salt__["k8s_pki.create_ca"](key_pem, common_name, days=days)
+            _write(name, cert_pem, 0o644)
+            changes["certificate"]["not_after"] = __salt__["k8s_pki.certificate_info"](cert_pem)["not_after"]
+        ret["changes"] = changes
+        ret["comment"] = " ".join([f"CA '{common_name}' {'updated' if changes else 'is present'}."] + notes)
+        return ret
+    except (CommandExecutionError, SaltInvocationError, OSError) as exc:
+        return _fail(ret, exc)
+
+
+def private_key_present(name, key_type="ecdsa-p256", mode="0600"):
+    """
+    Ensure a private key exists at ``name`` with ``mode``. An existing key is kept, even of another type (the
+    comment says so); a file that is not a PEM private key is an error and is left alone.
+
+    name
+        Path of the key.
+    key_type
+        Type of a new key: ecdsa-p256, rsa-2048, rsa-3072 or rsa-4096.
+    mode
+        File mode, default 0600.
+    """
+    ret = _ret(name)
+    test = __opts__["test"]
+    try:
+        want = _mode(mode)
+        pem, changes, notes = _read(name), {}, []
+        if pem is None:
+            changes["key"] = f"new {key_type} key"
+        else:
+            info = _key_info(name, pem)
+            if info["key_type"] != key_type:
+                notes.append(f"The key is {info['key_type']}, not {key_type}; existing keys are not replaced.")
+            _fix_modes([(name, want)], changes, test)
+        if changes and test:
+            ret.update(result=None, changes=changes, comment=" ".join([f"Key {name} would be updated."] + notes))
+            return ret
+        if pem is None:
+            _write(name, __salt__["k8s_pki.generate_private_key"](key_type), want)
+        ret["changes"] = changes
+        ret["comment"] = " ".join([f"Key {name} {'updated' if changes else 'is present'}."] + notes)
+        return ret
+    except (CommandExecutionError, SaltInvocationError, OSError) as exc:
+        return _fail(ret, exc)
+
+
+def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=30):
+    """
+    Ensure this node holds a valid certificate for ``identity`` as the policy (``k8s_pki.entitlements`` for this
+    minion id) describes it. The private key is generated here (0600) and never sent anywhere; when the certificate
+    is missing, does not match the policy, the key or the CA bundle, or is due for renewal, a CSR is sent to the CA
+    minion: ``k8s_pki.sign_local`` when this minion is the CA minion, otherwise ``k8s_pki.sign_remote`` through peer
+    publish. A new key is made when there is none, when its type differs from ``k8s:pki:key_type``, or on renewal
+    with ``k8s:pki:rotate_keys``. Nothing is written unless the CA's reply verifies against the new key and CA and
+    matches the policy.
+
+    name
+        Path of the certificate (0644).
+    key
+        Path of the private key (0600).
+    identity
+        One of ``k8s_pki.identities``.
+    config
+        The settings from ``k8s/map.jinja``; loaded with ``k8s.config`` when omitted.
+    ca_file
+        Where to write the issuing CA's certificate (0644); also used to check that the certificate was issued by it.
+    timeout
+        Seconds to wait for the CA minion's reply.
+    """
+    ret = _ret(name)
+    test = __opts__["test"]
+    me = __opts__["id"]
+    try:
+        config = _config(config)
+        known = __salt__["k8s_pki.identities"]()
+        if identity not in known:
+            raise SaltInvocationError(f"identity: unknown certificate identity '{identity}'; known: {', '.join(known)}")
+        ents = __salt__["k8s_pki.entitlements"](config, me)
+        if identity not in ents:
+            raise CommandExecutionError(
+                f"minion '{me}' is not entitled to the '{identity}' certificate by its roles in k8s:nodes "
+                f"(it may hold: {', '.join(ents) or 'nothing'})"
+            )
+        ent = ents[identity]
+        pki = config.get("pki") or {}
+        key_type, renew_days = pki.get("key_type", "ecdsa-p256"), pki.get("renew_days", 30)
+
+        key_pem, cert_pem = _read(key), _read(name)
+        ca_pem = _read(ca_file) if ca_file else None
+        new_key, reasons = None, []
+        if key_pem is None:
+            new_key = "generated"
+        else:
+            have = _key_info(key, key_pem)["key_type"]
+            if have != key_type:
+                new_key = f"replaced: {have} -> {key_type} (k8s:pki:key_type)"
+        if new_key and cert_pem is not None:
+            reasons.append(f"key {new_key}")
+        if cert_pem is None:
+            reasons.append("no certificate")
+        else:
+            expected = dict(ent, ca_pem=ca_pem, key_pem=None if new_key else key_pem)
+            reasons += __salt__["k8s_pki.needs_renewal"](cert_pem, expected, renew_days)
+        if ca_file and ca_pem is None:
+            reasons.append(f"no CA bundle at {ca_file}")
+        if reasons and not new_key and pki.get("rotate_keys"):
+            new_key = "rotated (k8s:pki:rotate_keys)"
+
+        changes = {}
+        if new_key:
+            changes["key"] = new_key
+        if reasons:
+            changes["certificate"] = {"reasons": reasons}
+        rewritten = {key} if new_key else set()
+        rewritten |= {name, ca_file} if reasons else set()
+        _fix_modes([(p, m) for p, m in ((key, 0o600), (name, 0o644), (ca_file, 0o644)) if p and p not in rewritten],
+                   changes, test)
+        ca_minion = _ca_minion(config)
+        if not reasons:
+            ret["changes"] = changes
+            ret["result"] = None if (changes and test) else True
+            info = __salt__["k8s_pki.certificate_info"](cert_pem)
+            ret["comment"] = f"Certificate '{identity}' is valid until {info['not_after']}."
+            return ret
+        if test:
+            ret.update(result=None, changes=changes,
+                       comment=f"Certificate '{identity}' would be issued by CA minion '{ca_minion}'.")
+            return ret
+
+        if new_key:
+            key_pem = __salt__["k8s_pki.generate_private_key"](key_type)
+        csr = __salt__["k8s_pki.create_csr"](key_pem, ent["cn"], ent["o"], ent["dns"], ent["ips"])
+        if me == ca_minion:
+            reply = __salt__["k8s_pki.sign_local"](csr, identity, config=config)
+        else:
+            reply = _peer(ca_minion, "k8s_pki.sign_remote", [csr, identity], timeout)
+        cert, ca = reply.get("certificate"), reply.get("ca")
+        if not cert or not ca:
+            raise CommandExecutionError(f"CA minion '{ca_minion}' replied without a certificate and CA: {reply!r:.200}")
+        problems = __salt__["k8s_pki.needs_renewal"](cert, dict(ent, ca_pem=ca, key_pem=key_pem), 0)
+        if problems:
+            raise CommandExecutionError(
+                f"CA minion '{ca_minion}' issued a '{identity}' certificate that does not match what minion '{me}' "
+                f"expects ({'; '.join(problems)}); nothing was written. The k8s:nodes pillar seen by the two "
+                "minions probably differs: run saltutil.refresh_pillar on both"
+            )
+        if new_key:
+            _write(key, key_pem, 0o600)
+        _write(name, cert, 0o644)
+        if ca_file and ca != ca_pem:
+            _write(ca_file, ca, 0o644)
+            changes["ca_file"] = f"{ca_file} updated"
+        info = __salt__["k8s_pki.certificate_info"](cert)
+        changes["certificate"].update(serial=info["serial"], not_after=info["not_after"])
+        ret["changes"] = changes
+        ret["comment"] = f"Certificate '{identity}' issued by CA minion '{ca_minion}'."
+        return ret
+    except (CommandExecutionError, SaltInvocationError, OSError) as exc:
+        return _fail(ret, exc)
+
+
+def secret_present(name, secret, config=None, timeout=30):
+    """
+    Ensure a cluster secret (``service-account``: the service-account signing key; ``encryption-config``: the
+    API server's EncryptionConfiguration) is at ``name`` (0600). On the CA minion the secret is generated in the CA
+    directory the first time (and never rotated by this state) and copied from there; other minions fetch it with
+    ``k8s_pki.fetch_secret_remote``, which the CA minion grants to masters only. Use ``name`` = the secret's
+    ``source`` from ``k8s_pki.layout`` on the CA minion to only create it there.
+
+    name
+        Where to write the secret.
+    secret
+        ``service-account`` or ``encryption-config``.
+    config
+        The settings from ``k8s/map.jinja``; loaded with ``k8s.config`` when omitted.
+    timeout
+        Seconds to wait for the CA minion's reply.
+    """
+    ret = _ret(name)
+    test = __opts__["test"]
+    me = __opts__["id"]
+    try:
+        config = _config(config)
+        secrets = __salt__["k8s_pki.layout"](config)["secrets"]
+        if secret not in secrets:
+            raise SaltInvocationError(f"secret: unknown cluster secret '{secret}'; known: {', '.join(secrets)}")
+        source = secrets[secret]["source"]
+        ca_minion = _ca_minion(config)
+        changes, value = {}, None
+        if me == ca_minion:
+            ca_dir = os.path.dirname(os.path.abspath(source))
+            if os.path.isdir(ca_dir):
+                __salt__["k8s_pki.check_private_dir"](ca_dir)
+            if not os.path.exists(source):
+                changes["source"] = f"new secret '{secret}' at {source}"
+                if not test:
+                    value = __salt__["k8s_pki.generate_secret"](secret, (config.get("pki") or {}).get("key_type"))
+                    _write(source, value, 0o600, dir_mode=0o700)
+            else:
+                value = __salt__["k8s_pki.fetch_secret_local"](secret, config=config)["secret"]
+        else:
+            value = _peer(ca_minion, "k8s_pki.fetch_secret_remote", [secret], timeout).get("secret")
+            if not value:
+                raise CommandExecutionError(f"CA minion '{ca_minion}' replied without the secret '{secret}'")
+        copy = me != ca_minion or os.path.abspath(name) != os.path.abspath(source)
+        if copy and (value is None or _read(name) != value):
+            changes["secret"] = f"{name} written (content not shown)"
+        else:
+            _fix_modes([(name, 0o600)], changes, test)
+        if changes and test:
+            ret.update(result=None, changes=changes, comment=f"Secret '{secret}' would be updated.")
+            return ret
+        if "secret" in changes:
+            _write(name, value, 0o600)
+        ret["changes"] = changes
+        ret["comment"] = f"Secret '{secret}' {'updated' if changes else 'is present'}."
+        return ret
+    except (CommandExecutionError, SaltInvocationError, OSError) as exc:
+        return _fail(ret, exc)
