@@ -33,8 +33,9 @@ Every function that talks to etcd takes the same keyword arguments:
 Because ``key`` is the client key file, the etcd key an operation works on is the argument ``name`` (as in states).
 
 On a minion with the kubesalt settings module, anything not given is taken from ``k8s.config``
-(:py:func:`connection_defaults`): the client URLs of every etcd member, and ``ca.crt``, ``client.crt``,
-``client.key`` in ``k8s:paths:etcd_config_dir``. The core (:py:class:`EtcdClient` and the pure functions) takes plain
+(:py:func:`connection_defaults`): the client URLs of every etcd member, the etcd CA bundle and a client certificate
+from the etcd CA in ``k8s:paths:pki_dir``, named as ``k8s_pki.layout`` names them (``apiserver-etcd-client`` on a
+master, else ``etcd-healthcheck-client``). The core (:py:class:`EtcdClient` and the pure functions) takes plain
 values and never reads Salt's dunders.
 
 Retries and writes
@@ -50,6 +51,7 @@ import ipaddress
 import json as jsonlib
 import logging
 import os
+import re
 import ssl
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -69,16 +71,16 @@ API = "/v3"
 DEFAULT_TIMEOUT = 5
 CONN_KEYS = ("endpoints", "ca", "cert", "key", "timeout")
 
-# File names inside k8s:paths:etcd_config_dir (or the cert_dir given to server_flags). The PKI states write them.
+# Certificate file names, the same as k8s_pki.layout() gives them (there in k8s:paths:pki_dir).
 FILES = {
-    "ca": "ca.crt",  # the etcd CA: verifies server, peer and client certificates
-    "server_cert": "server.crt",  # serving certificate (serverAuth), SANs: the member's IP and name, 127.0.0.1
-    "server_key": "server.key",
-    "peer_cert": "peer.crt",  # peer certificate (serverAuth + clientAuth), SAN: the member's IP
-    "peer_key": "peer.key",
-    "client_cert": "client.crt",  # client certificate (clientAuth) used by this module on the minion
-    "client_key": "client.key",
+    "ca": "etcd-ca.crt",  # the etcd CA: verifies server, peer and client certificates
+    "server_cert": "etcd-server.crt",  # serving certificate (serverAuth + clientAuth), SANs: member IPs/names, loopback
+    "server_key": "etcd-server.key",
+    "peer_cert": "etcd-peer.crt",  # peer certificate (serverAuth + clientAuth)
+    "peer_key": "etcd-peer.key",
 }
+# The client identity (k8s_pki) this module uses by default: masters hold the first, etcd members the second.
+CLIENT_IDENTITIES = ("apiserver-etcd-client", "etcd-healthcheck-client")
 
 
 def __virtual__():
@@ -275,21 +277,22 @@ class EtcdClient:
         return self._client_cert_reason(text) or f"TLS error: {_short(text)}"
 
     def _client_cert_reason(self, text):
+        """Why the server dropped the handshake, when it looks like client-certificate trouble; else None."""
         lowered = text.lower()
-        markers = ("certificate required", "bad certificate", "unknown ca", "certificate unknown", "handshake failure",
-                   "connection reset", "connection aborted", "unexpected eof")
-        if not any(marker in lowered for marker in markers):
+        alert = any(m in lowered for m in ("certificate required", "bad certificate", "unknown ca",
+                                           "certificate unknown", "handshake failure"))
+        # etcd (Go) often closes the connection without an alert: Python then sees an EOF or a reset.
+        dropped = any(m in lowered for m in ("eof occurred", "unexpected eof", "connection reset"))
+        if not (alert or dropped):
             return None
         if not self.cert:
             return (
                 f"the server closed the TLS connection ({_short(text)}): etcd requires a client certificate "
                 "(--client-cert-auth) and none was given (cert=..., key=...)"
             )
-        if "connection reset" in lowered or "connection aborted" in lowered or "unexpected eof" in lowered:
-            return None
         return (
-            f"the server refused client certificate {self.cert} ({_short(text)}): it is not signed by the CA "
-            "etcd trusts, has expired, or lacks the clientAuth usage"
+            f"the server {'' if alert else 'closed the TLS handshake, so it most likely '}refused client certificate "
+            f"{self.cert} ({_short(text)}): not signed by the CA etcd trusts, expired, or lacking the clientAuth usage"
         )
 
     def _call(self, endpoint, method, path, body=None, write=False):
@@ -458,7 +461,7 @@ class EtcdClient:
         """
         members = self.member_list()
         report = {"members": {}, "healthy": [], "unhealthy": []}
-        for member in members:
+        for member in sorted(members, key=lambda m: (m["name"] or m["id"])):
             name = member["name"] or member["id"]
             entry = {"id": member["id"], "endpoint": "", "healthy": False, "error": ""}
             if not member["client_urls"]:
@@ -474,7 +477,11 @@ class EtcdClient:
 
 
 def _short(text):
+    """The useful part of a requests/urllib3 error: the OS error, or what caused the retry failure."""
     text = " ".join(str(text).split())
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    cause = re.search(r"\(Caused by (.*)\)$", text)
+    text = errno.group(1).strip() if errno else cause.group(1) if cause else text
     return text if len(text) <= 300 else text[:297] + "..."
 
 
@@ -543,8 +550,10 @@ def server_flags(config, minion_id, cert_dir=None):
     The etcd command-line flags of member ``minion_id``, as a list (one ``--flag=value`` per item) for the systemd
     unit's ExecStart. Mutual TLS on both ports: clients and peers must present a certificate signed by the etcd CA.
     Clients are served on the member's IP and on 127.0.0.1; peers on the member's IP only. The cluster is
-    ``k8s:cluster:etcd_members`` at ``k8s:nodes:<id>:ip``; certificate files (see ``FILES``) live in ``cert_dir``,
-    default ``k8s:paths:etcd_config_dir``. Accepted by etcd 3.4, 3.5 and 3.6.
+    ``k8s:cluster:etcd_members`` at ``k8s:nodes:<id>:ip``. The certificate files carry the names ``k8s_pki.layout``
+    gives them (``FILES``: etcd-ca.crt, etcd-server.crt/.key, etcd-peer.crt/.key) in ``cert_dir``, default
+    ``k8s:paths:etcd_config_dir``; pass ``cert_dir=k8s:paths:pki_dir`` to use them where the PKI states write them.
+    Accepted by etcd 3.4, 3.5 and 3.6.
 
     CLI Example:
 
@@ -597,10 +606,11 @@ def server_flags(config, minion_id, cert_dir=None):
     ]
 
 
-def connection_defaults(config):
+def connection_defaults(config, identity=None):
     """
-    The connection parameters a minion uses when none are given: the client URL of every etcd member, and the CA,
-    client certificate and key in ``k8s:paths:etcd_config_dir``.
+    The connection parameters a minion uses when none are given: the client URL of every etcd member, the etcd CA
+    bundle, and the certificate and key of client ``identity`` (default: ``apiserver-etcd-client`` on a master,
+    ``etcd-healthcheck-client`` elsewhere), all in ``k8s:paths:pki_dir`` where the PKI states put them.
 
     CLI Example:
 
@@ -609,14 +619,17 @@ def connection_defaults(config):
         salt-call k8s_etcd.connection_defaults "$(salt-call --out=json k8s.config | jq .local)"
     """
     nodes = config.get("nodes") or {}
+    cluster = config.get("cluster") or {}
     port = (config.get("etcd") or {}).get("client_port")
-    directory = str((config.get("paths") or {}).get("etcd_config_dir", "")).rstrip("/")
-    members = (config.get("cluster") or {}).get("etcd_members") or []
+    directory = str((config.get("paths") or {}).get("pki_dir", "")).rstrip("/")
+    if identity is None:
+        roles = (cluster.get("node") or {}).get("roles") or []
+        identity = CLIENT_IDENTITIES[0 if "master" in roles else 1]
     return {
-        "endpoints": [_url((nodes.get(m) or {}).get("ip"), port) for m in members],
+        "endpoints": [_url((nodes.get(m) or {}).get("ip"), port) for m in cluster.get("etcd_members") or []],
         "ca": f"{directory}/{FILES['ca']}",
-        "cert": f"{directory}/{FILES['client_cert']}",
-        "key": f"{directory}/{FILES['client_key']}",
+        "cert": f"{directory}/{identity}.crt",
+        "key": f"{directory}/{identity}.key",
         "timeout": DEFAULT_TIMEOUT,
     }
 
@@ -645,7 +658,8 @@ def get(name, json=False, meta=False, endpoints=None, ca=None, cert=None, key=No
 
         salt-call k8s_etcd.get /coreos.com/network/config json=True
         salt-call k8s_etcd.get /coreos.com/network/config meta=True endpoints=https://10.240.0.11:2379 \\
-            ca=/etc/etcd/ca.crt cert=/etc/etcd/client.crt key=/etc/etcd/client.key
+            ca=/etc/kubernetes/pki/etcd-ca.crt cert=/etc/kubernetes/pki/apiserver-etcd-client.crt \\
+            key=/etc/kubernetes/pki/apiserver-etcd-client.key
     """
     _check_key(name)
     with _client(endpoints, ca, cert, key, timeout) as client:
@@ -656,7 +670,9 @@ def get(name, json=False, meta=False, endpoints=None, ca=None, cert=None, key=No
         try:
             entry["value"] = jsonlib.loads(entry["value"])
         except ValueError as exc:
-            raise CommandExecutionError(f"etcd key {name} does not hold valid JSON ({exc}): {entry['value']!r}") from exc
+            raise CommandExecutionError(
+                f"etcd key {name} does not hold valid JSON ({exc}): {entry['value']!r}"
+            ) from exc
     return entry if meta else entry["value"]
 
 
