@@ -39,13 +39,13 @@ def _ret(name):
     return {"name": name, "result": False, "changes": {}, "comment": ""}
 
 
-def _conn(kwargs):
+def _conn(kwargs, keys=_CONN_KEYS):
     """The connection parameters among a state's keyword arguments; anything else (except Salt's own) is refused."""
     conn = {k: v for k, v in kwargs.items() if not k.startswith("__")}
-    unknown = sorted(set(conn) - set(_CONN_KEYS))
+    unknown = sorted(set(conn) - set(keys))
     if unknown:
         raise SaltInvocationError(
-            f"unknown argument(s) {', '.join(unknown)}; etcd connection arguments are {', '.join(_CONN_KEYS)}"
+            f"unknown argument(s) {', '.join(unknown)}; etcd connection arguments are {', '.join(keys)}"
         )
     return conn
 
@@ -175,8 +175,11 @@ def healthy(name, timeout=60, interval=2, **conn):
     - no quorum by the deadline: result False, naming every member's state (or every endpoint that failed).
 
     The deadline is checked between probes, so the state ends within ``timeout`` plus one probe (a probe is bounded
-    by the connection ``timeout`` per member). Nothing is ever changed. With ``test=True`` the cluster is probed once
+    by the per-request timeout per member). Nothing is ever changed. With ``test=True`` the cluster is probed once
     without waiting: result True if it has quorum, None otherwise.
+
+    Here ``timeout`` is the whole wait; the connection's per-request timeout is ``request_timeout`` (default
+    ``min(5, timeout)``).
 
     .. code-block:: yaml
 
@@ -186,8 +189,9 @@ def healthy(name, timeout=60, interval=2, **conn):
     """
     ret = _ret(name)
     try:
-        conn = _conn(conn)
+        conn = _conn(conn, keys=("endpoints", "ca", "cert", "key", "request_timeout"))
         timeout, interval = float(timeout), max(float(interval), 0.1)
+        conn["timeout"] = float(conn.pop("request_timeout", None) or min(5.0, max(timeout, 1.0)))
     except (SaltInvocationError, TypeError, ValueError) as exc:
         ret["comment"] = f"invalid arguments: {exc}"
         return ret
