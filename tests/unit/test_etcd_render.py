@@ -1,0 +1,113 @@
+"""k8s_etcd data for the formula: the flannel pod-network configuration and the etcd server flags, on settings built
+by the real k8s.settings(); the rendered flags are run by the real etcd binary."""
+
+import pytest
+from salt.exceptions import CommandExecutionError
+
+from tests.support import etcd_cluster
+from tests.support.loader import load
+
+THREE_MEMBERS = {
+    "etcd01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"},
+    "etcd02": {"roles": ["etcd"], "ip": "10.240.0.12"},
+    "etcd03": {"roles": ["etcd"], "ip": "10.240.0.13"},
+    "worker01": {"roles": ["worker"], "ip": "10.240.0.21"},
+}
+
+
+@pytest.fixture(scope="module")
+def etcd():
+    return load("k8s_etcd")
+
+
+def test_network_config_is_flannel_json_under_the_network_prefix(etcd, make_settings):
+    result = etcd.network_config(make_settings())
+    assert result == {
+        "key": "/coreos.com/network/config",
+        "value": {"Network": "10.200.0.0/16", "SubnetLen": 24, "Backend": {"Type": "vxlan"}},
+    }
+
+
+def test_network_config_follows_prefix_backend_and_subnet_length(etcd, make_settings):
+    config = make_settings({"nodes": THREE_MEMBERS, "etcd": {"network_prefix": "/kubesalt/net"},
+                            "network": {"backend": {"Type": "host-gw"}},
+                            "networks": {"pod_cidr": "10.100.0.0/16", "node_pod_prefix": 25}})
+    result = etcd.network_config(config)
+    assert result["key"] == "/kubesalt/net/config"
+    assert result["value"] == {"Network": "10.100.0.0/16", "SubnetLen": 25, "Backend": {"Type": "host-gw"}}
+
+
+@pytest.mark.parametrize("other,cidr", [("service_cidr", "10.200.128.0/24"), ("node_cidr", "10.0.0.0/8")])
+def test_network_config_refuses_a_pod_network_overlapping_node_or_service_network(etcd, make_settings, other, cidr):
+    config = make_settings({"nodes": THREE_MEMBERS, "networks": {other: cidr}})
+    with pytest.raises(CommandExecutionError) as error:
+        etcd.network_config(config)
+    assert "k8s:networks:pod_cidr (10.200.0.0/16) overlaps" in str(error.value)
+    assert f"k8s:networks:{other} ({cidr})" in str(error.value)
+
+
+def test_server_flags_describe_a_mutual_tls_member_of_every_etcd_node(etcd, make_settings):
+    config = make_settings({"nodes": THREE_MEMBERS, "cluster_name": "prod"})
+    flags = etcd.server_flags(config, "etcd02")
+    assert flags[:9] == [
+        "--name=etcd02",
+        "--data-dir=/var/lib/etcd",
+        "--listen-client-urls=https://10.240.0.12:2379,https://127.0.0.1:2379",
+        "--advertise-client-urls=https://10.240.0.12:2379",
+        "--listen-peer-urls=https://10.240.0.12:2380",
+        "--initial-advertise-peer-urls=https://10.240.0.12:2380",
+        "--initial-cluster=etcd01=https://10.240.0.11:2380,etcd02=https://10.240.0.12:2380,"
+        "etcd03=https://10.240.0.13:2380",
+        "--initial-cluster-token=prod",
+        "--initial-cluster-state=new",
+    ]
+    assert "--client-cert-auth" in flags and "--peer-client-cert-auth" in flags
+    assert "--trusted-ca-file=/etc/etcd/etcd-ca.crt" in flags
+    assert "--peer-trusted-ca-file=/etc/etcd/etcd-ca.crt" in flags
+    assert "--cert-file=/etc/etcd/etcd-server.crt" in flags and "--peer-key-file=/etc/etcd/etcd-peer.key" in flags
+    assert "--key-file=/certs/etcd-server.key" in etcd.server_flags(config, "etcd02", cert_dir="/certs/")
+
+
+def test_connection_defaults_use_the_pki_layout_client_of_the_node_role(etcd, make_settings):
+    master = etcd.connection_defaults(make_settings({"nodes": THREE_MEMBERS}, minion_id="etcd01"))
+    member = etcd.connection_defaults(make_settings({"nodes": THREE_MEMBERS}, minion_id="etcd02"))
+    assert master["endpoints"] == ["https://10.240.0.11:2379", "https://10.240.0.12:2379", "https://10.240.0.13:2379"]
+    assert master["ca"] == "/etc/kubernetes/pki/etcd-ca.crt"
+    assert master["cert"] == "/etc/kubernetes/pki/apiserver-etcd-client.crt"
+    assert member["key"] == "/etc/kubernetes/pki/etcd-healthcheck-client.key"
+
+
+def test_server_flags_refuse_a_node_without_the_etcd_role(etcd, make_settings):
+    config = make_settings({"nodes": THREE_MEMBERS})
+    with pytest.raises(CommandExecutionError, match=r"k8s:nodes:worker01:roles: .*etcd01, etcd02, etcd03"):
+        etcd.server_flags(config, "worker01")
+    with pytest.raises(CommandExecutionError, match="k8s:nodes:ghost: ghost is not in the inventory"):
+        etcd.server_flags(config, "ghost")
+
+
+def test_this_etcd_binary_runs_a_member_from_the_rendered_flags(etcd, make_settings, tmp_path):
+    client_port, peer_port = etcd_cluster.free_ports(2)
+    config = make_settings({
+        "nodes": {"solo": {"roles": ["master", "etcd"], "ip": "127.0.0.1"}},
+        "etcd": {"client_port": client_port, "peer_port": peer_port},
+        "paths": {"etcd_data_dir": str(tmp_path / "data"), "etcd_config_dir": str(tmp_path / "etc")},
+    })
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    pki = etcd_cluster.Pki(tmp_path / "ca")
+    (etc / etcd.FILES["ca"]).write_text(pki.cert_pem)
+    for kind in ("server", "peer"):  # named as k8s_pki.layout names them
+        pki.issue(f"etcd-{kind}", "solo", usages=("server", "client"), ips=("127.0.0.1",), dns=("solo",),
+                  directory=etc)
+    client = pki.issue("client", "kubesalt-test-client")
+    conn = {"endpoints": [f"https://127.0.0.1:{client_port}"], "ca": pki.ca_file, "cert": client[0],
+            "key": client[1]}
+
+    process = etcd_cluster.start_etcd(etcd.server_flags(config, "solo"), tmp_path / "etcd.log")
+    try:
+        etcd_cluster.wait_healthy(conn["endpoints"][0], conn["ca"], conn["cert"], conn["key"], process=process,
+                                  log=tmp_path / "etcd.log")
+        assert etcd.endpoint_health(**conn) == {conn["endpoints"][0]: {"healthy": True, "error": ""}}
+        assert [m["name"] for m in etcd.member_list(**conn)] == ["solo"]
+    finally:
+        etcd_cluster.stop_process(process)
