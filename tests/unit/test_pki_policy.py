@@ -1,0 +1,237 @@
+"""k8s_pki policy: who may hold which certificate, and the CA minion's signing and secret functions."""
+
+import logging
+import os
+
+import pytest
+from salt.exceptions import CommandExecutionError
+
+from tests.support.pki_fixtures import NODES, Cluster, cluster  # noqa: F401  (fixture)
+
+CONTROL_PLANE = ["apiserver", "apiserver-kubelet-client", "apiserver-etcd-client", "front-proxy-client",
+                 "kube-controller-manager", "kube-scheduler", "admin"]
+ETCD = ["etcd-server", "etcd-peer", "etcd-healthcheck-client"]
+
+
+@pytest.fixture
+def policy(tmp_path):
+    """Settings only (no CA): entitlements are a pure function of them."""
+    c = Cluster(tmp_path, pki={"apiserver_extra_sans": ["k8s.lab.example", "192.0.2.10"]})
+    return c, c.config("master01"), c.execution("master01")
+
+
+def csr_for(cluster, minion, cn="ignored", o=(), dns=()):
+    exe = cluster.execution(minion)
+    key = exe.generate_private_key()
+    return key, exe.create_csr(key, cn, o, dns)
+
+
+# entitlements -------------------------------------------------------------------------------------------------------
+def test_a_worker_is_entitled_to_its_own_kubelet_and_kube_proxy_only(policy):
+    _, config, exe = policy
+    ents = exe.entitlements(config, "worker01")
+    assert list(ents) == ["kubelet", "kube-proxy"]
+    assert ents["kubelet"] == {"ca": "kubernetes-ca", "cn": "system:node:worker01", "o": ["system:nodes"],
+                               "dns": ["worker01", "worker01.lab.example"], "ips": ["10.240.0.21"],
+                               "usages": ["server", "client"]}
+    assert ents["kube-proxy"] == {"ca": "kubernetes-ca", "cn": "system:kube-proxy", "o": ["system:node-proxier"],
+                                  "dns": [], "ips": [], "usages": ["client"]}
+
+
+def test_in_flannel_mode_every_node_also_gets_the_flannel_etcd_client(tmp_path):
+    c = Cluster(tmp_path, network_mode="flannel")
+    exe = c.execution("master01")
+    for minion in ("worker01", "master02"):
+        ent = exe.entitlements(c.config(minion), minion)["flannel-etcd-client"]
+        assert (ent["ca"], ent["cn"], ent["usages"]) == ("etcd-ca", "flannel-etcd-client", ["client"])
+
+
+def test_in_routes_mode_no_node_gets_an_etcd_client_certificate_for_flannel(policy):
+    _, config, exe = policy
+    assert all("flannel-etcd-client" not in exe.entitlements(config, m) for m in NODES)
+
+
+def test_a_master_that_is_an_etcd_member_gets_the_control_plane_its_node_and_its_etcd_identities(policy):
+    _, config, exe = policy
+    assert list(exe.entitlements(config, "master02")) == CONTROL_PLANE + ["kubelet", "kube-proxy"] + ETCD
+
+
+def test_an_etcd_only_node_gets_only_its_etcd_identities(tmp_path):
+    nodes = dict(NODES, etcd04={"roles": ["etcd"], "ip": "10.240.0.14"})
+    c = Cluster(tmp_path, nodes=nodes)
+    ents = c.execution("master01").entitlements(c.config("etcd04"), "etcd04")
+    assert list(ents) == ETCD
+    assert ents["etcd-peer"]["cn"] == "etcd04"
+    assert ents["etcd-peer"]["dns"] == ["etcd04", "localhost"]
+    assert ents["etcd-peer"]["ips"] == ["10.240.0.14", "127.0.0.1"]
+    assert ents["etcd-server"]["usages"] == ["server", "client"]
+
+
+def test_a_minion_outside_the_inventory_gets_nothing(policy):
+    _, config, exe = policy
+    assert exe.entitlements(config, "intruder") == {}
+
+
+def test_apiserver_sans_cover_every_master_the_service_ip_cluster_names_loopback_and_extras(policy):
+    _, config, exe = policy
+    ent = exe.entitlements(config, "master01")["apiserver"]
+    assert ent["cn"] == "kube-apiserver" and ent["usages"] == ["server"]
+    assert set(ent["dns"]) == {
+        "master01", "master01.lab.example", "master02", "master02.lab.example", "master03", "master03.lab.example",
+        "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
+        "localhost", "k8s.lab.example"}
+    assert set(ent["ips"]) == {"10.240.0.11", "10.240.0.12", "10.240.0.13", "10.32.0.1", "127.0.0.1", "192.0.2.10"}
+
+
+def test_control_plane_client_identities_have_the_documented_subjects(policy):
+    _, config, exe = policy
+    ents = exe.entitlements(config, "master01")
+    subjects = {k: (v["ca"], v["cn"], v["o"], v["usages"]) for k, v in ents.items()}
+    assert subjects["admin"] == ("kubernetes-ca", "kubernetes-admin", ["system:masters"], ["client"])
+    assert subjects["apiserver-kubelet-client"] == (
+        "kubernetes-ca", "kube-apiserver-kubelet-client", ["kubesalt:apiserver-kubelet-client"], ["client"])
+    assert subjects["apiserver-etcd-client"] == ("etcd-ca", "kube-apiserver-etcd-client", [], ["client"])
+    assert subjects["front-proxy-client"] == ("front-proxy-ca", "front-proxy-client", [], ["client"])
+    assert subjects["etcd-healthcheck-client"] == ("etcd-ca", "kube-etcd-healthcheck-client", [], ["client"])
+    for component in ("kube-controller-manager", "kube-scheduler"):
+        assert subjects[component] == ("kubernetes-ca", f"system:{component}", [f"system:{component}"],
+                                       ["server", "client"])
+        assert ents[component]["dns"] == ["master01", "master01.lab.example", "localhost"]
+        assert ents[component]["ips"] == ["10.240.0.11", "127.0.0.1"]
+
+
+def test_entitlements_come_from_the_pillar_inventory_not_from_grains(policy):
+    cluster, config, _ = policy
+    # A worker that claims the master role in its grains is still a worker.
+    exe = cluster.execution("worker01")
+    exe.__grains__ = {"roles": ["master", "etcd"], "role": "master", "id": "worker01"}
+    assert list(exe.entitlements(config, "worker01")) == ["kubelet", "kube-proxy"]
+
+
+# sign_remote --------------------------------------------------------------------------------------------------------
+def test_a_worker_obtains_its_own_kubelet_certificate_through_sign_remote(cluster):
+    ca = cluster.execution("master01")
+    key, csr = csr_for(cluster, "worker01")
+    reply = ca.sign_remote(csr, "kubelet", __pub_id="worker01")
+    info = ca.certificate_info(reply["certificate"])
+    assert info["subject"] == {"cn": "system:node:worker01", "o": ["system:nodes"]}
+    assert ca.needs_renewal(reply["certificate"], {"ca_pem": reply["ca"], "key_pem": key}, 30) == []
+    assert "PRIVATE KEY" not in reply["ca"] and set(reply) == {"certificate", "ca"}
+
+
+@pytest.mark.parametrize("identity", ["admin", "apiserver", "etcd-peer", "apiserver-etcd-client",
+                                      "front-proxy-client", "flannel-etcd-client"])
+def test_a_worker_is_refused_control_plane_and_etcd_certificates(cluster, identity):
+    _, csr = csr_for(cluster, "worker01")
+    with pytest.raises(CommandExecutionError,
+                       match=f"minion 'worker01' is not entitled to the '{identity}' certificate .*'worker'.*"
+                             "may obtain: kubelet, kube-proxy"):
+        cluster.execution("master01").sign_remote(csr, identity, __pub_id="worker01")
+
+
+def test_a_worker_cannot_obtain_another_nodes_kubelet_certificate(cluster):
+    ca = cluster.execution("master01")
+    _, csr = csr_for(cluster, "worker01", cn="system:node:worker02", o=["system:nodes"], dns=["worker02"])
+    reply = ca.sign_remote(csr, "kubelet", __pub_id="worker01")
+    info = ca.certificate_info(reply["certificate"])
+    assert info["subject"]["cn"] == "system:node:worker01"
+    assert info["dns"] == ["worker01", "worker01.lab.example"]
+    with pytest.raises(CommandExecutionError, match="unknown certificate identity 'kubelet:worker02'"):
+        ca.sign_remote(csr, "kubelet:worker02", __pub_id="worker01")
+
+
+def test_a_worker_csr_asking_for_system_masters_gets_a_certificate_without_it(cluster, caplog):
+    ca = cluster.execution("master01")
+    _, csr = csr_for(cluster, "worker01", cn="kubernetes-admin", o=["system:masters"])
+    with caplog.at_level(logging.WARNING):
+        reply = ca.sign_remote(csr, "kube-proxy", __pub_id="worker01")
+    assert ca.certificate_info(reply["certificate"])["subject"] == {"cn": "system:kube-proxy",
+                                                                    "o": ["system:node-proxier"]}
+    assert "system:masters" not in reply["certificate"]
+    assert "minion 'worker01' asked for" in caplog.text and "system:masters" in caplog.text
+
+
+def test_sign_remote_without_pub_id_is_refused(cluster):
+    _, csr = csr_for(cluster, "worker01")
+    with pytest.raises(CommandExecutionError, match=r"could not be identified \(no __pub_id\)"):
+        cluster.execution("master01").sign_remote(csr, "kubelet")
+
+
+def test_sign_remote_on_a_minion_that_is_not_the_ca_minion_is_refused(cluster):
+    _, csr = csr_for(cluster, "worker01")
+    with pytest.raises(CommandExecutionError, match="this minion \\('master02'\\) is not the CA minion.*'master01'"):
+        cluster.execution("master02").sign_remote(csr, "kubelet", __pub_id="worker01")
+
+
+def test_a_minion_outside_the_inventory_is_refused(cluster):
+    _, csr = csr_for(cluster, "worker01")
+    with pytest.raises(CommandExecutionError, match="minion 'intruder' is not in k8s:nodes"):
+        cluster.execution("master01").sign_remote(csr, "kubelet", __pub_id="intruder")
+
+
+def test_a_csr_that_is_not_a_csr_is_refused(cluster):
+    with pytest.raises(CommandExecutionError, match="CSR from minion 'worker01' for 'kubelet': not a PEM"):
+        cluster.execution("master01").sign_remote("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
+                                                  "-----END CERTIFICATE REQUEST-----\n", "kubelet",
+                                                  __pub_id="worker01")
+
+
+def test_sign_local_signs_for_the_ca_minion_itself(cluster):
+    ca = cluster.execution("master01")
+    _, csr = csr_for(cluster, "master01")
+    info = ca.certificate_info(ca.sign_local(csr, "admin")["certificate"])
+    assert info["subject"] == {"cn": "kubernetes-admin", "o": ["system:masters"]}
+
+
+def test_sign_local_cannot_be_reached_through_peer_publish(cluster):
+    _, csr = csr_for(cluster, "worker01")
+    with pytest.raises(CommandExecutionError, match="may not be called through peer publish .*'worker01'"):
+        cluster.execution("master01").sign_local(csr, "admin", __pub_id="worker01")
+
+
+# CA files on the CA minion ------------------------------------------------------------------------------------------
+def test_signing_refuses_a_ca_dir_that_group_or_others_can_access(cluster):
+    ca_dir = cluster.config("master01")["paths"]["ca_dir"]
+    os.chmod(ca_dir, 0o750)
+    _, csr = csr_for(cluster, "worker01")
+    with pytest.raises(CommandExecutionError, match=f"CA directory {ca_dir} is mode 0750.*refusing"):
+        cluster.execution("master01").sign_remote(csr, "kubelet", __pub_id="worker01")
+
+
+def test_signing_refuses_a_ca_key_readable_by_others(cluster):
+    key = cluster.layout("master01")["cas"]["kubernetes-ca"]["key"]
+    os.chmod(key, 0o644)
+    _, csr = csr_for(cluster, "worker01")
+    with pytest.raises(CommandExecutionError, match=f"CA 'kubernetes-ca' private key {key} is mode 0644"):
+        cluster.execution("master01").sign_remote(csr, "kubelet", __pub_id="worker01")
+
+
+def test_signing_with_a_missing_ca_names_the_ca_and_its_file(cluster):
+    cert = cluster.layout("master01")["cas"]["etcd-ca"]["cert"]
+    os.unlink(cert)
+    _, csr = csr_for(cluster, "master02")
+    with pytest.raises(CommandExecutionError, match=f"CA 'etcd-ca' is missing on this minion: {cert} does not exist"):
+        cluster.execution("master01").sign_remote(csr, "etcd-peer", __pub_id="master02")
+
+
+# secrets ------------------------------------------------------------------------------------------------------------
+def test_a_master_fetches_the_service_account_key(cluster):
+    ca = cluster.execution("master01")
+    secret = ca.fetch_secret_remote("service-account", __pub_id="master02")["secret"]
+    assert ca.private_key_info(secret)["key_type"] == "ecdsa-p256"
+    config = ca.fetch_secret_remote("encryption-config", __pub_id="master03")["secret"]
+    assert "kind: EncryptionConfiguration" in config and "secretbox" in config
+
+
+def test_a_worker_may_not_fetch_cluster_secrets(cluster):
+    with pytest.raises(CommandExecutionError,
+                       match="minion 'worker01' may not fetch secret 'service-account': only nodes with the master"):
+        cluster.execution("master01").fetch_secret_remote("service-account", __pub_id="worker01")
+
+
+def test_fetch_secret_remote_without_pub_id_or_for_an_unknown_secret_is_refused(cluster):
+    ca = cluster.execution("master01")
+    with pytest.raises(CommandExecutionError, match="no __pub_id"):
+        ca.fetch_secret_remote("service-account")
+    with pytest.raises(CommandExecutionError, match="unknown secret 'ca-key' requested by minion 'master02'"):
+        ca.fetch_secret_remote("ca-key", __pub_id="master02")
