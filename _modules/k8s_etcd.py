@@ -638,12 +638,18 @@ def connection_defaults(config, identity=None):
 # Salt glue: connection defaults from k8s.config, then thin wrappers over EtcdClient
 # --------------------------------------------------------------------------------------------------------------------
 def _client(endpoints=None, ca=None, cert=None, key=None, timeout=None):
-    given = {"endpoints": endpoints, "ca": ca, "cert": cert, "key": key, "timeout": timeout}
-    if any(v is None for v in given.values()) and "k8s.config" in __salt__:
-        for name, value in connection_defaults(__salt__["k8s.config"]()).items():
-            if given[name] is None:
-                given[name] = value
-    return EtcdClient(**given)
+    given = {"endpoints": endpoints, "ca": ca, "cert": cert, "key": key}
+    missing = [name for name, value in given.items() if value is None]
+    if missing and "k8s.config" in __salt__:
+        try:
+            defaults = connection_defaults(__salt__["k8s.config"]())
+        except CommandExecutionError as exc:
+            raise CommandExecutionError(
+                f"etcd connection argument(s) {', '.join(missing)} not given, and k8s.config could not supply them: "
+                f"{exc}"
+            ) from exc
+        given.update({name: defaults[name] for name in missing})
+    return EtcdClient(timeout=timeout, **given)
 
 
 def get(name, json=False, meta=False, endpoints=None, ca=None, cert=None, key=None, timeout=None):

@@ -223,6 +223,32 @@ def test_missing_tls_files_are_named(etcd, cluster, key, tmp_path):
         etcd.get(key, **cluster.conn(cert=str(tmp_path / "nope.crt")))
 
 
+def test_a_minion_takes_missing_connection_arguments_from_its_k8s_config(etcd, cluster, key, make_settings,
+                                                                         tmp_path):
+    for name, source in (("etcd-ca.crt", cluster.ca), ("apiserver-etcd-client.crt", cluster.client_cert),
+                         ("apiserver-etcd-client.key", cluster.client_key)):  # named as k8s_pki.layout names them
+        (tmp_path / name).symlink_to(source)
+    config = make_settings({"nodes": {"m1": {"roles": ["master", "etcd"], "ip": "127.0.0.1"}},
+                            "etcd": {"client_port": cluster.members["etcd1"].client_port},
+                            "paths": {"pki_dir": str(tmp_path)}}, minion_id="m1")
+    minion = load("k8s_etcd", salt={"k8s.config": lambda: config})
+    minion.put(key, "from k8s.config")
+    assert etcd.get(key, **cluster.conn()) == "from k8s.config"
+
+
+def test_explicit_connection_arguments_do_not_consult_k8s_config(etcd, cluster, key):
+    def no_settings():
+        raise CommandExecutionError("no k8s pillar here")
+
+    minion = load("k8s_etcd", salt={"k8s.config": no_settings})
+    explicit = {name: value for name, value in cluster.conn().items() if name != "timeout"}
+    minion.put(key, "v", **explicit)
+    assert etcd.get(key, **cluster.conn()) == "v"
+    with pytest.raises(CommandExecutionError, match=r"argument\(s\) cert, key not given, and k8s.config could not "
+                                                    "supply them: no k8s pillar here"):
+        minion.get(key, **cluster.conn(cert=None, key=None))
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Membership, status, health
 # --------------------------------------------------------------------------------------------------------------------
