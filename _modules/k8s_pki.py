@@ -495,7 +495,8 @@ def needs_renewal(cert_pem, expected, renew_days, now=None):
     expected
         A dict; every key present is checked: ``cn``, ``o`` (list), ``dns`` (list), ``ips`` (list), ``usages``
         (list of server/client), ``is_ca`` (bool), ``ca_pem`` (the current CA certificate: issuer name and
-        signature are verified), ``key_pem`` (the private key the certificate must belong to). An entitlement from
+        signature are verified), ``key_pem`` (the private key the certificate must belong to) or, cheaper,
+        ``public_key_fingerprint`` of that key (from :py:func:`private_key_info`). An entitlement from
         :py:func:`entitlements` can be passed as is (its ``ca`` name is ignored).
 
     Time rules: expired or not yet valid; fewer than ``renew_days`` days left; past two thirds of the lifetime.
@@ -556,10 +557,11 @@ def needs_renewal(cert_pem, expected, renew_days, now=None):
         except (ValueError, TypeError, InvalidSignature):
             reasons.append(f"not issued by the current CA '{ca.subject.rfc4514_string()}' "
                            f"(issuer is '{cert.issuer.rfc4514_string()}')")
+    fingerprint = expected.get("public_key_fingerprint")
     if expected.get("key_pem"):
-        key = _load_private_key(expected["key_pem"])
-        if _spki(key.public_key()) != _spki(cert.public_key()):
-            reasons.append("does not match its private key")
+        fingerprint = _fingerprint(_load_private_key(expected["key_pem"]).public_key())
+    if fingerprint and fingerprint != _fingerprint(cert.public_key()):
+        reasons.append("does not match its private key")
     return reasons
 
 

@@ -327,19 +327,21 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
 
         key_pem, cert_pem = _read(key), _read(name)
         ca_pem = _read(ca_file) if ca_file else None
-        new_key, reasons = None, []
+        new_key, reasons, key_info = None, [], {}
         if key_pem is None:
             new_key = "generated"
         else:
-            have = _key_info(key, key_pem)["key_type"]
-            if have != key_type:
-                new_key = f"replaced: {have} -> {key_type} (k8s:pki:key_type)"
+            key_info = _key_info(key, key_pem)
+            if key_info["key_type"] != key_type:
+                new_key = f"replaced: {key_info['key_type']} -> {key_type} (k8s:pki:key_type)"
         if new_key and cert_pem is not None:
             reasons.append(f"key {new_key}")
         if cert_pem is None:
             reasons.append("no certificate")
         else:
-            expected = dict(ent, ca_pem=ca_pem, key_pem=None if new_key else key_pem)
+            expected = dict(ent, ca_pem=ca_pem)
+            if not new_key:
+                expected["public_key_fingerprint"] = key_info["public_key_fingerprint"]
             reasons += __salt__["k8s_pki.needs_renewal"](cert_pem, expected, renew_days)
         if ca_file and ca_pem is None:
             reasons.append(f"no CA bundle at {ca_file}")
@@ -369,6 +371,7 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
 
         if new_key:
             key_pem = __salt__["k8s_pki.generate_private_key"](key_type)
+            key_info = __salt__["k8s_pki.private_key_info"](key_pem)
         csr = __salt__["k8s_pki.create_csr"](key_pem, ent["cn"], ent["o"], ent["dns"], ent["ips"])
         if me == ca_minion:
             reply = __salt__["k8s_pki.sign_local"](csr, identity, config=config)
@@ -377,7 +380,8 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
         cert, ca = reply.get("certificate"), reply.get("ca")
         if not cert or not ca:
             raise CommandExecutionError(f"CA minion '{ca_minion}' replied without a certificate and CA: {reply!r:.200}")
-        problems = __salt__["k8s_pki.needs_renewal"](cert, dict(ent, ca_pem=ca, key_pem=key_pem), 0)
+        problems = __salt__["k8s_pki.needs_renewal"](
+            cert, dict(ent, ca_pem=ca, public_key_fingerprint=key_info["public_key_fingerprint"]), 0)
         if problems:
             raise CommandExecutionError(
                 f"CA minion '{ca_minion}' issued a '{identity}' certificate that does not match what minion '{me}' "

@@ -65,6 +65,7 @@ class Cluster:
         self.ca_down = False
         self.published = []
         self._k8s = load("k8s")
+        self._modules = {}
 
     # settings -------------------------------------------------------------------------------------------------------
     def config(self, minion_id):
@@ -82,14 +83,24 @@ class Cluster:
 
     # modules --------------------------------------------------------------------------------------------------------
     def execution(self, minion_id):
-        return load("k8s_pki", opts={"id": minion_id, "test": False},
-                    salt={"k8s.config": lambda validate=False: self.config(minion_id)})
+        """This minion's k8s_pki execution module (loaded once per minion, like a minion's loader does)."""
+        key = ("modules", minion_id)
+        if key not in self._modules:
+            self._modules[key] = load("k8s_pki", opts={"id": minion_id, "test": False},
+                                      salt={"k8s.config": lambda validate=False: self.config(minion_id)})
+        return self._modules[key]
 
     def states(self, minion_id, test=False):
-        salt = public_functions(self.execution(minion_id))
-        salt["k8s.config"] = lambda validate=False: self.config(minion_id)
-        salt["publish.publish"] = self.publisher(minion_id)
-        return load("k8s_pki", "states", opts={"id": minion_id, "test": test}, salt=salt)
+        """This minion's k8s_pki state module, its __salt__ wired to the minion's real execution module."""
+        key = ("states", minion_id)
+        if key not in self._modules:
+            salt = public_functions(self.execution(minion_id))
+            salt["k8s.config"] = lambda validate=False: self.config(minion_id)
+            salt["publish.publish"] = self.publisher(minion_id)
+            self._modules[key] = load("k8s_pki", "states", opts={"id": minion_id, "test": False}, salt=salt)
+        module = self._modules[key]
+        module.__opts__ = {"id": minion_id, "test": test}
+        return module
 
     def publisher(self, caller):
         def publish(tgt, fun, arg=None, tgt_type="glob", returner="", timeout=5, via_master=None):
@@ -125,12 +136,15 @@ class Cluster:
         return self.states(minion_id, test=test).certificate_managed(
             spec["cert"], spec["key"], identity, config=self.config(minion_id), ca_file=spec["ca_file"])
 
-    def issue_all(self):
-        """Every certificate every node is entitled to, through certificate_managed; returns {(minion, id): ret}."""
+    def issue_all(self, only=None):
+        """Every certificate every node is entitled to (or those in ``only``), through certificate_managed;
+        returns {(minion, identity): state return}."""
         results = {}
         for minion in self.pillar["nodes"]:
             exe = self.execution(minion)
             for identity in exe.entitlements(self.config(minion), minion):
+                if only and identity not in only:
+                    continue
                 results[(minion, identity)] = ret = self.issue(minion, identity)
                 assert ret["result"] is True, ret
         return results
@@ -156,9 +170,23 @@ def cluster(tmp_path):
     return Cluster(tmp_path).create_cas()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def issued_cluster(tmp_path_factory):
-    """The same cluster with every certificate issued (ECDSA), shared by a test module."""
-    cluster = Cluster(tmp_path_factory.mktemp("pki")).create_cas()
+    """The five-node cluster with every certificate issued (ECDSA). Shared: tests must not change it."""
+    cluster = Cluster(tmp_path_factory.mktemp("pki-ecdsa")).create_cas()
     cluster.issue_all()
+    return cluster
+
+
+RSA_NODES = {"master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"},
+             "worker01": {"roles": ["worker"], "ip": "10.240.0.21"}}
+RSA_IDENTITIES = ("apiserver", "admin", "apiserver-etcd-client", "etcd-server", "etcd-peer", "kubelet")
+
+
+@pytest.fixture(scope="session")
+def rsa_issued_cluster(tmp_path_factory):
+    """A two-node rsa-2048 cluster with the TLS-relevant certificates issued. Shared: tests must not change it.
+    (RSA keys cost ~45 ms to generate and again to load, so this one is kept small.)"""
+    cluster = Cluster(tmp_path_factory.mktemp("pki-rsa"), nodes=RSA_NODES, key_type="rsa-2048").create_cas()
+    cluster.issue_all(only=RSA_IDENTITIES)
     return cluster
