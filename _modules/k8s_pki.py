@@ -13,7 +13,7 @@ Three layers, from the inside out:
    minion calls them through peer publish; :py:func:`sign_local` / :py:func:`fetch_secret_local` when the CA minion
    asks for itself; :py:func:`status` reports the certificates on a node.
 
-Design choices (see also README/pillar.example):
+Design choices:
 
 - **The CA ignores what a CSR asks for.** Subject, O and SANs come from :py:func:`entitlements` for the requesting
   minion id (``__pub_id``, set by the salt-master); the CSR contributes only its public key, and its signature is
@@ -77,22 +77,22 @@ BACKDATE = datetime.timedelta(minutes=5)
 # CA name -> default common name (kubeadm's).
 CAS = {"kubernetes-ca": "kubernetes", "etcd-ca": "etcd-ca", "front-proxy-ca": "front-proxy-ca"}
 
-# Every identity the CA knows, in a stable order.
-IDENTITIES = (
-    "apiserver",
-    "apiserver-kubelet-client",
-    "apiserver-etcd-client",
-    "front-proxy-client",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "admin",
-    "kubelet",
-    "kube-proxy",
-    "flannel-etcd-client",
-    "etcd-server",
-    "etcd-peer",
-    "etcd-healthcheck-client",
-)
+# Every identity the CA knows, in a stable order, with the CA that issues it.
+IDENTITIES = {
+    "apiserver": "kubernetes-ca",
+    "apiserver-kubelet-client": "kubernetes-ca",
+    "apiserver-etcd-client": "etcd-ca",
+    "front-proxy-client": "front-proxy-ca",
+    "kube-controller-manager": "kubernetes-ca",
+    "kube-scheduler": "kubernetes-ca",
+    "admin": "kubernetes-ca",
+    "kubelet": "kubernetes-ca",
+    "kube-proxy": "kubernetes-ca",
+    "flannel-etcd-client": "etcd-ca",
+    "etcd-server": "etcd-ca",
+    "etcd-peer": "etcd-ca",
+    "etcd-healthcheck-client": "etcd-ca",
+}
 
 # Group bound by the formulas to the system:kubelet-api-admin ClusterRole.
 APISERVER_KUBELET_CLIENT_GROUP = "kubesalt:apiserver-kubelet-client"
@@ -608,8 +608,9 @@ def _split_sans(values):
     return dns, ips
 
 
-def _ent(ca, cn, o=(), dns=(), ips=(), usages=("client",)):
-    return {"ca": ca, "cn": cn, "o": list(o), "dns": _dedupe(dns), "ips": _dedupe(ips), "usages": list(usages)}
+def _ent(identity, cn, o=(), dns=(), ips=(), usages=("client",)):
+    return {"ca": IDENTITIES[identity], "cn": cn, "o": list(o), "dns": _dedupe(dns), "ips": _dedupe(ips),
+            "usages": list(usages)}
 
 
 def entitlements(config, minion_id):
@@ -652,35 +653,35 @@ def entitlements(config, minion_id):
             master_ips += _node_ips(nodes.get(master) or {})
         service_ip = [cluster["api_service_ip"]] if cluster.get("api_service_ip") else []
         ents["apiserver"] = _ent(
-            "kubernetes-ca", "kube-apiserver",
+            "apiserver", "kube-apiserver",
             dns=master_dns + ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
                               f"kubernetes.default.svc.{domain}"] + local + extra_dns,
             ips=master_ips + service_ip + loopback + extra_ips,
             usages=("server",),
         )
         ents["apiserver-kubelet-client"] = _ent(
-            "kubernetes-ca", "kube-apiserver-kubelet-client", o=[APISERVER_KUBELET_CLIENT_GROUP])
-        ents["apiserver-etcd-client"] = _ent("etcd-ca", "kube-apiserver-etcd-client")
-        ents["front-proxy-client"] = _ent("front-proxy-ca", "front-proxy-client")
+            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", o=[APISERVER_KUBELET_CLIENT_GROUP])
+        ents["apiserver-etcd-client"] = _ent("apiserver-etcd-client", "kube-apiserver-etcd-client")
+        ents["front-proxy-client"] = _ent("front-proxy-client", "front-proxy-client")
         for component in ("kube-controller-manager", "kube-scheduler"):
             ents[component] = _ent(
-                "kubernetes-ca", f"system:{component}", o=[f"system:{component}"],
+                component, f"system:{component}", o=[f"system:{component}"],
                 dns=names + local, ips=ips + loopback, usages=("server", "client"),
             )
-        ents["admin"] = _ent("kubernetes-ca", "kubernetes-admin", o=["system:masters"])
+        ents["admin"] = _ent("admin", "kubernetes-admin", o=["system:masters"])
 
     if minion_id in cluster.get("masters", []) or minion_id in cluster.get("workers", []):
-        ents["kubelet"] = _ent("kubernetes-ca", f"system:node:{minion_id}", o=["system:nodes"],
+        ents["kubelet"] = _ent("kubelet", f"system:node:{minion_id}", o=["system:nodes"],
                                dns=names, ips=ips, usages=("server", "client"))
-        ents["kube-proxy"] = _ent("kubernetes-ca", "system:kube-proxy", o=["system:node-proxier"])
+        ents["kube-proxy"] = _ent("kube-proxy", "system:kube-proxy", o=["system:node-proxier"])
         if flannel:
-            ents["flannel-etcd-client"] = _ent("etcd-ca", "flannel-etcd-client")
+            ents["flannel-etcd-client"] = _ent("flannel-etcd-client", "flannel-etcd-client")
 
     if minion_id in cluster.get("etcd_members", []):
         for identity in ("etcd-server", "etcd-peer"):
-            ents[identity] = _ent("etcd-ca", minion_id, dns=names + local, ips=ips + loopback,
+            ents[identity] = _ent(identity, minion_id, dns=names + local, ips=ips + loopback,
                                   usages=("server", "client"))
-        ents["etcd-healthcheck-client"] = _ent("etcd-ca", "kube-etcd-healthcheck-client")
+        ents["etcd-healthcheck-client"] = _ent("etcd-healthcheck-client", "kube-etcd-healthcheck-client")
 
     return {identity: ents[identity] for identity in IDENTITIES if identity in ents}
 
@@ -704,15 +705,12 @@ def layout(config):
     pki, ca_dir = paths.get("pki_dir"), paths.get("ca_dir")
     if not pki or not ca_dir:
         raise SaltInvocationError("config: k8s:paths:pki_dir and k8s:paths:ca_dir must be set")
-    ca_of = {"etcd-server": "etcd-ca", "etcd-peer": "etcd-ca", "etcd-healthcheck-client": "etcd-ca",
-             "apiserver-etcd-client": "etcd-ca", "flannel-etcd-client": "etcd-ca",
-             "front-proxy-client": "front-proxy-ca"}
     return {
         "cas": {ca: {"cert": f"{ca_dir}/{ca}.crt", "key": f"{ca_dir}/{ca}.key", "common_name": cn,
                      "bundle": f"{pki}/{ca}.crt"} for ca, cn in CAS.items()},
         "certificates": {identity: {"cert": f"{pki}/{identity}.crt", "key": f"{pki}/{identity}.key",
-                                    "ca_file": f"{pki}/{ca_of.get(identity, 'kubernetes-ca')}.crt"}
-                         for identity in IDENTITIES},
+                                    "ca_file": f"{pki}/{ca}.crt"}
+                         for identity, ca in IDENTITIES.items()},
         "secrets": {name: {"source": f"{ca_dir}/{fname}", "path": f"{pki}/{fname}"}
                     for name, fname in SECRETS.items()},
     }

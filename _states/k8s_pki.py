@@ -182,9 +182,10 @@ def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_d
     """
     Ensure a CA exists on the CA minion: a private key (``key``, 0600, in a 0700 directory) and a self-signed CA
     certificate (``name``, 0644). A due certificate (see ``k8s_pki.needs_renewal``: expiry, ``renew_days``, two
-    thirds of the lifetime, or a new ``common_name``) is re-signed with the same key, so everything it issued keeps
-    verifying. An existing key is never replaced, and a certificate without its key is an error, not a reason to
-    start a new CA. Refuses a key directory that group or others can access.
+    thirds of the lifetime) is re-signed with the same key and name, so everything it issued keeps verifying. An
+    existing key is never replaced and an existing CA is never renamed (either would orphan every certificate it
+    issued; the comment says when they differ from the arguments), and a certificate without its key is an error,
+    not a reason to start a new CA. Refuses a key directory that group or others can access.
 
     name
         Path of the CA certificate.
@@ -226,7 +227,10 @@ def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_d
                 raise CommandExecutionError(
                     f"CA certificate {name} does not belong to the key {key}; refusing to replace either"
                 )
-            reasons = __salt__["k8s_pki.needs_renewal"](cert_pem, {"cn": common_name, "is_ca": True}, renew_days)
+            if info["subject"]["cn"] != common_name:
+                notes.append(f"The CA is named '{info['subject']['cn']}', not '{common_name}': a CA is never renamed.")
+                common_name = info["subject"]["cn"]
+            reasons = __salt__["k8s_pki.needs_renewal"](cert_pem, {"is_ca": True}, renew_days)
             if reasons:
                 changes["certificate"] = {"renew": reasons, "old_not_after": info["not_after"]}
         rewritten = {p for p, c in ((key, "key"), (name, "certificate")) if c in changes}
@@ -353,17 +357,16 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
             changes["key"] = new_key
         if reasons:
             changes["certificate"] = {"reasons": reasons}
-        rewritten = {key} if new_key else set()
-        rewritten |= {name, ca_file} if reasons else set()
+        rewritten = ({key} if new_key else set()) | ({name} if reasons else set())  # the bundle may stay as it is
         _fix_modes([(p, m) for p, m in ((key, 0o600), (name, 0o644), (ca_file, 0o644)) if p and p not in rewritten],
                    changes, test)
-        ca_minion = _ca_minion(config)
         if not reasons:
             ret["changes"] = changes
             ret["result"] = None if (changes and test) else True
             info = __salt__["k8s_pki.certificate_info"](cert_pem)
             ret["comment"] = f"Certificate '{identity}' is valid until {info['not_after']}."
             return ret
+        ca_minion = _ca_minion(config)
         if test:
             ret.update(result=None, changes=changes,
                        comment=f"Certificate '{identity}' would be issued by CA minion '{ca_minion}'.")

@@ -102,6 +102,15 @@ def test_ca_present_keeps_an_existing_key_of_another_type_and_says_so(cluster):
     assert "CA keys are never replaced" in ret["comment"]
 
 
+def test_ca_present_never_renames_an_existing_ca(cluster):
+    cert, key = ca_files(cluster)
+    before = cert.read_text()
+    ret = cluster.states("master01").ca_present(str(cert), str(key), "kubernetes-renamed")
+    assert ret["result"] is True and ret["changes"] == {}
+    assert "named 'kubernetes', not 'kubernetes-renamed': a CA is never renamed" in ret["comment"]
+    assert cert.read_text() == before
+
+
 # private_key_present ------------------------------------------------------------------------------------------------
 def test_private_key_present_creates_then_keeps_and_fixes_the_mode(tmp_path):
     states = Cluster(tmp_path).states("master01")
@@ -241,6 +250,16 @@ def test_only_the_mode_is_fixed_when_only_the_mode_is_wrong(cluster):
     ret = cluster.issue("worker01", "kubelet")
     assert set(ret["changes"]) == {"mode"} and serial(cluster, "worker01", "kubelet") == old_serial
     assert (mode(files["key"]), mode(files["cert"])) == (0o600, 0o644)
+
+
+def test_a_reissue_also_fixes_the_mode_of_an_unchanged_ca_bundle(cluster):
+    cluster.issue("worker01", "kubelet")
+    files = cluster.files("worker01", "kubelet")
+    os.chmod(files["ca_file"], 0o600)
+    plant(cluster, "worker01", "kubelet", now=datetime.datetime.now(datetime.timezone.utc) - 400 * DAY)
+    ret = cluster.issue("worker01", "kubelet")
+    assert ret["result"] is True and str(files["ca_file"]) in ret["changes"]["mode"]
+    assert mode(files["ca_file"]) == 0o644 and cluster.issue("worker01", "kubelet")["changes"] == {}
 
 
 def test_a_worker_asking_for_the_admin_certificate_fails_and_writes_nothing(cluster):
