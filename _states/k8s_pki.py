@@ -165,7 +165,9 @@ def _key_info(path, pem):
     try:
         return __salt__["k8s_pki.private_key_info"](pem)
     except CommandExecutionError as exc:
-        raise CommandExecutionError(f"key {path}: {exc}; refusing to overwrite it (move it away to start over)") from None
+        raise CommandExecutionError(
+            f"key {path}: {exc}; refusing to overwrite it (move it away to start over)"
+        ) from None
 
 
 def _fail(ret, exc):
@@ -236,7 +238,8 @@ def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_d
         rewritten = {p for p, c in ((key, "key"), (name, "certificate")) if c in changes}
         _fix_modes([(p, m) for p, m in ((key, 0o600), (name, 0o644)) if p not in rewritten], changes, test)
         if changes and test:
-            ret.update(result=None, changes=changes, comment=" ".join([f"CA '{common_name}' would be updated."] + notes))
+            ret.update(result=None, changes=changes,
+                       comment=" ".join([f"CA '{common_name}' would be updated."] + notes))
             return ret
         if key_pem is None:
             key_pem = __salt__["k8s_pki.generate_private_key"](key_type)

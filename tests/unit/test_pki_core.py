@@ -126,7 +126,8 @@ def test_sign_certificate_sets_usages_key_usage_sans_and_key_identifiers(ca, key
     ku = ext(c, x509.KeyUsage)
     assert ku.critical and ku.value.digital_signature and not ku.value.key_cert_sign
     assert ku.value.key_encipherment is (key_type == "rsa-2048")  # RSA key transport only
-    assert set(ext(c, x509.ExtendedKeyUsage).value) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert set(ext(c, x509.ExtendedKeyUsage).value) == {ExtendedKeyUsageOID.SERVER_AUTH,
+                                                          ExtendedKeyUsageOID.CLIENT_AUTH}
     assert ext(c, x509.AuthorityKeyIdentifier).value.key_identifier == \
         ext(cert(ca["cert"]), x509.SubjectKeyIdentifier).value.digest
     assert ext(c, x509.SubjectKeyIdentifier).value == x509.SubjectKeyIdentifier.from_public_key(c.public_key())
@@ -179,7 +180,8 @@ def test_sign_certificate_refuses_a_csr_whose_signature_does_not_verify(ca, leaf
 
 
 def test_sign_certificate_refuses_a_ca_key_that_is_not_the_ca_certificates(ca, leaf_key):
-    with pytest.raises(CommandExecutionError, match="CA private key does not belong to the CA certificate 'CN=kubernetes'"):
+    with pytest.raises(CommandExecutionError,
+                       match="CA private key does not belong to the CA certificate 'CN=kubernetes'"):
         pki.sign_certificate(ca["cert"], pki.generate_private_key(), pki.create_csr(leaf_key, "x"), "x")
 
 
