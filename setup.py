@@ -25,6 +25,6 @@ setup(
     },
     # Supported and tested: Salt 3008 (3008.3 pinned in tests/requirements.txt). Older lines are not claimed: see
     # README "Supported versions".
-    install_requires=["salt>=3008.3,<3009", "cryptography>=41", "PyYAML"],
+    install_requires=["salt>=3008.3,<3009", "cryptography>=41", "PyYAML", "requests"],
     entry_points={"salt.loader": ["saltext.kubesalt = saltext.kubesalt"]},
 )

@@ -12,16 +12,11 @@ import pathlib
 import re
 
 import pytest
-import salt._logging.impl
 import yaml
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from tests.support.loader import ROOT, load
 
-# Importing salt installs a deferred stderr handler that buffers every record and flushes it at interpreter exit,
-# after pytest has closed its capture streams ("--- Logging error ---" noise for each warning the CA logs). pytest's
-# own handlers (caplog) receive the records; the buffer is not needed in tests.
-salt._logging.impl.shutdown_temp_handler()
 
 FORMULA = ROOT / "formulas" / "k8s"
 

@@ -2,3 +2,4 @@
     added as they land: see README "Status". #}
 include:
   - k8s.common
+  - k8s.pki

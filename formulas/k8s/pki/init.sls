@@ -1,0 +1,72 @@
+{#- Certificates of this node, issued by the CA minion under the per-identity policy (k8s_pki.entitlements: what
+    this minion id may hold, from the k8s:nodes pillar). Private keys are generated here and never leave the node.
+    On the CA minion this also creates the CAs (private keys only in k8s:paths:ca_dir, 0700) and the cluster
+    secrets. Masters receive the service-account key and the EncryptionConfiguration; nobody else can. #}
+{%- from "k8s/map.jinja" import k8s with context %}
+{%- set layout = salt["k8s_pki.layout"](k8s) %}
+{%- set me = opts.id %}
+{%- set is_ca = me == k8s.cluster.ca_minion %}
+{%- set is_master = me in k8s.cluster.masters %}
+{#- The admin certificate is held by the CA minion only (it backs the admin kubeconfig); other masters may be
+    entitled to it but do not need it. #}
+{%- set entitled = salt["k8s_pki.entitlements"](k8s, me) %}
+
+include:
+  - k8s.common
+
+{%- if is_ca %}
+
+kubesalt CA directory:
+  file.directory:
+    - name: {{ k8s.paths.ca_dir }}
+    - user: root
+    - group: root
+    - mode: "0700"
+    - makedirs: true
+    - require:
+      - file: kubesalt directory {{ k8s.paths.pki_dir }}
+{%-   for ca, files in layout.cas | dictsort %}
+
+{{ ca }} authority:
+  k8s_pki.ca_present:
+    - name: {{ files.cert }}
+    - key: {{ files.key }}
+    - common_name: {{ files.common_name }}
+    - key_type: {{ k8s.pki.key_type }}
+    - days: {{ k8s.pki.ca_days }}
+    - renew_days: {{ k8s.pki.renew_days }}
+    - require:
+      - file: kubesalt CA directory
+{%-   endfor %}
+{%- endif %}
+{%- for identity, policy in entitled | dictsort if identity != "admin" or is_ca %}
+{%-   set files = layout.certificates[identity] %}
+
+{{ identity }} certificate:
+  k8s_pki.certificate_managed:
+    - name: {{ files.cert }}
+    - key: {{ files.key }}
+    - identity: {{ identity }}
+    - ca_file: {{ files.ca_file }}
+    - config: {{ k8s | json }}
+    - require:
+      - file: kubesalt directory {{ k8s.paths.pki_dir }}
+{%-   if is_ca %}
+      - k8s_pki: {{ policy.ca }} authority
+{%-   endif %}
+{%- endfor %}
+{%- if is_master %}
+{%-   for secret, files in layout.secrets | dictsort %}
+
+cluster secret {{ secret }}:
+  k8s_pki.secret_present:
+    - name: {{ files.path }}
+    - secret: {{ secret }}
+    - config: {{ k8s | json }}
+    - require:
+      - file: kubesalt directory {{ k8s.paths.pki_dir }}
+{%-     if is_ca %}
+      - file: kubesalt CA directory
+{%-     endif %}
+{%-   endfor %}
+{%- endif %}
