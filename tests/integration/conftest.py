@@ -11,8 +11,12 @@ Integration harness: a REAL salt-master and three REAL salt-minions (pytest-salt
   there is no systemd here; unit files are still rendered and checked.
 """
 
+import hashlib
+import io
 import json
+import os
 import pathlib
+import tarfile
 import textwrap
 
 import pytest
@@ -44,8 +48,40 @@ def fs_root(tmp_path_factory):
     return tmp_path_factory.mktemp("nodes")
 
 
+ETCD_LAB_VERSION = "3.4.23"
+
+
 @pytest.fixture(scope="session")
-def pillar_dir(tmp_path_factory, fs_root):
+def artifact_mirror(tmp_path_factory):
+    """A real artifact mirror on 127.0.0.1 (what k8s:artifacts:mirror points at in air-gapped sites), serving an
+    etcd release tarball in the upstream shape, repackaged from Debian's etcd-server binaries. The public internet
+    (github.com) cannot be reached here; everything else -- download, digest verification, cache, extraction through
+    the real state on a real minion -- is the production path. Returns (base URL, pins)."""
+    from tests.support.httpserver import LocalHTTPServer
+
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        os.environ.pop(var, None)
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+    root = tmp_path_factory.mktemp("mirror")
+    version = ETCD_LAB_VERSION
+    top = f"etcd-v{version}-linux-amd64"
+    tarball = root / "github.com/etcd-io/etcd/releases/download" / f"v{version}" / f"{top}.tar.gz"
+    tarball.parent.mkdir(parents=True)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        for name in ("etcd", "etcdctl"):
+            tar.add(f"/usr/bin/{name}", arcname=f"{top}/{name}")
+    tarball.write_bytes(buf.getvalue())
+    digest = hashlib.sha256(buf.getvalue()).hexdigest()
+    server = LocalHTTPServer().start()
+    server.serve_directory("/", str(root))
+    pins = {"etcd": {version: {"amd64": {"sha256": digest}}}}
+    yield server.base_url, pins
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pillar_dir(tmp_path_factory, fs_root, artifact_mirror):
     path = tmp_path_factory.mktemp("pillar")
     (path / "top.sls").write_text("base:\n  '*':\n    - k8s\n    - override\n")
     (path / "k8s.sls").write_text(
@@ -56,6 +92,10 @@ def pillar_dir(tmp_path_factory, fs_root):
               fs_root: {fs_root}/{{{{ grains["id"] }}}}
               manage_services: false
               nodes: {json.dumps(inventory())}
+              versions: {{etcd: {ETCD_LAB_VERSION}}}
+              artifacts:
+                mirror: {artifact_mirror[0]}
+                pins: {json.dumps(artifact_mirror[1])}
             """
         )
     )

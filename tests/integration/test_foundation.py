@@ -83,7 +83,7 @@ BROKEN = [
     ("k8s:\n  nodes:\n    worker02:\n      roles: [wrker]\n", "k8s:nodes:worker02:roles: unknown role 'wrker'"),
     ("k8s:\n  versions:\n    kubernetes: 1.34\n", "k8s:versions:kubernetes: '1.34' is not a MAJOR.MINOR.PATCH"),
     ("k8s:\n  pki:\n    ca_days: 100\n", "k8s:pki:ca_days: a CA lifetime of 100 days is shorter"),
-    ("k8s:\n  versions:\n    etcd: 3.4.23\n", "k8s:artifacts:pins:etcd:3.4.23:amd64: no pinned"),
+    ("k8s:\n  versions:\n    etcd: 3.4.99\n", "k8s:artifacts:pins:etcd:3.4.99:amd64: no pinned"),
 ]
 
 
@@ -105,3 +105,20 @@ def test_broken_pillar_stops_every_state_before_any_change(apply_sls, broken_pil
     assert "invalid configuration (nothing was changed)" in text
     assert "k8s:networks:pod_cidr: 10.200.0.0/16 overlaps k8s:networks:service_cidr" in text
     assert snapshot(node_root("worker02")) == before
+
+
+def test_orchestration_runs_in_order_and_a_second_run_changes_nothing(salt_run_cli, node_root):
+    first = salt_run_cli.run("state.orchestrate", "k8s.cluster")
+    assert first.returncode == 0, first
+    steps = next(iter(first.data["data"].values()))  # the return is keyed by the master's id
+    assert all(s["result"] for s in steps.values()), steps
+    # etcd reached the member through the real download path (local mirror, pinned digest, cache, extraction).
+    installed = node_root("master01") / "usr/local/bin/etcd"
+    assert installed.read_bytes() == open("/usr/bin/etcd", "rb").read()
+    assert not (node_root("worker01") / "usr/local/bin/etcd").exists()
+    second = salt_run_cli.run("state.orchestrate", "k8s.cluster")
+    assert second.returncode == 0, second
+    for sid, step in next(iter(second.data["data"].values())).items():
+        assert step["result"], (sid, step)
+        if sid.endswith("_|-state"):  # salt.state steps: the minions' state changes
+            assert step["changes"] == {}, (sid, step["changes"])

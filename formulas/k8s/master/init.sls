@@ -2,3 +2,4 @@
 include:
   - k8s.common
   - k8s.pki
+  - k8s.etcd

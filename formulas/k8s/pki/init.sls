@@ -13,32 +13,8 @@
 
 include:
   - k8s.common
+  - k8s.pki.ca
 
-{%- if is_ca %}
-
-kubesalt CA directory:
-  file.directory:
-    - name: {{ k8s.paths.ca_dir }}
-    - user: root
-    - group: root
-    - mode: "0700"
-    - makedirs: true
-    - require:
-      - file: kubesalt directory {{ k8s.paths.pki_dir }}
-{%-   for ca, files in layout.cas | dictsort %}
-
-{{ ca }} authority:
-  k8s_pki.ca_present:
-    - name: {{ files.cert }}
-    - key: {{ files.key }}
-    - common_name: {{ files.common_name }}
-    - key_type: {{ k8s.pki.key_type }}
-    - days: {{ k8s.pki.ca_days }}
-    - renew_days: {{ k8s.pki.renew_days }}
-    - require:
-      - file: kubesalt CA directory
-{%-   endfor %}
-{%- endif %}
 {%- for identity, policy in entitled | dictsort if identity != "admin" or is_ca %}
 {%-   set files = layout.certificates[identity] %}
 
