@@ -1,6 +1,7 @@
 """Unit-test fixtures: kubesalt settings built by the real k8s.settings() from the real YAML data files."""
 
 import copy
+import logging
 import pathlib
 
 import pytest
@@ -38,3 +39,12 @@ def make_settings(k8s_module):
         return k8s_module.settings(defaults, profiles, pillar, catalogue, minion_id=minion_id, validate=validate)
 
     return _make
+
+
+@pytest.fixture
+def art(caplog):
+    """The k8s_artifact execution module, with its log records captured by caplog (tests assert on the log line
+    each download writes)."""
+    module = load("k8s_artifact")
+    caplog.set_level(logging.INFO, logger=module.log.name)
+    return module

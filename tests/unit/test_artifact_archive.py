@@ -4,7 +4,6 @@ that tarfile happily writes) and served by a real HTTP server on 127.0.0.1."""
 
 import hashlib
 import io
-import logging
 import os
 import tarfile
 
@@ -12,24 +11,11 @@ import pytest
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from tests.support.httpserver import http_server  # noqa: F401 - pytest fixture
-from tests.support.loader import load
 
 ETCD = os.urandom(200_000)
 ETCDCTL = os.urandom(150_000)
 README = b"etcd release\n"
 MEMBERS = {"etcd": "etcd-v3.6.14-linux-amd64/etcd", "etcdctl": "etcd-v3.6.14-linux-amd64/etcdctl"}
-
-
-@pytest.fixture
-def art(caplog):
-    """The execution module, its log records kept in caplog only (see test_artifact_download.py)."""
-    module = load("k8s_artifact")
-    module.log.propagate = False
-    module.log.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger=module.log.name)
-    yield module
-    module.log.removeHandler(caplog.handler)
-    module.log.propagate = True
 
 
 def sha(data):

@@ -10,25 +10,11 @@ import pytest
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from tests.support.httpserver import http_server  # noqa: F401 - pytest fixture
-from tests.support.loader import load
 
 BODY = os.urandom(3 * 1024 * 1024 + 17)  # several 1 MiB chunks, not a multiple of the chunk size
 DIGEST = hashlib.sha256(BODY).hexdigest()
 OLD = b"#!/bin/sh\necho previous binary\n"
 FAST = {"retries": 0, "backoff": 0.01, "connect_timeout": 2, "read_timeout": 2}
-
-
-@pytest.fixture
-def art(caplog):
-    """The execution module, its log records kept in caplog only: Salt's deferred stderr handler on the root logger
-    would otherwise replay them at exit onto pytest's closed capture stream."""
-    module = load("k8s_artifact")
-    module.log.propagate = False
-    module.log.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger=module.log.name)
-    yield module
-    module.log.removeHandler(caplog.handler)
-    module.log.propagate = True
 
 
 @pytest.fixture

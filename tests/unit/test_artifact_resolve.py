@@ -6,7 +6,6 @@ The public internet cannot be reached from the test machines, so "upstream" is a
 site would pin a non-default download location."""
 
 import hashlib
-import logging
 import os
 
 import pytest
@@ -20,18 +19,6 @@ NODES = {"master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"},
 KUBELET = os.urandom(300_000)
 KUBE_PROXY = os.urandom(200_000)
 CATALOGUE_KUBELET = "59669fd1233989fda877aa8a785bd56d4c73e739afcd90596c62e0172af2738c"
-
-
-@pytest.fixture
-def art(caplog):
-    """The execution module, its log records kept in caplog only (see test_artifact_download.py)."""
-    module = load("k8s_artifact")
-    module.log.propagate = False
-    module.log.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger=module.log.name)
-    yield module
-    module.log.removeHandler(caplog.handler)
-    module.log.propagate = True
 
 
 def sha(data):

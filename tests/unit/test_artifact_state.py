@@ -4,7 +4,6 @@ The state module is loaded with the real execution module as ``__salt__`` and ta
 
 import hashlib
 import io
-import logging
 import os
 import tarfile
 
@@ -17,18 +16,6 @@ BODY = os.urandom(400_000)
 DIGEST = hashlib.sha256(BODY).hexdigest()
 OLD = b"old kube-apiserver"
 NODES = {"master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"}}
-
-
-@pytest.fixture
-def art(caplog):
-    """The execution module, its log records kept in caplog only (see test_artifact_download.py)."""
-    module = load("k8s_artifact")
-    module.log.propagate = False
-    module.log.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger=module.log.name)
-    yield module
-    module.log.removeHandler(caplog.handler)
-    module.log.propagate = True
 
 
 @pytest.fixture
