@@ -20,7 +20,6 @@ import tarfile
 import textwrap
 
 import pytest
-import yaml
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -1,7 +1,6 @@
 """Foundation through a real salt-master and real salt-minions: module sync, validation, role targeting, the guard
 that keeps an invalid pillar from changing anything, idempotency and test=True."""
 
-import time
 
 import pytest
 
