@@ -198,26 +198,24 @@ def _mode(value):
     return mode
 
 
-def _uid(user):
-    if user in (None, ""):
+def _owner_id(name, kind):
+    """uid (kind 'user') or gid (kind 'group') of ``name``; -1 (unchanged) when empty, numbers taken as they are."""
+    if name in (None, ""):
         return -1
-    if str(user).isdigit():
-        return int(user)
+    if str(name).isdigit():
+        return int(name)
     try:
-        return pwd.getpwnam(str(user)).pw_uid
+        return pwd.getpwnam(str(name)).pw_uid if kind == "user" else grp.getgrnam(str(name)).gr_gid
     except (KeyError, AttributeError):
-        raise SaltInvocationError(f"k8s_artifact: user '{user}' does not exist on this system") from None
+        raise SaltInvocationError(f"k8s_artifact: {kind} '{name}' does not exist on this system") from None
+
+
+def _uid(user):
+    return _owner_id(user, "user")
 
 
 def _gid(group):
-    if group in (None, ""):
-        return -1
-    if str(group).isdigit():
-        return int(group)
-    try:
-        return grp.getgrnam(str(group)).gr_gid
-    except (KeyError, AttributeError):
-        raise SaltInvocationError(f"k8s_artifact: group '{group}' does not exist on this system") from None
+    return _owner_id(group, "group")
 
 
 def _no_digest_error(url):
