@@ -32,11 +32,13 @@ _VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _HEX = {"sha256": 64, "sha512": 128}
 
-# Which catalogue components each role needs; validated only for the roles present in the inventory.
+# Which catalogue components each role needs; validated only for the roles present in the inventory. Masters are
+# nodes too (kubelet, kube-proxy, runtime; tainted NoSchedule), so they need the node components as well.
 COMPONENTS_BY_ROLE = {
     "master": ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"),
-    "worker": ("kubelet", "kube-proxy", "containerd", "runc", "cni-plugins", "crictl"),
+    "node": ("kubelet", "kube-proxy"),
 }
+COMPONENTS_RUNTIME = ("containerd", "runc", "cni-plugins")
 COMPONENTS_FLANNEL = ("flanneld", "flannel-cni-plugin")
 
 
@@ -120,6 +122,18 @@ def node_pod_cidr(config, minion_id):
     return str(ipaddress.ip_network((int(pod.network_address) + index * size, prefix)))
 
 
+def _apiserver_url(config, masters, nodes):
+    """``k8s:apiserver:endpoint``, or https://<first master's ip>:<port>."""
+    api = config.get("apiserver") or {}
+    if api.get("endpoint"):
+        return str(api["endpoint"]).rstrip("/")
+    ip = (nodes.get(masters[0]) or {}).get("ip") if masters else None
+    if not ip:
+        return ""
+    host = f"[{ip}]" if ":" in str(ip) else str(ip)
+    return f"https://{host}:{api.get('port', 6443)}"
+
+
 def derive(config, minion_id=None):
     """
     Facts computed from the merged settings, stored under ``config['cluster']``: role lists (from the pillar
@@ -137,6 +151,7 @@ def derive(config, minion_id=None):
         "ca_minion": config.get("pki", {}).get("ca_minion") or (masters[0] if masters else ""),
         "api_service_ip": str(next(service.hosts())) if service and service.num_addresses > 2 else "",
         "pod_cidrs": {n: node_pod_cidr(config, n) for n in ids},
+        "apiserver_url": _apiserver_url(config, masters, nodes),
         "minion_id": minion_id or "",
         "node": copy.deepcopy(nodes.get(minion_id) or {}) if minion_id else {},
     }
@@ -353,13 +368,17 @@ def needed_components(config):
     """The catalogue components this inventory installs (by the roles present and the network mode)."""
     nodes = config.get("nodes") or {}
     roles = {r for n in nodes.values() if isinstance(n, dict) for r in _roles(n)}
-    needed = []
-    for role in ("master", "worker"):
-        if role in roles:
-            needed.extend(COMPONENTS_BY_ROLE[role])
+    needed = list(COMPONENTS_BY_ROLE["master"]) if "master" in roles else []
+    if roles & {"master", "worker"}:
+        needed.extend(COMPONENTS_BY_ROLE["node"])
+        runtime = config.get("container_runtime") or {}
+        if runtime.get("install", "artifact") == "artifact":
+            needed.extend(COMPONENTS_RUNTIME)
+        if runtime.get("crictl", True):
+            needed.append("crictl")
     if "etcd" in roles and (config.get("etcd") or {}).get("install") == "artifact":
         needed.append("etcd")
-    if (config.get("network") or {}).get("mode") == "flannel" and "worker" in roles:
+    if (config.get("network") or {}).get("mode") == "flannel" and roles & {"master", "worker"}:
         needed.extend(COMPONENTS_FLANNEL)
     return needed
 

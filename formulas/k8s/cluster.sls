@@ -2,10 +2,17 @@
     Every step requires the previous one and has failhard: the first failing minion/state stops the run, and the
     orchestrate return names it. Steps target nodes by role grain only to choose where to look; each SLS decides
     from the k8s:nodes pillar whether it has anything to do there (CA, etcd membership), so a grain can never make a
-    node a CA or an etcd member. Steps still to come (control plane, cluster objects, workers, add-ons, smoke checks)
-    land with the component formulas: see README "Status". #}
+    node a CA or an etcd member.
+
+    sync -> validate -> CAs -> node certificates -> etcd members (parallel, restarts deferred) -> etcd restarts one
+    at a time with a quorum wait -> pod network config in etcd -> control plane one master at a time (each waits for
+    its /readyz) -> cluster objects -> nodes (batch k8s:worker_batch; each registers and waits until Ready) ->
+    add-ons -> smoke checks (every node Ready, CoreDNS available). #}
 {%- set nodes = "G@role:master or G@role:worker or G@role:etcd" %}
 {%- set etcd_hosts = "G@role:master or G@role:etcd" %}
+{%- set node_hosts = "G@role:master or G@role:worker" %}
+{#- Batch size of the node step (k8s:worker_batch in the master's own pillar, if it has the k8s pillar). #}
+{%- set batch = salt["pillar.get"]("k8s:worker_batch", "100%") %}
 
 sync kubesalt modules:
   salt.function:
@@ -74,11 +81,51 @@ pod network configuration in etcd:
     - require:
       - salt: etcd members restarted one at a time
 
-converge every node:
+control plane one master at a time:
   salt.state:
-    - tgt: "{{ nodes }}"
+    - tgt: "G@role:master"
     - tgt_type: compound
-    - highstate: true
+    - sls:
+      - k8s.control-plane
+      - k8s.admin
+    - batch: 1
     - failhard: true
     - require:
       - salt: pod network configuration in etcd
+
+cluster objects:
+  salt.state:
+    - tgt: "G@role:master"
+    - tgt_type: compound
+    - sls: k8s.objects
+    - failhard: true
+    - require:
+      - salt: control plane one master at a time
+
+nodes (masters and workers):
+  salt.state:
+    - tgt: "{{ node_hosts }}"
+    - tgt_type: compound
+    - sls: k8s.node
+    - batch: {{ batch | json }}
+    - failhard: true
+    - require:
+      - salt: cluster objects
+
+add-ons:
+  salt.state:
+    - tgt: "G@role:master"
+    - tgt_type: compound
+    - sls: k8s.addons
+    - failhard: true
+    - require:
+      - salt: nodes (masters and workers)
+
+smoke checks:
+  salt.state:
+    - tgt: "G@role:master"
+    - tgt_type: compound
+    - sls: k8s.smoke
+    - failhard: true
+    - require:
+      - salt: add-ons

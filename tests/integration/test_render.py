@@ -35,6 +35,8 @@ CASES = [
 def all_sls():
     names = []
     for path in sorted((FORMULAS / "k8s").rglob("*.sls")):
+        if "reactor" in path.parts:
+            continue  # reactor SLS render on the master with event data (tested in test_boot)
         rel = path.relative_to(FORMULAS).with_suffix("")
         parts = list(rel.parts[:-1]) if rel.name == "init" else list(rel.parts)
         names.append(".".join(parts))

@@ -1,0 +1,830 @@
+"""
+kubesalt component configuration, built as data.
+
+Every file and command line kubesalt writes for a Kubernetes component comes from here: kubeconfigs, the
+KubeletConfiguration, KubeProxyConfiguration and KubeSchedulerConfiguration objects, containerd's ``config.toml``,
+CNI network configurations, the pod routes of network mode ``routes``, and the flag lists of every systemd unit.
+The formulas only loop over what these functions return, so the SLS files stay thin and the logic is unit-tested
+without a minion.
+
+Each ``<component>(config, minion_id)`` function returns a *component spec*::
+
+    {"unit": "kube-apiserver", "description": "...", "exec": "/usr/local/bin/kube-apiserver",
+     "flags": ["--flag=value", ...], "files": {path: {"contents": text, "mode": "0644"}},
+     "certificates": [identities the service must restart for], "secrets": [...], "after": [...],
+     "requires": [...], "service": {extra [Service] settings}}
+
+``config`` is the resolved settings mapping from ``k8s.settings`` (``k8s`` in ``k8s/map.jinja``). Paths in it already
+carry ``fs_root``; sockets and kernel paths never do.
+"""
+
+import copy
+import json
+import logging
+import re
+
+import salt.utils.yaml
+from salt.exceptions import SaltInvocationError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "k8s_conf"
+
+CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
+FLANNEL_SUBNET_FILE = "/run/flannel/subnet.env"
+KUBECONFIGS = {
+    # identity -> kubeconfig file name in k8s:paths:config_dir
+    "admin": "admin.conf",
+    "kube-controller-manager": "controller-manager.conf",
+    "kube-scheduler": "scheduler.conf",
+    "kubelet": "kubelet.conf",
+    "kube-proxy": "kube-proxy.conf",
+}
+
+
+def __virtual__():
+    return __virtualname__
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------------------------
+def _merge(base, overlay):
+    result = copy.deepcopy(base)
+    for key, value in (overlay or {}).items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def _version(value):
+    match = re.match(r"^(\d+)\.(\d+)\.(\d+)$", str(value or ""))
+    return tuple(int(p) for p in match.groups()) if match else (0, 0, 0)
+
+
+def _node(config, minion_id):
+    node = (config.get("nodes") or {}).get(minion_id)
+    if not isinstance(node, dict):
+        raise SaltInvocationError(f"k8s:nodes:{minion_id}: '{minion_id}' is not in the inventory")
+    return node
+
+
+def _require_role(config, minion_id, role):
+    _node(config, minion_id)
+    cluster = config["cluster"]
+    members = {"master": cluster["masters"], "node": cluster["masters"] + cluster["workers"]}[role]
+    if minion_id not in members:
+        raise SaltInvocationError(f"k8s:nodes:{minion_id}: '{minion_id}' has no {role} role in the inventory")
+
+
+def _pki(config, name):
+    return f"{config['paths']['pki_dir']}/{name}"
+
+
+def _cert(config, identity):
+    return _pki(config, f"{identity}.crt"), _pki(config, f"{identity}.key")
+
+
+def _yaml(data):
+    return salt.utils.yaml.safe_dump(data, default_flow_style=False, sort_keys=False)
+
+
+def _json(data):
+    return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+
+def _bin(config, name):
+    return f"{config['paths']['bin_dir']}/{name}"
+
+
+def _flags(spec):
+    """Turn an ordered ``{flag: value}`` mapping into ``--flag=value`` strings (None values are dropped)."""
+    out = []
+    for flag, value in spec.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        out.append(f"--{flag}={value}")
+    return out
+
+
+def _extra(config, section):
+    sect = config.get(section) or {}
+    return [str(f) for f in (sect.get("version_flags") or [])] + [str(f) for f in (sect.get("extra_flags") or [])]
+
+
+def _local_api(config):
+    port = (config.get("apiserver") or {}).get("port", 6443)
+    return f"https://127.0.0.1:{port}"
+
+
+def _api_for(config, minion_id):
+    """Masters talk to their own API server; other nodes to k8s:apiserver:endpoint or the first master."""
+    if minion_id in config["cluster"]["masters"]:
+        return _local_api(config)
+    return config["cluster"]["apiserver_url"]
+
+
+def to_toml(data, _prefix=()):
+    """
+    Serialize nested mappings of strings, numbers, booleans and lists of scalars as TOML (what containerd reads).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.to_toml '{"version": 2}'
+    """
+    lines, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value, key)}")
+    out = []
+    if lines:
+        if _prefix:
+            out.append("[" + ".".join(_toml_key(k) for k in _prefix) + "]")
+        out.extend(lines)
+        out.append("")
+    for key, value in tables:
+        out.append(to_toml(value, _prefix + (key,)))
+    return "\n".join(part for part in out if part is not None).replace("\n\n\n", "\n\n")
+
+
+def _toml_key(key):
+    key = str(key)
+    return key if re.match(r"^[A-Za-z0-9_-]+$", key) else json.dumps(key)
+
+
+def _toml_value(value, key):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v, key) for v in value) + "]"
+    raise SaltInvocationError(f"to_toml: value of '{key}' has unsupported type {type(value).__name__}")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Kubeconfigs
+# --------------------------------------------------------------------------------------------------------------------
+def kubeconfig(config, identity, server):
+    """
+    A kubeconfig (as data) for ``identity``'s client certificate against ``server``, trusting the cluster CA.
+    Certificates are referenced by path, never embedded: the key stays in one file, mode 0600.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.kubeconfig "$(salt-call --out=json k8s.config | jq -c .local)" admin https://10.240.0.11:6443
+    """
+    name = str(config.get("cluster_name") or "kubesalt")
+    user = "kubernetes-admin" if identity == "admin" else identity
+    cert, key = _cert(config, identity)
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": server,
+                                                "certificate-authority": _pki(config, "kubernetes-ca.crt")}}],
+        "users": [{"name": user, "user": {"client-certificate": cert, "client-key": key}}],
+        "contexts": [{"name": f"{user}@{name}", "context": {"cluster": name, "user": user}}],
+        "current-context": f"{user}@{name}",
+        "preferences": {},
+    }
+
+
+def kubeconfig_path(config, identity):
+    """Where the kubeconfig of ``identity`` lives (``k8s:paths:config_dir``)."""
+    return f"{config['paths']['config_dir']}/{KUBECONFIGS[identity]}"
+
+
+def _kubeconfig_file(config, identity, server):
+    return {kubeconfig_path(config, identity): {"contents": _yaml(kubeconfig(config, identity, server)),
+                                                "mode": "0600"}}
+
+
+def admin(config, minion_id):
+    """
+    The admin kubeconfig files of the CA minion (``<config_dir>/admin.conf`` and every ``k8s:admin:kubeconfig_paths``
+    entry), or ``{}`` on any other node: the admin certificate exists only there.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.admin "$(salt-call --out=json k8s.config | jq -c .local)" master01
+    """
+    if minion_id != config["cluster"]["ca_minion"]:
+        return {}
+    server = config["cluster"]["apiserver_url"] or _local_api(config)
+    text = _yaml(kubeconfig(config, "admin", server))
+    paths = [kubeconfig_path(config, "admin")] + [str(p) for p in ((config.get("admin") or {}).get("kubeconfig_paths")
+                                                                     or [])]
+    return {path: {"contents": text, "mode": "0600"} for path in paths}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Control plane
+# --------------------------------------------------------------------------------------------------------------------
+def _etcd_servers(config):
+    nodes, port = config.get("nodes") or {}, (config.get("etcd") or {}).get("client_port", 2379)
+    return [f"https://{nodes[m]['ip']}:{port}" for m in config["cluster"]["etcd_members"]]
+
+
+def apiserver(config, minion_id):
+    """
+    The kube-apiserver of master ``minion_id``: Node,RBAC authorization, NodeRestriction, etcd over mutual TLS,
+    encryption of Secrets at rest (the EncryptionConfiguration generated once on the CA minion), bound
+    service-account tokens signed with the cluster key, kubelet client certificates and kubelet serving-cert
+    verification, the front-proxy (aggregation) client, optional auditing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.apiserver "$(salt-call --out=json k8s.config | jq -c .local)" master01
+    """
+    _require_role(config, minion_id, "master")
+    node, api = _node(config, minion_id), config.get("apiserver") or {}
+    nets, domain = config["networks"], config.get("cluster_domain", "cluster.local")
+    files, audit = {}, {}
+    if api.get("audit_rules"):
+        policy = f"{config['paths']['config_dir']}/audit-policy.yaml"
+        files[policy] = {"contents": _yaml({"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+                                            "rules": api["audit_rules"]}), "mode": "0644"}
+        audit = {"audit-policy-file": policy, "audit-log-path": api.get("audit_log_path"),
+                 "audit-log-maxage": 30, "audit-log-maxbackup": 10, "audit-log-maxsize": 100}
+    tls_cert, tls_key = _cert(config, "apiserver")
+    etcd_cert, etcd_key = _cert(config, "apiserver-etcd-client")
+    kubelet_cert, kubelet_key = _cert(config, "apiserver-kubelet-client")
+    proxy_cert, proxy_key = _cert(config, "front-proxy-client")
+    flags = _flags({
+        "advertise-address": node["ip"],
+        "secure-port": api.get("port", 6443),
+        "allow-privileged": True,
+        "anonymous-auth": False,
+        "authorization-mode": ["Node", "RBAC"],
+        "enable-admission-plugins": ["NodeRestriction"],
+        "client-ca-file": _pki(config, "kubernetes-ca.crt"),
+        "tls-cert-file": tls_cert,
+        "tls-private-key-file": tls_key,
+        "etcd-servers": _etcd_servers(config),
+        "etcd-cafile": _pki(config, "etcd-ca.crt"),
+        "etcd-certfile": etcd_cert,
+        "etcd-keyfile": etcd_key,
+        "encryption-provider-config": _pki(config, "encryption-config.yaml"),
+        "kubelet-certificate-authority": _pki(config, "kubernetes-ca.crt"),
+        "kubelet-client-certificate": kubelet_cert,
+        "kubelet-client-key": kubelet_key,
+        "kubelet-preferred-address-types": ["InternalIP", "Hostname"],
+        "service-account-issuer": f"https://kubernetes.default.svc.{domain}",
+        "service-account-key-file": _pki(config, "service-account.key"),
+        "service-account-signing-key-file": _pki(config, "service-account.key"),
+        "service-cluster-ip-range": nets["service_cidr"],
+        "service-node-port-range": nets["node_port_range"],
+        "requestheader-client-ca-file": _pki(config, "front-proxy-ca.crt"),
+        "requestheader-allowed-names": "front-proxy-client",
+        "requestheader-extra-headers-prefix": "X-Remote-Extra-",
+        "requestheader-group-headers": "X-Remote-Group",
+        "requestheader-username-headers": "X-Remote-User",
+        "proxy-client-cert-file": proxy_cert,
+        "proxy-client-key-file": proxy_key,
+        "profiling": False,
+        **audit,
+    }) + _extra(config, "apiserver")
+    return {
+        "unit": "kube-apiserver",
+        "description": "Kubernetes API server (kubesalt)",
+        "exec": _bin(config, "kube-apiserver"),
+        "flags": flags,
+        "files": files,
+        "certificates": ["apiserver", "apiserver-etcd-client", "apiserver-kubelet-client", "front-proxy-client"],
+        "secrets": ["service-account", "encryption-config"],
+        "after": ["network-online.target", "etcd.service"],
+        "requires": [],
+        "service": {"Restart": "on-failure", "RestartSec": 5, "LimitNOFILE": 65536},
+    }
+
+
+def controller_manager(config, minion_id):
+    """
+    kube-controller-manager of master ``minion_id``: its own kubeconfig and serving certificate, leader election,
+    service-account credentials per controller, the root CA for service-account token secrets. Signing of the
+    certificates API (``--cluster-signing-*``) needs the Kubernetes CA private key, which never leaves the CA minion:
+    it is configured on the CA minion only and the ``csrsigning`` controller is off elsewhere.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.controller_manager "$(salt-call --out=json k8s.config | jq -c .local)" master01
+    """
+    _require_role(config, minion_id, "master")
+    nets = config["networks"]
+    cm = config.get("controller_manager") or {}
+    kubeconfig_file = kubeconfig_path(config, "kube-controller-manager")
+    tls_cert, tls_key = _cert(config, "kube-controller-manager")
+    is_ca = minion_id == config["cluster"]["ca_minion"]
+    allocate = bool(cm.get("allocate_node_cidrs"))
+    flags = _flags({
+        "kubeconfig": kubeconfig_file,
+        "authentication-kubeconfig": kubeconfig_file,
+        "authorization-kubeconfig": kubeconfig_file,
+        "bind-address": "127.0.0.1",
+        "tls-cert-file": tls_cert,
+        "tls-private-key-file": tls_key,
+        "client-ca-file": _pki(config, "kubernetes-ca.crt"),
+        "requestheader-client-ca-file": _pki(config, "front-proxy-ca.crt"),
+        "cluster-name": config.get("cluster_name", "kubesalt"),
+        "cluster-cidr": nets["pod_cidr"],
+        "allocate-node-cidrs": allocate,
+        "node-cidr-mask-size": nets["node_pod_prefix"] if allocate else None,
+        "service-cluster-ip-range": nets["service_cidr"],
+        "cluster-signing-cert-file": _pki(config, "kubernetes-ca.crt") if is_ca else None,
+        "cluster-signing-key-file": f"{config['paths']['ca_dir']}/kubernetes-ca.key" if is_ca else None,
+        "controllers": None if is_ca else ["*", "-csrsigning"],
+        "root-ca-file": _pki(config, "kubernetes-ca.crt"),
+        "service-account-private-key-file": _pki(config, "service-account.key"),
+        "use-service-account-credentials": True,
+        "leader-elect": True,
+        "profiling": False,
+    }) + _extra(config, "controller_manager")
+    return {
+        "unit": "kube-controller-manager",
+        "description": "Kubernetes controller manager (kubesalt)",
+        "exec": _bin(config, "kube-controller-manager"),
+        "flags": flags,
+        "files": _kubeconfig_file(config, "kube-controller-manager", _local_api(config)),
+        "certificates": ["kube-controller-manager"],
+        "secrets": ["service-account"],
+        "after": ["kube-apiserver.service"],
+        "requires": [],
+        "service": {"Restart": "on-failure", "RestartSec": 5},
+    }
+
+
+def scheduler(config, minion_id):
+    """
+    kube-scheduler of master ``minion_id``, configured by a KubeSchedulerConfiguration file (apiVersion from the
+    version profile; ``k8s:scheduler:config`` is merged into it) with leader election.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.scheduler "$(salt-call --out=json k8s.config | jq -c .local)" master01
+    """
+    _require_role(config, minion_id, "master")
+    sched = config.get("scheduler") or {}
+    kubeconfig_file = kubeconfig_path(config, "kube-scheduler")
+    config_file = f"{config['paths']['config_dir']}/kube-scheduler.yaml"
+    tls_cert, tls_key = _cert(config, "kube-scheduler")
+    obj = _merge({
+        "apiVersion": sched.get("config_api_version", "kubescheduler.config.k8s.io/v1"),
+        "kind": "KubeSchedulerConfiguration",
+        "clientConnection": {"kubeconfig": kubeconfig_file},
+        "leaderElection": {"leaderElect": True},
+    }, sched.get("config"))
+    files = _kubeconfig_file(config, "kube-scheduler", _local_api(config))
+    files[config_file] = {"contents": _yaml(obj), "mode": "0644"}
+    flags = _flags({
+        "config": config_file,
+        "authentication-kubeconfig": kubeconfig_file,
+        "authorization-kubeconfig": kubeconfig_file,
+        "bind-address": "127.0.0.1",
+        "tls-cert-file": tls_cert,
+        "tls-private-key-file": tls_key,
+        "client-ca-file": _pki(config, "kubernetes-ca.crt"),
+        "profiling": False,
+    }) + _extra(config, "scheduler")
+    return {
+        "unit": "kube-scheduler",
+        "description": "Kubernetes scheduler (kubesalt)",
+        "exec": _bin(config, "kube-scheduler"),
+        "flags": flags,
+        "files": files,
+        "certificates": ["kube-scheduler"],
+        "secrets": [],
+        "after": ["kube-apiserver.service"],
+        "requires": [],
+        "service": {"Restart": "on-failure", "RestartSec": 5},
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Node components
+# --------------------------------------------------------------------------------------------------------------------
+def _runtime_bin(config, name):
+    runtime = config.get("container_runtime") or {}
+    return f"/usr/bin/{name}" if runtime.get("install") == "package" else _bin(config, name)
+
+
+def _cni_bin_dir(config):
+    runtime = config.get("container_runtime") or {}
+    # Debian/Ubuntu's containernetworking-plugins package installs into /usr/lib/cni.
+    return "/usr/lib/cni" if runtime.get("install") == "package" else config["paths"]["cni_bin_dir"]
+
+
+def containerd_config(config):
+    """
+    containerd's ``config.toml`` as data: config version 2 for containerd 1.x, version 3 for 2.x (the CRI plugin
+    was split). systemd cgroup driver, the sandbox image, runc from kubesalt's bin_dir, CNI directories and registry
+    hosts in ``<containerd_config_dir>/certs.d``; ``k8s:container_runtime:config`` is merged over the result.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.containerd_config "$(salt-call --out=json k8s.config | jq -c .local)"
+    """
+    runtime = config.get("container_runtime") or {}
+    version = _version((config.get("versions") or {}).get("containerd"))
+    certs_d = f"{config['paths']['containerd_config_dir']}/certs.d"
+    runc = {"runtime_type": "io.containerd.runc.v2",
+            "options": {"SystemdCgroup": True, "BinaryName": _runtime_bin(config, "runc")}}
+    cni_dirs = {"bin_dir": _cni_bin_dir(config), "conf_dir": config["paths"]["cni_conf_dir"]}
+    if version >= (2, 0, 0):
+        if version >= (2, 1, 0):
+            cni_dirs = {"bin_dirs": [cni_dirs["bin_dir"]], "conf_dir": cni_dirs["conf_dir"]}
+        data = {
+            "version": 3,
+            "plugins": {
+                "io.containerd.cri.v1.images": {
+                    "pinned_images": {"sandbox": runtime.get("sandbox_image")},
+                    "registry": {"config_path": certs_d},
+                },
+                "io.containerd.cri.v1.runtime": {
+                    "containerd": {"default_runtime_name": "runc", "runtimes": {"runc": runc}},
+                    "cni": cni_dirs,
+                },
+            },
+        }
+    else:
+        data = {
+            "version": 2,
+            "plugins": {
+                "io.containerd.grpc.v1.cri": {
+                    "sandbox_image": runtime.get("sandbox_image"),
+                    "containerd": {"default_runtime_name": "runc", "runtimes": {"runc": runc}},
+                    "cni": cni_dirs,
+                    "registry": {"config_path": certs_d},
+                },
+            },
+        }
+    return _merge(data, runtime.get("config"))
+
+
+def registry_hosts(config):
+    """
+    ``{path: {contents, mode}}`` of containerd's per-registry files: ``certs.d/<registry>/hosts.toml`` (mirrors
+    tried in order, then the registry itself) and ``ca.crt`` when the registry or its mirrors use a private CA.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.registry_hosts "$(salt-call --out=json k8s.config | jq -c .local)"
+    """
+    runtime = config.get("container_runtime") or {}
+    certs_d = f"{config['paths']['containerd_config_dir']}/certs.d"
+    files = {}
+    for registry, spec in sorted((runtime.get("registries") or {}).items()):
+        spec = spec or {}
+        directory = f"{certs_d}/{registry}"
+        server = "https://registry-1.docker.io" if registry == "docker.io" else f"https://{registry}"
+        doc = {"server": server}
+        ca_file = f"{directory}/ca.crt" if spec.get("ca") else None
+        if ca_file:
+            files[ca_file] = {"contents": str(spec["ca"]).strip() + "\n", "mode": "0644"}
+        hosts = {}
+        for mirror in spec.get("mirrors") or []:
+            entry = {"capabilities": ["pull", "resolve"]}
+            if ca_file:
+                entry["ca"] = ca_file
+            hosts[str(mirror)] = entry
+        if hosts:
+            doc["host"] = hosts
+        text = to_toml({k: v for k, v in doc.items() if k != "host"})
+        for mirror, entry in hosts.items():
+            text += "\n" + to_toml(entry, ("host", mirror))
+        files[f"{directory}/hosts.toml"] = {"contents": text.rstrip("\n") + "\n", "mode": "0644"}
+    return files
+
+
+def containerd(config, minion_id):
+    """
+    containerd on node ``minion_id``: ``config.toml`` from :py:func:`containerd_config`, registry hosts, and the
+    systemd unit (Delegate=yes, KillMode=process, as upstream ships it).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.containerd "$(salt-call --out=json k8s.config | jq -c .local)" worker01
+    """
+    _require_role(config, minion_id, "node")
+    config_file = f"{config['paths']['containerd_config_dir']}/config.toml"
+    files = {config_file: {"contents": "# Managed by kubesalt (k8s_conf.containerd_config).\n"
+                                       + to_toml(containerd_config(config)), "mode": "0644"}}
+    files.update(registry_hosts(config))
+    return {
+        "unit": "containerd",
+        "description": "containerd container runtime (kubesalt)",
+        "exec": _runtime_bin(config, "containerd"),
+        "flags": [f"--config={config_file}"],
+        "files": files,
+        "certificates": [],
+        "secrets": [],
+        "after": ["network.target", "local-fs.target"],
+        "requires": [],
+        "service": {"ExecStartPre": "-/sbin/modprobe overlay", "Type": "notify", "Delegate": "yes",
+                    "KillMode": "process", "Restart": "always", "RestartSec": 5, "LimitNPROC": "infinity",
+                    "LimitCORE": "infinity", "LimitNOFILE": "infinity", "TasksMax": "infinity",
+                    "OOMScoreAdjust": -999},
+    }
+
+
+def kubelet_config(config, minion_id):
+    """
+    The KubeletConfiguration of node ``minion_id``: anonymous access off, webhook authentication and authorization,
+    the cluster CA as client CA, its own serving certificate, cluster DNS and domain, the systemd cgroup driver and
+    the containerd endpoint (a field from 1.27; a flag before). ``k8s:kubelet:config`` is merged over it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.kubelet_config "$(salt-call --out=json k8s.config | jq -c .local)" worker01
+    """
+    kubelet = config.get("kubelet") or {}
+    cert, key = _cert(config, "kubelet")
+    obj = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
+                           "x509": {"clientCAFile": _pki(config, "kubernetes-ca.crt")}},
+        "authorization": {"mode": "Webhook"},
+        "cgroupDriver": "systemd",
+        "clusterDomain": config.get("cluster_domain", "cluster.local"),
+        "clusterDNS": [config["networks"]["cluster_dns_ip"]],
+        "tlsCertFile": cert,
+        "tlsPrivateKeyFile": key,
+        "readOnlyPort": 0,
+        "rotateCertificates": False,
+        "serverTLSBootstrap": False,
+        "failSwapOn": bool(kubelet.get("fail_swap_on", True)),
+        "maxPods": int(kubelet.get("max_pods", 110)),
+        "registerNode": True,
+    }
+    if kubelet.get("runtime_endpoint_in_config", True):
+        obj["containerRuntimeEndpoint"] = CONTAINERD_SOCKET
+    return _merge(obj, kubelet.get("config"))
+
+
+def kubelet(config, minion_id):
+    """
+    The kubelet of node ``minion_id`` (masters are nodes too, tainted NoSchedule): node name = minion id (the
+    certificate's ``system:node:<id>`` must match it for the Node authorizer), node IP from the inventory.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.kubelet "$(salt-call --out=json k8s.config | jq -c .local)" worker01
+    """
+    _require_role(config, minion_id, "node")
+    node, kubelet_settings = _node(config, minion_id), config.get("kubelet") or {}
+    config_file = f"{config['paths']['config_dir']}/kubelet.yaml"
+    files = _kubeconfig_file(config, "kubelet", _api_for(config, minion_id))
+    files[config_file] = {"contents": _yaml(kubelet_config(config, minion_id)), "mode": "0644"}
+    flags = _flags({
+        "config": config_file,
+        "kubeconfig": kubeconfig_path(config, "kubelet"),
+        "hostname-override": minion_id,
+        "node-ip": node["ip"],
+        "root-dir": config["paths"]["kubelet_dir"],
+    }) + [str(f) for f in kubelet_settings.get("runtime_flags") or []]
+    if not kubelet_settings.get("runtime_endpoint_in_config", True):
+        flags.append(f"--container-runtime-endpoint={CONTAINERD_SOCKET}")
+    flags += [str(f) for f in kubelet_settings.get("extra_flags") or []]
+    return {
+        "unit": "kubelet",
+        "description": "Kubernetes node agent (kubesalt)",
+        "exec": _bin(config, "kubelet"),
+        "flags": flags,
+        "files": files,
+        "certificates": ["kubelet"],
+        "secrets": [],
+        "after": ["containerd.service"],
+        "requires": ["containerd.service"],
+        "service": {"Restart": "on-failure", "RestartSec": 5},
+    }
+
+
+def kube_proxy_config(config, minion_id):
+    """
+    The KubeProxyConfiguration of node ``minion_id`` (mode iptables or ipvs, cluster CIDR, node name);
+    ``k8s:kube_proxy:config`` is merged over it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.kube_proxy_config "$(salt-call --out=json k8s.config | jq -c .local)" worker01
+    """
+    proxy = config.get("kube_proxy") or {}
+    obj = {
+        "apiVersion": proxy.get("config_api_version", "kubeproxy.config.k8s.io/v1alpha1"),
+        "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": kubeconfig_path(config, "kube-proxy")},
+        "mode": proxy.get("mode", "iptables"),
+        "clusterCIDR": config["networks"]["pod_cidr"],
+        "hostnameOverride": minion_id,
+        "bindAddress": _node(config, minion_id)["ip"],
+    }
+    return _merge(obj, proxy.get("config"))
+
+
+def kube_proxy(config, minion_id):
+    """
+    kube-proxy of node ``minion_id``, configured by :py:func:`kube_proxy_config`.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.kube_proxy "$(salt-call --out=json k8s.config | jq -c .local)" worker01
+    """
+    _require_role(config, minion_id, "node")
+    config_file = f"{config['paths']['config_dir']}/kube-proxy.yaml"
+    files = _kubeconfig_file(config, "kube-proxy", _api_for(config, minion_id))
+    files[config_file] = {"contents": _yaml(kube_proxy_config(config, minion_id)), "mode": "0644"}
+    return {
+        "unit": "kube-proxy",
+        "description": "Kubernetes service proxy (kubesalt)",
+        "exec": _bin(config, "kube-proxy"),
+        "flags": [f"--config={config_file}"] + [str(f) for f in (config.get("kube_proxy") or {}).get("extra_flags")
+                                                 or []],
+        "files": files,
+        "certificates": ["kube-proxy"],
+        "secrets": [],
+        "after": ["network-online.target"],
+        "requires": [],
+        "service": {"Restart": "on-failure", "RestartSec": 5},
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pod network
+# --------------------------------------------------------------------------------------------------------------------
+def _cni_version(config):
+    versions = config.get("versions") or {}
+    runtime = config.get("container_runtime") or {}
+    if runtime.get("install") != "package" and _version(versions.get("cni_plugins")) >= (1, 0, 0) \
+            and _version(versions.get("containerd")) >= (1, 7, 0):
+        return "1.0.0"
+    return "0.4.0"
+
+
+def pod_routes(config, minion_id):
+    """
+    Network mode ``routes``: ``[{"cidr", "via", "node"}]``, a route to every other node's pod subnet through that
+    node's address, computed from the master-side inventory.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.pod_routes "$(salt-call --out=json k8s.config | jq -c .local)" worker01
+    """
+    cluster, nodes = config["cluster"], config.get("nodes") or {}
+    routes = []
+    for other in sorted(set(cluster["masters"]) | set(cluster["workers"])):
+        cidr = cluster["pod_cidrs"].get(other)
+        if other == minion_id or not cidr:
+            continue
+        routes.append({"cidr": cidr, "via": str(nodes[other]["ip"]), "node": other})
+    return routes
+
+
+def network(config, minion_id):
+    """
+    The pod network of node ``minion_id`` for ``k8s:network:mode``:
+
+    - ``routes``: a CNI bridge + host-local conflist for the node's pod subnet (with portmap), and a oneshot unit
+      ``kubesalt-pod-routes`` that installs the routes of :py:func:`pod_routes` at boot;
+    - ``flannel``: ``10-flannel.conflist`` (flannel delegating to bridge, with portmap) and the flanneld unit, which
+      reads the network configuration kubesalt writes into etcd, with its etcd client certificate.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.network "$(salt-call --out=json k8s.config | jq -c .local)" worker01
+    """
+    _require_role(config, minion_id, "node")
+    node = _node(config, minion_id)
+    conf_dir = config["paths"]["cni_conf_dir"]
+    mode = (config.get("network") or {}).get("mode", "routes")
+    if mode == "flannel":
+        conflist = {"cniVersion": "0.3.1", "name": "cbr0", "plugins": [
+            {"type": "flannel", "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ]}
+        cert, key = _cert(config, "flannel-etcd-client")
+        etcd = config.get("etcd") or {}
+        return {
+            "unit": "flanneld",
+            "description": "flannel pod network (kubesalt)",
+            "exec": _bin(config, "flanneld"),
+            "flags": _flags({
+                "etcd-endpoints": _etcd_servers(config),
+                "etcd-prefix": etcd.get("network_prefix", "/coreos.com/network"),
+                "etcd-cafile": _pki(config, "etcd-ca.crt"),
+                "etcd-certfile": cert,
+                "etcd-keyfile": key,
+                "iface": node["ip"],
+                "public-ip": node["ip"],
+                "subnet-file": FLANNEL_SUBNET_FILE,
+                "ip-masq": True,
+            }),
+            "files": {f"{conf_dir}/10-flannel.conflist": {"contents": _json(conflist), "mode": "0644"}},
+            "certificates": ["flannel-etcd-client"],
+            "secrets": [],
+            "after": ["network-online.target"],
+            "requires": [],
+            "service": {"Restart": "on-failure", "RestartSec": 5},
+            "before": ["containerd.service", "kubelet.service"],
+        }
+    pod_cidr = config["cluster"]["pod_cidrs"].get(minion_id)
+    if not pod_cidr:
+        raise SaltInvocationError(f"k8s:nodes:{minion_id}:pod_cidr: no pod subnet for {minion_id}")
+    conflist = {"cniVersion": _cni_version(config), "name": "kubesalt", "plugins": [
+        {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": True, "hairpinMode": True,
+         "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_cidr}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+        {"type": "portmap", "capabilities": {"portMappings": True}},
+    ]}
+    routes = pod_routes(config, minion_id)
+    commands = [f"/sbin/ip route replace {r['cidr']} via {r['via']}" for r in routes]
+    return {
+        "unit": "kubesalt-pod-routes",
+        "description": "Routes to the other nodes' pod subnets (kubesalt network mode routes)",
+        "exec": None,
+        "commands": commands or ["/bin/true"],
+        "flags": [],
+        "files": {f"{conf_dir}/10-kubesalt.conflist": {"contents": _json(conflist), "mode": "0644"}},
+        "certificates": [],
+        "secrets": [],
+        "after": ["network-online.target"],
+        "requires": [],
+        "service": {"Type": "oneshot", "RemainAfterExit": "yes"},
+        "before": ["kubelet.service"],
+        "routes": routes,
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Units
+# --------------------------------------------------------------------------------------------------------------------
+def unit(spec):
+    """
+    The text of the systemd unit for a component ``spec`` (see the module docstring): ``ExecStart`` from its
+    ``exec`` and ``flags`` (or one ``ExecStart`` per entry of ``commands`` for oneshot units).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.unit "$(salt-call --out=json k8s_conf.kubelet ... | jq -c .local)"
+    """
+    lines = ["# Managed by kubesalt: built by k8s_conf from the k8s pillar; edit the pillar, not this file.",
+             "[Unit]", f"Description={spec['description']}", "Documentation=https://kubernetes.io/docs/"]
+    for key, what in (("After", "after"), ("Wants", "after"), ("Requires", "requires"), ("Before", "before")):
+        values = [v for v in spec.get(what) or [] if key != "Wants" or v.endswith(".target")]
+        if values:
+            lines.append(f"{key}={' '.join(values)}")
+    lines += ["", "[Service]"]
+    service = dict(spec.get("service") or {})
+    pre = service.pop("ExecStartPre", None)
+    if pre:
+        lines.append(f"ExecStartPre={pre}")
+    if spec.get("exec"):
+        flags = spec.get("flags") or []
+        lines.append(f"ExecStart={spec['exec']}" + "".join(f" \\\n  {flag}" for flag in flags))
+    for command in spec.get("commands") or []:
+        lines.append(f"ExecStart={command}")
+    for key, value in service.items():
+        lines.append(f"{key}={value}")
+    lines += ["", "[Install]", "WantedBy=multi-user.target", ""]
+    return "\n".join(lines)
+

@@ -1,0 +1,27 @@
+{#- Pod network of a Kubernetes node, k8s:network:mode
+    - routes (default, Kubernetes the Hard Way): a CNI bridge + host-local config for this node's pod subnet and a
+      oneshot unit `kubesalt-pod-routes` with a route to every other node's pod subnet (from the pillar inventory).
+    - flannel: flanneld (reads the network configuration k8s.etcd.network wrote into etcd, with its own etcd client
+      certificate) and 10-flannel.conflist; started before containerd and the kubelet. #}
+{%- from "k8s/map.jinja" import k8s with context %}
+{%- import "k8s/macros.jinja" as m with context %}
+{%- set me = opts.id %}
+{%- if me in k8s.cluster.masters or me in k8s.cluster.workers %}
+{%-   set spec = salt["k8s_conf.network"](k8s, me) %}
+
+include:
+  - k8s.common
+  - k8s.pki
+{%-   if k8s.network.mode == "flannel" %}
+{{ m.binary(k8s, "flanneld", k8s.paths.bin_dir ~ "/flanneld") }}
+{{ m.binary(k8s, "flannel-cni-plugin", k8s.paths.cni_bin_dir) }}
+{{ m.service(k8s, spec, watch=["flanneld binary"]) }}
+{%-   else %}
+{{ m.service(k8s, spec) }}
+{%-   endif %}
+{%- else %}
+
+pod network not on this node:
+  test.nop:
+    - name: "{{ me }} is neither a master nor a worker in k8s:nodes"
+{%- endif %}

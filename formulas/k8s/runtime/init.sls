@@ -1,0 +1,123 @@
+{#- Container runtime of a Kubernetes node (masters and workers): containerd + runc + CNI plugins (verified
+    artifacts, or the distribution's packages with k8s:container_runtime:install 'package'), containerd's
+    config.toml and registry hosts from data (k8s_conf.containerd), images preloaded from archives (air-gapped
+    nodes), and the kernel prerequisites the kubelet needs: br_netfilter/overlay where the kernel has loadable
+    modules, ip_forward and bridge-nf-call-iptables, swap off when the kubelet refuses swap. #}
+{%- from "k8s/map.jinja" import k8s with context %}
+{%- import "k8s/macros.jinja" as m with context %}
+{%- set me = opts.id %}
+{%- if me in k8s.cluster.masters or me in k8s.cluster.workers %}
+{%-   set spec = salt["k8s_conf.containerd"](k8s, me) %}
+{%-   set rt = k8s.container_runtime %}
+{%-   set ctr = (k8s.paths.bin_dir ~ "/ctr") if rt.install == "artifact" else "/usr/bin/ctr" %}
+
+include:
+  - k8s.common
+{%-   if k8s.manage_services %}
+{#-   Kernel and host settings: only when kubesalt manages the host (never in render-only mode). #}
+{%-     if salt["file.directory_exists"]("/lib/modules/" ~ grains.kernelrelease) %}
+{%-       for mod in ["overlay", "br_netfilter"] %}
+
+kernel module {{ mod }}:
+  kmod.present:
+    - name: {{ mod }}
+    - persist: true
+{%-       endfor %}
+{%-     endif %}
+
+kernel ip forwarding:
+  sysctl.present:
+    - name: net.ipv4.ip_forward
+    - value: 1
+    - config: /etc/sysctl.d/99-kubesalt.conf
+{%-     if salt["file.file_exists"]("/proc/sys/net/bridge/bridge-nf-call-iptables") %}
+
+kernel bridged traffic through iptables:
+  sysctl.present:
+    - name: net.bridge.bridge-nf-call-iptables
+    - value: 1
+    - config: /etc/sysctl.d/99-kubesalt.conf
+{%-     endif %}
+{%-     if k8s.kubelet.fail_swap_on %}
+
+swap off:
+  cmd.run:
+    - name: swapoff -a
+    - onlyif: test -n "$(tail -n +2 /proc/swaps)"
+
+swap off at boot:
+  file.replace:
+    - name: /etc/fstab
+    - pattern: '^([^#\s]\S*\s+\S+\s+swap\s.*)$'
+    - repl: '# \1  # disabled by kubesalt: the kubelet refuses swap (k8s:kubelet:fail_swap_on)'
+    - ignore_if_missing: true
+{%-     endif %}
+
+node packages:
+  pkg.installed:
+    - pkgs: {{ k8s.node_packages | json }}
+    - refresh: false
+{%-   endif %}
+{%-   if rt.install == "artifact" %}
+{{ m.binary(k8s, "containerd", k8s.paths.bin_dir) }}
+{{ m.binary(k8s, "runc", k8s.paths.bin_dir ~ "/runc") }}
+{{ m.binary(k8s, "cni-plugins", k8s.paths.cni_bin_dir) }}
+{%-     if rt.crictl %}
+{{ m.binary(k8s, "crictl", k8s.paths.bin_dir) }}
+{%-     endif %}
+{%-     set binaries = ["containerd binary", "runc binary"] %}
+{%-   else %}
+
+container runtime packages:
+  pkg.installed:
+    - pkgs: [containerd, runc, containernetworking-plugins]
+    - refresh: false
+{%-     set binaries = ["container runtime packages"] %}
+{%-   endif %}
+
+CNI configuration directory:
+  file.directory:
+    - name: {{ k8s.paths.cni_conf_dir }}
+    - mode: "0755"
+    - makedirs: true
+{{ m.service(k8s, spec, watch=binaries) }}
+{%-   if rt.crictl %}
+
+crictl configuration:
+  file.managed:
+    - name: {{ k8s.fs_root }}/etc/crictl.yaml
+    - contents: {{ {"runtime-endpoint": "unix:///run/containerd/containerd.sock",
+                    "image-endpoint": "unix:///run/containerd/containerd.sock"} | yaml(False) | json }}
+    - mode: "0644"
+{%-   endif %}
+{%-   for image in rt.images %}
+{%-     set archive = k8s.artifacts.cache_dir ~ "/images/" ~ image.sha256 ~ ".tar" %}
+
+image archive {{ image.name }}:
+  k8s_artifact.managed:
+    - name: {{ archive }}
+    - url: {{ salt["k8s_artifact.mirror_url"](image.url, k8s.artifacts.mirror) }}
+    - digest: {{ image.sha256 }}
+    - hash_type: sha256
+    - mode: "0644"
+    - cache_dir: ""
+    - connect_timeout: {{ k8s.artifacts.connect_timeout }}
+    - read_timeout: {{ k8s.artifacts.read_timeout }}
+    - retries: {{ k8s.artifacts.retries }}
+{%-     if k8s.manage_services %}
+
+image {{ image.name }} in containerd:
+  cmd.run:
+    - name: {{ ctr }} --namespace k8s.io images import {{ archive }}
+    - unless: {{ ctr }} --namespace k8s.io images list --quiet "name=={{ image.name }}" | grep -qxF '{{ image.name }}'
+    - require:
+      - service: containerd service
+      - k8s_artifact: image archive {{ image.name }}
+{%-     endif %}
+{%-   endfor %}
+{%- else %}
+
+container runtime not on this node:
+  test.nop:
+    - name: "{{ me }} is neither a master nor a worker in k8s:nodes"
+{%- endif %}

@@ -1,0 +1,283 @@
+"""k8s_conf: every component's configuration built as data from the real defaults/profiles/catalogue, checked with
+real parsers (tomllib for containerd's config.toml, YAML/JSON for kubeconfigs and Kubernetes config objects).
+The real daemons parse these files in tests/kube and in the lab."""
+
+import json
+import tomllib
+
+import pytest
+import yaml
+from salt.exceptions import SaltInvocationError
+
+from tests.support.loader import load
+from tests.unit.conftest import INVENTORY
+
+THREE_MASTERS = {
+    "master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"},
+    "master02": {"roles": ["master", "etcd"], "ip": "10.240.0.12"},
+    "master03": {"roles": ["master", "etcd"], "ip": "10.240.0.13"},
+    "worker01": {"roles": ["worker"], "ip": "10.240.0.21"},
+}
+
+
+@pytest.fixture(scope="module")
+def conf():
+    return load("k8s_conf")
+
+
+def settings(make_settings, minion_id="worker01", nodes=None, **pillar):
+    pillar = {"nodes": nodes or INVENTORY, **pillar}
+    return make_settings(pillar, minion_id=minion_id, validate=True)
+
+
+def file_of(spec, suffix):
+    matches = [path for path in spec["files"] if path.endswith(suffix)]
+    assert len(matches) == 1, (suffix, list(spec["files"]))
+    return spec["files"][matches[0]]
+
+
+def flag_map(flags):
+    return dict(flag[2:].split("=", 1) for flag in flags)
+
+
+# -- containerd -------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("version,schema", [("1.7.32", 2), ("2.3.4", 3)])
+def test_containerd_config_parses_as_toml_with_systemd_cgroups_and_sandbox_image(conf, make_settings, version, schema):
+    cfg = settings(make_settings, versions={"containerd": version})
+    spec = conf.containerd(cfg, "worker01")
+    parsed = tomllib.loads(file_of(spec, "/containerd/config.toml")["contents"])
+    assert parsed["version"] == schema
+    assert parsed == conf.containerd_config(cfg)
+    text = json.dumps(parsed)
+    assert '"SystemdCgroup": true' in text
+    assert cfg["container_runtime"]["sandbox_image"] in text
+    assert "/usr/local/bin/runc" in text
+
+
+def test_containerd_config_pillar_overrides_are_merged(conf, make_settings):
+    cfg = settings(make_settings, versions={"containerd": "1.7.32"},
+                   container_runtime={"config": {"plugins": {"io.containerd.grpc.v1.cri": {
+                       "containerd": {"snapshotter": "native"}}}}})
+    parsed = tomllib.loads(conf.to_toml(conf.containerd_config(cfg)))
+    cri = parsed["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["containerd"]["snapshotter"] == "native"
+    assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+
+
+def test_registry_mirrors_and_private_ca_are_written_per_registry(conf, make_settings):
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+    cfg = settings(make_settings, container_runtime={"registries": {
+        "docker.io": {"mirrors": ["https://mirror.example:5000"]},
+        "registry.example:5000": {"ca": pem},
+    }})
+    files = conf.registry_hosts(cfg)
+    hub = tomllib.loads(files["/etc/containerd/certs.d/docker.io/hosts.toml"]["contents"])
+    assert hub["server"] == "https://registry-1.docker.io"
+    assert hub["host"]["https://mirror.example:5000"]["capabilities"] == ["pull", "resolve"]
+    private = tomllib.loads(files["/etc/containerd/certs.d/registry.example:5000/hosts.toml"]["contents"])
+    assert private == {"server": "https://registry.example:5000"}
+    assert files["/etc/containerd/certs.d/registry.example:5000/ca.crt"]["contents"] == pem + "\n"
+
+
+def test_package_install_uses_the_distribution_paths(conf, make_settings):
+    cfg = settings(make_settings, container_runtime={"install": "package"})
+    spec = conf.containerd(cfg, "worker01")
+    assert spec["exec"] == "/usr/bin/containerd"
+    cri = conf.containerd_config(cfg)["plugins"]
+    assert "/usr/bin/runc" in json.dumps(cri) and "/usr/lib/cni" in json.dumps(cri)
+
+
+def test_to_toml_refuses_values_it_cannot_represent(conf):
+    with pytest.raises(SaltInvocationError, match="'bad'"):
+        conf.to_toml({"bad": object()})
+
+
+# -- kubelet ------------------------------------------------------------------------------------------------------------
+def test_kubelet_config_is_locked_down(conf, make_settings):
+    cfg = settings(make_settings)
+    obj = yaml.safe_load(file_of(conf.kubelet(cfg, "worker01"), "/kubelet.yaml")["contents"])
+    assert obj["kind"] == "KubeletConfiguration" and obj["apiVersion"] == "kubelet.config.k8s.io/v1beta1"
+    assert obj["authentication"]["anonymous"]["enabled"] is False
+    assert obj["authentication"]["webhook"]["enabled"] is True
+    assert obj["authorization"]["mode"] == "Webhook"
+    assert obj["authentication"]["x509"]["clientCAFile"] == "/etc/kubernetes/pki/kubernetes-ca.crt"
+    assert obj["readOnlyPort"] == 0
+    assert obj["cgroupDriver"] == "systemd"
+    assert obj["clusterDNS"] == ["10.32.0.10"] and obj["clusterDomain"] == "cluster.local"
+    assert obj["tlsCertFile"] == "/etc/kubernetes/pki/kubelet.crt"
+
+
+def test_kubelet_runtime_endpoint_is_a_field_on_1_34_and_flags_on_1_20(conf, make_settings):
+    new = conf.kubelet(settings(make_settings), "worker01")
+    assert yaml.safe_load(file_of(new, "/kubelet.yaml")["contents"])["containerRuntimeEndpoint"] == \
+        "unix:///run/containerd/containerd.sock"
+    assert not [f for f in new["flags"] if f.startswith("--container-runtime")]
+    old = conf.kubelet(settings(make_settings, versions={"kubernetes": "1.20.2"},
+                                artifacts={"checksum_urls": {c: "https://dl.k8s.io/x.sha256" for c in (
+                                    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl",
+                                    "kubelet", "kube-proxy")}}), "worker01")
+    assert "containerRuntimeEndpoint" not in yaml.safe_load(file_of(old, "/kubelet.yaml")["contents"])
+    assert "--container-runtime=remote" in old["flags"]
+    assert "--container-runtime-endpoint=unix:///run/containerd/containerd.sock" in old["flags"]
+
+
+def test_kubelet_node_name_and_ip_come_from_the_inventory(conf, make_settings):
+    flags = flag_map(conf.kubelet(settings(make_settings), "worker02")["flags"])
+    assert flags["hostname-override"] == "worker02"
+    assert flags["node-ip"] == "10.240.0.22"
+
+
+def test_kubelet_pillar_config_is_merged_and_swap_setting_honoured(conf, make_settings):
+    cfg = settings(make_settings, kubelet={"fail_swap_on": False, "config": {"evictionHard": {"memory.available":
+                                                                                              "200Mi"}}})
+    obj = conf.kubelet_config(cfg, "worker01")
+    assert obj["failSwapOn"] is False and obj["evictionHard"] == {"memory.available": "200Mi"}
+
+
+# -- kubeconfigs ---------------------------------------------------------------------------------------------------------
+def test_workers_reach_the_first_master_or_the_configured_endpoint_and_masters_their_own(conf, make_settings):
+    cfg = settings(make_settings, nodes=THREE_MASTERS)
+    worker = yaml.safe_load(file_of(conf.kubelet(cfg, "worker01"), "/kubelet.conf")["contents"])
+    assert worker["clusters"][0]["cluster"]["server"] == "https://10.240.0.11:6443"
+    master = yaml.safe_load(file_of(conf.kubelet(cfg, "master02"), "/kubelet.conf")["contents"])
+    assert master["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
+    lb = settings(make_settings, nodes=THREE_MASTERS, apiserver={"endpoint": "https://k8s-api.example:6443"})
+    proxy = yaml.safe_load(file_of(conf.kube_proxy(lb, "worker01"), "/kube-proxy.conf")["contents"])
+    assert proxy["clusters"][0]["cluster"]["server"] == "https://k8s-api.example:6443"
+
+
+def test_kubeconfigs_reference_files_and_are_private(conf, make_settings):
+    spec = conf.kubelet(settings(make_settings), "worker01")
+    entry = file_of(spec, "/kubelet.conf")
+    assert entry["mode"] == "0600"
+    user = yaml.safe_load(entry["contents"])["users"][0]["user"]
+    assert user == {"client-certificate": "/etc/kubernetes/pki/kubelet.crt",
+                    "client-key": "/etc/kubernetes/pki/kubelet.key"}
+
+
+def test_admin_kubeconfig_only_on_the_ca_minion(conf, make_settings):
+    cfg = settings(make_settings, nodes=THREE_MASTERS, admin={"kubeconfig_paths": ["/root/.kube/config"]})
+    files = conf.admin(cfg, "master01")
+    assert sorted(files) == ["/etc/kubernetes/admin.conf", "/root/.kube/config"]
+    assert all(f["mode"] == "0600" for f in files.values())
+    user = yaml.safe_load(files["/root/.kube/config"]["contents"])["users"][0]
+    assert user["name"] == "kubernetes-admin"
+    assert conf.admin(cfg, "master02") == {} and conf.admin(cfg, "worker01") == {}
+
+
+# -- control plane -------------------------------------------------------------------------------------------------------
+def test_apiserver_flags_secure_defaults(conf, make_settings):
+    flags = flag_map(conf.apiserver(settings(make_settings, nodes=THREE_MASTERS), "master02")["flags"])
+    assert flags["authorization-mode"] == "Node,RBAC"
+    assert flags["enable-admission-plugins"] == "NodeRestriction"
+    assert flags["anonymous-auth"] == "false"
+    assert flags["advertise-address"] == "10.240.0.12"
+    assert flags["etcd-servers"] == ",".join(f"https://10.240.0.1{i}:2379" for i in (1, 2, 3))
+    assert flags["etcd-certfile"].endswith("/apiserver-etcd-client.crt")
+    assert flags["encryption-provider-config"].endswith("/encryption-config.yaml")
+    assert flags["kubelet-certificate-authority"].endswith("/kubernetes-ca.crt")
+    assert flags["service-account-signing-key-file"].endswith("/service-account.key")
+    assert flags["service-cluster-ip-range"] == "10.32.0.0/24"
+    assert flags["service-node-port-range"] == "30000-32767"
+
+
+def test_apiserver_audit_policy_only_when_rules_are_given(conf, make_settings):
+    assert "audit-policy-file" not in flag_map(conf.apiserver(settings(make_settings), "master01")["flags"])
+    cfg = settings(make_settings, apiserver={"audit_rules": [{"level": "Metadata"}]})
+    spec = conf.apiserver(cfg, "master01")
+    flags = flag_map(spec["flags"])
+    policy = yaml.safe_load(spec["files"][flags["audit-policy-file"]]["contents"])
+    assert policy == {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": [{"level": "Metadata"}]}
+    assert flags["audit-log-path"] == "/var/log/kubernetes/audit.log"
+
+
+def test_version_flags_differ_between_releases(conf, make_settings):
+    old = settings(make_settings, versions={"kubernetes": "1.20.2"}, artifacts={"checksum_urls": {c: "https://x/y.sha256" for c in (
+        "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy")}})
+    new = settings(make_settings)
+    assert "--insecure-port=0" in conf.apiserver(old, "master01")["flags"]
+    assert "--insecure-port=0" not in conf.apiserver(new, "master01")["flags"]
+    assert "--port=0" in conf.scheduler(old, "master01")["flags"]
+    sched_old = yaml.safe_load(file_of(conf.scheduler(old, "master01"), "/kube-scheduler.yaml")["contents"])
+    sched_new = yaml.safe_load(file_of(conf.scheduler(new, "master01"), "/kube-scheduler.yaml")["contents"])
+    assert sched_old["apiVersion"] == "kubescheduler.config.k8s.io/v1beta1"
+    assert sched_new["apiVersion"] == "kubescheduler.config.k8s.io/v1"
+    assert sched_new["leaderElection"] == {"leaderElect": True}
+
+
+def test_extra_flags_are_appended(conf, make_settings):
+    cfg = settings(make_settings, apiserver={"extra_flags": ["--v=2"]})
+    assert conf.apiserver(cfg, "master01")["flags"][-1] == "--v=2"
+
+
+def test_only_the_ca_minion_signs_for_the_certificates_api(conf, make_settings):
+    cfg = settings(make_settings, nodes=THREE_MASTERS)
+    ca = flag_map(conf.controller_manager(cfg, "master01")["flags"])
+    assert ca["cluster-signing-key-file"] == "/etc/kubernetes/pki/ca/kubernetes-ca.key"
+    assert "controllers" not in ca
+    other = flag_map(conf.controller_manager(cfg, "master02")["flags"])
+    assert "cluster-signing-key-file" not in other
+    assert other["controllers"] == "*,-csrsigning"
+    assert other["service-account-private-key-file"].endswith("/service-account.key")
+    assert other["leader-elect"] == "true" and other["use-service-account-credentials"] == "true"
+
+
+def test_node_cidr_allocation_is_opt_in(conf, make_settings):
+    flags = flag_map(conf.controller_manager(settings(make_settings), "master01")["flags"])
+    assert flags["allocate-node-cidrs"] == "false" and "node-cidr-mask-size" not in flags
+    cfg = settings(make_settings, controller_manager={"allocate_node_cidrs": True})
+    flags = flag_map(conf.controller_manager(cfg, "master01")["flags"])
+    assert flags["allocate-node-cidrs"] == "true" and flags["node-cidr-mask-size"] == "24"
+    assert flags["cluster-cidr"] == "10.200.0.0/16"
+
+
+def test_control_plane_is_refused_for_a_worker(conf, make_settings):
+    with pytest.raises(SaltInvocationError, match="worker01.*no master role"):
+        conf.apiserver(settings(make_settings), "worker01")
+    with pytest.raises(SaltInvocationError, match="nobody.*not in the inventory"):
+        conf.kubelet(settings(make_settings), "nobody")
+
+
+# -- kube-proxy and network ---------------------------------------------------------------------------------------------
+def test_kube_proxy_config(conf, make_settings):
+    cfg = settings(make_settings, kube_proxy={"mode": "ipvs"})
+    obj = yaml.safe_load(file_of(conf.kube_proxy(cfg, "worker01"), "/kube-proxy.yaml")["contents"])
+    assert obj["kind"] == "KubeProxyConfiguration" and obj["mode"] == "ipvs"
+    assert obj["clusterCIDR"] == "10.200.0.0/16" and obj["hostnameOverride"] == "worker01"
+    assert obj["clientConnection"]["kubeconfig"] == "/etc/kubernetes/kube-proxy.conf"
+
+
+def test_routes_mode_bridges_the_node_subnet_and_routes_to_every_other_node(conf, make_settings):
+    cfg = settings(make_settings)
+    spec = conf.network(cfg, "worker01")
+    conflist = json.loads(file_of(spec, "/10-kubesalt.conflist")["contents"])
+    bridge = conflist["plugins"][0]
+    assert bridge["type"] == "bridge" and bridge["ipam"]["ranges"] == [[{"subnet": "10.200.21.0/24"}]]
+    assert conflist["plugins"][1]["type"] == "portmap"
+    assert spec["commands"] == ["/sbin/ip route replace 10.200.11.0/24 via 10.240.0.11",
+                                "/sbin/ip route replace 10.200.22.0/24 via 10.240.0.22"]
+    assert spec["service"]["Type"] == "oneshot"
+
+
+def test_flannel_mode_uses_etcd_with_its_own_certificate(conf, make_settings):
+    cfg = settings(make_settings, network={"mode": "flannel"},
+                   artifacts={"pins": {"flannel-cni-plugin": {"1.7.1": {"amd64": {"sha256": "a" * 64}}}}})
+    spec = conf.network(cfg, "worker02")
+    flags = flag_map(spec["flags"])
+    assert flags["etcd-endpoints"] == "https://10.240.0.11:2379"
+    assert flags["etcd-certfile"].endswith("/flannel-etcd-client.crt")
+    assert flags["etcd-prefix"] == "/coreos.com/network"
+    assert flags["iface"] == flags["public-ip"] == "10.240.0.22"
+    assert spec["certificates"] == ["flannel-etcd-client"]
+    conflist = json.loads(file_of(spec, "/10-flannel.conflist")["contents"])
+    assert [p["type"] for p in conflist["plugins"]] == ["flannel", "portmap"]
+    assert "containerd.service" in spec["before"]
+
+
+# -- units ---------------------------------------------------------------------------------------------------------------
+def test_unit_exec_start_carries_every_flag(conf, make_settings):
+    spec = conf.kubelet(settings(make_settings), "worker01")
+    text = conf.unit(spec)
+    exec_start = text.split("ExecStart=", 1)[1].split("\nRestart=")[0]
+    assert [line.strip(" \\") for line in exec_start.splitlines()] == [spec["exec"]] + spec["flags"]
+    assert "Requires=containerd.service" in text and "WantedBy=multi-user.target" in text
