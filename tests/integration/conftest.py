@@ -29,7 +29,7 @@ NODES = {
     "worker01": (["worker"], ["worker"], "10.240.0.21"),
     "worker02": (["worker"], ["worker"], "10.240.0.22"),
 }
-PEER_RULES = {".*": ["k8s_pki.sign_remote", "k8s_pki.fetch_secret_remote"]}
+PEER_RULES = {".*": ["k8s_pki.sign_remote", "k8s_pki.fetch_secret_remote", "k8s_kube.register_node_remote"]}
 
 
 def inventory():
@@ -48,33 +48,72 @@ def fs_root(tmp_path_factory):
 
 
 ETCD_LAB_VERSION = "3.4.23"
+# The lab's versions (Debian's builds/packages of them run for real in the lab). Their upstream downloads cannot be
+# reached here, so the test mirror serves STAND-INS for every binary except etcd: small executables, each with its
+# own real sha256 pinned below. The download, digest check, cache, extraction and install are the production path;
+# the daemons themselves run in tests/kube and the lab, not here (no systemd on this machine).
+VERSIONS = {"kubernetes": "1.20.2", "etcd": ETCD_LAB_VERSION, "containerd": "1.6.20", "runc": "1.1.5",
+            "cni_plugins": "1.1.1", "crictl": "1.20.0"}
+KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
+
+
+def stand_in(name):
+    return f"#!/bin/sh\n# kubesalt integration-test stand-in for {name}: the real binary runs in the lab.\nexit 0\n".encode()
+
+
+def _tarball(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        for arcname, source in members.items():
+            data = source if isinstance(source, bytes) else pathlib.Path(source).read_bytes()
+            info = tarfile.TarInfo(arcname)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def mirror_tree(root):
+    """Write the test mirror under ``root`` in upstream URL shapes; return the pins (component -> version -> digest)."""
+    v = VERSIONS
+    files = {
+        f"github.com/etcd-io/etcd/releases/download/v{v['etcd']}/etcd-v{v['etcd']}-linux-amd64.tar.gz": ("etcd", _tarball(
+            {f"etcd-v{v['etcd']}-linux-amd64/{n}": f"/usr/bin/{n}" for n in ("etcd", "etcdctl")})),
+        f"github.com/containerd/containerd/releases/download/v{v['containerd']}/containerd-{v['containerd']}-linux-amd64.tar.gz":
+            ("containerd", _tarball({f"bin/{n}": stand_in(n) for n in ("containerd", "containerd-shim-runc-v2", "ctr")})),
+        f"github.com/opencontainers/runc/releases/download/v{v['runc']}/runc.amd64": ("runc", stand_in("runc")),
+        f"github.com/containernetworking/plugins/releases/download/v{v['cni_plugins']}/cni-plugins-linux-amd64-v{v['cni_plugins']}.tgz":
+            ("cni-plugins", _tarball({f"./{n}": stand_in(n) for n in ("bridge", "host-local", "loopback", "portmap")})),
+        f"github.com/kubernetes-sigs/cri-tools/releases/download/v{v['crictl']}/crictl-v{v['crictl']}-linux-amd64.tar.gz":
+            ("crictl", _tarball({"crictl": stand_in("crictl")})),
+    }
+    for name in KUBE_BINARIES:
+        files[f"dl.k8s.io/release/v{v['kubernetes']}/bin/linux/amd64/{name}"] = (name, stand_in(name))
+    version_of = {"etcd": "etcd", "containerd": "containerd", "runc": "runc", "cni-plugins": "cni_plugins",
+                  "crictl": "crictl"}
+    pins = {}
+    for rel, (component, data) in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        version = v[version_of.get(component, "kubernetes")]
+        pins[component] = {version: {"amd64": {"sha256": hashlib.sha256(data).hexdigest()}}}
+    return pins
 
 
 @pytest.fixture(scope="session")
 def artifact_mirror(tmp_path_factory):
-    """A real artifact mirror on 127.0.0.1 (what k8s:artifacts:mirror points at in air-gapped sites), serving an
-    etcd release tarball in the upstream shape, repackaged from Debian's etcd-server binaries. The public internet
-    (github.com) cannot be reached here; everything else -- download, digest verification, cache, extraction through
-    the real state on a real minion -- is the production path. Returns (base URL, pins)."""
+    """A real artifact mirror on 127.0.0.1 (what k8s:artifacts:mirror points at in air-gapped sites), serving every
+    artifact in its upstream shape: etcd repackaged from Debian's etcd-server binaries, stand-ins for the rest (see
+    VERSIONS). The public internet (github.com, dl.k8s.io) cannot be reached here. Returns (base URL, pins)."""
     from tests.support.httpserver import LocalHTTPServer
 
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         os.environ.pop(var, None)
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
     root = tmp_path_factory.mktemp("mirror")
-    version = ETCD_LAB_VERSION
-    top = f"etcd-v{version}-linux-amd64"
-    tarball = root / "github.com/etcd-io/etcd/releases/download" / f"v{version}" / f"{top}.tar.gz"
-    tarball.parent.mkdir(parents=True)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
-        for name in ("etcd", "etcdctl"):
-            tar.add(f"/usr/bin/{name}", arcname=f"{top}/{name}")
-    tarball.write_bytes(buf.getvalue())
-    digest = hashlib.sha256(buf.getvalue()).hexdigest()
+    pins = mirror_tree(root)
     server = LocalHTTPServer().start()
     server.serve_directory("/", str(root))
-    pins = {"etcd": {version: {"amd64": {"sha256": digest}}}}
     yield server.base_url, pins
     server.stop()
 
@@ -91,7 +130,7 @@ def pillar_dir(tmp_path_factory, fs_root, artifact_mirror):
               fs_root: {fs_root}/{{{{ grains["id"] }}}}
               manage_services: false
               nodes: {json.dumps(inventory())}
-              versions: {{etcd: {ETCD_LAB_VERSION}}}
+              versions: {json.dumps(VERSIONS)}
               artifacts:
                 mirror: {artifact_mirror[0]}
                 pins: {json.dumps(artifact_mirror[1])}
