@@ -111,6 +111,16 @@ def test_orchestration_runs_in_order_and_a_second_run_changes_nothing(salt_run_c
     assert first.returncode == 0, first
     steps = next(iter(first.data["data"].values()))  # the return is keyed by the master's id
     assert all(s["result"] for s in steps.values()), steps
+    order = [s["__id__"] for s in sorted(steps.values(), key=lambda s: s["__run_num__"])]
+    assert order == ["sync kubesalt modules", "validate configuration on every node",
+                     "certificate authorities on the CA minion", "node certificates everywhere",
+                     "etcd members in parallel", "etcd members restarted one at a time",
+                     "pod network configuration in etcd", "control plane one master at a time", "cluster objects",
+                     "nodes (masters and workers)", "add-ons", "smoke checks"], order
+    for minion in ("master01", "worker01", "worker02"):
+        assert (node_root(minion) / "etc/kubernetes/kubelet.yaml").is_file(), minion
+    assert (node_root("master01") / "etc/systemd/system/kube-apiserver.service").is_file()
+    assert not (node_root("worker01") / "etc/systemd/system/kube-apiserver.service").exists()
     # etcd reached the member through the real download path (local mirror, pinned digest, cache, extraction).
     installed = node_root("master01") / "usr/local/bin/etcd"
     assert installed.read_bytes() == open("/usr/bin/etcd", "rb").read()
