@@ -477,6 +477,52 @@ def _check_misc(config, err):
     root = str(config.get("fs_root") or "")
     if root and not root.startswith("/"):
         err(f"k8s:fs_root: '{root}' must be an absolute path (or empty)")
+    _check_components(config, err)
+
+
+def _check_components(config, err):
+    api = config.get("apiserver") or {}
+    port = api.get("port")
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        err(f"k8s:apiserver:port: '{port}' is not a TCP port")
+    endpoint = str(api.get("endpoint") or "")
+    if endpoint and not re.match(r"^https://[A-Za-z0-9.\-\[\]:]+(:\d+)?/?$", endpoint):
+        err(f"k8s:apiserver:endpoint: '{endpoint}' is not an https URL of the API (e.g. https://k8s-api.example:6443)")
+    for section in ("apiserver", "controller_manager", "scheduler", "kubelet", "kube_proxy"):
+        flags = (config.get(section) or {}).get("extra_flags") or []
+        for flag in flags if isinstance(flags, list) else [flags]:
+            if not re.match(r"^--[a-z0-9][a-z0-9-]*(=.*)?$", str(flag)):
+                err(f"k8s:{section}:extra_flags: '{flag}' is not a --flag or --flag=value")
+    runtime = config.get("container_runtime") or {}
+    if runtime.get("install") not in ETCD_INSTALL:
+        err(f"k8s:container_runtime:install: '{runtime.get('install')}' is not supported; use one of "
+            f"{', '.join(ETCD_INSTALL)}")
+    for registry, spec in (runtime.get("registries") or {}).items():
+        for mirror in (spec or {}).get("mirrors") or []:
+            if not re.match(r"^https?://[A-Za-z0-9.\-\[\]:]+(/\S*)?$", str(mirror)):
+                err(f"k8s:container_runtime:registries:{registry}:mirrors: '{mirror}' is not an http(s) URL")
+        ca = (spec or {}).get("ca")
+        if ca and "-----BEGIN CERTIFICATE-----" not in str(ca):
+            err(f"k8s:container_runtime:registries:{registry}:ca: not a PEM certificate")
+    for index, image in enumerate(runtime.get("images") or []):
+        image = image if isinstance(image, dict) else {}
+        where = f"k8s:container_runtime:images:{index}"
+        if not image.get("name"):
+            err(f"{where}:name: the image reference the archive holds is missing")
+        if not re.match(r"^https?://\S+$", str(image.get("url", ""))):
+            err(f"{where}:url: '{image.get('url')}' is not an http(s) URL")
+        if not re.match(r"^[0-9a-f]{64}$", str(image.get("sha256", ""))):
+            err(f"{where}:sha256: '{image.get('sha256')}' is not a sha256 digest (64 lowercase hex digits); an image "
+                "archive is verified like every download")
+    batch = str(config.get("worker_batch", ""))
+    if not re.match(r"^([1-9]\d*|([1-9]\d?|100)%)$", batch):
+        err(f"k8s:worker_batch: '{batch}' must be a node count (e.g. 5) or a percentage (e.g. 25%)")
+    for path in (config.get("admin") or {}).get("kubeconfig_paths") or []:
+        if not str(path).startswith("/"):
+            err(f"k8s:admin:kubeconfig_paths: '{path}' must be an absolute path")
+    coredns = (config.get("addons") or {}).get("coredns") or {}
+    if coredns.get("enabled") and not coredns.get("image"):
+        err("k8s:addons:coredns:image: empty, but k8s:addons:coredns:enabled is true")
 
 
 def check(config):

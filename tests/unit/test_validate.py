@@ -136,6 +136,22 @@ BROKEN = {
     "etcd_prefix_without_slash": (_pillar(etcd__network_prefix="coreos.com/network"), "k8s:etcd:network_prefix"),
     "unknown_arch": (_pillar(arch="s390x"), "k8s:arch: 's390x' is not supported"),
     "relative_path": (_pillar(paths__pki_dir="etc/pki"), "k8s:paths:pki_dir: 'etc/pki' must be an absolute path"),
+    "apiserver_endpoint_not_https": (_pillar(apiserver__endpoint="http://lb:6443"),
+                                     "k8s:apiserver:endpoint: 'http://lb:6443' is not an https URL"),
+    "apiserver_port_out_of_range": (_pillar(apiserver__port=70000), "k8s:apiserver:port: '70000' is not a TCP port"),
+    "extra_flag_without_dashes": (_pillar(kubelet__extra_flags=["v=2"]),
+                                  "k8s:kubelet:extra_flags: 'v=2' is not a --flag"),
+    "unknown_runtime_install": (_pillar(container_runtime__install="docker"),
+                                "k8s:container_runtime:install: 'docker' is not supported"),
+    "image_archive_without_digest": (_pillar(container_runtime__images=[{"name": "x/pause:1", "url": "http://m/p.tar"}]),
+                                     "k8s:container_runtime:images:0:sha256: 'None' is not a sha256 digest"),
+    "registry_mirror_not_a_url": (_pillar(container_runtime__registries={"docker.io": {"mirrors": ["mirror:5000"]}}),
+                                  "k8s:container_runtime:registries:docker.io:mirrors: 'mirror:5000'"),
+    "registry_ca_not_pem": (_pillar(container_runtime__registries={"r.example": {"ca": "not a cert"}}),
+                            "k8s:container_runtime:registries:r.example:ca: not a PEM certificate"),
+    "bad_worker_batch": (_pillar(worker_batch="all"), "k8s:worker_batch: 'all' must be a node count"),
+    "relative_admin_kubeconfig_path": (_pillar(admin__kubeconfig_paths=["kube/config"]),
+                                       "k8s:admin:kubeconfig_paths: 'kube/config' must be an absolute path"),
 }
 
 
