@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""
+Benchmark: the Salt-side cost of converging workers as the cluster grows. Prints figures, asserts nothing.
+
+For each worker count (default 5, 25, 50) it starts a REAL salt-master and REAL salt-minions on this machine
+(processes from the project's venv; one CA master minion + N workers), with kubesalt's master config (file_roots,
+peer rules) and a local artifact mirror (the integration tests' mirror tree: stand-in binaries with their real
+digests). Every minion runs in render-only mode (``k8s:manage_services: false``, its own ``k8s:fs_root``): no
+daemons, because N kubelets cannot run on one 2-core machine. Then it times, through the master:
+
+1. ``k8s.pki.ca`` + ``k8s.pki`` on the CA minion (not counted in the ratio);
+2. ``state.apply k8s.worker`` on all N workers at once: per worker two keys + CSRs signed by the CA minion over peer
+   publish, every binary downloaded from the mirror and verified, every config file and unit written;
+3. the same again (no-op: must report 0 changes).
+
+It reports wall times, the time per worker, the change counts, the mirror requests and the largest-vs-smallest ratio.
+
+Usage:  .venv/bin/python bench/scale_workers.py [--workers 5,25,50] [--keep]
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.integration.conftest import VERSIONS, mirror_tree  # noqa: E402
+from tests.support.httpserver import LocalHTTPServer  # noqa: E402
+
+VENV = ROOT / ".venv" / "bin"
+PEER = {".*": ["k8s_pki.sign_remote", "k8s_pki.fetch_secret_remote", "k8s_kube.register_node_remote"]}
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    def __init__(self, base, workers, mirror_url, pins):
+        self.base, self.workers = base, [f"worker{i:03d}" for i in range(1, workers + 1)]
+        self.procs = []
+        self.master_dir = base / "master"
+        self.ports = (free_port(), free_port())
+        nodes = {"master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"}}
+        nodes.update({w: {"roles": ["worker"], "ip": f"10.240.{(i + 21) // 250}.{(i + 21) % 250 + 1}"}
+                      for i, w in enumerate(self.workers)})
+        pillar_dir = base / "pillar"
+        pillar_dir.mkdir(parents=True)
+        (pillar_dir / "top.sls").write_text("base:\n  '*':\n    - k8s\n")
+        pillar = {"k8s": {"manage_services": False, "nodes": nodes, "versions": VERSIONS,
+                          "networks": {"node_cidr": "10.240.0.0/16", "pod_cidr": "172.16.0.0/12",
+                                       "node_pod_prefix": 24},
+                          "artifacts": {"mirror": mirror_url, "pins": pins}}}
+        text = yaml.safe_dump(pillar)
+        text = text.replace("manage_services: false", "manage_services: false\n  fs_root: " + str(base / "nodes")
+                            + "/{{ grains['id'] }}")
+        (pillar_dir / "k8s.sls").write_text(text)
+        ext = base / "ext"
+        ext.mkdir()
+        for name in ("_modules", "_states"):
+            (ext / name).symlink_to(ROOT / name)
+        self.master_conf = {
+            "root_dir": str(self.master_dir), "interface": "127.0.0.1",
+            "publish_port": self.ports[0], "ret_port": self.ports[1],
+            "file_roots": {"base": [str(ROOT / "formulas"), str(ext)]},
+            "pillar_roots": {"base": [str(pillar_dir)]}, "peer": PEER, "auto_accept": True,
+            "worker_threads": 8, "log_level_logfile": "warning", "user": "root",
+            "fileserver_list_cache_time": 0, "state_events": False,
+        }
+        (self.master_dir / "conf").mkdir(parents=True)
+        (self.master_dir / "conf" / "master").write_text(yaml.safe_dump(self.master_conf))
+
+    def _minion_conf(self, mid, role):
+        mdir = self.base / "minions" / mid
+        (mdir / "conf").mkdir(parents=True)
+        conf = {"id": mid, "root_dir": str(mdir), "master": "127.0.0.1", "master_port": self.ports[1],
+                "publish_port": self.ports[0], "grains": {"role": [role]}, "log_level_logfile": "warning",
+                "user": "root", "acceptance_wait_time": 1, "random_reauth_delay": 0, "state_events": False}
+        (mdir / "conf" / "minion").write_text(yaml.safe_dump(conf))
+        return mdir / "conf"
+
+    def start(self):
+        self.procs.append(subprocess.Popen([str(VENV / "salt-master"), "-c", str(self.master_dir / "conf"),
+                                            "-l", "quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(3)
+        for mid, role in [("master01", "master")] + [(w, "worker") for w in self.workers]:
+            conf = self._minion_conf(mid, role)
+            self.procs.append(subprocess.Popen([str(VENV / "salt-minion"), "-c", str(conf), "-l", "quiet"],
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        expected = {"master01", *self.workers}
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            ret = self.salt("*", "test.ping", timeout=10)
+            if isinstance(ret, dict) and expected <= set(k for k, v in ret.items() if v is True):
+                return
+            time.sleep(2)
+        raise SystemExit(f"minions did not all answer: {sorted(expected - set(ret or {}))}")
+
+    def salt(self, tgt, fun, *args, timeout=600, tgt_type=None):
+        cmd = [str(VENV / "salt"), "-c", str(self.master_dir / "conf"), "--out=json", "--static", "-t", str(timeout)]
+        if tgt_type:
+            cmd.append(f"--{tgt_type}")
+        out = subprocess.run(cmd + [tgt, fun, *args], capture_output=True, text=True)
+        try:
+            return json.loads(out.stdout) if out.stdout.strip() else {}
+        except json.JSONDecodeError:
+            return {"_raw": out.stdout + out.stderr}
+
+    def stop(self):
+        for proc in reversed(self.procs):
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def summarize(ret):
+    """(minions ok, total state changes, failures) of a state.apply return."""
+    ok, changes, failures = 0, 0, []
+    for mid, states in ret.items():
+        if not isinstance(states, dict):
+            failures.append((mid, str(states)[:300]))
+            continue
+        bad = [s.get("comment", "")[:200] for s in states.values() if isinstance(s, dict) and s.get("result") is False]
+        changes += sum(1 for s in states.values() if isinstance(s, dict) and s.get("changes"))
+        if bad:
+            failures.append((mid, bad[0]))
+        else:
+            ok += 1
+    return ok, changes, failures
+
+
+def run(count, keep):
+    base = pathlib.Path(tempfile.mkdtemp(prefix=f"kubesalt-scale-{count}-"))
+    mirror_root = base / "mirror"
+    pins = mirror_tree(mirror_root)
+    server = LocalHTTPServer().start()
+    server.serve_directory("/", str(mirror_root))
+    cluster = Cluster(base, count, server.base_url, pins)
+    figures = {}
+    try:
+        t0 = time.time()
+        cluster.start()
+        figures["start"] = time.time() - t0
+        cluster.salt("*", "saltutil.sync_all")
+        t0 = time.time()
+        ca = cluster.salt("master01", "state.apply", "k8s.pki")
+        figures["ca"] = time.time() - t0
+        ok, _, failures = summarize(ca)
+        if failures:
+            raise SystemExit(f"CA minion failed: {failures}")
+        t0 = time.time()
+        first = cluster.salt("G@role:worker", "state.apply", "k8s.worker", tgt_type="compound")
+        figures["workers"] = time.time() - t0
+        figures["ok"], figures["changes"], failures = summarize(first)
+        figures["failures"] = failures[:3]
+        t0 = time.time()
+        again = cluster.salt("G@role:worker", "state.apply", "k8s.worker", tgt_type="compound")
+        figures["noop"] = time.time() - t0
+        figures["noop_ok"], figures["noop_changes"], _ = summarize(again)
+        figures["requests"] = server.count()
+    finally:
+        cluster.stop()
+        server.stop()
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
+    return figures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", default="5,25,50")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    args = parser.parse_args()
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+    counts = [int(c) for c in args.workers.split(",")]
+    results = {}
+    print(f"{'workers':>7} {'start s':>8} {'CA s':>6} {'converge s':>10} {'per worker s':>12} {'ok':>4} "
+          f"{'changes':>7} {'no-op s':>8} {'no-op changes':>13} {'mirror GETs':>11}")
+    for count in counts:
+        f = run(count, args.keep)
+        results[count] = f
+        print(f"{count:>7} {f['start']:>8.1f} {f['ca']:>6.1f} {f['workers']:>10.1f} {f['workers'] / count:>12.2f} "
+              f"{f['ok']:>4} {f['changes']:>7} {f['noop']:>8.1f} {f['noop_changes']:>13} {f['requests']:>11}",
+              flush=True)
+        if f["failures"]:
+            print("   failures:", f["failures"])
+    if len(counts) > 1:
+        lo, hi = counts[0], counts[-1]
+        print(f"converge time {hi} vs {lo} workers: ratio {results[hi]['workers'] / results[lo]['workers']:.2f} "
+              f"({hi / lo:.0f}x the workers)")
+        print(f"no-op time {hi} vs {lo} workers: ratio {results[hi]['noop'] / results[lo]['noop']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
