@@ -1,0 +1,1134 @@
+"""
+kubesalt Kubernetes API client: readiness, server-side apply with a compare first, the objects kubesalt puts into a
+new cluster (the API server's access to kubelets, CoreDNS), and node registration (role labels, the master taint).
+
+How it talks to the API server
+------------------------------
+HTTPS with ``requests`` and a client certificate from kubesalt's PKI; no kubectl, no Kubernetes client library.
+Every function takes the resolved settings (``config``, what ``k8s/map.jinja`` yields: the output of
+``k8s.settings``) and an ``identity``: the certificate and key are ``k8s_pki.layout(config)['certificates'][identity]``
+and the server is verified with the Kubernetes CA bundle, ``<pki_dir>/kubernetes-ca.crt``. Which minion holds which
+identity is the PKI's policy (``k8s_pki.entitlements``): ``admin`` (``system:masters``) only the masters, with the CA
+minion the one the orchestration uses; ``kubelet`` (``system:node:<id>``) every node; ``apiserver-kubelet-client``
+the masters.
+
+The server is ``server`` when given; otherwise ``https://127.0.0.1:<k8s:apiserver:port>`` on a master (its own API
+server) and ``config['cluster']['apiserver_url']`` elsewhere (``k8s:apiserver:endpoint`` or the first master).
+
+Applying objects
+----------------
+:py:func:`apply` first reads the live object. When the desired manifest is a recursive subset of it (every key of a
+mapping present and equal or itself a subset; lists of the same length, item by item) nothing is sent. Otherwise it
+sends a server-side apply (``PATCH``, ``application/apply-patch+yaml`` with a JSON body, ``fieldManager=kubesalt``,
+``force=true``), which creates the object or updates the fields kubesalt manages and leaves every other field alone.
+Empty values (``None``, ``{}``, ``[]``) match an absent field, because the API server drops them. Write values the
+way the API server stores them (``cpu: 100m``, not ``0.1``): a value the server rewrites differs on every run, and
+costs an apply that changes nothing (reported as no change: the object comes back as it was).
+
+Known kinds are in :py:data:`KINDS`; another kind is refused with the list.
+
+Errors are ``CommandExecutionError`` naming the request (method, URL), the object and the API server's answer
+(HTTP status and its ``Status`` message), or ``SaltInvocationError`` for a bad argument.
+"""
+
+import base64
+import copy
+import logging
+import os
+import re
+import time
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+try:
+    import requests
+
+    HAS_REQUESTS = True
+except ImportError:  # pragma: no cover - requests is a Salt dependency
+    HAS_REQUESTS = False
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "k8s_kube"
+
+FIELD_MANAGER = "kubesalt"
+REQUEST_TIMEOUT = 10  # seconds for connecting and for each answer
+POLL_INTERVAL = 2
+_TRANSIENT = (429, 500, 502, 503, 504)  # statuses a wait tries again after
+MANAGED_BY = {"app.kubernetes.io/managed-by": "kubesalt"}
+
+# The group in the O of the apiserver-kubelet-client certificate (k8s_pki.APISERVER_KUBELET_CLIENT_GROUP; the
+# tests check that the two agree). Bound to the built-in ClusterRole below by cluster_objects().
+APISERVER_KUBELET_CLIENT_GROUP = "kubesalt:apiserver-kubelet-client"
+# Built in since Kubernetes 1.11: get/list/watch/proxy nodes and every nodes/* subresource of the kubelet API.
+KUBELET_API_ADMIN_ROLE = "system:kubelet-api-admin"
+
+# kind -> (apiVersion, plural, namespaced). Served by every release from 1.20 on.
+KINDS = {
+    "Namespace": ("v1", "namespaces", False),
+    "Node": ("v1", "nodes", False),
+    "ServiceAccount": ("v1", "serviceaccounts", True),
+    "ConfigMap": ("v1", "configmaps", True),
+    "Secret": ("v1", "secrets", True),
+    "Service": ("v1", "services", True),
+    "Deployment": ("apps/v1", "deployments", True),
+    "DaemonSet": ("apps/v1", "daemonsets", True),
+    "ClusterRole": ("rbac.authorization.k8s.io/v1", "clusterroles", False),
+    "ClusterRoleBinding": ("rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
+    "Role": ("rbac.authorization.k8s.io/v1", "roles", True),
+    "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings", True),
+}
+
+# CoreDNS listens on unprivileged ports, so it runs as a non-root user without any capability, whatever image is
+# configured (images before CoreDNS 1.11 run as root and carry no file capability for port 53). The Service maps
+# port 53 to them.
+COREDNS_DNS_PORT = 1053
+COREDNS_USER = 65532
+
+
+def __virtual__():
+    if not HAS_REQUESTS:
+        return (False, "k8s_kube needs the python library 'requests'")
+    return __virtualname__
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------------------------------
+class KubeApiError(CommandExecutionError):
+    """The API server answered with an error status (``status``: the HTTP status)."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
+
+
+class KubeUnreachable(CommandExecutionError):
+    """No answer: connection refused, TLS failure, timeout. A wait may try again."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Kinds, paths and the compare (pure)
+# --------------------------------------------------------------------------------------------------------------------
+def _group(api_version):
+    return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+
+
+def kind_info(kind):
+    """
+    ``{"kind", "api_version", "plural", "namespaced"}`` of a kind kubesalt knows (see ``KINDS``); any other kind is
+    refused, naming the known ones.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.kind_info Deployment
+    """
+    if kind not in KINDS:
+        raise SaltInvocationError(f"unknown kind {kind!r}; kubesalt knows: {', '.join(KINDS)}")
+    api_version, plural, namespaced = KINDS[kind]
+    return {"kind": kind, "api_version": api_version, "plural": plural, "namespaced": namespaced}
+
+
+def _path(info, name=None, namespace=None, api_version=None):
+    api_version = api_version or info["api_version"]
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    if info["namespaced"] and namespace:
+        base += f"/namespaces/{namespace}"
+    base += f"/{info['plural']}"
+    return f"{base}/{name}" if name else base
+
+
+def _label(kind, name, namespace=None):
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+def normalize(manifest):
+    """
+    Check a manifest and return the copy kubesalt sends: ``apiVersion`` filled in from ``KINDS`` when absent (when
+    present, its API group must be the kind's), ``metadata.namespace`` set to ``default`` for a namespaced kind
+    that has none, and a Secret's ``stringData`` folded into ``data`` (base64), as the API server stores it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.normalize '{kind: ConfigMap, metadata: {name: a}, data: {x: "1"}}'
+    """
+    if not isinstance(manifest, dict):
+        raise SaltInvocationError(f"manifest: expected a mapping with kind and metadata.name, got {manifest!r:.100}")
+    info = kind_info(manifest.get("kind"))
+    desired = copy.deepcopy(manifest)
+    metadata = desired.get("metadata")
+    if not isinstance(metadata, dict) or not metadata.get("name"):
+        raise SaltInvocationError(f"{info['kind']} manifest has no metadata.name: {manifest!r:.200}")
+    name = metadata["name"]
+    api_version = desired.setdefault("apiVersion", info["api_version"])
+    if _group(str(api_version)) != _group(info["api_version"]):
+        raise SaltInvocationError(
+            f"{_label(info['kind'], name)}: apiVersion {api_version!r} is not in the kind's API group "
+            f"(kubesalt sends {info['kind']} as {info['api_version']})"
+        )
+    if info["namespaced"]:
+        metadata.setdefault("namespace", "default")
+    elif metadata.get("namespace"):
+        raise SaltInvocationError(
+            f"{_label(info['kind'], name)} is cluster-scoped; remove metadata.namespace ({metadata['namespace']!r})"
+        )
+    if info["kind"] == "Secret" and desired.get("stringData"):
+        data = desired.setdefault("data", {}) or {}
+        for key, value in desired.pop("stringData").items():
+            data[key] = base64.b64encode(str(value).encode("utf-8")).decode("ascii")
+        desired["data"] = data
+    return desired
+
+
+def _ref(manifest):
+    metadata = manifest["metadata"]
+    return manifest["kind"], metadata.get("namespace") if KINDS[manifest["kind"]][2] else None, metadata["name"]
+
+
+def object_key(manifest):
+    """
+    ``Kind/namespace/name`` (``Kind/name`` when cluster-scoped) of a manifest: the key under which
+    ``k8s_kube.objects_present`` reports it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.object_key '{kind: Service, metadata: {name: kube-dns, namespace: kube-system}}'
+    """
+    kind, namespace, name = _ref(normalize(manifest))
+    return "/".join(p for p in (kind, namespace, name) if p)
+
+
+_ABSENT = object()
+_EMPTY = (None, {}, [])
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _join(path, key):
+    part = key if _PLAIN_KEY.match(str(key)) else f'["{key}"]'
+    if not path:
+        return part
+    return f"{path}.{part}" if _PLAIN_KEY.match(str(key)) else f"{path}{part}"
+
+
+def _same_scalar(desired, live):
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return type(desired) is type(live) and desired == live
+    if isinstance(desired, (int, float)) and isinstance(live, (int, float)):
+        return desired == live
+    return type(desired) is type(live) and desired == live
+
+
+def _diff(desired, live, path, out):
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            if not (live is _ABSENT and not desired):
+                out[path or "."] = {"old": None if live is _ABSENT else live, "new": desired}
+            return
+        for key, value in desired.items():
+            if key not in live:
+                if not any(value == empty and type(value) is type(empty) for empty in _EMPTY):
+                    out[_join(path, key)] = {"old": None, "new": value}
+                continue
+            _diff(value, live[key], _join(path, key), out)
+    elif isinstance(desired, list):
+        if not isinstance(live, list) or len(live) != len(desired):
+            out[path or "."] = {"old": None if live is _ABSENT else live, "new": desired}
+            return
+        for index, (want, have) in enumerate(zip(desired, live)):
+            _diff(want, have, f"{path}[{index}]", out)
+    elif desired is None:
+        return  # null in a manifest means "no opinion"; the server drops it
+    elif live is _ABSENT or not _same_scalar(desired, live):
+        out[path or "."] = {"old": None if live is _ABSENT else live, "new": desired}
+
+
+def differences(desired, live):
+    """
+    What ``desired`` has that ``live`` lacks, as ``{path: {"old": live value, "new": desired value}}``; empty when
+    ``desired`` is a recursive subset of ``live``. Mappings: every desired key must be present with an equal value
+    (or a subset); lists: the same length, each item a subset of the live item at the same index; scalars: equal,
+    of the same type (``"53"`` is not ``53``, ``true`` is not ``1``). ``None``, ``{}`` and ``[]`` match an absent
+    key. Paths look like ``spec.template.spec.containers[0].image`` or ``metadata.labels["k8s-app"]``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.differences '{spec: {replicas: 2}}' '{spec: {replicas: 1, paused: false}}'
+    """
+    out = {}
+    _diff(desired, live, "", out)
+    return out
+
+
+# Written by the API server on every write, or by controllers: not part of what an apply changes.
+_BOOKKEEPING = ("resourceVersion", "managedFields", "generation", "uid", "creationTimestamp", "selfLink")
+
+
+def _content(obj):
+    """An object without its status and the metadata the API server keeps for itself."""
+    content = {k: v for k, v in (obj or {}).items() if k != "status"}
+    content["metadata"] = {k: v for k, v in (content.get("metadata") or {}).items() if k not in _BOOKKEEPING}
+    return content
+
+
+def _hide_secret_values(kind, diff):
+    if kind != "Secret":
+        return diff
+    return {path: ({"old": "(hidden)", "new": "(hidden)"} if re.match(r"^(data|stringData)\b", path) else change)
+            for path, change in diff.items()}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The client (plain Python, no Salt dunders)
+# --------------------------------------------------------------------------------------------------------------------
+def _short(text):
+    """The useful part of a requests/urllib3 error: the OS error, or what caused the retry failure."""
+    text = " ".join(str(text).split())
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    cause = re.search(r"\(Caused by (.*)\)$", text)
+    text = errno.group(1).strip() if errno else cause.group(1) if cause else text
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class KubeClient:
+    """
+    A connection to one API server with one client certificate. Use as a context manager so the HTTP session is
+    closed. :py:meth:`request` returns the decoded JSON answer, or None for a status listed in ``missing_ok``.
+    """
+
+    def __init__(self, server, ca, cert, key, timeout=REQUEST_TIMEOUT):
+        server = str(server or "").rstrip("/")
+        if not re.match(r"^https://[^/\s]+$", server):
+            raise SaltInvocationError(f"API server {server!r} must be an https://host:port URL")
+        for what, path in (("CA bundle", ca), ("client certificate", cert), ("client key", key)):
+            if not path or not os.path.isfile(path):
+                raise SaltInvocationError(f"{what} {path} does not exist")
+        self.server, self.ca, self.cert, self.key = server, ca, cert, key
+        self.timeout = float(timeout)
+        self.session = requests.Session()
+        self.session.trust_env = False  # no proxies or REQUESTS_CA_BUNDLE from the environment
+        self.session.verify = ca
+        self.session.cert = (cert, key)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.session.close()
+
+    def _unreachable(self, method, url, exc, wait=None):
+        text = str(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            reason = (f"TLS verification of the server certificate failed with CA bundle {self.ca} ({_short(text)}); "
+                      "is it the CA that signed the API server's certificate, and is the host among its SANs?")
+        elif isinstance(exc, requests.exceptions.SSLError):
+            reason = (f"TLS error ({_short(text)}); the API server may have refused client certificate {self.cert}")
+        elif isinstance(exc, requests.exceptions.Timeout):
+            reason = f"no answer within {wait or self.timeout:g} s"
+        else:
+            reason = f"cannot connect: {_short(text)}"
+        return KubeUnreachable(f"{method} {url}: {reason}")
+
+    def request(self, method, path, params=None, body=None, content_type=None, what=None, missing_ok=(),
+                timeout=None):
+        url = self.server + path
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        wait = self.timeout if timeout is None else max(float(timeout), 0.1)
+        try:
+            answer = self.session.request(method, url, params=params, json=body, headers=headers,
+                                          timeout=(wait, wait))
+        except requests.exceptions.RequestException as exc:
+            raise self._unreachable(method, url, exc, wait) from exc
+        if answer.status_code in missing_ok:
+            return None
+        try:
+            data = answer.json()
+        except ValueError:
+            data = None
+        if 200 <= answer.status_code < 300:
+            return data
+        message = (data or {}).get("message") if isinstance(data, dict) else None
+        message = message or answer.text.strip()[:300] or answer.reason
+        hint = ""
+        if answer.status_code == 401:
+            hint = (f"; the API server did not accept client certificate {self.cert} (not signed by the CA in its "
+                    "--client-ca-file, or expired)")
+        subject = f" ({what})" if what else ""
+        raise KubeApiError(f"{method} {url}{subject}: HTTP {answer.status_code}: {message}{hint}",
+                           status=answer.status_code)
+
+    def get(self, path, what=None, timeout=None):
+        """The object at ``path``, or None when it does not exist (404)."""
+        return self.request("GET", path, what=what, missing_ok=(404,), timeout=timeout)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Connection from the settings
+# --------------------------------------------------------------------------------------------------------------------
+def _cluster(config):
+    cluster = (config or {}).get("cluster")
+    if not isinstance(cluster, dict) or "masters" not in cluster:
+        raise SaltInvocationError(
+            "config: no derived 'cluster' facts; pass the settings produced by k8s.settings (k8s/map.jinja)"
+        )
+    return cluster
+
+
+def _my_id(config):
+    return _cluster(config).get("minion_id") or (__opts__ or {}).get("id")
+
+
+def api_server(config, server=None):
+    """
+    The API server URL this minion uses: ``server`` when given; ``https://127.0.0.1:<k8s:apiserver:port>`` on a
+    master (in ``k8s:nodes``); otherwise ``config['cluster']['apiserver_url']``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.api_server "$(salt-call --out=json k8s.config | jq .local)"
+    """
+    if server:
+        return str(server).rstrip("/")
+    cluster = _cluster(config)
+    if _my_id(config) in cluster.get("masters", []):
+        port = (config.get("apiserver") or {}).get("port")
+        if not port:
+            raise SaltInvocationError("k8s:apiserver:port is not set; it is the secure port of every kube-apiserver")
+        return f"https://127.0.0.1:{port}"
+    url = cluster.get("apiserver_url")
+    if not url:
+        raise SaltInvocationError(
+            "no API server URL: config['cluster']['apiserver_url'] is empty (set k8s:apiserver:endpoint, or give "
+            "the first master an ip in k8s:nodes), and no server= was given"
+        )
+    return str(url).rstrip("/")
+
+
+def _layout(config):
+    if "k8s_pki.layout" not in (__salt__ or {}):
+        raise CommandExecutionError("k8s_kube needs the k8s_pki execution module (saltutil.sync_modules)")
+    return __salt__["k8s_pki.layout"](config)
+
+
+def _client(config, identity, server=None, timeout=REQUEST_TIMEOUT):
+    files = _layout(config)
+    if identity not in files["certificates"]:
+        raise SaltInvocationError(
+            f"identity: unknown certificate identity {identity!r}; known: {', '.join(files['certificates'])}"
+        )
+    spec = files["certificates"][identity]
+    for path in (spec["cert"], spec["key"]):
+        if not os.path.isfile(path):
+            raise SaltInvocationError(
+                f"client certificate for identity {identity!r} is missing: {path} does not exist on minion "
+                f"{_my_id(config)!r} (does it hold {identity!r}? see k8s_pki.entitlements)"
+            )
+    ca = files["cas"]["kubernetes-ca"]["bundle"]
+    return KubeClient(api_server(config, server), ca, spec["cert"], spec["key"], timeout=timeout)
+
+
+def _timeout(config, key, timeout):
+    if timeout is None:
+        timeout = (config.get("timeouts") or {}).get(key)
+        if timeout is None:
+            raise SaltInvocationError(f"no timeout given and k8s:timeouts:{key} is not set")
+    try:
+        timeout = float(timeout)
+    except (TypeError, ValueError):
+        raise SaltInvocationError(f"timeout {timeout!r} is not a number of seconds") from None
+    if timeout < 0:
+        raise SaltInvocationError(f"timeout {timeout!r} must not be negative")
+    return timeout
+
+
+def _poll(check, timeout, what, interval=POLL_INTERVAL):
+    """
+    Call ``check(request_timeout)`` until it returns ``(True, value, detail)``; return ``value``. An unreachable or
+    overloaded API server (no answer, HTTP 429 or 5xx) counts as "not yet"; any other error (401, 403, 404 of a
+    namespace...) ends the wait at once. After ``timeout`` seconds in all, raise with the last detail.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            done, value, detail = check(min(REQUEST_TIMEOUT, max(remaining, 1.0)))
+        except KubeUnreachable as exc:
+            done, value, detail = False, None, str(exc)
+        except KubeApiError as exc:
+            if exc.status not in _TRANSIENT:
+                raise
+            done, value, detail = False, None, str(exc)
+        if done:
+            return value
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise CommandExecutionError(f"{what}: not done after {timeout:g} s; last: {detail}")
+        time.sleep(min(interval, remaining))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Readiness
+# --------------------------------------------------------------------------------------------------------------------
+def _readyz(client, timeout):
+    url = f"{client.server}/readyz"
+    try:
+        answer = client.session.get(url, params={"verbose": "true"}, timeout=(timeout, timeout))
+    except requests.exceptions.RequestException as exc:
+        return {"ready": False, "url": url, "status": None, "failed": [],
+                "error": str(client._unreachable("GET", url, exc, timeout))}
+    if answer.status_code in (401, 403):
+        raise KubeApiError(
+            f"GET {url}: HTTP {answer.status_code}: {answer.text.strip()[:200]}; client certificate {client.cert} "
+            "is not accepted (every authenticated user may read /readyz)", status=answer.status_code)
+    failed = [line[3:].strip() for line in answer.text.splitlines() if line.startswith("[-]")]
+    ready = answer.status_code == 200
+    result = {"ready": ready, "url": url, "status": answer.status_code, "failed": failed, "error": ""}
+    if not ready:
+        result["error"] = f"HTTP {answer.status_code}" + (f", failed checks: {'; '.join(failed)}" if failed else
+                                                           f": {answer.text.strip()[:200]}")
+    return result
+
+
+def readyz(config, identity="apiserver-kubelet-client", server=None, timeout=5):
+    """
+    Ask the API server's ``/readyz`` once: ``{"ready": bool, "url", "status": HTTP status or None, "failed": [the
+    checks that failed], "error": why it is not ready}``. An unreachable server is "not ready" (with the reason);
+    a client certificate the server refuses raises.
+
+    identity
+        The certificate to present (every authenticated user may read /readyz): ``apiserver-kubelet-client`` on a
+        master, ``kubelet`` on any node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.readyz "$(salt-call --out=json k8s.config | jq .local)" identity=kubelet
+    """
+    with _client(config, identity, server) as client:
+        return _readyz(client, float(timeout))
+
+
+def wait_ready(config, timeout=None, identity="apiserver-kubelet-client", server=None, interval=POLL_INTERVAL):
+    """
+    Poll ``/readyz`` until the API server is ready; return the last answer (see :py:func:`readyz`) with
+    ``waited`` (seconds). Raises after ``timeout`` seconds in all (default ``k8s:timeouts:apiserver_ready``),
+    naming the URL and the last error.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.wait_ready "$(salt-call --out=json k8s.config | jq .local)" timeout=120
+    """
+    timeout = _timeout(config, "apiserver_ready", timeout)
+    start = time.monotonic()
+    with _client(config, identity, server) as client:
+        def check(request_timeout):
+            answer = _readyz(client, request_timeout)
+            return answer["ready"], answer, answer["error"]
+
+        answer = _poll(check, timeout, f"kube-apiserver at {client.server}/readyz", interval)
+    answer["waited"] = round(time.monotonic() - start, 1)
+    return answer
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Objects
+# --------------------------------------------------------------------------------------------------------------------
+def get(config, kind, name=None, namespace=None, identity="admin", server=None):
+    """
+    Read one object, or None when it does not exist. ``kind`` is a kind from ``KINDS`` or a whole manifest (its
+    kind, name and namespace are used). Without ``name``, list the kind's objects (in ``namespace``, or in every
+    namespace) and return the items.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.get "$(salt-call --out=json k8s.config | jq .local)" Service kube-dns kube-system
+    """
+    if isinstance(kind, dict):
+        manifest = normalize(kind)
+        kind, namespace, name = _ref(manifest)
+        api_version = manifest["apiVersion"]
+    else:
+        api_version = None
+    info = kind_info(kind)
+    if info["namespaced"] and name and not namespace:
+        namespace = "default"
+    with _client(config, identity, server) as client:
+        if name:
+            return client.get(_path(info, name, namespace, api_version), what=_label(kind, name, namespace))
+        answer = client.request("GET", _path(info, None, namespace, api_version), what=f"{kind} list")
+        return answer.get("items") or []
+
+
+def apply(config, manifest, identity="admin", test=False, server=None):
+    """
+    Make an object look like ``manifest``: read it; if the manifest is a recursive subset of the live object (see
+    :py:func:`differences`) send nothing; otherwise send a server-side apply (``fieldManager=kubesalt``,
+    ``force=true``), which creates it or updates the fields the manifest sets. With ``test=True`` only read.
+
+    Returns ``{"changed": bool, "action": "created" | "updated" | None, "object": "Kind namespace/name",
+    "diff": {path: {"old", "new"}}, "resource_version"}`` (a Secret's data is shown as ``(hidden)``). When the
+    server rewrites a value into a form of its own, the apply leaves the object as it was (apart from status and
+    the server's bookkeeping: resourceVersion, managedFields) and the result says ``changed: False`` with a
+    ``note``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.apply "$(salt-call --out=json k8s.config | jq .local)" \\
+            '{kind: Namespace, metadata: {name: demo}}' test=True
+    """
+    desired = normalize(manifest)
+    kind, namespace, name = _ref(desired)
+    info = kind_info(kind)
+    label = _label(kind, name, namespace)
+    path = _path(info, name, namespace, desired["apiVersion"])
+    with _client(config, identity, server) as client:
+        live = client.get(path, what=label)
+        diff = differences(desired, live) if live is not None else {}
+        result = {"changed": True, "action": "created" if live is None else "updated", "object": label,
+                  "diff": _hide_secret_values(kind, diff),
+                  "resource_version": (live or {}).get("metadata", {}).get("resourceVersion")}
+        if live is not None and not diff:
+            result.update(changed=False, action=None)
+            return result
+        if test:
+            return result
+        applied = client.request(
+            "PATCH", path, params={"fieldManager": FIELD_MANAGER, "force": "true"}, body=desired,
+            content_type="application/apply-patch+yaml", what=label,
+        )
+    if live is not None and _content(applied) == _content(live):
+        result.update(changed=False, action=None, note=(
+            f"the API server stores {', '.join(diff)} in another form; the apply changed nothing. Write the values "
+            "as the server returns them to save the request"))
+    result["resource_version"] = (applied or {}).get("metadata", {}).get("resourceVersion")
+    log.info("k8s_kube: %s %s", label, result["action"] or "unchanged")
+    return result
+
+
+def cluster_objects(config):
+    """
+    The cluster-wide objects kubesalt applies once, from a master, as ``admin`` (a list of manifests):
+
+    - the ClusterRoleBinding ``kubesalt:apiserver-kubelet-client`` that binds the group of the API server's kubelet
+      client certificate (``O=kubesalt:apiserver-kubelet-client``) to the built-in ClusterRole
+      ``system:kubelet-api-admin`` (nodes/proxy, log, stats, metrics, spec: ``kubectl logs/exec/port-forward``).
+
+    That is all: ``kube-system`` exists in every cluster, and every other kubesalt identity maps onto a binding that
+    is built in: ``system:node:<id>`` in ``system:nodes`` (Node authorizer), ``system:kube-proxy``
+    (``system:node-proxier``), ``system:kube-controller-manager``, ``system:kube-scheduler`` and ``system:masters``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.cluster_objects "$(salt-call --out=json k8s.config | jq .local)"
+    """
+    _cluster(config)
+    return [{
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": APISERVER_KUBELET_CLIENT_GROUP, "labels": dict(MANAGED_BY)},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": KUBELET_API_ADMIN_ROLE},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                      "name": APISERVER_KUBELET_CLIENT_GROUP}],
+    }]
+
+
+def corefile(config):
+    """
+    The CoreDNS configuration (Corefile) for ``k8s:cluster_domain``: cluster names and reverse zones from the API,
+    everything else forwarded to the node's /etc/resolv.conf; health (:8080, /health), ready (:8181, /ready),
+    metrics (:9153), cache, loop detection, reload on change.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.corefile "$(salt-call --out=json k8s.config | jq .local)"
+    """
+    domain = str(config.get("cluster_domain") or "").strip(".")
+    if not domain:
+        raise SaltInvocationError("k8s:cluster_domain is empty; CoreDNS needs the cluster's DNS domain")
+    return "\n".join([
+        f".:{COREDNS_DNS_PORT} {{",
+        "    errors",
+        "    health {",
+        "        lameduck 5s",
+        "    }",
+        "    ready",
+        f"    kubernetes {domain} in-addr.arpa ip6.arpa {{",
+        "        pods insecure",
+        "        fallthrough in-addr.arpa ip6.arpa",
+        "        ttl 30",
+        "    }",
+        "    prometheus :9153",
+        "    forward . /etc/resolv.conf",
+        "    cache 30",
+        "    loop",
+        "    reload",
+        "    loadbalance",
+        "}",
+        "",
+    ])
+
+
+def coredns_objects(config):
+    """
+    The CoreDNS add-on as a list of manifests, in apply order: ServiceAccount, ClusterRole (list/watch endpoints,
+    services, pods, namespaces, endpointslices), ClusterRoleBinding, ConfigMap (:py:func:`corefile`), Deployment
+    and the ``kube-dns`` Service at ``k8s:networks:cluster_dns_ip`` (53/UDP, 53/TCP, 9153/TCP), all in
+    ``kube-system`` and labelled ``k8s-app=kube-dns``. Empty when ``k8s:addons:coredns:enabled`` is false.
+
+    The Deployment runs ``k8s:addons:coredns:image`` with ``k8s:addons:coredns:replicas``, priority
+    ``system-cluster-critical``, tolerating ``k8s:master_taint`` (NoSchedule) and CriticalAddonsOnly, spread over
+    nodes, with the node's resolver (``dnsPolicy: Default``). Readiness ``/ready`` on 8181, liveness ``/health`` on
+    8080. It runs as user 65532 (``runAsNonRoot``), with no capability, no privilege escalation and a read-only root:
+    CoreDNS listens on 1053 and the Service maps 53 to it, so no image needs NET_BIND_SERVICE (before CoreDNS 1.11
+    the images run as root and have no file capability, and a non-root process cannot bind 53 without one).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.coredns_objects "$(salt-call --out=json k8s.config | jq .local)"
+    """
+    coredns = (config.get("addons") or {}).get("coredns") or {}
+    if not coredns.get("enabled", True):
+        return []
+    image, replicas = coredns.get("image"), coredns.get("replicas")
+    dns_ip = (config.get("networks") or {}).get("cluster_dns_ip")
+    taint = config.get("master_taint")
+    problems = []
+    if not image:
+        problems.append("k8s:addons:coredns:image is empty")
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        problems.append(f"k8s:addons:coredns:replicas: {replicas!r} is not a number of replicas")
+    if not dns_ip:
+        problems.append("k8s:networks:cluster_dns_ip is empty")
+    if not taint:
+        problems.append("k8s:master_taint is empty")
+    if problems:
+        raise SaltInvocationError("cannot build the CoreDNS objects: " + "; ".join(problems))
+    ns = "kube-system"
+    app = {"k8s-app": "kube-dns"}
+    labels = dict(app, **MANAGED_BY)
+    rbac = "rbac.authorization.k8s.io/v1"
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": "coredns", "namespace": ns, "labels": labels}},
+        {"apiVersion": rbac, "kind": "ClusterRole",
+         "metadata": {"name": "system:coredns", "labels": labels},
+         "rules": [
+             {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"],
+              "verbs": ["list", "watch"]},
+             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+         ]},
+        {"apiVersion": rbac, "kind": "ClusterRoleBinding",
+         "metadata": {"name": "system:coredns", "labels": labels},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
+         "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": ns}]},
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": "coredns", "namespace": ns, "labels": labels},
+         "data": {"Corefile": corefile(config)}},
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": "coredns", "namespace": ns, "labels": dict(labels, **{"kubernetes.io/name": "CoreDNS"})},
+         "spec": {
+             "replicas": replicas,
+             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+             "selector": {"matchLabels": app},
+             "template": {
+                 "metadata": {"labels": app},
+                 "spec": {
+                     "priorityClassName": "system-cluster-critical",
+                     "serviceAccountName": "coredns",
+                     "nodeSelector": {"kubernetes.io/os": "linux"},
+                     "tolerations": [
+                         {"key": "CriticalAddonsOnly", "operator": "Exists"},
+                         {"key": taint, "operator": "Exists", "effect": "NoSchedule"},
+                     ],
+                     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                         "weight": 100,
+                         "podAffinityTerm": {"labelSelector": {"matchLabels": app},
+                                             "topologyKey": "kubernetes.io/hostname"},
+                     }]}},
+                     "dnsPolicy": "Default",
+                     "securityContext": {"runAsNonRoot": True, "runAsUser": COREDNS_USER,
+                                         "runAsGroup": COREDNS_USER, "seccompProfile": {"type": "RuntimeDefault"}},
+                     "containers": [{
+                         "name": "coredns",
+                         "image": image,
+                         "imagePullPolicy": "IfNotPresent",
+                         "args": ["-conf", "/etc/coredns/Corefile"],
+                         "resources": {"limits": {"memory": "170Mi"}, "requests": {"cpu": "100m", "memory": "70Mi"}},
+                         "volumeMounts": [{"name": "config-volume", "mountPath": "/etc/coredns", "readOnly": True}],
+                         "ports": [
+                             {"name": "dns", "containerPort": COREDNS_DNS_PORT, "protocol": "UDP"},
+                             {"name": "dns-tcp", "containerPort": COREDNS_DNS_PORT, "protocol": "TCP"},
+                             {"name": "metrics", "containerPort": 9153, "protocol": "TCP"},
+                         ],
+                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                             "capabilities": {"drop": ["ALL"]}},
+                         "livenessProbe": {"httpGet": {"path": "/health", "port": 8080, "scheme": "HTTP"},
+                                           "initialDelaySeconds": 60, "timeoutSeconds": 5, "successThreshold": 1,
+                                           "failureThreshold": 5},
+                         "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181, "scheme": "HTTP"}},
+                     }],
+                     "volumes": [{"name": "config-volume", "configMap": {
+                         "name": "coredns", "items": [{"key": "Corefile", "path": "Corefile"}]}}],
+                 },
+             },
+         }},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "kube-dns", "namespace": ns,
+                      "labels": dict(labels, **{"kubernetes.io/name": "CoreDNS"}),
+                      "annotations": {"prometheus.io/port": "9153", "prometheus.io/scrape": "true"}},
+         "spec": {
+             "selector": app,
+             "clusterIP": str(dns_ip),
+             "ports": [
+                 {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": "dns"},
+                 {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": "dns-tcp"},
+                 {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": "metrics"},
+             ],
+         }},
+    ]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Nodes
+# --------------------------------------------------------------------------------------------------------------------
+def _inventory_node(config, minion_id):
+    nodes = config.get("nodes") or {}
+    node = nodes.get(str(minion_id))
+    if not isinstance(node, dict):
+        raise CommandExecutionError(
+            f"minion {minion_id!r} is not in k8s:nodes, so it is not a node of this cluster; nodes: "
+            f"{', '.join(sorted(str(n) for n in nodes)) or 'none'}"
+        )
+    roles = node.get("roles") or []
+    return [roles] if isinstance(roles, str) else list(roles)
+
+
+def node_metadata(config, minion_id):
+    """
+    The labels and taints of node ``minion_id``, from its roles in the ``k8s:nodes`` pillar inventory (never from
+    grains, which a minion sets for itself): ``{"labels": {"node-role.kubernetes.io/<role>": ""} for its master and
+    worker roles, "taints": [{"key": <k8s:master_taint>, "effect": "NoSchedule"}] on a master, else []}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.node_metadata "$(salt-call --out=json k8s.config | jq .local)" worker01
+    """
+    roles = _inventory_node(config, minion_id)
+    labels = {f"node-role.kubernetes.io/{role}": "" for role in ("master", "worker") if role in roles}
+    taints = []
+    if "master" in roles:
+        taint = config.get("master_taint")
+        if not taint:
+            raise SaltInvocationError("k8s:master_taint is empty; masters are tainted with it")
+        taints.append({"key": str(taint), "effect": "NoSchedule"})
+    return {"labels": labels, "taints": taints}
+
+
+def _missing_metadata(node, wanted):
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    taints = (node.get("spec") or {}).get("taints") or []
+    add_labels = {k: v for k, v in wanted["labels"].items() if labels.get(k) != v}
+    have = {(t.get("key"), t.get("effect")) for t in taints}
+    add_taints = [t for t in wanted["taints"] if (t["key"], t["effect"]) not in have]
+    return add_labels, add_taints, taints
+
+
+def register_node(config, minion_id, timeout=None, test=False, server=None, identity="admin"):
+    """
+    Give node ``minion_id`` its role labels and taints (:py:func:`node_metadata`): wait until its kubelet has
+    registered the Node object (up to ``timeout`` seconds, default ``k8s:timeouts:node_ready``), then add what is
+    missing with one merge patch, guarded by the resourceVersion that was read (a concurrent change, e.g. the node
+    controller's taints, makes it re-read and try again). Labels and taints it did not add are kept. Refuses a
+    minion id that is not in ``k8s:nodes``. With ``test=True`` it reads once and reports what it would add.
+
+    Returns ``{"node", "changed": bool, "labels": {added}, "taints": [added], "comment"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.register_node "$(salt-call --out=json k8s.config | jq .local)" worker01
+    """
+    minion_id = str(minion_id)
+    wanted = node_metadata(config, minion_id)
+    timeout = _timeout(config, "node_ready", timeout)
+    info = kind_info("Node")
+    path = _path(info, minion_id)
+    label = _label("Node", minion_id)
+    result = {"node": minion_id, "changed": False, "labels": {}, "taints": [], "comment": ""}
+    with _client(config, identity, server) as client:
+        if test:
+            node = client.get(path, what=label)
+            if node is None:
+                result.update(changed=True, labels=wanted["labels"], taints=wanted["taints"],
+                              comment=f"Node {minion_id} is not registered yet; its labels and taints would be set "
+                                      "once its kubelet registers it")
+                return result
+        else:
+            def exists(request_timeout):
+                node = client.get(path, what=label, timeout=request_timeout)
+                return node is not None, node, f"Node {minion_id} is not registered (no kubelet has created it yet)"
+
+            node = _poll(exists, timeout, f"waiting for {label}")
+        for attempt in range(1, 6):
+            add_labels, add_taints, taints = _missing_metadata(node, wanted)
+            result.update(labels=add_labels, taints=add_taints, changed=bool(add_labels or add_taints))
+            if not result["changed"]:
+                result["comment"] = f"Node {minion_id} has its labels and taints"
+                return result
+            if test:
+                result["comment"] = f"Node {minion_id} would be labelled and tainted"
+                return result
+            patch = {"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]}}
+            if add_labels:
+                patch["metadata"]["labels"] = add_labels
+            if add_taints:
+                patch["spec"] = {"taints": taints + add_taints}  # a merge patch replaces the whole list
+            try:
+                client.request("PATCH", path, body=patch, content_type="application/merge-patch+json", what=label)
+            except KubeApiError as exc:
+                if exc.status != 409:
+                    raise
+                log.info("k8s_kube: %s changed while it was patched (attempt %s); reading it again", label, attempt)
+                node = client.get(path, what=label)
+                if node is None:
+                    raise CommandExecutionError(f"{label} was deleted while it was being registered") from None
+                continue
+            result["comment"] = f"Node {minion_id} labelled and tainted"
+            log.info("k8s_kube: %s: added labels %s, taints %s", label, add_labels, add_taints)
+            return result
+    raise CommandExecutionError(f"{label} kept changing while it was patched (5 attempts); try again")
+
+
+def _ca_config(config=None):
+    """The settings on the CA minion (it holds the admin certificate); refuses anywhere else."""
+    if config is None:
+        config = __salt__["k8s.config"](validate=True)
+    ca_minion = _cluster(config).get("ca_minion")
+    if __opts__["id"] != ca_minion:
+        raise CommandExecutionError(
+            f"this minion ({__opts__['id']!r}) is not the CA minion: k8s:pki:ca_minion resolves to {ca_minion!r}; "
+            "nodes are registered there"
+        )
+    return config
+
+
+def register_node_remote(timeout=None, test=False, **kwargs):
+    """
+    Register the node of the minion that calls this through peer publish, on the CA minion (which holds the admin
+    certificate): see :py:func:`register_node`. The node is always the caller, ``__pub_id``, which the salt-master
+    sets; there is no argument to name another one. Refuses a call without ``__pub_id`` (not sent through peer
+    publish), a caller that is not in ``k8s:nodes``, and any minion but the CA minion.
+
+    The salt-master must allow it: ``peer: {'.*': ['k8s_kube.register_node_remote']}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call publish.publish master01 k8s_kube.register_node_remote arg="[300]"
+    """
+    named = sorted(k for k in kwargs if not k.startswith("__"))
+    if named:
+        raise SaltInvocationError(
+            f"k8s_kube.register_node_remote: unexpected argument(s) {', '.join(named)}; the node is always the caller "
+            "(__pub_id), never an argument"
+        )
+    requester = kwargs.get("__pub_id")
+    if not requester:
+        raise CommandExecutionError(
+            "k8s_kube.register_node_remote: the minion sending this request could not be identified (no __pub_id); "
+            "it must be called by another minion through peer publish (publish.publish), which sets it"
+        )
+    return register_node(_ca_config(), str(requester), timeout=timeout, test=test)
+
+
+def register_node_local(minion_id=None, config=None, timeout=None, test=False, **kwargs):
+    """
+    Register node ``minion_id`` (default: this minion) from the CA minion itself, which holds the admin
+    certificate: see :py:func:`register_node`. Refuses peer-publish calls from other minions (they use
+    :py:func:`register_node_remote`) and any minion but the CA minion.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.register_node_local worker01
+    """
+    pub_id = kwargs.get("__pub_id")
+    if pub_id and pub_id != __opts__["id"]:
+        raise CommandExecutionError(
+            f"k8s_kube.register_node_local may not be called through peer publish (called by minion {pub_id!r}); "
+            "other minions use k8s_kube.register_node_remote"
+        )
+    config = _ca_config(config)
+    return register_node(config, minion_id or __opts__["id"], timeout=timeout, test=test)
+
+
+def _node_status(node, name):
+    if node is None:
+        return {"name": name, "exists": False, "ready": False, "reason": "NotRegistered",
+                "message": f"Node {name} is not registered"}
+    conditions = {c.get("type"): c for c in (node.get("status") or {}).get("conditions") or []}
+    ready = conditions.get("Ready") or {}
+    return {"name": name, "exists": True, "ready": ready.get("status") == "True",
+            "reason": ready.get("reason") or "NoReadyCondition",
+            "message": ready.get("message") or "the kubelet has not reported a Ready condition"}
+
+
+def node_ready(config, name, identity="kubelet", server=None):
+    """
+    Whether Node ``name`` is Ready: ``{"name", "exists", "ready", "reason", "message"}`` from its Ready condition.
+    With ``identity=kubelet`` (the default) a node reads its Node object with its own certificate (the Node
+    authorizer lets a kubelet read Node objects; NodeRestriction lets it modify only its own).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.node_ready "$(salt-call --out=json k8s.config | jq .local)" worker01
+    """
+    with _client(config, identity, server) as client:
+        return _node_status(client.get(_path(kind_info("Node"), name), what=_label("Node", name)), name)
+
+
+def wait_node_ready(config, name, timeout=None, identity="kubelet", server=None, interval=POLL_INTERVAL):
+    """
+    Wait until Node ``name`` is registered and Ready (up to ``timeout`` seconds, default
+    ``k8s:timeouts:node_ready``); return its status (see :py:func:`node_ready`), or raise with the last reason.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.wait_node_ready "$(salt-call --out=json k8s.config | jq .local)" worker01 timeout=300
+    """
+    return nodes_ready(config, [name], timeout=timeout, identity=identity, server=server, interval=interval)[name]
+
+
+def nodes_ready(config, names, timeout=None, identity="admin", server=None, interval=POLL_INTERVAL):
+    """
+    Wait until every node in ``names`` is registered and Ready (up to ``timeout`` seconds in all, default
+    ``k8s:timeouts:node_ready``); return ``{name: status}`` (see :py:func:`node_ready`). On timeout the error lists
+    each node that is not Ready with its reason.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.nodes_ready "$(salt-call --out=json k8s.config | jq .local)" '[worker01, worker02]'
+    """
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n]
+    names = [str(n) for n in names or []]
+    if not names:
+        raise SaltInvocationError("names: no node names given")
+    timeout = _timeout(config, "node_ready", timeout)
+    info = kind_info("Node")
+    status = {}
+    with _client(config, identity, server) as client:
+        def check(request_timeout):
+            for name in names:
+                if not status.get(name, {}).get("ready"):
+                    node = client.get(_path(info, name), what=_label("Node", name), timeout=request_timeout)
+                    status[name] = _node_status(node, name)
+            waiting = [s for s in status.values() if not s["ready"]]
+            detail = "; ".join(f"{s['name']}: {s['reason']} ({s['message']})" for s in waiting)
+            return not waiting, status, f"not Ready: {detail}"
+
+        return _poll(check, timeout, f"waiting for nodes {', '.join(names)} to be Ready", interval)
+
+
+def deployment_rollout(deployment):
+    """
+    Whether a Deployment (the object as the API server returns it) has rolled out and is available, judged the
+    way ``kubectl rollout status`` does: ``{"available": bool, "message": str}``. Not available while its
+    controller has not seen the latest spec, while fewer replicas than wanted are updated, while old replicas
+    remain, or while updated replicas are not available; a Deployment past its progress deadline says so.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.deployment_rollout "$(kubectl get -o json -n kube-system deploy coredns)"
+    """
+    metadata, spec, status = (deployment.get(k) or {} for k in ("metadata", "spec", "status"))
+    label = _label("Deployment", metadata.get("name"), metadata.get("namespace"))
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    available = conditions.get("Available") or {}
+    why = f" (Available: {available.get('status')}, {available.get('reason')}: {available.get('message')})" \
+        if available else ""
+    if int(metadata.get("generation") or 0) > int(status.get("observedGeneration") or 0):
+        return {"available": False, "message": f"{label}: the controller has not observed the latest spec yet "
+                                               "(is kube-controller-manager running?)"}
+    progressing = conditions.get("Progressing") or {}
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return {"available": False, "message": f"{label} exceeded its progress deadline: "
+                                               f"{progressing.get('message')}{why}"}
+    wanted = spec.get("replicas", 1)
+    updated = int(status.get("updatedReplicas") or 0)
+    total = int(status.get("replicas") or 0)
+    ready = int(status.get("availableReplicas") or 0)
+    if updated < wanted:
+        return {"available": False, "message": f"{label}: {updated} of {wanted} replicas updated{why}"}
+    if total > updated:
+        return {"available": False, "message": f"{label}: {total - updated} old replicas pending termination{why}"}
+    if ready < updated:
+        return {"available": False, "message": f"{label}: {ready} of {updated} updated replicas available{why}"}
+    return {"available": True, "message": f"{label}: {ready} of {wanted} replicas available"}
+
+
+def deployment_available(config, namespace, name, timeout=None, identity="admin", server=None,
+                         interval=POLL_INTERVAL):
+    """
+    Wait until Deployment ``namespace/name`` has rolled out and is available (see :py:func:`deployment_rollout`),
+    up to ``timeout`` seconds (default ``k8s:timeouts:addons_ready``). Returns ``{"available": True, "message"}``;
+    raises with the last reason (missing, replicas not available, the Available condition's message) on timeout.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.deployment_available "$(salt-call --out=json k8s.config | jq .local)" kube-system coredns
+    """
+    timeout = _timeout(config, "addons_ready", timeout)
+    info = kind_info("Deployment")
+    label = _label("Deployment", name, namespace)
+    with _client(config, identity, server) as client:
+        def check(request_timeout):
+            live = client.get(_path(info, name, namespace), what=label, timeout=request_timeout)
+            if live is None:
+                return False, None, f"{label} does not exist"
+            rollout = deployment_rollout(live)
+            return rollout["available"], rollout, rollout["message"]
+
+        return _poll(check, timeout, f"waiting for {label} to be available", interval)
