@@ -1,0 +1,306 @@
+"""
+kubesalt Kubernetes API states: thin wrappers over the ``k8s_kube`` execution module (compare, then act, then
+report).
+
+- ``api_ready``, ``node_ready``, ``nodes_ready``, ``deployment_available``: bounded waits; they never change
+  anything (with ``test=True`` they ask once and report ``result: None`` when the answer is "not yet").
+- ``object_present`` / ``objects_present``: objects applied server-side when they differ from the manifest.
+- ``node_registered``: a node's role labels and master taint, set by the CA minion (which holds the admin
+  certificate); other minions ask it over peer publish (``k8s_kube.register_node_remote``).
+
+Every state takes ``config``, the settings from ``k8s/map.jinja`` (loaded with ``k8s.config`` when omitted). With
+``test=True`` nothing is written and ``changes`` holds what would change; a second run with the same arguments
+returns ``changes: {}``.
+
+.. code-block:: jinja
+
+    {%- from "k8s/map.jinja" import k8s with context %}
+    kube-apiserver ready:
+      k8s_kube.api_ready:
+        - config: {{ k8s | json }}
+
+    cluster DNS:
+      k8s_kube.objects_present:
+        - manifests: {{ salt["k8s_kube.coredns_objects"](k8s) | json }}
+        - config: {{ k8s | json }}
+        - require:
+          - k8s_kube: kube-apiserver ready
+
+    node labels and taints:
+      k8s_kube.node_registered:
+        - config: {{ k8s | json }}
+"""
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+__virtualname__ = "k8s_kube"
+
+
+def __virtual__():
+    if "k8s_kube.apply" in __salt__:
+        return __virtualname__
+    return (False, "k8s_kube states: the k8s_kube execution module is not loaded (is 'requests' installed?)")
+
+
+def _ret(name):
+    return {"name": name, "result": True, "changes": {}, "comment": ""}
+
+
+def _fail(ret, exc):
+    ret.update(result=False, changes={}, comment=str(exc))
+    return ret
+
+
+def _config(config):
+    return config if config is not None else __salt__["k8s.config"](validate=True)
+
+
+def _test():
+    return bool(__opts__.get("test"))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Waits
+# --------------------------------------------------------------------------------------------------------------------
+def api_ready(name, config=None, timeout=None, identity="apiserver-kubelet-client", server=None):
+    """
+    Wait until the API server answers ``/readyz`` with ok (up to ``timeout`` seconds, default
+    ``k8s:timeouts:apiserver_ready``). Changes nothing.
+
+    name
+        A label for the state.
+    identity
+        The client certificate to present: ``apiserver-kubelet-client`` on a master, ``kubelet`` elsewhere.
+    server
+        The API server URL; default: the local one on a master, ``k8s:apiserver:endpoint`` elsewhere.
+    """
+    ret = _ret(name)
+    try:
+        config = _config(config)
+        if _test():
+            answer = __salt__["k8s_kube.readyz"](config, identity=identity, server=server)
+            if answer["ready"]:
+                ret["comment"] = f"kube-apiserver at {answer['url']} is ready."
+            else:
+                ret.update(result=None, comment=f"kube-apiserver at {answer['url']} is not ready yet "
+                                                f"({answer['error']}); a real run would wait for it.")
+            return ret
+        answer = __salt__["k8s_kube.wait_ready"](config, timeout=timeout, identity=identity, server=server)
+        ret["comment"] = f"kube-apiserver at {answer['url']} is ready (waited {answer['waited']:g} s)."
+        return ret
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _fail(ret, exc)
+
+
+def node_ready(name, config=None, timeout=None, identity="kubelet", server=None, node=None):
+    """
+    Wait until a Node is registered and Ready (up to ``timeout`` seconds, default ``k8s:timeouts:node_ready``).
+    With ``identity=kubelet`` a node checks its own Node object with its own certificate. Changes nothing.
+
+    name
+        A label for the state.
+    node
+        The Node to wait for; default: this minion's (node name = minion id).
+    """
+    ret = _ret(name)
+    node = str(node or __opts__["id"])
+    try:
+        config = _config(config)
+        if _test():
+            status = __salt__["k8s_kube.node_ready"](config, node, identity=identity, server=server)
+            if status["ready"]:
+                ret["comment"] = f"Node {node} is Ready."
+            else:
+                ret.update(result=None, comment=f"Node {node} is not Ready yet ({status['reason']}: "
+                                                f"{status['message']}); a real run would wait for it.")
+            return ret
+        __salt__["k8s_kube.wait_node_ready"](config, node, timeout=timeout, identity=identity, server=server)
+        ret["comment"] = f"Node {node} is Ready."
+        return ret
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _fail(ret, exc)
+
+
+def nodes_ready(name, names, config=None, timeout=None, identity="admin", server=None):
+    """
+    Wait until every node in ``names`` is registered and Ready (up to ``timeout`` seconds in all, default
+    ``k8s:timeouts:node_ready``); on timeout the comment lists each node that is not Ready and why. Changes nothing.
+    """
+    ret = _ret(name)
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n]
+    try:
+        config = _config(config)
+        wait = 0 if _test() else timeout
+        try:
+            __salt__["k8s_kube.nodes_ready"](config, names, timeout=wait, identity=identity, server=server)
+        except CommandExecutionError as exc:
+            if not _test():
+                raise
+            ret.update(result=None, comment=f"{exc}; a real run would wait for them.")
+            return ret
+        ret["comment"] = f"Nodes {', '.join(map(str, names))} are Ready."
+        return ret
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _fail(ret, exc)
+
+
+def deployment_available(name, namespace, config=None, timeout=None, identity="admin", server=None):
+    """
+    Wait until Deployment ``namespace/name`` has rolled out and is available (up to ``timeout`` seconds, default
+    ``k8s:timeouts:addons_ready``). Changes nothing.
+    """
+    ret = _ret(name)
+    try:
+        config = _config(config)
+        wait = 0 if _test() else timeout
+        try:
+            rollout = __salt__["k8s_kube.deployment_available"](config, namespace, name, timeout=wait,
+                                                                identity=identity, server=server)
+        except CommandExecutionError as exc:
+            if not _test():
+                raise
+            ret.update(result=None, comment=f"{exc}; a real run would wait for it.")
+            return ret
+        ret["comment"] = rollout["message"]
+        return ret
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _fail(ret, exc)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Objects
+# --------------------------------------------------------------------------------------------------------------------
+def _change(result):
+    change = {"action": result["action"]}
+    if result["action"] == "updated":
+        change["diff"] = result["diff"]
+    return change
+
+
+def object_present(name, manifest, config=None, identity="admin", server=None):
+    """
+    Ensure an object looks like ``manifest``: nothing is sent when the manifest is a subset of the live object;
+    otherwise a server-side apply creates or updates it (see ``k8s_kube.apply``). ``changes`` is
+    ``{"action": "created"}`` or ``{"action": "updated", "diff": {path: {old, new}}}``.
+
+    name
+        A label for the state.
+    manifest
+        The object (kind, metadata.name, metadata.namespace for namespaced kinds, and the fields kubesalt manages).
+    identity
+        The client certificate; ``admin`` is held by masters only.
+    """
+    ret = _ret(name)
+    try:
+        config = _config(config)
+        result = __salt__["k8s_kube.apply"](config, manifest, identity=identity, test=_test(), server=server)
+        if result["changed"]:
+            ret["changes"] = _change(result)
+            if _test():
+                ret.update(result=None, comment=f"{result['object']} would be {result['action']}.")
+            else:
+                ret["comment"] = f"{result['object']} {result['action']}."
+        else:
+            ret["comment"] = " ".join([f"{result['object']} is as wanted."] + [result.get("note", "")]).strip()
+        return ret
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _fail(ret, exc)
+
+
+def objects_present(name, manifests, config=None, identity="admin", server=None):
+    """
+    Ensure every object in ``manifests`` looks as it says, in list order (a Namespace before what lives in it), as
+    :py:func:`object_present` does for one. ``changes`` is keyed by ``Kind/namespace/name``. The first failure
+    stops the list; the comment names it and the changes already made are reported.
+    """
+    ret = _ret(name)
+    try:
+        config = _config(config)
+        if not isinstance(manifests, list):
+            raise SaltInvocationError(f"manifests: expected a list of manifests, got {type(manifests).__name__}")
+        keys = [__salt__["k8s_kube.object_key"](m) for m in manifests]  # refuse a bad list before applying any
+        changes, unchanged, notes = {}, 0, []
+        for key, manifest in zip(keys, manifests):
+            try:
+                result = __salt__["k8s_kube.apply"](config, manifest, identity=identity, test=_test(), server=server)
+            except (CommandExecutionError, SaltInvocationError) as exc:
+                done = f" Changed before it: {', '.join(changes)}." if changes else ""
+                ret.update(result=False, changes=changes, comment=f"{key}: {exc}.{done}")
+                return ret
+            if result["changed"]:
+                changes[key] = _change(result)
+            else:
+                unchanged += 1
+                if result.get("note"):
+                    notes.append(f"{key}: {result['note']}.")
+        ret["changes"] = changes
+        if changes and _test():
+            ret["result"] = None
+            ret["comment"] = f"{len(changes)} of {len(keys)} objects would be created or updated."
+        else:
+            ret["comment"] = f"{len(changes)} of {len(keys)} objects created or updated, {unchanged} as wanted."
+        ret["comment"] = " ".join([ret["comment"]] + notes)
+        return ret
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _fail(ret, exc)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Nodes
+# --------------------------------------------------------------------------------------------------------------------
+def _peer_register(ca_minion, timeout, test):
+    """Ask the CA minion to register this minion's node through peer publish; return its reply dict."""
+    me = __opts__["id"]
+    fun = "k8s_kube.register_node_remote"
+    reply = __salt__["publish.publish"](ca_minion, fun, arg=[timeout, test], timeout=timeout + 30)
+    if isinstance(reply, str):
+        raise CommandExecutionError(f"{fun} on CA minion {ca_minion!r} failed: {reply}")
+    if not reply:
+        raise CommandExecutionError(
+            f"no reply from CA minion {ca_minion!r} to {fun} within {timeout + 30:g} s: either the salt-master's "
+            f"peer configuration does not allow minion {me!r} to call it (the master needs peer: "
+            f"{{'<regex matching {me}>': ['{fun}']}}), or {ca_minion!r} is down or has not synced the k8s_kube "
+            "module"
+        )
+    result = reply.get(ca_minion) if isinstance(reply, dict) else None
+    if isinstance(result, str):
+        raise CommandExecutionError(f"CA minion {ca_minion!r} refused {fun} for minion {me!r}: {result}")
+    if not isinstance(result, dict) or "changed" not in result:
+        raise CommandExecutionError(f"unexpected reply from CA minion {ca_minion!r} to {fun}: {reply!r:.200}")
+    return result
+
+
+def node_registered(name, config=None, timeout=None):
+    """
+    Ensure this minion's Node (node name = minion id) carries its role labels and master taint
+    (``k8s_kube.node_metadata``: from the ``k8s:nodes`` inventory). The CA minion does the patch with the admin
+    certificate, after waiting up to ``timeout`` seconds (default ``k8s:timeouts:node_ready``) for the kubelet to
+    register the node: on the CA minion itself through ``k8s_kube.register_node_local``; on any other minion through
+    peer publish (``k8s_kube.register_node_remote``), which always registers the *calling* minion. The master needs
+    ``peer: {'.*': ['k8s_kube.register_node_remote']}``.
+
+    name
+        A label for the state; the node is always this minion's.
+    """
+    ret = _ret(name)
+    me = __opts__["id"]
+    try:
+        config = _config(config)
+        ca_minion = (config.get("cluster") or {}).get("ca_minion")
+        if not ca_minion:
+            raise CommandExecutionError("k8s:pki:ca_minion is empty and there is no master to default to")
+        if timeout is None:
+            timeout = (config.get("timeouts") or {}).get("node_ready", 300)
+        if me == ca_minion:
+            result = __salt__["k8s_kube.register_node_local"](me, config=config, timeout=timeout, test=_test())
+        else:
+            result = _peer_register(ca_minion, timeout, _test())
+        if result["changed"]:
+            ret["changes"] = {k: result[k] for k in ("labels", "taints") if result[k]}
+            if _test():
+                ret["result"] = None
+        ret["comment"] = result.get("comment") or ""
+        return ret
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _fail(ret, exc)
