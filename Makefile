@@ -20,7 +20,7 @@ unit: deps
 integration: deps
 	$(VENV)/bin/python -m pytest tests/integration --basetemp=$(BASETEMP) -p no:cacheprovider $(PYTEST_ARGS)
 
-## make test-kube: k8s_kube against a real etcd + kube-apiserver 1.20 (tests/kube, ~30 s). Builds the Kubernetes
+## make test-kube: k8s_kube against a real etcd + kube-apiserver 1.20 (tests/kube, ~45 s). Builds the Kubernetes
 ## binaries first when they are not cached (tests/lab/build/kubernetes.sh, ~13 min once); KUBESALT_KUBE_BIN_DIR
 ## points at binaries of your own instead.
 .PHONY: test-kube
