@@ -288,7 +288,8 @@ def apiserver(config, minion_id):
         "kubelet-client-key": kubelet_key,
         "kubelet-preferred-address-types": ["InternalIP", "Hostname"],
         "service-account-issuer": f"https://kubernetes.default.svc.{domain}",
-        "service-account-key-file": _pki(config, "service-account.key"),
+        # The verification key as a public key: kube-apiserver cannot read an ECDSA private key in PKCS#8 form here.
+        "service-account-key-file": _pki(config, "service-account.pub"),
         "service-account-signing-key-file": _pki(config, "service-account.key"),
         "service-cluster-ip-range": nets["service_cidr"],
         "service-node-port-range": nets["node_port_range"],
@@ -310,6 +311,7 @@ def apiserver(config, minion_id):
         "files": files,
         "certificates": ["apiserver", "apiserver-etcd-client", "apiserver-kubelet-client", "front-proxy-client"],
         "secrets": ["service-account", "encryption-config"],
+        "public_keys": ["service-account"],
         "after": ["network-online.target", "etcd.service"],
         "requires": [],
         "service": {"Restart": "on-failure", "RestartSec": 5, "LimitNOFILE": 65536},

@@ -316,6 +316,21 @@ def private_key_info(key_pem):
     return {"key_type": _key_type(public), "public_key_fingerprint": _fingerprint(public)}
 
 
+def public_key(key_pem):
+    """
+    The PEM SubjectPublicKeyInfo ("PUBLIC KEY") of a PEM private key -- e.g. the service-account verification key
+    kube-apiserver reads with ``--service-account-key-file`` (it cannot read an ECDSA key in PKCS#8 form).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_pki.public_key "$(cat /etc/kubernetes/pki/service-account.key)"
+    """
+    public = _load_private_key(key_pem).public_key()
+    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
 def create_ca(key_pem, common_name, days=3650, now=None):
     """
     Create a self-signed CA certificate for ``key_pem`` and return it as PEM: basicConstraints ``CA:TRUE``

@@ -467,3 +467,43 @@ def secret_present(name, secret, config=None, timeout=30):
         return ret
     except (CommandExecutionError, SaltInvocationError, OSError) as exc:
         return _fail(ret, exc)
+
+
+def public_key_present(name, key, mode="0644"):
+    """
+    Ensure ``name`` holds the public key (PEM SubjectPublicKeyInfo) of the private key file ``key``; rewritten when
+    the private key changes. kube-apiserver verifies service-account tokens with it (``--service-account-key-file``).
+
+    name
+        Where to write the public key.
+    key
+        Path of the PEM private key (it must exist, except under test=True).
+    mode
+        Of the public key file.
+    """
+    ret = _ret(name)
+    test = __opts__["test"]
+    try:
+        private = _read(key)
+        if private is None:
+            if test:
+                ret.update(result=None, changes={"public_key": f"{name} from {key}"},
+                           comment=f"Public key of {key} would be written (the private key does not exist yet).")
+                return ret
+            raise CommandExecutionError(f"private key {key} does not exist")
+        value = __salt__["k8s_pki.public_key"](private)
+        changes = {}
+        if _read(name) != value:
+            changes["public_key"] = f"{name} from {key}"
+        else:
+            _fix_modes([(name, _mode(mode))], changes, test)
+        if changes and test:
+            ret.update(result=None, changes=changes, comment=f"Public key {name} would be updated.")
+            return ret
+        if "public_key" in changes:
+            _write(name, value, _mode(mode))
+        ret["changes"] = changes
+        ret["comment"] = f"Public key {name} {'updated' if changes else 'is up to date'}."
+        return ret
+    except (CommandExecutionError, SaltInvocationError, OSError) as exc:
+        return _fail(ret, exc)

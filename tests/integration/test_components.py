@@ -93,6 +93,8 @@ def test_only_the_ca_master_gets_admin_and_only_masters_get_cluster_secrets(work
     admin = node_root("master01") / "etc/kubernetes/admin.conf"
     assert admin.stat().st_mode & 0o777 == 0o600
     assert yaml.safe_load(admin.read_text())["users"][0]["name"] == "kubernetes-admin"
+    assert (node_root("master01") / "etc/kubernetes/pki/service-account.pub").read_text().startswith(
+        "-----BEGIN PUBLIC KEY-----")
     for name in ("admin.conf", "pki/admin.key", "pki/service-account.key", "pki/encryption-config.yaml",
                  "pki/apiserver.key", "kube-scheduler.yaml"):
         assert not (node_root("worker01") / "etc/kubernetes" / name).exists(), name

@@ -131,6 +131,34 @@ def test_private_key_present_with_test_true_writes_nothing(tmp_path):
     assert ret["result"] is None and ret["changes"] and list(tmp_path.iterdir()) == []
 
 
+def test_public_key_present_follows_the_private_key_and_is_readable_by_cryptography(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+
+    states = Cluster(tmp_path).states("master01")
+    key, pub = tmp_path / "sa.key", tmp_path / "sa.pub"
+    states.private_key_present(str(key))
+    ret = states.public_key_present(str(pub), key=str(key))
+    assert ret["result"] is True and ret["changes"] == {"public_key": f"{pub} from {key}"}
+    loaded = serialization.load_pem_public_key(pub.read_bytes())
+    private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    assert loaded.public_numbers() == private.public_key().public_numbers()
+    assert pub.read_text().startswith("-----BEGIN PUBLIC KEY-----") and mode(pub) == 0o644
+    assert states.public_key_present(str(pub), key=str(key))["changes"] == {}
+    key.unlink()
+    states.private_key_present(str(key))
+    assert states.public_key_present(str(pub), key=str(key))["changes"], "a new private key rewrites the public key"
+
+
+def test_public_key_present_test_mode_and_missing_key(tmp_path):
+    states = Cluster(tmp_path).states("master01", test=True)
+    ret = states.public_key_present(str(tmp_path / "sa.pub"), key=str(tmp_path / "sa.key"))
+    assert ret["result"] is None and ret["changes"] and list(tmp_path.iterdir()) == []
+    real = Cluster(tmp_path).states("master01")
+    ret = real.public_key_present(str(tmp_path / "sa.pub"), key=str(tmp_path / "nope.key"))
+    assert ret["result"] is False and "nope.key does not exist" in ret["comment"]
+    assert not (tmp_path / "sa.pub").exists()
+
+
 def test_private_key_present_refuses_a_file_that_is_not_a_key_and_leaves_it(tmp_path):
     path = tmp_path / "k.key"
     path.write_text("not a key\n")

@@ -45,4 +45,11 @@ cluster secret {{ secret }}:
       - file: kubesalt CA directory
 {%-     endif %}
 {%-   endfor %}
+
+service-account public key:
+  k8s_pki.public_key_present:
+    - name: {{ k8s.paths.pki_dir }}/service-account.pub
+    - key: {{ layout.secrets["service-account"].path }}
+    - require:
+      - k8s_pki: cluster secret service-account
 {%- endif %}
