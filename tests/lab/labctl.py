@@ -192,8 +192,15 @@ def node_entry(node_id):
 
 
 def load_lab():
+    """The lab's inventory and settings; a lab keeps the tree it was created with unless LAB_SALT_TREE is given."""
+    global SALT_TREE
     data = read(LAB_JSON)
-    return json.loads(data) if data else None
+    lab = json.loads(data) if data else None
+    if lab is not None:
+        if os.environ.get("LAB_SALT_TREE") or not lab.get("salt_tree"):
+            lab["salt_tree"] = SALT_TREE
+        SALT_TREE = lab["salt_tree"]
+    return lab
 
 
 def save_lab(lab):
@@ -207,7 +214,7 @@ def new_lab():
         die("LAB_MASTERS must be 1..9 and LAB_WORKERS 0..89")
     nodes = {f"master{i:02d}": node_entry(f"master{i:02d}") for i in range(1, masters + 1)}
     nodes.update({f"worker{i:02d}": node_entry(f"worker{i:02d}") for i in range(1, workers + 1)})
-    return {"nodes": nodes, "created": datetime.datetime.now().isoformat(timespec="seconds")}
+    return {"nodes": nodes, "created": datetime.datetime.now().isoformat(timespec="seconds"), "salt_tree": SALT_TREE}
 
 
 def node_dir(node_id, *rest):
@@ -924,13 +931,18 @@ def orchestrate(lab):
         text = read(log, "")
         tail = text[text.rfind("Summary for"):] if "Summary for" in text else text[-3000:]
         for line in tail.strip().splitlines():
-            say("  " + line)
+            if not line.startswith("unclosed "):   # salt-run 3008 teardown noise
+                say("  " + line)
         failed = re.search(r"^Failed:\s+(\d+)", tail, re.M)
         say(f"  salt-run exit code {rc}; full output: {log}")
         ok = rc == 0 and not (failed and int(failed.group(1)) > 0)
         if not ok:
-            for line in re.findall(r"^ {0,6}ID: (.*)\n.*\n\s+Result: False", text, re.M)[:10]:
-                say(f"  failed step: {line}")
+            for step, comment in re.findall(r"^ {10}ID: (.*)\n {4}Function: .*\n {6}Result: False\n {5}Comment: (.*)",
+                                            text, re.M)[:10]:
+                say(f"  failed step: {step}: {comment}")
+            for fid, comment in re.findall(r"^ +ID: (.*)\n +Function: .*\n(?: +Name: .*\n)? +Result: False\n"
+                                           r" +Comment: (.*)", text, re.M)[:10]:
+                say(f"    failed state: {fid}: {comment}")
     return ok, log
 
 
