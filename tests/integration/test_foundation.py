@@ -55,12 +55,13 @@ def test_common_layout_applies_then_reapplies_with_zero_changes(apply_sls, node_
     assert second.changed == {}, second
 
 
-def test_test_mode_reports_pending_changes_and_writes_nothing(apply_sls, node_root):
-    before = snapshot(node_root("worker01"))
-    run = apply_sls("worker01", "k8s.worker", test=True)
+def test_test_mode_reports_pending_changes_and_writes_nothing(apply_sls, tmp_path):
+    fresh = tmp_path / "fresh-worker01"  # a node root no other test has written to, whatever the test order
+    fresh.mkdir()
+    run = apply_sls("worker01", "k8s.worker", test=True, pillar={"k8s": {"fs_root": str(fresh)}})
     assert run.ok, run
     assert run.pending, "test=True on a fresh node must report the pending changes"
-    assert snapshot(node_root("worker01")) == before
+    assert list(fresh.iterdir()) == []
 
 
 @pytest.fixture
