@@ -17,6 +17,13 @@ orchestration; LAB_SALT_TREE (this checkout: whose formulas/_modules/_states the
 
 Nothing is routed or NATed: the bridge kslab0 (10.240.0.1/24) only joins the nodes' veths; the host does not forward
 (net.ipv4.ip_forward is left as it is, and the lab refuses to start if it is 1).
+
+Layout: state of a running lab in $LAB_STATE (lab.json inventory, pillar/, master/ = `salt -c` dir, keys/,
+nodes/<id>/{upper,work,rootfs,containerd}, logs/, admin.conf); builds cached in $KUBESALT_CACHE/lab/{debs,mirror,
+rootfs,checks} keyed by their inputs. Each node = an overlay (upper dir per node) over the cached bookworm base, its
+/var/lib/containerd a bind mount of a plain host directory (containerd's overlayfs snapshotter cannot use an
+overlayfs upper dir). Node boot convergence: `startup_states: highstate` (minion.d/kubesalt-lab-boot.conf) -- given
+to a new lab's nodes after their first `up`, to nodes from add-worker at once (see boot_converge_on).
 """
 
 import contextlib
@@ -619,16 +626,16 @@ def node_prepare(node_id, lab, rootfs):
     # leaves the lab, but Kubernetes components want a default route to pick their address.
     write(R("/etc/kubesalt-lab/network.env"), f"ADDRESS={node['ip']}/{NET.prefixlen}\nGATEWAY={HOST_IP}\n")
     write(R("/etc/salt/minion.d/kubesalt-lab.conf"), textwrap.dedent(f"""\
-        # kubesalt lab minion. startup_states: every boot of the node converges it (highstate) -- including the
-        # first one, before `salt-run state.orchestrate k8s.cluster`; the lab waits for it to finish.
+        # kubesalt lab minion. Boot convergence (startup_states: highstate) is in kubesalt-lab-boot.conf.
         id: {node_id}
         master: {HOST_IP}
-        startup_states: highstate
         acceptance_wait_time: 2
         random_reauth_delay: 0
         auth_tries: 10
         log_level_logfile: info
         """))
+    if node.get("boot_converge"):
+        boot_converge_on(merged)
     write(R("/etc/salt/grains"), "# kubesalt lab: targeting only (authorization comes from k8s:nodes)\nrole:\n"
           + "".join(f"  - {r}\n" for r in node["grain_roles"]))
     pem, pub = gen_keys(node_id, os.path.join(STATE, "keys"))
@@ -638,6 +645,17 @@ def node_prepare(node_id, lab, rootfs):
     os.chmod(os.path.join(pki, "minion.pem"), 0o400)
     shutil.copyfile(pub, os.path.join(pki, "minion.pub"))
     shutil.copyfile(os.path.join(MASTER_PKI, "master.pub"), os.path.join(pki, "minion_master.pub"))
+
+
+def boot_converge_on(merged):
+    """README "Node boot": the minion runs highstate at every start, so a rebooted node converges by itself. The
+    nodes of a new lab get this only after their first `up` (after the orchestration phase): on the very first boot
+    the cluster does not exist yet, and highstates racing each other and the orchestration (waiting for an API that
+    is not there) only cost minutes. Nodes added later (add-worker) have it from their first boot."""
+    write(os.path.join(merged, "etc/salt/minion.d/kubesalt-lab-boot.conf"), textwrap.dedent("""\
+        # kubesalt lab: converge at every minion start (README "Node boot").
+        startup_states: highstate
+        """))
 
 
 def write_hosts(merged, lab):
@@ -893,13 +911,14 @@ def cmd_up(args):
             save_lab(lab)
             for n in ids:
                 node_wait_booted(n)
-        with phase("minions (test.ping, boot highstate)"):
+        with phase("minions (test.ping; boot highstate of nodes that converge at boot)"):
             wait_minions(ids)
             if pillar_changed and len(started) < len(ids):
                 salt("*", "saltutil.refresh_pillar", check=False)
             wait_idle(ids)
-            if started:
-                boot_highstate_report(started, since)
+            converging = [n for n in started if lab["nodes"][n].get("boot_converge")]
+            if converging:
+                boot_highstate_report(converging, since)
         stamp = os.path.join(CACHE, "lab", "checks", f"images-{manifest['key']}-{os.path.basename(rootfs)}.ok")
         if not os.path.exists(stamp):
             target = next((n for n in ids if n.startswith("worker")), ids[0])
@@ -914,6 +933,11 @@ def cmd_up(args):
             ok, log = orchestrate(lab)
         else:
             say("orchestrate: skipped (LAB_ORCHESTRATE=0)")
+        for n in ids:
+            if not lab["nodes"][n].get("boot_converge") and mounted(node_dir(n, "rootfs")):
+                boot_converge_on(node_dir(n, "rootfs"))
+                lab["nodes"][n]["boot_converge"] = True
+        save_lab(lab)
         copy_admin_conf(lab)
         summary(lab, manifest)
         if not ok:
@@ -947,14 +971,28 @@ def orchestrate(lab):
 
 
 def copy_admin_conf(lab):
+    """Copy the CA minion's admin kubeconfig to the host as a self-contained file (0600): the formula's file names
+    the certificates by path inside the node, so they are embedded (kubectl config view --flatten on a copy whose
+    paths point into the node's root)."""
     first = sorted(n for n, v in lab["nodes"].items() if "master" in v["roles"])[0]
-    src = node_dir(first, "rootfs", "etc/kubernetes/admin.conf")
+    root = node_dir(first, "rootfs")
+    src = os.path.join(root, "etc/kubernetes/admin.conf")
     dest = os.path.join(STATE, "admin.conf")
-    if os.path.exists(src):
-        shutil.copyfile(src, dest)
-        os.chmod(dest, 0o600)
-        return dest
-    return None
+    if not (os.path.exists(src) and mounted(root)):
+        return None
+    text = read(src)
+    rooted = re.sub(r"^(\s*(?:certificate-authority|client-certificate|client-key):\s*)(/\S+)",
+                    lambda m: m.group(1) + root + m.group(2), text, flags=re.M)
+    tmp = dest + ".in"
+    write(tmp, rooted, 0o600)
+    kubectl = os.path.join(CACHE, "kubernetes", K8S_VERSION, "bin", "kubectl")
+    res = run([kubectl, "config", "view", "--raw", "--flatten", f"--kubeconfig={tmp}"], check=False, capture=True)
+    os.unlink(tmp)
+    if res.returncode != 0:
+        say(f"  admin.conf from {first} not copied: {res.stderr.strip()}")
+        return None
+    write(dest, res.stdout, 0o600)
+    return dest
 
 
 def summary(lab, manifest):
@@ -971,7 +1009,8 @@ def summary(lab, manifest):
     admin = os.path.join(STATE, "admin.conf")
     first = sorted(n for n, v in lab["nodes"].items() if "master" in v["roles"])[0]
     print(f"  admin kubeconfig: /etc/kubernetes/admin.conf on {first}; host copy {admin} "
-          + ("(present)" if os.path.exists(admin) else "(not yet: the control-plane formula writes it)"))
+          + (f"(present: kubectl --kubeconfig {admin} get nodes)" if os.path.exists(admin)
+             else "(not yet: the control-plane formula writes it)"))
     print("  reach a node: tests/lab/lab.sh exec <id> <cmd> | tests/lab/lab.sh shell <id>")
     total = sum(dt for _, dt in TIMINGS)
     print("  wall time per phase:")
@@ -1079,7 +1118,7 @@ def cmd_add_worker(args):
         ip = node_ip(node_id)
         if any(n["ip"] == ip for n in lab["nodes"].values()):
             die(f"{ip} is taken")
-        lab["nodes"][node_id] = node_entry(node_id)
+        lab["nodes"][node_id] = dict(node_entry(node_id), boot_converge=True)
         manifest, rootfs, _ = ensure_infra(lab)
         first_rootfs = next((n["rootfs"] for n in lab["nodes"].values() if n.get("rootfs")), rootfs)
         with phase(f"inventory: {node_id} {ip} in the pillar, /etc/hosts of running nodes"):
