@@ -48,6 +48,7 @@ install -m 0644 "$files/kubesalt-lab-cgroups.service" "$tmp/etc/systemd/system/k
 install -m 0644 "$files/kubesalt-lab-network.service" "$tmp/etc/systemd/system/kubesalt-lab-network.service"
 install -m 0755 "$files/kubesalt-lab-cgroups" "$tmp/usr/local/sbin/kubesalt-lab-cgroups"
 install -D -m 0644 "$files/journald.conf" "$tmp/etc/systemd/journald.conf.d/kubesalt-lab.conf"
+install -D -m 0644 "$files/system.conf" "$tmp/etc/systemd/system.conf.d/kubesalt-lab.conf"
 mkdir -p "$tmp/etc/salt/minion.d" "$tmp/etc/salt/pki/minion"
 chroot "$tmp" systemctl enable salt-minion.service kubesalt-lab-cgroups.service kubesalt-lab-network.service >/dev/null 2>&1
 # Units that only make noise in a container.
