@@ -898,8 +898,8 @@ def cmd_up(args):
             lab = new_lab()
             say(f"new lab: {', '.join(sorted(lab['nodes']))}")
         else:
-            say(f"existing lab ({LAB_JSON}): {', '.join(sorted(lab['nodes']))} (LAB_MASTERS/LAB_WORKERS only apply "
-                "to a new lab; `make lab-down` first to change them)")
+            say(f"existing lab ({LAB_JSON}): {', '.join(sorted(lab['nodes']))}, salt tree {SALT_TREE} "
+                "(LAB_MASTERS/LAB_WORKERS only apply to a new lab; `make lab-down` first to change them)")
         manifest, rootfs, pillar_changed = ensure_infra(lab)
         ids = sorted(lab["nodes"])
         host_sysctls_record()
@@ -1005,7 +1005,8 @@ def summary(lab, manifest):
     print("  versions: " + ", ".join(f"{k} {v[k]}" for k in sorted(v)) + "; salt 3008.3; Debian bookworm nodes")
     print(f"  mirror: {MIRROR_URL} -> {manifest['mirror_dir']}")
     print(f"  salt-master: {salt_bin('salt')} -c {MASTER_CONF} ...   (or: tests/lab/lab.sh salt ...)")
-    print(f"  pillar: {PILLAR_DIR}/k8s.sls")
+    print(f"  pillar: {PILLAR_DIR}/k8s.sls; formulas/_modules/_states served from {SALT_TREE}"
+          + ("" if SALT_TREE == REPO else " (LAB_SALT_TREE, kept for this lab)"))
     admin = os.path.join(STATE, "admin.conf")
     first = sorted(n for n, v in lab["nodes"].items() if "master" in v["roles"])[0]
     print(f"  admin kubeconfig: /etc/kubernetes/admin.conf on {first}; host copy {admin} "
