@@ -490,10 +490,15 @@ def _readyz(client, timeout):
     except requests.exceptions.RequestException as exc:
         return {"ready": False, "url": url, "status": None, "failed": [],
                 "error": str(client._unreachable("GET", url, exc, timeout))}
-    if answer.status_code in (401, 403):
+    if answer.status_code == 401:
         raise KubeApiError(
-            f"GET {url}: HTTP {answer.status_code}: {answer.text.strip()[:200]}; client certificate {client.cert} "
-            "is not accepted (every authenticated user may read /readyz)", status=answer.status_code)
+            f"GET {url}: HTTP 401: {answer.text.strip()[:200]}; client certificate {client.cert} is not accepted "
+            "(is it signed by the cluster's Kubernetes CA?)", status=401)
+    if answer.status_code == 403:
+        # Authenticated but not (yet) allowed: right after a first start, the RBAC bootstrap policy that lets every
+        # authenticated user read /readyz (system:public-info-viewer) is still being written. Not ready yet.
+        return {"ready": False, "url": url, "status": 403, "failed": [],
+                "error": f"HTTP 403 (RBAC bootstrap policy not in place yet?): {answer.text.strip()[:200]}"}
     failed = [line[3:].strip() for line in answer.text.splitlines() if line.startswith("[-]")]
     ready = answer.status_code == 200
     result = {"ready": ready, "url": url, "status": answer.status_code, "failed": failed, "error": ""}

@@ -121,12 +121,14 @@ def node_ready(name, config=None, timeout=None, identity="kubelet", server=None,
         return _fail(ret, exc)
 
 
-def nodes_ready(name, names, config=None, timeout=None, identity="admin", server=None):
+def nodes_ready(name, nodes, config=None, timeout=None, identity="admin", server=None):
     """
-    Wait until every node in ``names`` is registered and Ready (up to ``timeout`` seconds in all, default
+    Wait until every node in ``nodes`` is registered and Ready (up to ``timeout`` seconds in all, default
     ``k8s:timeouts:node_ready``); on timeout the comment lists each node that is not Ready and why. Changes nothing.
+    (The argument is not called ``names``: Salt would expand that into one state per name.)
     """
     ret = _ret(name)
+    names = nodes
     if isinstance(names, str):
         names = [n for n in names.split(",") if n]
     try:

@@ -400,6 +400,10 @@ def pillar(lab, manifest):
             "crictl": False,
             "sandbox_image": "k8s.gcr.io/pause:3.2",
             "images": [{"name": i["name"], "url": i["url"], "sha256": i["sha256"]} for i in manifest["images"]],
+            # The nodes cannot lower oom_score_adj (no CAP_SYS_RESOURCE in this VM's bounding set): without this,
+            # runc fails every pod sandbox ("can't get final child's PID from pipe"). Lab-only, through the
+            # formula's config.toml merge key.
+            "config": {"plugins": {"io.containerd.grpc.v1.cri": {"restrict_oom_score_adj": True}}},
         },
         "addons": {"coredns": {"wait_ready": False}},
     }

@@ -11,7 +11,7 @@ API server ready:
 
 every node Ready:
   k8s_kube.nodes_ready:
-    - names: {{ (k8s.cluster.masters + k8s.cluster.workers) | unique | list | json }}
+    - nodes: {{ (k8s.cluster.masters + k8s.cluster.workers) | unique | list | json }}
     - config: {{ k8s | json }}
     - timeout: {{ k8s.timeouts.node_ready }}
     - require:
