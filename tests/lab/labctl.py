@@ -406,6 +406,10 @@ def pillar(lab, manifest):
             "config": {"plugins": {"io.containerd.grpc.v1.cri": {"restrict_oom_score_adj": True}}},
         },
         "addons": {"coredns": {"wait_ready": False}},
+        # /proc/sys/net/netfilter/nf_conntrack_max cannot be written from a node (a host-wide setting): kube-proxy
+        # must leave the conntrack table size alone (maxPerCore 0) or it exits. Lab-only, through the formula's
+        # KubeProxyConfiguration merge key.
+        "kube_proxy": {"config": {"conntrack": {"maxPerCore": 0}}},
     }
     return k8s
 

@@ -25,6 +25,14 @@ def ready(node):
     return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
 
 
+def http_get(pod, url_host, port=8080):
+    """GET / from inside ``pod`` with busybox nc (busybox-static's wget crashes resolving even a literal IP)."""
+    out = kubectl("exec", pod, "--", "sh", "-c", f'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 5 {url_host} {port}')
+    head, _, body = out.replace("\r\n", "\n").partition("\n\n")  # text mode may already have dropped the \r
+    assert head.startswith("HTTP/1.") and " 200 " in head.splitlines()[0], out
+    return body.strip()
+
+
 def pod_cidr(inventory, node_id):
     return ipaddress.ip_network(f"10.200.{int(inventory[node_id]['ip'].rsplit('.', 1)[1])}.0/24")
 
@@ -135,9 +143,8 @@ def test_pods_spread_over_the_workers_with_ips_from_each_node_pod_cidr(web, work
 
 def test_pod_to_pod_across_nodes(web):
     (a_node, a), (b_node, b) = sorted(web.items())[:2]
-    out = kubectl("exec", a["metadata"]["name"], "--", "wget", "-qO-", "-T", "5",
-                  f"http://{b['status']['podIP']}:8080/")
-    assert out.strip() == b["metadata"]["name"], (a_node, b_node, out)
+    out = http_get(a["metadata"]["name"], b["status"]["podIP"])
+    assert out == b["metadata"]["name"], (a_node, b_node, out)
 
 
 def test_cluster_ip_service_answers_from_a_pod(web):
@@ -146,7 +153,7 @@ def test_cluster_ip_service_answers_from_a_pod(web):
     names = {p["metadata"]["name"] for p in web.values()}
     seen = set()
     for _ in range(12):
-        seen.add(kubectl("exec", pod, "--", "wget", "-qO-", "-T", "5", f"http://{ip}/").strip())
+        seen.add(http_get(pod, ip, 80))
     assert seen <= names and seen, seen
 
 
@@ -205,3 +212,22 @@ def test_a_new_worker_joins_with_state_apply(inventory):
     wait_for(lambda: ready(nodes_by_name()[new]), 300, f"{new} Ready")
     labels = nodes_by_name()[new]["metadata"]["labels"]
     assert "node-role.kubernetes.io/worker" in labels
+    # The other nodes route to the new node's pod subnet once their pod network state is applied again (network
+    # mode routes: each node's routes come from the pillar inventory).
+    out = lab("salt", "--out=json", "--static", "-C", "G@role:master or G@role:worker", "state.apply", "k8s.network")
+    for minion, states in json.loads(out.stdout).items():
+        assert all(s["result"] for s in states.values()), (minion, states)
+    pod = kubectl_json("get", "pods", "-l", "app=web", "--field-selector", "spec.nodeName=worker01")["items"][0]
+    kubectl("run", "lab-new-node", f"--image={BUSYBOX}", "--image-pull-policy=Never", "--restart=Never",
+            f"--overrides={json.dumps({'spec': {'nodeName': new}})}", "--", "sh", "-c",
+            "mkdir -p /www && echo lab-new-node > /www/index.html && exec httpd -f -p 8080 -h /www")
+    try:
+        target = wait_for(lambda: (kubectl_json("get", "pod", "lab-new-node")["status"].get("podIP")
+                                   if kubectl_json("get", "pod", "lab-new-node")["status"].get("phase") == "Running"
+                                   else None), 120, "a pod on the new worker")
+        address = next(a["address"] for a in nodes_by_name()[new]["status"]["addresses"] if a["type"] == "InternalIP")
+        assert ipaddress.ip_address(target) in pod_cidr({new: {"ip": address}}, new)
+        assert wait_for(lambda: http_get(pod["metadata"]["name"], target) == "lab-new-node", 30,
+                        "worker01 -> pod on the new worker")
+    finally:
+        kubectl("delete", "pod", "lab-new-node", "--wait=false", check=False)
