@@ -583,6 +583,31 @@ def get(config, kind, name=None, namespace=None, identity="admin", server=None):
         return answer.get("items") or []
 
 
+def delete(config, manifest, identity="admin", test=False, server=None):
+    """
+    Delete the object ``manifest`` names (kind, metadata.name, metadata.namespace), if it exists. Returns
+    ``{"changed": bool, "object": "Kind namespace/name"}``; with ``test=True`` only read.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.delete "$(salt-call --out=json k8s.config | jq .local)" \\
+            '{kind: Deployment, metadata: {name: coredns, namespace: kube-system}}'
+    """
+    desired = normalize(manifest)
+    kind, namespace, name = _ref(desired)
+    info = kind_info(kind)
+    label = _label(kind, name, namespace)
+    with _client(config, identity, server) as client:
+        path = _path(info, name, namespace, desired["apiVersion"])
+        if client.request("GET", path, what=label, missing_ok=(404,)) is None:
+            return {"changed": False, "object": label}
+        if not test:
+            client.request("DELETE", path, body={"propagationPolicy": "Background"}, what=label, missing_ok=(404,))
+    return {"changed": True, "object": label}
+
+
 def apply(config, manifest, identity="admin", test=False, server=None):
     """
     Make an object look like ``manifest``: read it; if the manifest is a recursive subset of the live object (see

@@ -248,6 +248,32 @@ def objects_present(name, manifests, config=None, identity="admin", server=None)
         return _fail(ret, exc)
 
 
+def objects_absent(name, manifests, config=None, identity="admin", server=None):
+    """
+    Ensure none of the objects ``manifests`` name exists (deleted in reverse list order: what lives in a Namespace
+    before the Namespace). ``changes`` is keyed by ``Kind/namespace/name``.
+    """
+    ret = _ret(name)
+    try:
+        config = _config(config)
+        if not isinstance(manifests, list):
+            raise SaltInvocationError(f"manifests: expected a list of manifests, got {type(manifests).__name__}")
+        keys = [__salt__["k8s_kube.object_key"](m) for m in manifests]
+        changes = {}
+        for key, manifest in reversed(list(zip(keys, manifests))):
+            result = __salt__["k8s_kube.delete"](config, manifest, identity=identity, test=_test(), server=server)
+            if result["changed"]:
+                changes[key] = "would be deleted" if _test() else "deleted"
+        ret["changes"] = changes
+        if changes and _test():
+            ret.update(result=None, comment=f"{len(changes)} of {len(keys)} objects would be deleted.")
+        else:
+            ret["comment"] = f"{len(changes)} of {len(keys)} objects deleted, the others do not exist."
+        return ret
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _fail(ret, exc)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Nodes
 # --------------------------------------------------------------------------------------------------------------------

@@ -117,3 +117,19 @@ def test_test_mode_on_a_fresh_worker_reports_every_change_and_writes_nothing(app
     for what in ("kubelet binary", "containerd systemd unit", "kubelet file", "kube-proxy file",
                  "kubesalt-pod-routes systemd unit"):
         assert what in pending, (what, sorted(run.pending))
+
+
+def test_worker_clean_removes_units_configs_and_binaries_then_changes_nothing(worker, apply_sls, node_root):
+    # Last in this module: it undoes the worker fixture's work (and re-applies it at the end).
+    root = node_root("worker01")
+    run = apply_sls("worker01", "k8s.worker.clean")
+    assert run.ok and run.changed, run
+    for path in ("etc/systemd/system/kubelet.service", "etc/kubernetes/kubelet.yaml", "etc/kubernetes/kubelet.conf",
+                 "etc/containerd/config.toml", "usr/local/bin/kubelet", "usr/local/bin/containerd",
+                 "opt/cni/bin/bridge", "etc/cni/net.d/10-kubesalt.conflist"):
+        assert not (root / path).exists(), path
+    assert (root / "etc/kubernetes/pki/kubelet.key").exists(), "certificates are not the node components' to remove"
+    again = apply_sls("worker01", "k8s.worker.clean")
+    assert again.ok and not again.changed, again
+    back = apply_sls("worker01", "k8s.worker")
+    assert back.ok and back.changed, back

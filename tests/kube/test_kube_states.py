@@ -235,3 +235,19 @@ def test_node_registered_reports_the_ca_minions_refusal(minions, plane):
     config["cluster"]["ca_minion"] = "master02"  # a stale view: master02 is not the CA minion
     ret = minions.states("worker01").node_registered("worker01", config=config, timeout=2)
     assert ret["result"] is False and "refused" in ret["comment"] and "not the CA minion" in ret["comment"]
+
+
+# objects_absent ------------------------------------------------------------------------------------------------------
+def test_objects_absent_deletes_then_changes_nothing_and_test_mode_keeps_them(minions, plane, ns, name):
+    config = plane.config()
+    objects = [configmap(f"{name}-a"), configmap(f"{name}-b")]
+    assert minions.states("master01").objects_present("up", objects, config=config)["result"] is True
+    dry = minions.states("master01", test=True).objects_absent("gone", objects, config=config)
+    assert dry["result"] is None and len(dry["changes"]) == 2
+    kube = minions.execution("master01")
+    assert kube.get(config, objects[0]) is not None, "test=True deleted an object"
+    ret = minions.states("master01").objects_absent("gone", objects, config=config)
+    assert ret["result"] is True and sorted(ret["changes"]) == [f"ConfigMap/{NS}/{name}-a", f"ConfigMap/{NS}/{name}-b"]
+    assert kube.get(config, objects[0]) is None and kube.get(config, objects[1]) is None
+    again = minions.states("master01").objects_absent("gone", objects, config=config)
+    assert again["result"] is True and again["changes"] == {}

@@ -1,0 +1,15 @@
+{#- Deletes the add-ons kubesalt deployed (CoreDNS: Deployment, Service, ConfigMap, RBAC, ServiceAccount), from the
+    CA minion with the admin credentials. #}
+{%- from "k8s/map.jinja" import k8s with context %}
+{%- if opts.id == k8s.cluster.ca_minion and k8s.manage_services %}
+
+coredns removed:
+  k8s_kube.objects_absent:
+    - manifests: {{ salt["k8s_kube.coredns_objects"](k8s) | json }}
+    - config: {{ k8s | json }}
+{%- else %}
+
+add-ons are removed by the CA minion:
+  test.nop:
+    - name: "{{ k8s.cluster.ca_minion }}"
+{%- endif %}

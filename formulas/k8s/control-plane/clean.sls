@@ -1,0 +1,18 @@
+{#- Removes this master's control plane: kube-apiserver, kube-controller-manager, kube-scheduler (services, units,
+    config files, kubeconfigs, binaries) and kubectl. Certificates and etcd stay (k8s.pki / k8s.etcd.clean). #}
+{%- from "k8s/map.jinja" import k8s with context %}
+{%- import "k8s/macros.jinja" as m with context %}
+{%- if opts.id in k8s.cluster.masters %}
+{%-   for component in ["kube-scheduler", "kube-controller-manager", "kube-apiserver"] %}
+{%-     set spec = salt["k8s_conf." ~ component.replace("kube-", "").replace("-", "_")](k8s, opts.id) %}
+{{ m.clean(k8s, spec, [k8s.paths.bin_dir ~ "/" ~ component]) }}
+{%-   endfor %}
+
+kubectl removed:
+  file.absent:
+    - name: {{ k8s.paths.bin_dir }}/kubectl
+{%- else %}
+
+no control plane on this node:
+  test.nop
+{%- endif %}

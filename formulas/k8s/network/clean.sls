@@ -1,0 +1,13 @@
+{#- Removes the pod network of this node: the CNI config and the routes unit (mode routes; the routes themselves go
+    at the next reboot) or flanneld and its CNI plugin (mode flannel). #}
+{%- from "k8s/map.jinja" import k8s with context %}
+{%- import "k8s/macros.jinja" as m with context %}
+{%- if opts.id in k8s.cluster.masters or opts.id in k8s.cluster.workers %}
+{%-   set binaries = [k8s.paths.bin_dir ~ "/flanneld", k8s.paths.cni_bin_dir ~ "/flannel"]
+        if k8s.network.mode == "flannel" else [] %}
+{{ m.clean(k8s, salt["k8s_conf.network"](k8s, opts.id), binaries) }}
+{%- else %}
+
+no pod network on this node:
+  test.nop
+{%- endif %}

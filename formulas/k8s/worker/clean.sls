@@ -1,0 +1,3 @@
+{#- Removes the node components from this worker (certificates stay: k8s.pki.clean). #}
+include:
+  - k8s.node.clean
