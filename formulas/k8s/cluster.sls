@@ -11,8 +11,9 @@
 {%- set nodes = "G@role:master or G@role:worker or G@role:etcd" %}
 {%- set etcd_hosts = "G@role:master or G@role:etcd" %}
 {%- set node_hosts = "G@role:master or G@role:worker" %}
-{#- Batch size of the node step (k8s:worker_batch in the master's own pillar, if it has the k8s pillar). #}
-{%- set batch = salt["pillar.get"]("k8s:worker_batch", "100%") %}
+{#- Batch size of the steps whose nodes call the CA minion through peer publish (k8s:worker_batch in the master's own
+    pillar, if it has the k8s pillar; see defaults.yaml: keep it below the master's worker_threads). #}
+{%- set batch = salt["pillar.get"]("k8s:worker_batch", 4) %}
 
 sync kubesalt modules:
   salt.function:
@@ -45,6 +46,7 @@ node certificates everywhere:
     - tgt: "{{ nodes }}"
     - tgt_type: compound
     - sls: k8s.pki
+    - batch: {{ batch | json }}
     - failhard: true
     - require:
       - salt: certificate authorities on the CA minion

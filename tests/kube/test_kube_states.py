@@ -173,16 +173,30 @@ def test_deployment_available_state(minions, plane, ns, name):
 
 
 # node_registered ----------------------------------------------------------------------------------------------------
+def unlabel(plane, node):
+    """Strip kubesalt's role labels and taints from ``node`` (as admin), so registration has work to do."""
+    with plane.session() as admin:
+        answer = admin.patch(f"{plane.server}/api/v1/nodes/{node}",
+                             json={"metadata": {"labels": {f"node-role.kubernetes.io/{r}": None
+                                                           for r in ("master", "worker")}},
+                                   "spec": {"taints": None}},
+                             headers={"Content-Type": "application/merge-patch+json"})
+        assert answer.status_code == 200, answer.text
+
+
 def test_node_registered_on_a_worker_goes_through_peer_publish_to_the_ca_minion(minions, plane):
     register_kubelet(plane, "worker02")
+    unlabel(plane, "worker02")
     config = plane.config("worker02")
     ret = minions.states("worker02").node_registered("worker02", config=config, timeout=10)
     assert ret["result"] is True, ret
     assert minions.published[-1][:3] == ("worker02", "master01", "k8s_kube.register_node_remote")
-    mark = plane.audit_mark()
+    mark, sent = plane.audit_mark(), len(minions.published)
     again = minions.states("worker02").node_registered("worker02", config=config, timeout=10)
     assert again["result"] is True and again["changes"] == {}
     assert plane.writes(resource="nodes", since=mark, user=ADMIN) == []
+    # A registered node checks with its own kubelet credentials and sends no peer publish at all.
+    assert len(minions.published) == sent
 
 
 def test_node_registered_reports_the_labels_it_added_and_test_mode_writes_nothing(minions, plane):
@@ -215,6 +229,8 @@ def test_node_registered_on_the_ca_minion_registers_locally(minions, plane):
 
 
 def test_node_registered_without_a_peer_rule_fails_naming_the_rule_to_add(minions, plane):
+    register_kubelet(plane, "worker01")
+    unlabel(plane, "worker01")
     minions.peer_allowed = r"^master"  # the master drops the worker's call: it answers {}
     ret = minions.states("worker01").node_registered("worker01", config=plane.config("worker01"), timeout=2)
     assert ret["result"] is False
@@ -224,6 +240,7 @@ def test_node_registered_without_a_peer_rule_fails_naming_the_rule_to_add(minion
 
 def test_node_registered_on_a_worker_registers_that_worker_whatever_the_state_is_called(minions, plane):
     register_kubelet(plane, "worker01")
+    unlabel(plane, "worker01")
     ret = minions.states("worker01").node_registered("node worker02 registered", config=plane.config("worker01"),
                                                      timeout=5)
     assert ret["result"] is True and "worker01" in ret["comment"]
@@ -231,6 +248,8 @@ def test_node_registered_on_a_worker_registers_that_worker_whatever_the_state_is
 
 
 def test_node_registered_reports_the_ca_minions_refusal(minions, plane):
+    register_kubelet(plane, "worker01")
+    unlabel(plane, "worker01")
     config = plane.config("worker01")
     config["cluster"]["ca_minion"] = "master02"  # a stale view: master02 is not the CA minion
     ret = minions.states("worker01").node_registered("worker01", config=config, timeout=2)
