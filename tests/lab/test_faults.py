@@ -70,3 +70,20 @@ def test_a_wrong_digest_fails_naming_it_and_keeps_the_installed_binary(workers):
     assert hashlib.sha256(kubelet.read_bytes()).hexdigest() == before
     assert lab("exec", worker, "systemctl", "is-active", "kubelet").stdout.strip() == "active"
     assert ready(worker)
+
+
+def test_one_etcd_member_down_the_rerun_restarts_only_that_member(masters):
+    if len(masters) < 3:
+        pytest.skip("needs a lab with 3 masters (LAB_MASTERS=3 make lab): a 3-member etcd")
+    down = masters[-1]
+    pids = {m: lab("exec", m, "systemctl", "show", "-p", "MainPID", "--value", "etcd").stdout.strip()
+            for m in masters}
+    lab("exec", down, "systemctl", "stop", "etcd")
+    out, data = orchestrate(check=True)
+    steps = next(iter(data["data"].values()))
+    assert all(s["result"] for s in steps.values()), steps
+    after = {m: lab("exec", m, "systemctl", "show", "-p", "MainPID", "--value", "etcd").stdout.strip()
+             for m in masters}
+    for m in masters[:-1]:
+        assert after[m] == pids[m], f"etcd on {m} was restarted while {down} was down"
+    assert after[down] not in ("", "0") and lab("exec", down, "systemctl", "is-active", "etcd").stdout.strip() == "active"
