@@ -36,7 +36,10 @@ def orchestrate_figures(data):
     for step in sorted(steps.values(), key=lambda s: s["__run_num__"]):
         n = 0
         for states in ((step.get("changes") or {}).get("ret") or {}).values():
-            n += sum(1 for s in (states or {}).values() if isinstance(s, dict) and s.get("changes"))
+            if isinstance(states, list):  # saltutil.sync_*: the modules it had to sync
+                n += len(states)
+            elif isinstance(states, dict):
+                n += sum(1 for s in states.values() if isinstance(s, dict) and s.get("changes"))
         changes += n
         rows.append((step["__id__"], step.get("duration", 0) / 1000.0, n, step["result"]))
     return rows, changes
