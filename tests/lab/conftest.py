@@ -38,6 +38,17 @@ def kubectl_json(*args):
     return json.loads(kubectl(*args, "-o", "json"))
 
 
+REPORTS = STATE / "reports"
+
+
+def record(kind, **fields):
+    """Append one finding (a fault survived, a security attempt and its answer, ...) to ``$LAB_STATE/reports/<kind>.jsonl``
+    for ``bench/fault_summary.py``. The tests assert; this only keeps what they saw."""
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    with (REPORTS / f"{kind}.jsonl").open("a") as f:
+        f.write(json.dumps({"at": time.time(), **fields}) + "\n")
+
+
 def node_root(node_id):
     return STATE / "nodes" / node_id / "rootfs"
 
