@@ -398,6 +398,15 @@ def _check_artifacts(config, err):
             err(f"k8s:artifacts:checksum_urls:{comp}: '{url}' is not an http(s) URL of a checksum file")
     catalogue = config.get("catalogue") or {}
     versions = config.get("versions") or {}
+    # Every pinned digest must be well formed, in use or not: a typo in a pin for the next upgrade is found now,
+    # not on the day the version changes.
+    for comp, entry in sorted(catalogue.items()):
+        for version, arches in sorted(((entry or {}).get("versions") or {}).items(), key=lambda kv: str(kv[0])):
+            for pin_arch, digests in sorted((arches or {}).items()):
+                for hash_type, value in sorted((digests or {}).items()):
+                    if hash_type in _HEX and value and not re.match(rf"^[0-9a-f]{{{_HEX[hash_type]}}}$", str(value)):
+                        err(f"k8s:artifacts:pins:{comp}:{version}:{pin_arch}:{hash_type}: '{value}' is not a "
+                            f"lowercase hex {hash_type} digest ({_HEX[hash_type]} characters)")
     for comp in needed_components(config):
         entry = catalogue.get(comp)
         if not entry:
@@ -409,10 +418,6 @@ def _check_artifacts(config, err):
             continue  # reported by _check_versions
         digests = ((entry.get("versions") or {}).get(version) or {}).get(arch) or {}
         pinned = {h: digests.get(h) for h in _HEX if digests.get(h)}
-        for hash_type, value in pinned.items():
-            if not re.match(rf"^[0-9a-f]{{{_HEX[hash_type]}}}$", str(value)):
-                err(f"k8s:artifacts:pins:{comp}:{version}:{arch}:{hash_type}: '{value}' is not a lowercase hex "
-                    f"{hash_type} digest ({_HEX[hash_type]} characters)")
         if not pinned and comp not in checksum_urls:
             err(f"k8s:artifacts:pins:{comp}:{version}:{arch}: no pinned sha256/sha512 digest for {comp} {version} "
                 f"({arch}) in the catalogue or the pillar (k8s:versions:{vkey} = {version}); pin one, or opt in to "

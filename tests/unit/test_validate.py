@@ -127,6 +127,9 @@ BROKEN = {
                                                "k8s:artifacts:pins:flannel-cni-plugin:1.7.1:amd64"),
     "malformed_pinned_digest": (_pillar(artifacts__pins={"runc": {"1.4.3": {"amd64": {"sha256": "abc"}}}}),
                                 "k8s:artifacts:pins:runc:1.4.3:amd64:sha256: 'abc' is not a lowercase hex"),
+    "malformed_pin_for_a_version_not_in_use": (
+        _pillar(artifacts__pins={"etcd": {"9.9.9": {"arm64": {"sha512": "XYZ"}}}}),
+        "k8s:artifacts:pins:etcd:9.9.9:arm64:sha512: 'XYZ' is not a lowercase hex"),
     "ca_shorter_than_leaf": (_pillar(pki__ca_days=300), "k8s:pki:ca_days: a CA lifetime of 300 days is shorter"),
     "unknown_key_type": (_pillar(pki__key_type="dsa-1024"), "k8s:pki:key_type: 'dsa-1024' is not supported"),
     "malformed_extra_san": (_pillar(pki__apiserver_extra_sans=["bad name!"]), "k8s:pki:apiserver_extra_sans: 'bad name!'"),
