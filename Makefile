@@ -1,11 +1,11 @@
-# kubesalt -- the two commands: `make lab` (not yet: see README "Status") and `make test`.
+# kubesalt -- the two commands: `make lab` (a real cluster on local nspawn nodes) and `make test`.
 SHELL := /bin/bash
 VENV ?= $(CURDIR)/.venv
 export VENV
 PYTEST_ARGS ?=
 BASETEMP ?= /tmp/kubesalt-test
 
-.PHONY: test unit integration deps bench lab lab-down lab-status lab-test clean
+.PHONY: test unit integration deps bench lab lab-down lab-status lab-test lab-summary clean
 
 ## make test: install what the suite needs (apt + venv), then run unit and integration tests (~5 min).
 test: deps
@@ -46,6 +46,11 @@ lab-status:
 ## nodes, Services, logs/exec, kubelet limits, a no-op re-run, a node restart, a new worker.
 lab-test: deps
 	$(VENV)/bin/python -m pytest tests/lab -m lab -p no:cacheprovider -rs $(PYTEST_ARGS)
+
+## make lab-summary: bench/fault_summary.py on the running lab -- load on the cluster while every bad input, fault
+## and security attempt is thrown at it; prints load held, faults survived, bad inputs tried, data lost (~10 min).
+lab-summary: deps
+	$(VENV)/bin/python bench/fault_summary.py
 
 clean:
 	rm -rf $(VENV) $(BASETEMP) build *.egg-info

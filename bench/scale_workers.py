@@ -14,7 +14,15 @@ daemons, because N kubelets cannot run on one 2-core machine. Then it times, thr
    publish, every binary downloaded from the mirror and verified, every config file and unit written;
 3. the same again (no-op: must report 0 changes).
 
-It reports wall times, the time per worker, the change counts, the mirror requests and the largest-vs-smallest ratio.
+It reports wall times, the time per worker, the change counts, the mirror requests and the largest-vs-smallest ratio,
+and where the CPU went during the converge: the salt-master, the CA minion (signing over peer publish) and the
+worker minions (rendering, downloads, file writes), in CPU-seconds per worker. On this 2-core machine every minion
+shares the same cores, so the wall time grows with the total CPU; on real nodes each worker's own work runs on its own
+machine and only the master's and the CA minion's share is common to all -- that share is what tells whether signing
+serializes.
+
+Options: --batch (default 4, the orchestration's k8s:worker_batch) and --worker-threads (the master's worker_threads,
+Salt's default 5; keep it above the batch, see the README).
 
 Usage:  .venv/bin/python bench/scale_workers.py [--workers 5,25,50] [--keep]
 """
@@ -30,6 +38,7 @@ import sys
 import tempfile
 import time
 
+import psutil
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -43,6 +52,24 @@ VENV = ROOT / ".venv" / "bin"
 # batch, 25 workers signing at once exhaust the master's worker threads (each waiting peer publish holds one) and
 # every publish times out -- measured with this script before the batch existed.
 BATCH = 4
+WORKER_THREADS = 5
+
+
+def cpu_seconds(proc):
+    """CPU-seconds used by ``proc`` and every live descendant, including children they have already reaped."""
+    total = 0.0
+    try:
+        procs = [psutil.Process(proc.pid)]
+        procs += procs[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 PEER = {".*": ["k8s_pki.sign_remote", "k8s_pki.fetch_secret_remote", "k8s_kube.register_node_remote"]}
 
 
@@ -83,7 +110,7 @@ class Cluster:
             "publish_port": self.ports[0], "ret_port": self.ports[1],
             "file_roots": {"base": [str(ROOT / "formulas"), str(ext)]},
             "pillar_roots": {"base": [str(pillar_dir)]}, "peer": PEER, "auto_accept": True,
-            "log_level_logfile": "warning", "user": "root",  # worker_threads: Salt's default (5)
+            "log_level_logfile": "warning", "user": "root", "worker_threads": WORKER_THREADS,
             "fileserver_list_cache_time": 0, "state_events": False,
         }
         (self.master_dir / "conf").mkdir(parents=True)
@@ -126,6 +153,11 @@ class Cluster:
             return json.loads(out.stdout) if out.stdout.strip() else {}
         except json.JSONDecodeError:
             return {"_raw": out.stdout + out.stderr}
+
+    def cpu(self):
+        """CPU-seconds so far: (salt-master, CA minion, all worker minions)."""
+        return (cpu_seconds(self.procs[0]), cpu_seconds(self.procs[1]),
+                sum(cpu_seconds(p) for p in self.procs[2:]))
 
     def stop(self):
         for proc in reversed(self.procs):
@@ -172,9 +204,10 @@ def run(count, keep):
         ok, _, failures = summarize(ca)
         if failures:
             raise SystemExit(f"CA minion failed: {failures}")
-        t0 = time.time()
+        t0, cpu0 = time.time(), cluster.cpu()
         first = cluster.salt("G@role:worker", "state.apply", "k8s.worker", tgt_type="compound", batch=BATCH)
         figures["workers"] = time.time() - t0
+        figures["cpu"] = [after - before for before, after in zip(cpu0, cluster.cpu())]
         figures["ok"], figures["changes"], failures = summarize(first)
         figures["failures"] = failures[:3]
         t0 = time.time()
@@ -191,10 +224,15 @@ def run(count, keep):
 
 
 def main():
+    global BATCH, WORKER_THREADS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", default="5,25,50")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    parser.add_argument("--batch", type=int, default=BATCH, help="workers converging at once (k8s:worker_batch)")
+    parser.add_argument("--worker-threads", type=int, default=WORKER_THREADS, help="the master's worker_threads")
     args = parser.parse_args()
+    BATCH, WORKER_THREADS = args.batch, args.worker_threads
+    print(f"batch {BATCH}, master worker_threads {WORKER_THREADS}, {os.cpu_count()} CPUs shared by every process")
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
     counts = [int(c) for c in args.workers.split(",")]
     results = {}
@@ -206,6 +244,10 @@ def main():
         print(f"{count:>7} {f['start']:>8.1f} {f['ca']:>6.1f} {f['workers']:>10.1f} {f['workers'] / count:>12.2f} "
               f"{f['ok']:>4} {f['changes']:>7} {f['noop']:>8.1f} {f['noop_changes']:>13} {f['requests']:>11}",
               flush=True)
+        master, ca, workers = f["cpu"]
+        print(f"        CPU during the converge: salt-master {master:.1f} s ({master / count:.2f} s/worker), CA minion "
+              f"{ca:.1f} s ({ca / count:.2f} s/worker), worker minions {workers:.1f} s ({workers / count:.2f} s/worker)"
+              f"; common share {100 * (master + ca) / max(master + ca + workers, 1e-9):.0f} %", flush=True)
         if f["failures"]:
             print("   failures:", f["failures"])
     if len(counts) > 1:

@@ -203,14 +203,19 @@ def test_a_near_expiry_apiserver_certificate_is_renewed_and_only_the_apiserver_r
     reissue(crt, ca_cert, ca_key, soon)
     units = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kubelet")
     pids = {u: main_pid(master, u) for u in units}
-    changed = changed_ids(apply(master, "k8s.control-plane"))
+    states = apply(master, "k8s.control-plane")
+    changed = changed_ids(states)
     assert {"apiserver certificate", "kube-apiserver service"} <= changed, changed
     renewed = signed_by(crt, ca_cert)
     assert renewed is not None and renewed.not_valid_after_utc > soon + datetime.timedelta(days=300)
     # Salt restarted the apiserver and nothing else. (With a single master, kube-controller-manager and
     # kube-scheduler may exit by themselves when the apiserver is away longer than their leader-election renew
-    # deadline; systemd starts them again. That is Kubernetes' behaviour, not a restart by kubesalt.)
-    assert not changed & {f"{u} service" for u in units[1:]}, changed
+    # deadline; systemd starts them again, or the state run finds one down and starts it. That is Kubernetes'
+    # behaviour, not a restart by kubesalt: no watch fired for them.)
+    restarted = {sid: s["comment"] for sid, s in states.items()
+                 if s["__id__"] in {f"{u} service" for u in units[1:]} and s.get("changes")
+                 and "restart" in s["comment"].lower()}
+    assert not restarted, restarted
     after = {u: main_pid(master, u) for u in units}
     assert after["kube-apiserver"] != pids["kube-apiserver"]
     assert after["etcd"] == pids["etcd"] and after["kubelet"] == pids["kubelet"], (pids, after)
@@ -245,12 +250,14 @@ def test_a_certificate_from_a_foreign_ca_is_replaced(workers, masters):
 def test_a_minion_killed_in_the_middle_of_a_step_is_named_and_a_rerun_completes(workers):
     victim = workers[-1]
     # A watcher inside the node waits until the orchestration's node step has started there (a job file naming
-    # k8s.node in the minion's proc dir), lets the job run for half a second, then SIGKILLs every process of the
-    # salt-minion unit (the minion and the job it forked) and keeps it down until the orchestration has ended.
-    watcher = ("for i in $(seq 1 3000); do "
-               "if grep -qa 'k8s.node' /var/cache/salt/minion/proc/* 2>/dev/null; then sleep 0.5; "
-               "systemctl kill -s KILL --kill-whom=all salt-minion; systemctl stop salt-minion; echo killed; exit 0; "
-               "fi; sleep 0.05; done; echo 'no k8s.node job seen'; exit 1")
+    # k8s.node in the minion's proc dir), then at once SIGKILLs every salt-minion process (the minion and the job it
+    # forked; `systemctl kill` cannot always signal every process of the unit inside nspawn) and keeps it down until the orchestration has ended. (Waiting longer lets the job finish
+    # first on a converged node: its whole run takes about a second.)
+    watcher = ("for i in $(seq 1 6000); do "
+               "if grep -qa 'k8s.node' /var/cache/salt/minion/proc/* 2>/dev/null; then "
+               "pkill -KILL -f '[b]in/salt-minion'; systemctl stop salt-minion; pkill -KILL -f '[b]in/salt-minion'; "
+               "echo killed; exit 0; "
+               "fi; sleep 0.02; done; echo 'no k8s.node job seen'; exit 1")
     w = subprocess.Popen(["bash", str(LAB_SH), "exec", victim, "sh", "-c", watcher], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
@@ -274,5 +281,5 @@ def test_a_minion_killed_in_the_middle_of_a_step_is_named_and_a_rerun_completes(
     steps = next(iter(data["data"].values()))
     assert all(s["result"] for s in steps.values()), steps
     wait_for(lambda: ready(victim), 180, f"{victim} Ready")
-    record("faults", fault=f"{victim}: salt-minion SIGKILLed 0.5 s into the orchestration's node step",
+    record("faults", fault=f"{victim}: salt-minion SIGKILLed as its node-step job started",
            outcome=f"orchestration stopped after {took:.0f} s naming {victim}; re-run completed with no clean-up")
