@@ -21,8 +21,10 @@ shares the same cores, so the wall time grows with the total CPU; on real nodes 
 machine and only the master's and the CA minion's share is common to all -- that share is what tells whether signing
 serializes.
 
-Options: --batch (default 4, the orchestration's k8s:worker_batch) and --worker-threads (the master's worker_threads,
-Salt's default 5; keep it above the batch, see the README).
+The salt-master runs the README's master config (peer rules and worker pools, read from the README's block).
+Options: --batch (default 4, the orchestration's k8s:worker_batch) and --single-pool N (instead of the README's worker
+pools, one pool of N workers for every command, as `worker_threads: N` gives: reproduces the peer-publish stall the
+README describes).
 
 Usage:  .venv/bin/python bench/scale_workers.py [--workers 5,25,50] [--keep]
 """
@@ -44,15 +46,13 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.conftest import VERSIONS, mirror_tree  # noqa: E402
+from tests.integration.conftest import PEER_RULES, VERSIONS, WORKER_POOLS, mirror_tree  # noqa: E402
 from tests.support.httpserver import LocalHTTPServer  # noqa: E402
 
 VENV = ROOT / ".venv" / "bin"
-# The orchestration's default k8s:worker_batch: nodes that call the CA minion through peer publish at once. Without a
-# batch, 25 workers signing at once exhaust the master's worker threads (each waiting peer publish holds one) and
-# every publish times out -- measured with this script before the batch existed.
+# The orchestration's default k8s:worker_batch: nodes converging (and calling the CA minion) at once.
 BATCH = 4
-WORKER_THREADS = 5
+SINGLE_POOL = 0  # 0: the README's worker_pools; N: one catch-all pool of N workers (worker_threads: N)
 
 
 def cpu_seconds(proc):
@@ -70,7 +70,6 @@ def cpu_seconds(proc):
         except psutil.NoSuchProcess:
             pass
     return total
-PEER = {".*": ["k8s_pki.sign_remote", "k8s_pki.fetch_secret_remote", "k8s_kube.register_node_remote"]}
 
 
 def free_port():
@@ -109,9 +108,10 @@ class Cluster:
             "root_dir": str(self.master_dir), "interface": "127.0.0.1",
             "publish_port": self.ports[0], "ret_port": self.ports[1],
             "file_roots": {"base": [str(ROOT / "formulas"), str(ext)]},
-            "pillar_roots": {"base": [str(pillar_dir)]}, "peer": PEER, "auto_accept": True,
-            "log_level_logfile": "warning", "user": "root", "worker_threads": WORKER_THREADS,
-            "fileserver_list_cache_time": 0, "state_events": False,
+            "pillar_roots": {"base": [str(pillar_dir)]}, "peer": PEER_RULES, "auto_accept": True,
+            "log_level_logfile": "warning", "user": "root", "fileserver_list_cache_time": 0, "state_events": False,
+            "worker_pools": (WORKER_POOLS if not SINGLE_POOL
+                             else {"default": {"worker_count": SINGLE_POOL, "commands": ["*"]}}),
         }
         (self.master_dir / "conf").mkdir(parents=True)
         (self.master_dir / "conf" / "master").write_text(yaml.safe_dump(self.master_conf))
@@ -215,6 +215,9 @@ def run(count, keep):
         figures["noop"] = time.time() - t0
         figures["noop_ok"], figures["noop_changes"], _ = summarize(again)
         figures["requests"] = server.count()
+        # A master worker whose own publication timed out (the stall the README's worker pools remove) logs this.
+        log = cluster.master_dir / "var" / "log" / "salt" / "master"
+        figures["stalls"] = log.read_text(errors="replace").count("Request timed out") if log.exists() else 0
     finally:
         cluster.stop()
         server.stop()
@@ -224,15 +227,18 @@ def run(count, keep):
 
 
 def main():
-    global BATCH, WORKER_THREADS
+    global BATCH, SINGLE_POOL
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", default="5,25,50")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
     parser.add_argument("--batch", type=int, default=BATCH, help="workers converging at once (k8s:worker_batch)")
-    parser.add_argument("--worker-threads", type=int, default=WORKER_THREADS, help="the master's worker_threads")
+    parser.add_argument("--single-pool", type=int, default=0, metavar="N",
+                        help="one pool of N master workers for every command instead of the README's worker pools")
     args = parser.parse_args()
-    BATCH, WORKER_THREADS = args.batch, args.worker_threads
-    print(f"batch {BATCH}, master worker_threads {WORKER_THREADS}, {os.cpu_count()} CPUs shared by every process")
+    BATCH, SINGLE_POOL = args.batch, args.single_pool
+    pools = (f"one pool of {SINGLE_POOL} workers" if SINGLE_POOL else
+             ", ".join(f"{name} {p['worker_count']}" for name, p in WORKER_POOLS.items()) + " (the README's)")
+    print(f"batch {BATCH}, master worker pools: {pools}; {os.cpu_count()} CPUs shared by every process")
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
     counts = [int(c) for c in args.workers.split(",")]
     results = {}
@@ -248,6 +254,7 @@ def main():
         print(f"        CPU during the converge: salt-master {master:.1f} s ({master / count:.2f} s/worker), CA minion "
               f"{ca:.1f} s ({ca / count:.2f} s/worker), worker minions {workers:.1f} s ({workers / count:.2f} s/worker)"
               f"; common share {100 * (master + ca) / max(master + ca + workers, 1e-9):.0f} %", flush=True)
+        print(f"        master publish stalls (a request timed out inside the salt-master): {f['stalls']}", flush=True)
         if f["failures"]:
             print("   failures:", f["failures"])
     if len(counts) > 1:

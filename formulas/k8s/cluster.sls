@@ -12,7 +12,7 @@
 {%- set etcd_hosts = "G@role:master or G@role:etcd" %}
 {%- set node_hosts = "G@role:master or G@role:worker" %}
 {#- Batch size of the steps whose nodes call the CA minion through peer publish (k8s:worker_batch in the master's own
-    pillar, if it has the k8s pillar; see defaults.yaml: keep it below the master's worker_threads). #}
+    pillar, if it has the k8s pillar; see defaults.yaml). #}
 {%- set batch = salt["pillar.get"]("k8s:worker_batch", 4) %}
 
 {#- kubesalt ships execution and state modules only: syncing those two types costs ~1 s where saltutil.sync_all

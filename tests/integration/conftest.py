@@ -2,8 +2,8 @@
 Integration harness: a REAL salt-master and three REAL salt-minions (pytest-salt-factories) on this machine.
 
 - master: file_roots = formulas/ + a directory exposing the repo's _modules/_states (what a user's master serves),
-  pillar_roots = a generated pillar with the cluster inventory, peer rules for the CA signing functions exactly as
-  the README documents them.
+  pillar_roots = a generated pillar with the cluster inventory, and the peer rules and worker pools read from the
+  README's master config block (`/etc/salt/master.d/kubesalt.conf`), so the tests run what the README documents.
 - minions: master01 (role grain master; pillar roles master+etcd, the CA minion), worker01 and worker02 (role grain
   worker). Modules reach them through `saltutil.sync_all`, the path users take.
 - Each minion gets its own `k8s:fs_root` (pillar) so the states' absolute paths land in a per-minion directory:
@@ -20,6 +20,7 @@ import tarfile
 import textwrap
 
 import pytest
+import yaml
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -29,7 +30,18 @@ NODES = {
     "worker01": (["worker"], ["worker"], "10.240.0.21"),
     "worker02": (["worker"], ["worker"], "10.240.0.22"),
 }
-PEER_RULES = {".*": ["k8s_pki.sign_remote", "k8s_pki.fetch_secret_remote", "k8s_kube.register_node_remote"]}
+
+
+def readme_master_conf():
+    """The README's `# /etc/salt/master.d/kubesalt.conf` YAML block, parsed."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("# /etc/salt/master.d/kubesalt.conf\n")
+    return yaml.safe_load(text[start:text.index("```", start)])
+
+
+README_MASTER_CONF = readme_master_conf()
+PEER_RULES = README_MASTER_CONF["peer"]
+WORKER_POOLS = README_MASTER_CONF["worker_pools"]
 
 
 def inventory():
@@ -157,6 +169,7 @@ def salt_master(salt_factories, pillar_dir, ext_root):
         "file_roots": {"base": [str(REPO / "formulas"), str(ext_root)]},
         "pillar_roots": {"base": [str(pillar_dir)]},
         "peer": PEER_RULES,
+        "worker_pools": WORKER_POOLS,
         "open_mode": False,
         "auto_accept": True,
         "fileserver_list_cache_time": 0,

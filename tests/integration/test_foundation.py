@@ -1,10 +1,13 @@
 """Foundation through a real salt-master and real salt-minions: module sync, validation, role targeting, the guard
 that keeps an invalid pillar from changing anything, idempotency and test=True."""
 
+import contextlib
+import re
 
+import psutil
 import pytest
 
-from tests.integration.conftest import NODES, snapshot
+from tests.integration.conftest import NODES, WORKER_POOLS, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -13,6 +16,18 @@ def test_every_minion_answers_with_its_role_grain(salt_cli):
     ret = salt_cli.run("grains.get", "role", minion_tgt="*")
     assert ret.returncode == 0, ret
     assert ret.data == {mid: grains for mid, (grains, _, _) in NODES.items()}
+
+
+def test_master_runs_the_readme_worker_pools(salt_master):
+    """The README's master config gives `publish` a pool of its own (peer publishes otherwise stall 30 s at random):
+    the running salt-master must have started those MWorker processes, named after their pool."""
+    titles = []
+    for proc in psutil.Process(salt_master.pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):  # short-lived helpers come and go
+            titles.append(" ".join(proc.cmdline()))
+    for pool, conf in WORKER_POOLS.items():
+        running = [t for t in titles if re.search(rf"\bMWorker-{re.escape(pool)}(-\d+)?$", t.strip())]
+        assert len(running) == conf["worker_count"], (pool, [t.split(" --log-level=")[-1] for t in titles])
 
 
 def test_synced_modules_are_loaded_on_every_minion(salt_cli):

@@ -457,6 +457,28 @@ def peer_rules():
     return rules
 
 
+def worker_pools():
+    """The worker pools exactly as the served tree's README documents them (its `worker_pools:` block, written in the
+    simple form parsed here: pool names, then `worker_count: N` and `commands: [a, b]`); Salt's default otherwise."""
+    text = read(os.path.join(SALT_TREE, "README.md"), "")
+    m = re.search(r"^worker_pools:\n((?:  .*\n)+)", text, re.M)
+    if not m:
+        return None
+    pools, current = {}, None
+    for line in m.group(1).splitlines():
+        if not line.startswith("    "):
+            current = line.strip().rstrip(":")
+            pools[current] = {}
+            continue
+        key, _, value = line.strip().partition(":")
+        value = value.split("#")[0].strip()
+        if value.startswith("["):
+            pools[current][key] = [v.strip().strip("'\"") for v in value.strip("[]").split(",") if v.strip()]
+        else:
+            pools[current][key] = int(value)
+    return pools
+
+
 def master_config():
     ext = os.path.join(STATE, "ext")
     os.makedirs(ext, exist_ok=True)
@@ -483,8 +505,10 @@ def master_config():
         "timeout": 20,
         "gather_job_timeout": 30,
         "log_level_logfile": "info",
-        "worker_threads": 5,
     }
+    pools = worker_pools()
+    if pools:
+        conf["worker_pools"] = pools
     return ("# Written by tests/lab/labctl.py: the kubesalt lab's salt-master (salt -c " + MASTER_CONF + ").\n"
             + json.dumps(conf, indent=2, sort_keys=True) + "\n")
 
