@@ -14,6 +14,24 @@
 {#- Batch size of the steps whose nodes call the CA minion through peer publish (k8s:worker_batch in the master's own
     pillar, if it has the k8s pillar; see defaults.yaml). #}
 {%- set batch = salt["pillar.get"]("k8s:worker_batch", 4) %}
+{#- Peer publish stalls 30 s at random unless the salt-master gives the `publish` command a worker pool of its own
+    (README, "Setting up the salt-master"). This renders on the master, so opts are the master's: say so up front. #}
+{%- set pool_check = namespace(ok=false) %}
+{%- for pool in (opts.get("worker_pools") or {}).values() %}
+{%-   if "publish" in (pool.get("commands") or []) %}{% set pool_check.ok = true %}{% endif %}
+{%- endfor %}
+{%- if not pool_check.ok %}
+
+salt-master worker pools:
+  test.configurable_test_state:
+    - changes: false
+    - result: true
+    - comment: checked the salt-master's worker_pools
+    - warnings: >-
+        This salt-master has no worker pool of its own for the `publish` command: a node's peer publish (certificate
+        signing, node registration) can then wait publish_timeout (30 s) on the very master worker that handles it.
+        Add the README's worker_pools block to the master config.
+{%- endif %}
 
 {#- kubesalt ships execution and state modules only: syncing those two types costs ~1 s where saltutil.sync_all
     (every extension type, one fileserver round trip each) costs ~5 s of a ~20 s no-op run. #}
