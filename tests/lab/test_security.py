@@ -91,16 +91,25 @@ def test_a_worker_is_refused_over_peer_publish(what, workers, masters, csr_pem):
 
 
 def test_etcd_refuses_a_workers_own_certificate(workers, masters, inventory):
-    """The worker's kubelet certificate is from the Kubernetes CA, not the etcd CA: the TLS handshake fails."""
+    """The worker's kubelet certificate is from the Kubernetes CA, not the etcd CA: the TLS handshake fails. The
+    server is verified against the etcd CA, and the same request with the API server's etcd client certificate is
+    answered (the control), so the refusal can only be etcd's verdict on the worker's certificate."""
     worker, member = workers[0], masters[0]
-    pki = node_root(worker) / "etc/kubernetes/pki"
-    s = requests.Session()
-    s.trust_env = False
-    s.verify = False  # the worker does not even hold the etcd CA; what is tested is that etcd rejects the client
-    s.cert = (str(pki / "kubelet.crt"), str(pki / "kubelet.key"))
+    pki, member_pki = node_root(worker) / "etc/kubernetes/pki", node_root(member) / "etc/kubernetes/pki"
     url = f"https://{inventory[member]['ip']}:2379/v3/kv/range"
+    body = {"key": "L3JlZ2lzdHJ5"}  # base64("/registry")
+
+    def session(cert, key):
+        s = requests.Session()
+        s.trust_env = False
+        s.verify = str(member_pki / "etcd-ca.crt")
+        s.cert = (str(cert), str(key))
+        return s
+
+    control = session(member_pki / "apiserver-etcd-client.crt", member_pki / "apiserver-etcd-client.key")
+    assert control.post(url, json=body, timeout=10).status_code == 200
     try:
-        r = s.post(url, json={"key": "L3JlZ2lzdHJ5"}, timeout=10)  # base64("/registry")
+        r = session(pki / "kubelet.crt", pki / "kubelet.key").post(url, json=body, timeout=10)
         result = f"UNEXPECTED: HTTP {r.status_code}"
     except requests.exceptions.SSLError as exc:
         result = f"refused by etcd in the TLS handshake ({type(exc).__name__})"
