@@ -440,43 +440,42 @@ def master_pid():
     return pid if alive(pid) and "salt-master" in cmdline(pid) else 0
 
 
-def peer_rules():
-    """The peer rules exactly as the served tree's README documents them (its `peer:` block under "Setting up the
-    salt-master"), so the lab follows the documentation as it changes."""
+def readme_master_section(key):
+    """A top-level section of the served tree's README master config (`/etc/salt/master.d/kubesalt.conf`), so the
+    lab follows the documentation as it changes. Parses the simple two-level form the README uses -- names, then
+    `- item` lines or `key: N` / `key: [a, b]` lines -- without needing PyYAML on the host; None when absent."""
     text = read(os.path.join(SALT_TREE, "README.md"), "")
-    m = re.search(r"^peer:\n((?:  \S.*:\n(?:    - .*\n)+)+)", text, re.M)
-    if not m:
-        return PEER_RULES_FALLBACK
-    rules, current = {}, None
-    for line in m.group(1).splitlines():
-        if line.startswith("    - "):
-            rules[current].append(line[6:].split("#")[0].strip())
-        else:
-            current = line.strip().rstrip(":")
-            rules[current] = []
-    return rules
-
-
-def worker_pools():
-    """The worker pools exactly as the served tree's README documents them (its `worker_pools:` block, written in the
-    simple form parsed here: pool names, then `worker_count: N` and `commands: [a, b]`); Salt's default otherwise."""
-    text = read(os.path.join(SALT_TREE, "README.md"), "")
-    m = re.search(r"^worker_pools:\n((?:  .*\n)+)", text, re.M)
+    m = re.search(rf"^{re.escape(key)}:\n((?:  .*\n)+)", text, re.M)
     if not m:
         return None
-    pools, current = {}, None
+    section, current = {}, None
     for line in m.group(1).splitlines():
         if not line.startswith("    "):
             current = line.strip().rstrip(":")
-            pools[current] = {}
+            section[current] = None
             continue
-        key, _, value = line.strip().partition(":")
+        item = line.strip()
+        if item.startswith("- "):
+            section[current] = (section[current] or []) + [item[2:].split("#")[0].strip()]
+            continue
+        name, _, value = item.partition(":")
         value = value.split("#")[0].strip()
         if value.startswith("["):
-            pools[current][key] = [v.strip().strip("'\"") for v in value.strip("[]").split(",") if v.strip()]
+            value = [v.strip().strip("'\"") for v in value.strip("[]").split(",") if v.strip()]
         else:
-            pools[current][key] = int(value)
-    return pools
+            value = int(value)
+        section[current] = {**(section[current] or {}), name: value}
+    return section
+
+
+def peer_rules():
+    """The README's peer rules (its `peer:` block under "Setting up the salt-master")."""
+    return readme_master_section("peer") or PEER_RULES_FALLBACK
+
+
+def worker_pools():
+    """The README's worker pools (a pool of its own for `publish`); None (Salt's default) when the README has none."""
+    return readme_master_section("worker_pools")
 
 
 def master_config():
