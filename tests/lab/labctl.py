@@ -697,6 +697,57 @@ def write_hosts(merged, lab):
     write(os.path.join(merged, "etc/hosts"), "\n".join(lines) + "\n")
 
 
+def cgroup_homes():
+    """(mount point, this process's path) of every cgroup hierarchy this process is in (v1 controllers, name=systemd,
+    the v2 'unified' one)."""
+    mounts = []
+    for line in read("/proc/self/mountinfo", "").splitlines():
+        left, _, right = line.partition(" - ")
+        fields = right.split()
+        if len(fields) >= 3 and fields[0] in ("cgroup", "cgroup2"):
+            mounts.append((fields[0], set(fields[2].split(",")), left.split()[4]))
+    homes = []
+    for line in read("/proc/self/cgroup", "").splitlines():
+        _, controllers, path = line.split(":", 2)
+        wanted = set(controllers.split(",")) if controllers else set()
+        for fstype, opts, mountpoint in mounts:
+            if (fstype == "cgroup2") == (not wanted) and wanted <= opts:
+                homes.append((mountpoint, path))
+                break
+    return homes
+
+
+def node_cgroups(node_id):
+    """A cgroup of its own for the node in every hierarchy, for systemd-nspawn to start in. Without it every node's
+    systemd shares one cgroup root (nspawn --keep-unit puts the payload under the caller's cgroup), so the nodes'
+    system.slice and kubepods.slice are the same directories and one node's systemd or kubelet removes cgroups
+    another node's containers live in (seen: 'runc exec: ... cgroup.procs: no such file or directory',
+    units failing with status 219/CGROUP)."""
+    dirs = []
+    for mountpoint, path in cgroup_homes():
+        base = os.path.join(mountpoint + path.rstrip("/"), "kubesalt-lab", node_id)
+        node_cgroups_remove([base])     # what a previous boot of this node left, if empty
+        try:
+            os.makedirs(base, exist_ok=True)
+            if os.path.exists(os.path.join(base, "cpuset.cpus")):
+                for name in ("cpuset.cpus", "cpuset.mems"):
+                    for d in (os.path.dirname(base), base):
+                        if not read(os.path.join(d, name), "").strip():
+                            with open(os.path.join(d, name), "w") as fh:   # cgroupfs: no temp file + rename
+                                fh.write(read(os.path.join(os.path.dirname(d), name)))
+            dirs.append(base)
+        except OSError as exc:
+            say(f"{node_id}: no cgroup of its own in {mountpoint} ({exc}); it shares the host's")
+    return dirs
+
+
+def node_cgroups_remove(dirs):
+    for base in dirs:
+        for root, subdirs, _ in sorted(os.walk(base, topdown=False), key=lambda w: -len(w[0])):
+            with contextlib.suppress(OSError):
+                os.rmdir(root)
+
+
 def node_boot(node_id, lab, rootfs):
     if nspawn_pid(node_id):
         return
@@ -712,7 +763,14 @@ def node_boot(node_id, lab, rootfs):
             "--boot", "--capability=all", f"--system-call-filter={NSPAWN_FILTER}", "--bind=/dev/kmsg",
             "--private-network", "--network-veth", "--console=passive", "--resolv-conf=off",
             f"--bind={node_dir(node_id, 'containerd')}:/var/lib/containerd"]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True)
+    cgroups = node_cgroups(node_id)
+
+    def enter_cgroups():
+        for base in cgroups:
+            with contextlib.suppress(OSError), open(os.path.join(base, "cgroup.procs"), "w") as fh:
+                fh.write(str(os.getpid()))
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
+                            preexec_fn=enter_cgroups)
     write(node_dir(node_id, "nspawn.pid"), f"{proc.pid}\n")
     wait_for(lambda: link_exists(veth) or (proc.poll() is not None and die(
         f"{node_id}: systemd-nspawn exited ({proc.returncode}); see {node_dir(node_id, 'nspawn.log')}")),
@@ -762,6 +820,8 @@ def node_stop(node_id, timeout=60):
         run(["ip", "link", "del", veth], check=False, quiet=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(node_dir(node_id, "nspawn.pid"))
+    node_cgroups_remove([os.path.join(mountpoint + path.rstrip("/"), "kubesalt-lab", node_id)
+                         for mountpoint, path in cgroup_homes()])
 
 
 # ------------------------------------------------------------------------------------------------------------------
