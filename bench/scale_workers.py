@@ -46,7 +46,8 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.conftest import PEER_RULES, VERSIONS, WORKER_POOLS, mirror_tree  # noqa: E402
+from tests.integration.conftest import VERSIONS, mirror_tree  # noqa: E402
+from tests.support.master_conf import PEER_RULES, WORKER_POOLS  # noqa: E402
 from tests.support.httpserver import LocalHTTPServer  # noqa: E402
 
 VENV = ROOT / ".venv" / "bin"

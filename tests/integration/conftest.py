@@ -20,7 +20,8 @@ import tarfile
 import textwrap
 
 import pytest
-import yaml
+
+from tests.support.master_conf import PEER_RULES, WORKER_POOLS
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -30,18 +31,6 @@ NODES = {
     "worker01": (["worker"], ["worker"], "10.240.0.21"),
     "worker02": (["worker"], ["worker"], "10.240.0.22"),
 }
-
-
-def readme_master_conf():
-    """The README's `# /etc/salt/master.d/kubesalt.conf` YAML block, parsed."""
-    text = (REPO / "README.md").read_text()
-    start = text.index("# /etc/salt/master.d/kubesalt.conf\n")
-    return yaml.safe_load(text[start:text.index("```", start)])
-
-
-README_MASTER_CONF = readme_master_conf()
-PEER_RULES = README_MASTER_CONF["peer"]
-WORKER_POOLS = README_MASTER_CONF["worker_pools"]
 
 
 def inventory():

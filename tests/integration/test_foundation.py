@@ -7,7 +7,8 @@ import re
 import psutil
 import pytest
 
-from tests.integration.conftest import NODES, WORKER_POOLS, snapshot
+from tests.integration.conftest import NODES, snapshot
+from tests.support.master_conf import WORKER_POOLS
 
 pytestmark = pytest.mark.integration
 

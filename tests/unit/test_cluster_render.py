@@ -8,7 +8,7 @@ import salt.config
 import salt.utils.templates
 import salt.utils.yaml
 
-from tests.integration.conftest import WORKER_POOLS
+from tests.support.master_conf import WORKER_POOLS
 
 CLUSTER_SLS = pathlib.Path(__file__).resolve().parents[2] / "formulas" / "k8s" / "cluster.sls"
 WARNING_STATE = "salt-master worker pools"

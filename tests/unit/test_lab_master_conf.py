@@ -4,7 +4,7 @@ runs on the host's python3): its small parser must read the README block exactly
 import importlib.util
 import pathlib
 
-from tests.integration.conftest import README_MASTER_CONF
+from tests.support.master_conf import README_MASTER_CONF
 
 LABCTL = pathlib.Path(__file__).resolve().parents[1] / "lab" / "labctl.py"
 
