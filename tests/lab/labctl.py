@@ -717,6 +717,11 @@ def cgroup_homes():
     return homes
 
 
+def node_cgroup_dirs(node_id):
+    """The node's own cgroup, `kubesalt-lab/<node>` below this process's, in every hierarchy."""
+    return [os.path.join(mountpoint + path.rstrip("/"), "kubesalt-lab", node_id) for mountpoint, path in cgroup_homes()]
+
+
 def node_cgroups(node_id):
     """A cgroup of its own for the node in every hierarchy, for systemd-nspawn to start in. Without it every node's
     systemd shares one cgroup root (nspawn --keep-unit puts the payload under the caller's cgroup), so the nodes'
@@ -724,26 +729,26 @@ def node_cgroups(node_id):
     another node's containers live in (seen: 'runc exec: ... cgroup.procs: no such file or directory',
     units failing with status 219/CGROUP)."""
     dirs = []
-    for mountpoint, path in cgroup_homes():
-        base = os.path.join(mountpoint + path.rstrip("/"), "kubesalt-lab", node_id)
+    for base in node_cgroup_dirs(node_id):
         node_cgroups_remove([base])     # what a previous boot of this node left, if empty
         try:
             os.makedirs(base, exist_ok=True)
-            if os.path.exists(os.path.join(base, "cpuset.cpus")):
+            # cpuset: a new v1 cgroup starts with no CPUs/memory nodes; take the parent's, top-down
+            for d in (os.path.dirname(base), base):
                 for name in ("cpuset.cpus", "cpuset.mems"):
-                    for d in (os.path.dirname(base), base):
-                        if not read(os.path.join(d, name), "").strip():
-                            with open(os.path.join(d, name), "w") as fh:   # cgroupfs: no temp file + rename
-                                fh.write(read(os.path.join(os.path.dirname(d), name)))
+                    if os.path.exists(os.path.join(d, name)) and not read(os.path.join(d, name), "").strip():
+                        with open(os.path.join(d, name), "w") as fh:   # cgroupfs: no temp file + rename
+                            fh.write(read(os.path.join(os.path.dirname(d), name)))
             dirs.append(base)
         except OSError as exc:
-            say(f"{node_id}: no cgroup of its own in {mountpoint} ({exc}); it shares the host's")
+            say(f"{node_id}: no cgroup of its own in {base} ({exc}); it shares the host's")
     return dirs
 
 
 def node_cgroups_remove(dirs):
+    """Remove the given cgroups and their empty children (os.walk bottom-up); busy ones stay."""
     for base in dirs:
-        for root, subdirs, _ in sorted(os.walk(base, topdown=False), key=lambda w: -len(w[0])):
+        for root, _, _ in os.walk(base, topdown=False):
             with contextlib.suppress(OSError):
                 os.rmdir(root)
 
@@ -820,8 +825,7 @@ def node_stop(node_id, timeout=60):
         run(["ip", "link", "del", veth], check=False, quiet=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(node_dir(node_id, "nspawn.pid"))
-    node_cgroups_remove([os.path.join(mountpoint + path.rstrip("/"), "kubesalt-lab", node_id)
-                         for mountpoint, path in cgroup_homes()])
+    node_cgroups_remove(node_cgroup_dirs(node_id))
 
 
 # ------------------------------------------------------------------------------------------------------------------
