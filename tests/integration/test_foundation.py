@@ -1,7 +1,7 @@
 """Foundation through a real salt-master and real salt-minions: module sync, validation, role targeting, the guard
 that keeps an invalid pillar from changing anything, idempotency and test=True."""
 
-import contextlib
+import pathlib
 import re
 
 import psutil
@@ -21,14 +21,23 @@ def test_every_minion_answers_with_its_role_grain(salt_cli):
 
 def test_master_runs_the_readme_worker_pools(salt_master):
     """The README's master config gives `publish` a pool of its own (peer publishes otherwise stall 30 s at random):
-    the running salt-master must have started those MWorker processes, named after their pool."""
-    titles = []
-    for proc in psutil.Process(salt_master.pid).children(recursive=True):
-        with contextlib.suppress(psutil.NoSuchProcess):  # short-lived helpers come and go
-            titles.append(" ".join(proc.cmdline()))
+    the running salt-master must have started exactly those MWorker processes, one set per pool.
+
+    Salt's process manager logs "Started 'MWorker-<pool>-<index>' with pid <pid>" (debug, the factory's log file
+    level); each such worker must still be a live child of this master. Process titles are not used: setproctitle
+    truncates them to the space of the master's argv and environment, which differs from shell to shell."""
+    log_file = pathlib.Path(salt_master.config["log_file"])
+    if not log_file.is_absolute():
+        log_file = pathlib.Path(salt_master.config["root_dir"]) / log_file
+    started = {}  # the latest pid per worker name (a restarted worker logs again)
+    for name, pid in re.findall(r"Started '(MWorker-[\w-]+)' with pid (\d+)", log_file.read_text()):
+        started[name] = int(pid)
+    alive = {proc.pid for proc in psutil.Process(salt_master.pid).children(recursive=True)}
     for pool, conf in WORKER_POOLS.items():
-        running = [t for t in titles if re.search(rf"\bMWorker-{re.escape(pool)}(-\d+)?$", t.strip())]
-        assert len(running) == conf["worker_count"], (pool, [t.split(" --log-level=")[-1] for t in titles])
+        names = sorted(n for n in started if re.fullmatch(rf"MWorker-{re.escape(pool)}-\d+", n))
+        assert names == [f"MWorker-{pool}-{i}" for i in range(conf["worker_count"])], (pool, sorted(started))
+        assert all(started[n] in alive for n in names), (pool, {n: started[n] for n in names}, sorted(alive))
+    assert len(started) == sum(conf["worker_count"] for conf in WORKER_POOLS.values()), sorted(started)
 
 
 def test_synced_modules_are_loaded_on_every_minion(salt_cli):
