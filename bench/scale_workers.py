@@ -101,14 +101,10 @@ class Cluster:
         text = text.replace("manage_services: false", "manage_services: false\n  fs_root: " + str(base / "nodes")
                             + "/{{ grains['id'] }}")
         (pillar_dir / "k8s.sls").write_text(text)
-        ext = base / "ext"
-        ext.mkdir()
-        for name in ("_modules", "_states"):
-            (ext / name).symlink_to(ROOT / name)
         self.master_conf = {
             "root_dir": str(self.master_dir), "interface": "127.0.0.1",
             "publish_port": self.ports[0], "ret_port": self.ports[1],
-            "file_roots": {"base": [str(ROOT / "formulas"), str(ext)]},
+            "file_roots": {"base": [str(ROOT / "formulas")]},
             "pillar_roots": {"base": [str(pillar_dir)]}, "peer": PEER_RULES, "auto_accept": True,
             "log_level_logfile": "warning", "user": "root", "fileserver_list_cache_time": 0, "state_events": False,
             "worker_pools": (WORKER_POOLS if not SINGLE_POOL

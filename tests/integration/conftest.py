@@ -1,9 +1,9 @@
 """
 Integration harness: a REAL salt-master and three REAL salt-minions (pytest-salt-factories) on this machine.
 
-- master: file_roots = formulas/ + a directory exposing the repo's _modules/_states (what a user's master serves),
-  pillar_roots = a generated pillar with the cluster inventory, and the peer rules and worker pools read from the
-  README's master config block (`/etc/salt/master.d/kubesalt.conf`), so the tests run what the README documents.
+- master: file_roots = formulas/ (what `conf/master.d/kubesalt.conf` serves: the formulas plus the links to the
+  Python modules), pillar_roots = a generated pillar with the cluster inventory, and the peer rules and worker pools
+  of `conf/master.d/kubesalt.conf`, so the tests run the configuration users install.
 - minions: master01 (role grain master; pillar roles master+etcd, the CA minion), worker01 and worker02 (role grain
   worker). Modules reach them through `saltutil.sync_all`, the path users take.
 - Each minion gets its own `k8s:fs_root` (pillar) so the states' absolute paths land in a per-minion directory:
@@ -11,6 +11,7 @@ Integration harness: a REAL salt-master and three REAL salt-minions (pytest-salt
   there is no systemd here; unit files are still rendered and checked.
 """
 
+import copy
 import hashlib
 import io
 import json
@@ -143,22 +144,13 @@ def pillar_dir(tmp_path_factory, fs_root, artifact_mirror):
 
 
 @pytest.fixture(scope="session")
-def ext_root(tmp_path_factory):
-    """What the master serves besides formulas/: the repo's _modules and _states (symlinked, so the fileserver does
-    not walk .venv or .git)."""
-    path = tmp_path_factory.mktemp("ext")
-    for name in ("_modules", "_states"):
-        (path / name).symlink_to(REPO / name)
-    return path
-
-
-@pytest.fixture(scope="session")
-def salt_master(salt_factories, pillar_dir, ext_root):
+def salt_master(salt_factories, pillar_dir):
     config = {
-        "file_roots": {"base": [str(REPO / "formulas"), str(ext_root)]},
+        "file_roots": {"base": [str(REPO / "formulas")]},
         "pillar_roots": {"base": [str(pillar_dir)]},
-        "peer": PEER_RULES,
-        "worker_pools": WORKER_POOLS,
+        # copies: salt-factories adds its own rules to the mapping it is given
+        "peer": copy.deepcopy(PEER_RULES),
+        "worker_pools": copy.deepcopy(WORKER_POOLS),
         "open_mode": False,
         "auto_accept": True,
         "fileserver_list_cache_time": 0,
