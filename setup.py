@@ -5,8 +5,9 @@ kubesalt: Kubernetes the hard way, as Salt formulas plus Salt execution and stat
 salt-call load them without ``saltutil.sync_all``. The formulas (``formulas/``) are served by the salt-master from
 its file_roots and are not part of the Python package.
 
-One source tree: the package directories are mapped onto ``_modules/`` and ``_states/``, the same files that
-``saltutil.sync_all`` distributes from the master's file_roots.
+One source tree: the package directories are mapped onto ``_modules/``, ``_states/`` and ``_utils/kubesalt/`` (the
+shared core the modules import), the same files that ``saltutil.sync_all`` distributes from the master's
+file_roots.
 """
 
 from setuptools import setup
@@ -17,11 +18,14 @@ setup(
     description="Kubernetes the hard way with Salt: PKI, etcd, artifacts and cluster formulas",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["saltext.kubesalt", "saltext.kubesalt.modules", "saltext.kubesalt.states"],
+    packages=["saltext.kubesalt", "saltext.kubesalt.modules", "saltext.kubesalt.states", "kubesalt"],
     package_dir={
         "saltext.kubesalt": "saltext/kubesalt",
         "saltext.kubesalt.modules": "_modules",
         "saltext.kubesalt.states": "_states",
+        # Salt's loader only searches an extension's modules/states/runners... folders, not utils: the shared core
+        # is a plain top-level package, importable as `kubesalt` like after a sync (see _utils/kubesalt/__init__.py).
+        "kubesalt": "_utils/kubesalt",
     },
     # Supported and tested: Salt 3008 (3008.3 pinned in tests/requirements.txt). Older lines are not claimed: see
     # README "Supported versions".

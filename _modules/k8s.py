@@ -12,25 +12,21 @@ never from grains (a minion sets its own grains).
 """
 
 import copy
-import ipaddress
 import logging
 import re
 
 from salt.exceptions import CommandExecutionError
 
+from kubesalt import data, topology
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "k8s"
 
-ROLES = ("master", "worker", "etcd")
-KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-3072", "rsa-4096")
 ARCHES = ("amd64", "arm64")
 NETWORK_MODES = ("routes", "flannel")
 ETCD_INSTALL = ("artifact", "package")
 PROXY_MODES = ("iptables", "ipvs")
-_VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_HEX = {"sha256": 64, "sha512": 128}
 
 # Which catalogue components each role needs; validated only for the roles present in the inventory. Masters are
 # nodes too (kubelet, kube-proxy, runtime; tainted NoSchedule), so they need the node components as well.
@@ -47,29 +43,13 @@ def __virtual__():
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Merging and derived facts
+# Merging
 # --------------------------------------------------------------------------------------------------------------------
-def _merge(base, overlay):
-    """Recursive dict merge: ``overlay`` wins; lists are replaced, not appended."""
-    result = copy.deepcopy(base)
-    for key, value in (overlay or {}).items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = _merge(result[key], value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
-
-
-def _minor(version):
-    match = _VERSION_RE.match(str(version or ""))
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
 def _profile_for(version, profiles):
     """Return the merged profiles whose minor is <= ``version``'s minor, lowest first."""
-    minor = _minor(version)
+    parsed = data.version(version)
     merged = {}
-    if minor is None:
+    if parsed is None:
         return merged
     keys = []
     for key in (profiles or {}):
@@ -77,89 +57,12 @@ def _profile_for(version, profiles):
         if len(parts) == 2 and all(p.isdigit() for p in parts):
             keys.append(((int(parts[0]), int(parts[1])), key))
     for kminor, key in sorted(keys):
-        if kminor <= minor:
-            merged = _merge(merged, profiles[key])
+        if kminor <= parsed[:2]:
+            merged = data.merge(merged, profiles[key])
     return merged
 
 
-def _net(value):
-    try:
-        return ipaddress.ip_network(str(value), strict=True)
-    except (TypeError, ValueError):
-        return None
-
-
-def _ip(value):
-    try:
-        return ipaddress.ip_address(str(value))
-    except (TypeError, ValueError):
-        return None
-
-
-def _roles(node):
-    roles = (node or {}).get("roles") or []
-    return [roles] if isinstance(roles, str) else list(roles)
-
-
-def node_pod_cidr(config, minion_id):
-    """
-    The pod subnet of one node: its pinned ``pod_cidr``, or the subnet of ``networks:pod_cidr`` (at
-    ``node_pod_prefix``) whose index is the node's host number inside ``networks:node_cidr``. Deriving it from the
-    node's address keeps it stable when nodes are added or removed. Returns None if it cannot be computed.
-    """
-    node = config.get("nodes", {}).get(minion_id) or {}
-    if node.get("pod_cidr"):
-        return str(node["pod_cidr"])
-    nets = config.get("networks", {})
-    pod, node_net, ip = _net(nets.get("pod_cidr")), _net(nets.get("node_cidr")), _ip(node.get("ip"))
-    prefix = nets.get("node_pod_prefix")
-    if not (pod and node_net and ip and isinstance(prefix, int)) or ip not in node_net or prefix < pod.prefixlen:
-        return None
-    index = int(ip) - int(node_net.network_address)
-    if index >= 2 ** (prefix - pod.prefixlen):
-        return None
-    size = 2 ** (pod.max_prefixlen - prefix)
-    return str(ipaddress.ip_network((int(pod.network_address) + index * size, prefix)))
-
-
-def _apiserver_url(config, masters, nodes):
-    """``k8s:apiserver:endpoint``, or https://<first master's ip>:<port>."""
-    api = config.get("apiserver") or {}
-    if api.get("endpoint"):
-        return str(api["endpoint"]).rstrip("/")
-    ip = (nodes.get(masters[0]) or {}).get("ip") if masters else None
-    if not ip:
-        return ""
-    host = f"[{ip}]" if ":" in str(ip) else str(ip)
-    return f"https://{host}:{api.get('port', 6443)}"
-
-
-def derive(config, minion_id=None):
-    """
-    Facts computed from the merged settings, stored under ``config['cluster']``: role lists (from the pillar
-    inventory, sorted by minion id), the CA minion, the API service IP, each node's pod CIDR, and ``node`` (this
-    minion's own entry, or an empty dict when it is not in the inventory).
-    """
-    nodes = config.get("nodes") or {}
-    ids = sorted(str(n) for n in nodes)
-    masters = [n for n in ids if "master" in _roles(nodes[n])]
-    service = _net(config.get("networks", {}).get("service_cidr"))
-    cluster = {
-        "masters": masters,
-        "workers": [n for n in ids if "worker" in _roles(nodes[n])],
-        "etcd_members": [n for n in ids if "etcd" in _roles(nodes[n])],
-        "ca_minion": config.get("pki", {}).get("ca_minion") or (masters[0] if masters else ""),
-        "api_service_ip": str(next(service.hosts())) if service and service.num_addresses > 2 else "",
-        "pod_cidrs": {n: node_pod_cidr(config, n) for n in ids},
-        "apiserver_url": _apiserver_url(config, masters, nodes),
-        "minion_id": minion_id or "",
-        "node": copy.deepcopy(nodes.get(minion_id) or {}) if minion_id else {},
-    }
-    config["cluster"] = cluster
-    return config
-
-
-def resolve_paths(config):
+def _resolve_paths(config):
     """Prefix every ``k8s:paths`` entry and the artifact cache with ``fs_root`` (empty on real nodes)."""
     root = str(config.get("fs_root") or "").rstrip("/")
     if root:
@@ -170,7 +73,7 @@ def resolve_paths(config):
     return config
 
 
-def merge_catalogue(catalogue, pins):
+def _merge_catalogue(catalogue, pins):
     """Return the catalogue's ``components`` with the pillar's ``k8s:artifacts:pins`` laid over it."""
     components = copy.deepcopy((catalogue or {}).get("components") or {})
     for name, versions in (pins or {}).items():
@@ -181,7 +84,7 @@ def merge_catalogue(catalogue, pins):
             if not isinstance(arches, dict):
                 continue
             comp.setdefault("versions", {})
-            comp["versions"][str(version)] = _merge(comp["versions"].get(str(version)) or {}, arches)
+            comp["versions"][str(version)] = data.merge(comp["versions"].get(str(version)) or {}, arches)
     return components
 
 
@@ -201,9 +104,9 @@ def settings(defaults, profiles=None, pillar=None, catalogue=None, minion_id=Non
     """
     pillar = pillar or {}
     version = (pillar.get("versions") or {}).get("kubernetes") or (defaults.get("versions") or {}).get("kubernetes")
-    config = _merge(_merge(defaults or {}, _profile_for(version, profiles)), pillar)
-    config["catalogue"] = merge_catalogue(catalogue, (config.get("artifacts") or {}).get("pins"))
-    derive(config, minion_id)
+    config = data.merge(data.merge(defaults or {}, _profile_for(version, profiles)), pillar)
+    config["catalogue"] = _merge_catalogue(catalogue, (config.get("artifacts") or {}).get("pins"))
+    topology.derive(config, minion_id)
     if validate:
         problems = check(config)
         if problems["errors"]:
@@ -212,7 +115,7 @@ def settings(defaults, profiles=None, pillar=None, catalogue=None, minion_id=Non
             )
         for warning in problems["warnings"]:
             log.warning("kubesalt: %s", warning)
-    return resolve_paths(config)
+    return _resolve_paths(config)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -223,7 +126,7 @@ def _check_networks(config, err):
     parsed = {}
     for key in ("node_cidr", "pod_cidr", "service_cidr"):
         value = nets.get(key)
-        net = _net(value)
+        net = data.net(value)
         if net is None:
             err(f"k8s:networks:{key}: '{value}' is not a network in CIDR notation with no host bits set "
                 "(e.g. 10.200.0.0/16)")
@@ -240,7 +143,7 @@ def _check_networks(config, err):
     if service is not None:
         if service.num_addresses < 4:
             err(f"k8s:networks:service_cidr: {service} is too small; it needs the API service IP and the DNS IP")
-        dns = _ip(nets.get("cluster_dns_ip"))
+        dns = data.ip(nets.get("cluster_dns_ip"))
         if dns is None:
             err(f"k8s:networks:cluster_dns_ip: '{nets.get('cluster_dns_ip')}' is not an IP address")
         elif dns not in service:
@@ -284,15 +187,15 @@ def _check_nodes(config, nets, err, warn):
         if not isinstance(node, dict):
             err(f"{key}: must be a mapping with roles and ip, got {node!r}")
             continue
-        roles = _roles(node)
+        roles = topology.roles_of(node)
         if not roles:
-            err(f"{key}:roles: no roles; use any of {', '.join(ROLES)}")
+            err(f"{key}:roles: no roles; use any of {', '.join(data.ROLES)}")
         for role in roles:
-            if role not in ROLES:
-                err(f"{key}:roles: unknown role '{role}'; known roles: {', '.join(ROLES)}")
+            if role not in data.ROLES:
+                err(f"{key}:roles: unknown role '{role}'; known roles: {', '.join(data.ROLES)}")
         if len(set(roles)) != len(roles):
             err(f"{key}:roles: a role is listed twice: {roles}")
-        ip = _ip(node.get("ip"))
+        ip = data.ip(node.get("ip"))
         if ip is None:
             err(f"{key}:ip: '{node.get('ip')}' is not an IP address")
         else:
@@ -307,14 +210,14 @@ def _check_nodes(config, nets, err, warn):
             names = []
         for name in [str(node_id)] + [str(n) for n in names]:
             lowered = name.lower()
-            if not all(_DNS_LABEL_RE.match(label) for label in lowered.split(".")):
+            if not data.is_dns_name(lowered):
                 err(f"{key}: '{name}' is not a valid DNS name (it becomes a certificate SAN and a node name)")
             if lowered in seen_names and seen_names[lowered] != node_id:
                 err(f"{key}: name '{name}' is already used by k8s:nodes:{seen_names[lowered]}; "
                     "a node is listed twice")
             seen_names[lowered] = node_id
         if node.get("pod_cidr"):
-            pc = _net(node["pod_cidr"])
+            pc = data.net(node["pod_cidr"])
             pod = nets.get("pod_cidr")
             prefix = (config.get("networks") or {}).get("node_pod_prefix")
             if pc is None:
@@ -324,7 +227,7 @@ def _check_nodes(config, nets, err, warn):
             elif isinstance(prefix, int) and pc.prefixlen != prefix:
                 err(f"{key}:pod_cidr: {pc} is not a /{prefix} (k8s:networks:node_pod_prefix)")
         elif "pod_cidr" in nets and "node_cidr" in nets and ip is not None and ip in nets["node_cidr"]:
-            if node_pod_cidr(config, node_id) is None:
+            if topology.node_pod_cidr(config, node_id) is None:
                 err(f"{key}:ip: host number of {ip} in {nets['node_cidr']} is beyond the "
                     f"{2 ** max(0, (config['networks'].get('node_pod_prefix') or 0) - nets['pod_cidr'].prefixlen)}"
                     f" node subnets of k8s:networks:pod_cidr ({nets['pod_cidr']}); pin k8s:nodes:{node_id}:pod_cidr "
@@ -332,15 +235,15 @@ def _check_nodes(config, nets, err, warn):
 
     pod_cidrs = {}
     for node_id in sorted(nodes, key=str):
-        cidr = node_pod_cidr(config, node_id)
+        cidr = topology.node_pod_cidr(config, node_id)
         if cidr and cidr in pod_cidrs:
             err(f"k8s:nodes:{node_id}:pod_cidr: {cidr} is also the pod subnet of k8s:nodes:{pod_cidrs[cidr]}")
         elif cidr:
             pod_cidrs[cidr] = node_id
 
     ids = [str(n) for n in nodes]
-    masters = [n for n in ids if isinstance(nodes[n], dict) and "master" in _roles(nodes[n])]
-    etcd = [n for n in ids if isinstance(nodes[n], dict) and "etcd" in _roles(nodes[n])]
+    masters = [n for n in ids if isinstance(nodes[n], dict) and "master" in topology.roles_of(nodes[n])]
+    etcd = [n for n in ids if isinstance(nodes[n], dict) and "etcd" in topology.roles_of(nodes[n])]
     if not masters:
         err("k8s:nodes: no node has the 'master' role; a cluster needs at least one control-plane node")
     if not etcd:
@@ -360,14 +263,14 @@ def _check_versions(config, err):
         err("k8s:versions: must be a mapping of component -> MAJOR.MINOR.PATCH")
         return
     for name, value in versions.items():
-        if not _VERSION_RE.match(str(value)):
+        if not data.is_version(value):
             err(f"k8s:versions:{name}: '{value}' is not a MAJOR.MINOR.PATCH version (e.g. 1.34.10)")
 
 
 def needed_components(config):
     """The catalogue components this inventory installs (by the roles present and the network mode)."""
     nodes = config.get("nodes") or {}
-    roles = {r for n in nodes.values() if isinstance(n, dict) for r in _roles(n)}
+    roles = {r for n in nodes.values() if isinstance(n, dict) for r in topology.roles_of(n)}
     needed = list(COMPONENTS_BY_ROLE["master"]) if "master" in roles else []
     if roles & {"master", "worker"}:
         needed.extend(COMPONENTS_BY_ROLE["node"])
@@ -404,9 +307,10 @@ def _check_artifacts(config, err):
         for version, arches in sorted(((entry or {}).get("versions") or {}).items(), key=lambda kv: str(kv[0])):
             for pin_arch, digests in sorted((arches or {}).items()):
                 for hash_type, value in sorted((digests or {}).items()):
-                    if hash_type in _HEX and value and not re.match(rf"^[0-9a-f]{{{_HEX[hash_type]}}}$", str(value)):
+                    if hash_type in data.HASH_SIZES and value and \
+                            not re.fullmatch(rf"[0-9a-f]{{{data.HASH_SIZES[hash_type]}}}", str(value)):
                         err(f"k8s:artifacts:pins:{comp}:{version}:{pin_arch}:{hash_type}: '{value}' is not a "
-                            f"lowercase hex {hash_type} digest ({_HEX[hash_type]} characters)")
+                            f"lowercase hex {hash_type} digest ({data.HASH_SIZES[hash_type]} characters)")
     for comp in needed_components(config):
         entry = catalogue.get(comp)
         if not entry:
@@ -414,10 +318,10 @@ def _check_artifacts(config, err):
             continue
         vkey = entry.get("version_key", comp)
         version = str(versions.get(vkey, ""))
-        if not _VERSION_RE.match(version):
+        if not data.is_version(version):
             continue  # reported by _check_versions
         digests = ((entry.get("versions") or {}).get(version) or {}).get(arch) or {}
-        pinned = {h: digests.get(h) for h in _HEX if digests.get(h)}
+        pinned = {h: digests.get(h) for h in data.HASH_SIZES if digests.get(h)}
         if not pinned and comp not in checksum_urls:
             err(f"k8s:artifacts:pins:{comp}:{version}:{arch}: no pinned sha256/sha512 digest for {comp} {version} "
                 f"({arch}) in the catalogue or the pillar (k8s:versions:{vkey} = {version}); pin one, or opt in to "
@@ -426,8 +330,8 @@ def _check_artifacts(config, err):
 
 def _check_pki(config, err):
     pki = config.get("pki") or {}
-    if pki.get("key_type") not in KEY_TYPES:
-        err(f"k8s:pki:key_type: '{pki.get('key_type')}' is not supported; use one of {', '.join(KEY_TYPES)}")
+    if pki.get("key_type") not in data.KEY_TYPES:
+        err(f"k8s:pki:key_type: '{pki.get('key_type')}' is not supported; use one of {', '.join(data.KEY_TYPES)}")
     days = {}
     for key in ("ca_days", "cert_days", "renew_days"):
         value = pki.get(key)
@@ -446,16 +350,16 @@ def _check_pki(config, err):
         err("k8s:pki:apiserver_extra_sans: must be a list of DNS names or IP addresses")
         sans = []
     for san in sans:
-        if _ip(san) is None and not all(_DNS_LABEL_RE.match(l) for l in str(san).lower().lstrip("*.").split(".")):
+        if data.ip(san) is None and not data.is_dns_name(str(san).lower(), wildcard=True):
             err(f"k8s:pki:apiserver_extra_sans: '{san}' is neither an IP address nor a DNS name")
 
 
 def _check_misc(config, err):
     domain = str(config.get("cluster_domain", ""))
-    if not domain or not all(_DNS_LABEL_RE.match(l) for l in domain.split(".")):
+    if not data.is_dns_name(domain):
         err(f"k8s:cluster_domain: '{domain}' is not a valid DNS domain (e.g. cluster.local)")
     name = str(config.get("cluster_name", ""))
-    if not _DNS_LABEL_RE.match(name):
+    if not data.is_dns_label(name):
         err(f"k8s:cluster_name: '{name}' must be a lowercase DNS label (letters, digits, '-')")
     mode = (config.get("network") or {}).get("mode")
     if mode not in NETWORK_MODES:

@@ -18,13 +18,14 @@ Each ``<component>(config, minion_id)`` function returns a *component spec*::
 carry ``fs_root``; sockets and kernel paths never do.
 """
 
-import copy
 import json
 import logging
 import re
 
 import salt.utils.yaml
 from salt.exceptions import SaltInvocationError
+
+from kubesalt import data, topology
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +50,6 @@ def __virtual__():
 # --------------------------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------------------------
-def _merge(base, overlay):
-    result = copy.deepcopy(base)
-    for key, value in (overlay or {}).items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = _merge(result[key], value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
-
-
-def _version(value):
-    match = re.match(r"^(\d+)\.(\d+)\.(\d+)$", str(value or ""))
-    return tuple(int(p) for p in match.groups()) if match else (0, 0, 0)
-
-
 def _node(config, minion_id):
     node = (config.get("nodes") or {}).get(minion_id)
     if not isinstance(node, dict):
@@ -116,18 +102,6 @@ def _flags(spec):
 def _extra(config, section):
     sect = config.get(section) or {}
     return [str(f) for f in (sect.get("version_flags") or [])] + [str(f) for f in (sect.get("extra_flags") or [])]
-
-
-def _local_api(config):
-    port = (config.get("apiserver") or {}).get("port", 6443)
-    return f"https://127.0.0.1:{port}"
-
-
-def _api_for(config, minion_id):
-    """Masters talk to their own API server; other nodes to k8s:apiserver:endpoint or the first master."""
-    if minion_id in config["cluster"]["masters"]:
-        return _local_api(config)
-    return config["cluster"]["apiserver_url"]
 
 
 def to_toml(data, _prefix=()):
@@ -188,7 +162,7 @@ def kubeconfig(config, identity, server):
 
         salt-call k8s_conf.kubeconfig "$(salt-call --out=json k8s.config | jq -c .local)" admin https://10.240.0.11:6443
     """
-    name = str(config.get("cluster_name") or "kubesalt")
+    name = str(config["cluster_name"])
     user = "kubernetes-admin" if identity == "admin" else identity
     cert, key = _cert(config, identity)
     return {
@@ -226,7 +200,7 @@ def admin(config, minion_id):
     """
     if minion_id != config["cluster"]["ca_minion"]:
         return {}
-    server = config["cluster"]["apiserver_url"] or _local_api(config)
+    server = config["cluster"]["apiserver_url"] or topology.local_api_url(config)
     text = _yaml(kubeconfig(config, "admin", server))
     paths = [kubeconfig_path(config, "admin")] + [str(p) for p in ((config.get("admin") or {}).get("kubeconfig_paths")
                                                                      or [])]
@@ -236,11 +210,6 @@ def admin(config, minion_id):
 # --------------------------------------------------------------------------------------------------------------------
 # Control plane
 # --------------------------------------------------------------------------------------------------------------------
-def _etcd_servers(config):
-    nodes, port = config.get("nodes") or {}, (config.get("etcd") or {}).get("client_port", 2379)
-    return [f"https://{nodes[m]['ip']}:{port}" for m in config["cluster"]["etcd_members"]]
-
-
 def apiserver(config, minion_id):
     """
     The kube-apiserver of master ``minion_id``: Node,RBAC authorization, NodeRestriction, etcd over mutual TLS,
@@ -256,7 +225,7 @@ def apiserver(config, minion_id):
     """
     _require_role(config, minion_id, "master")
     node, api = _node(config, minion_id), config.get("apiserver") or {}
-    nets, domain = config["networks"], config.get("cluster_domain", "cluster.local")
+    nets, domain = config["networks"], config["cluster_domain"]
     files, audit = {}, {}
     if api.get("audit_rules"):
         policy = f"{config['paths']['config_dir']}/audit-policy.yaml"
@@ -270,7 +239,7 @@ def apiserver(config, minion_id):
     proxy_cert, proxy_key = _cert(config, "front-proxy-client")
     flags = _flags({
         "advertise-address": node["ip"],
-        "secure-port": api.get("port", 6443),
+        "secure-port": api["port"],
         "allow-privileged": True,
         "anonymous-auth": False,
         "authorization-mode": ["Node", "RBAC"],
@@ -278,7 +247,7 @@ def apiserver(config, minion_id):
         "client-ca-file": _pki(config, "kubernetes-ca.crt"),
         "tls-cert-file": tls_cert,
         "tls-private-key-file": tls_key,
-        "etcd-servers": _etcd_servers(config),
+        "etcd-servers": topology.etcd_client_urls(config),
         "etcd-cafile": _pki(config, "etcd-ca.crt"),
         "etcd-certfile": etcd_cert,
         "etcd-keyfile": etcd_key,
@@ -347,7 +316,7 @@ def controller_manager(config, minion_id):
         "tls-private-key-file": tls_key,
         "client-ca-file": _pki(config, "kubernetes-ca.crt"),
         "requestheader-client-ca-file": _pki(config, "front-proxy-ca.crt"),
-        "cluster-name": config.get("cluster_name", "kubesalt"),
+        "cluster-name": config["cluster_name"],
         "cluster-cidr": nets["pod_cidr"],
         "allocate-node-cidrs": allocate,
         "node-cidr-mask-size": nets["node_pod_prefix"] if allocate else None,
@@ -366,7 +335,7 @@ def controller_manager(config, minion_id):
         "description": "Kubernetes controller manager (kubesalt)",
         "exec": _bin(config, "kube-controller-manager"),
         "flags": flags,
-        "files": _kubeconfig_file(config, "kube-controller-manager", _local_api(config)),
+        "files": _kubeconfig_file(config, "kube-controller-manager", topology.local_api_url(config)),
         "certificates": ["kube-controller-manager"],
         "secrets": ["service-account"],
         "after": ["kube-apiserver.service"],
@@ -391,13 +360,13 @@ def scheduler(config, minion_id):
     kubeconfig_file = kubeconfig_path(config, "kube-scheduler")
     config_file = f"{config['paths']['config_dir']}/kube-scheduler.yaml"
     tls_cert, tls_key = _cert(config, "kube-scheduler")
-    obj = _merge({
-        "apiVersion": sched.get("config_api_version", "kubescheduler.config.k8s.io/v1"),
+    obj = data.merge({
+        "apiVersion": sched["config_api_version"],
         "kind": "KubeSchedulerConfiguration",
         "clientConnection": {"kubeconfig": kubeconfig_file},
         "leaderElection": {"leaderElect": True},
     }, sched.get("config"))
-    files = _kubeconfig_file(config, "kube-scheduler", _local_api(config))
+    files = _kubeconfig_file(config, "kube-scheduler", topology.local_api_url(config))
     files[config_file] = {"contents": _yaml(obj), "mode": "0644"}
     flags = _flags({
         "config": config_file,
@@ -450,7 +419,7 @@ def containerd_config(config):
         salt-call k8s_conf.containerd_config "$(salt-call --out=json k8s.config | jq -c .local)"
     """
     runtime = config.get("container_runtime") or {}
-    version = _version((config.get("versions") or {}).get("containerd"))
+    version = data.version(config["versions"]["containerd"]) or (0, 0, 0)
     certs_d = f"{config['paths']['containerd_config_dir']}/certs.d"
     runc = {"runtime_type": "io.containerd.runc.v2",
             "options": {"SystemdCgroup": True, "BinaryName": _runtime_bin(config, "runc")}}
@@ -458,7 +427,7 @@ def containerd_config(config):
     if version >= (2, 0, 0):
         if version >= (2, 1, 0):
             cni_dirs = {"bin_dirs": [cni_dirs["bin_dir"]], "conf_dir": cni_dirs["conf_dir"]}
-        data = {
+        doc = {
             "version": 3,
             "plugins": {
                 "io.containerd.cri.v1.images": {
@@ -472,7 +441,7 @@ def containerd_config(config):
             },
         }
     else:
-        data = {
+        doc = {
             "version": 2,
             "plugins": {
                 "io.containerd.grpc.v1.cri": {
@@ -483,7 +452,7 @@ def containerd_config(config):
                 },
             },
         }
-    return _merge(data, runtime.get("config"))
+    return data.merge(doc, runtime.get("config"))
 
 
 def registry_hosts(config):
@@ -577,20 +546,20 @@ def kubelet_config(config, minion_id):
                            "x509": {"clientCAFile": _pki(config, "kubernetes-ca.crt")}},
         "authorization": {"mode": "Webhook"},
         "cgroupDriver": "systemd",
-        "clusterDomain": config.get("cluster_domain", "cluster.local"),
+        "clusterDomain": config["cluster_domain"],
         "clusterDNS": [config["networks"]["cluster_dns_ip"]],
         "tlsCertFile": cert,
         "tlsPrivateKeyFile": key,
         "readOnlyPort": 0,
         "rotateCertificates": False,
         "serverTLSBootstrap": False,
-        "failSwapOn": bool(kubelet.get("fail_swap_on", True)),
-        "maxPods": int(kubelet.get("max_pods", 110)),
+        "failSwapOn": bool(kubelet["fail_swap_on"]),
+        "maxPods": int(kubelet["max_pods"]),
         "registerNode": True,
     }
-    if kubelet.get("runtime_endpoint_in_config", True):
+    if kubelet["runtime_endpoint_in_config"]:
         obj["containerRuntimeEndpoint"] = CONTAINERD_SOCKET
-    return _merge(obj, kubelet.get("config"))
+    return data.merge(obj, kubelet.get("config"))
 
 
 def kubelet(config, minion_id):
@@ -607,7 +576,7 @@ def kubelet(config, minion_id):
     _require_role(config, minion_id, "node")
     node, kubelet_settings = _node(config, minion_id), config.get("kubelet") or {}
     config_file = f"{config['paths']['config_dir']}/kubelet.yaml"
-    files = _kubeconfig_file(config, "kubelet", _api_for(config, minion_id))
+    files = _kubeconfig_file(config, "kubelet", topology.api_url_for(config, minion_id))
     files[config_file] = {"contents": _yaml(kubelet_config(config, minion_id)), "mode": "0644"}
     flags = _flags({
         "config": config_file,
@@ -616,7 +585,7 @@ def kubelet(config, minion_id):
         "node-ip": node["ip"],
         "root-dir": config["paths"]["kubelet_dir"],
     }) + [str(f) for f in kubelet_settings.get("runtime_flags") or []]
-    if not kubelet_settings.get("runtime_endpoint_in_config", True):
+    if not kubelet_settings["runtime_endpoint_in_config"]:
         flags.append(f"--container-runtime-endpoint={CONTAINERD_SOCKET}")
     flags += [str(f) for f in kubelet_settings.get("extra_flags") or []]
     return {
@@ -646,15 +615,15 @@ def kube_proxy_config(config, minion_id):
     """
     proxy = config.get("kube_proxy") or {}
     obj = {
-        "apiVersion": proxy.get("config_api_version", "kubeproxy.config.k8s.io/v1alpha1"),
+        "apiVersion": proxy["config_api_version"],
         "kind": "KubeProxyConfiguration",
         "clientConnection": {"kubeconfig": kubeconfig_path(config, "kube-proxy")},
-        "mode": proxy.get("mode", "iptables"),
+        "mode": proxy["mode"],
         "clusterCIDR": config["networks"]["pod_cidr"],
         "hostnameOverride": minion_id,
         "bindAddress": _node(config, minion_id)["ip"],
     }
-    return _merge(obj, proxy.get("config"))
+    return data.merge(obj, proxy.get("config"))
 
 
 def kube_proxy(config, minion_id):
@@ -669,7 +638,7 @@ def kube_proxy(config, minion_id):
     """
     _require_role(config, minion_id, "node")
     config_file = f"{config['paths']['config_dir']}/kube-proxy.yaml"
-    files = _kubeconfig_file(config, "kube-proxy", _api_for(config, minion_id))
+    files = _kubeconfig_file(config, "kube-proxy", topology.api_url_for(config, minion_id))
     files[config_file] = {"contents": _yaml(kube_proxy_config(config, minion_id)), "mode": "0644"}
     return {
         "unit": "kube-proxy",
@@ -692,8 +661,8 @@ def kube_proxy(config, minion_id):
 def _cni_version(config):
     versions = config.get("versions") or {}
     runtime = config.get("container_runtime") or {}
-    if runtime.get("install") != "package" and _version(versions.get("cni_plugins")) >= (1, 0, 0) \
-            and _version(versions.get("containerd")) >= (1, 7, 0):
+    if runtime.get("install") != "package" and (data.version(versions.get("cni_plugins")) or (0,)) >= (1, 0, 0) \
+            and (data.version(versions.get("containerd")) or (0,)) >= (1, 7, 0):
         return "1.0.0"
     return "0.4.0"
 
@@ -737,7 +706,7 @@ def network(config, minion_id):
     _require_role(config, minion_id, "node")
     node = _node(config, minion_id)
     conf_dir = config["paths"]["cni_conf_dir"]
-    mode = (config.get("network") or {}).get("mode", "routes")
+    mode = config["network"]["mode"]
     if mode == "flannel":
         conflist = {"cniVersion": "0.3.1", "name": "cbr0", "plugins": [
             {"type": "flannel", "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
@@ -750,8 +719,8 @@ def network(config, minion_id):
             "description": "flannel pod network (kubesalt)",
             "exec": _bin(config, "flanneld"),
             "flags": _flags({
-                "etcd-endpoints": _etcd_servers(config),
-                "etcd-prefix": etcd.get("network_prefix", "/coreos.com/network"),
+                "etcd-endpoints": topology.etcd_client_urls(config),
+                "etcd-prefix": etcd["network_prefix"],
                 "etcd-cafile": _pki(config, "etcd-ca.crt"),
                 "etcd-certfile": cert,
                 "etcd-keyfile": key,

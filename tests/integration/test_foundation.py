@@ -46,6 +46,20 @@ def test_synced_modules_are_loaded_on_every_minion(salt_cli):
         assert "k8s" in ret.data[mid], ret
 
 
+def test_synced_shared_core_is_what_the_modules_import(salt_cli):
+    """The sync route: salt://_utils/kubesalt/ lands in each minion's extmods/utils, and the execution modules import
+    it from there (the answer below is computed by kubesalt.topology on the minion)."""
+    ret = salt_cli.run("saltutil.sync_utils", minion_tgt="worker01")
+    assert ret.returncode == 0, ret
+    where = salt_cli.run("cmd.run", "ls -1 {{ opts.extension_modules }}/utils/kubesalt", "template=jinja",
+                         minion_tgt="worker01")
+    assert {"__init__.py", "data.py", "topology.py"} <= set(where.data.split()), where
+    cluster = salt_cli.run("k8s.config", minion_tgt="worker01").data["cluster"]
+    assert cluster["roles"] == ["worker"] and cluster["is_node"] and not cluster["is_master"]
+    assert cluster["api_url"] == "https://10.240.0.11:6443"
+    assert cluster["etcd_client_urls"] == ["https://10.240.0.11:2379"]
+
+
 def test_valid_inventory_validates_on_every_minion(salt_cli):
     ret = salt_cli.run("k8s.validate", minion_tgt="*")
     assert ret.returncode == 0, ret

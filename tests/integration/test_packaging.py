@@ -2,6 +2,7 @@
 entry points, with no saltutil.sync_all; and kitchen.yml is valid and names real things."""
 
 import hashlib
+import json
 import os
 import pathlib
 import shutil
@@ -25,7 +26,7 @@ def _wheel_dir():
 def installed_venv(tmp_path_factory):
     work = tmp_path_factory.mktemp("pkg")
     src = work / "src"
-    for name in ("setup.py", "saltext", "_modules", "_states"):
+    for name in ("setup.py", "saltext", "_modules", "_states", "_utils"):
         if (REPO / name).is_dir():
             shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
@@ -66,6 +67,22 @@ def test_pip_install_makes_state_modules_loadable_without_sync(installed_venv):
     assert "k8s_pki" in states or not (REPO / "_states/k8s_pki.py").exists(), states
     for path in (REPO / "_states").glob("*.py"):
         assert path.stem in states, (path.stem, states)
+
+
+def test_pip_install_brings_the_shared_core_the_modules_import(installed_venv):
+    """k8s.settings merges with kubesalt.data and derives with kubesalt.topology: it answers only if the shared
+    package came with the install (nothing is synced: file_client local, no extension_modules)."""
+    venv, conf = installed_venv
+    defaults = yaml.safe_load((REPO / "formulas/k8s/defaults.yaml").read_text())["k8s"]
+    pillar = {"nodes": {"m1": {"roles": ["master", "etcd"], "ip": "fd00::11"}, "w1": {"roles": ["worker"],
+                                                                                    "ip": "fd00::21"}}}
+    config = _salt_call(installed_venv, "k8s.settings", f"defaults={json.dumps(defaults)}",
+                        f"pillar={json.dumps(pillar)}", "minion_id=w1", "validate=False")
+    assert config["cluster"]["etcd_client_urls"] == ["https://[fd00::11]:2379"]
+    assert config["cluster"]["roles"] == ["worker"] and config["cluster"]["api_url"] == "https://[fd00::11]:6443"
+    site = subprocess.run([str(venv / "bin/python"), "-c", "import kubesalt.topology as t; print(t.__file__)"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "site-packages/kubesalt/topology.py" in site, site
 
 
 def test_installed_extension_is_listed_in_versions_report(installed_venv):
