@@ -91,8 +91,9 @@ def _merge_catalogue(catalogue, pins):
 def settings(defaults, profiles=None, pillar=None, catalogue=None, minion_id=None, validate=True):
     """
     Resolve the cluster settings: ``defaults`` <- version profile <- ``pillar``, then the artifact catalogue with
-    pillar pins, the derived facts (``cluster``) and fs_root-prefixed paths. With ``validate`` (the default), raise
-    CommandExecutionError listing every problem when the result is invalid, so nothing gets applied.
+    pillar pins, fs_root-prefixed paths and the derived facts (``cluster``, see ``kubesalt.topology.derive``). With
+    ``validate`` (the default), raise CommandExecutionError listing every problem when the merged settings are
+    invalid, so nothing gets applied.
 
     This is what ``formulas/k8s/map.jinja`` calls; SLS files never read the pillar themselves.
 
@@ -106,7 +107,6 @@ def settings(defaults, profiles=None, pillar=None, catalogue=None, minion_id=Non
     version = (pillar.get("versions") or {}).get("kubernetes") or (defaults.get("versions") or {}).get("kubernetes")
     config = data.merge(data.merge(defaults or {}, _profile_for(version, profiles)), pillar)
     config["catalogue"] = _merge_catalogue(catalogue, (config.get("artifacts") or {}).get("pins"))
-    topology.derive(config, minion_id)
     if validate:
         problems = check(config)
         if problems["errors"]:
@@ -115,7 +115,7 @@ def settings(defaults, profiles=None, pillar=None, catalogue=None, minion_id=Non
             )
         for warning in problems["warnings"]:
             log.warning("kubesalt: %s", warning)
-    return _resolve_paths(config)
+    return topology.derive(_resolve_paths(config), minion_id)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -208,6 +208,70 @@ def admin(config, minion_id):
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# etcd
+# --------------------------------------------------------------------------------------------------------------------
+def etcd(config, minion_id):
+    """
+    The etcd member ``minion_id`` (a node with the ``etcd`` role): mutual TLS on both ports -- clients and peers must
+    present a certificate of the etcd CA -- with the PKI's ``etcd-server`` and ``etcd-peer`` certificates. Clients are
+    served on the member's address and on 127.0.0.1, peers on the member's address only; the initial cluster is every
+    etcd member of ``k8s:nodes``. etcd from the catalogue (``k8s:etcd:install: artifact``) runs from ``bin_dir``, the
+    distribution's package from /usr/bin. Accepted by etcd 3.4, 3.5 and 3.6.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.etcd "$(salt-call --out=json k8s.config | jq -c .local)" master01
+    """
+    node = _node(config, minion_id)
+    members = config["cluster"]["etcd_members"]
+    if minion_id not in members:
+        raise SaltInvocationError(f"k8s:nodes:{minion_id}:roles: {minion_id} has no 'etcd' role; etcd members: "
+                                  f"{', '.join(members) or 'none'}")
+    settings, data_dir = config["etcd"], config["paths"]["etcd_data_dir"]
+    client_url = topology.url(node["ip"], settings["client_port"])
+    peers = topology.etcd_peer_urls(config)
+    ca = _pki(config, "etcd-ca.crt")
+    server_cert, server_key = _cert(config, "etcd-server")
+    peer_cert, peer_key = _cert(config, "etcd-peer")
+    flags = _flags({
+        "name": minion_id,
+        "data-dir": data_dir,
+        "listen-client-urls": [client_url, topology.url("127.0.0.1", settings["client_port"])],
+        "advertise-client-urls": client_url,
+        "listen-peer-urls": peers[minion_id],
+        "initial-advertise-peer-urls": peers[minion_id],
+        "initial-cluster": [f"{member}={url}" for member, url in peers.items()],
+        "initial-cluster-token": config["cluster_name"],
+        "initial-cluster-state": "new",
+    }) + ["--client-cert-auth"] + _flags({
+        "trusted-ca-file": ca,
+        "cert-file": server_cert,
+        "key-file": server_key,
+    }) + ["--peer-client-cert-auth"] + _flags({
+        "peer-trusted-ca-file": ca,
+        "peer-cert-file": peer_cert,
+        "peer-key-file": peer_key,
+    })
+    return {
+        "unit": "etcd",
+        "description": "etcd key-value store (kubesalt)",
+        "documentation": "https://etcd.io/docs/",
+        "exec": _bin(config, "etcd") if settings["install"] == "artifact" else "/usr/bin/etcd",
+        "flags": flags,
+        "files": {},
+        "certificates": ["etcd-server", "etcd-peer"],
+        "secrets": [],
+        "after": ["network-online.target"],
+        "requires": [],
+        # etcd 3.4+ refuses a data directory that is not 0700.
+        "service": {"ExecStartPre": f"/bin/chmod 0700 {data_dir}", "Type": "notify", "Restart": "on-failure",
+                    "RestartSec": 5, "LimitNOFILE": 65536},
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Control plane
 # --------------------------------------------------------------------------------------------------------------------
 def apiserver(config, minion_id):
@@ -779,7 +843,8 @@ def unit(spec):
         salt-call k8s_conf.unit "$(salt-call --out=json k8s_conf.kubelet ... | jq -c .local)"
     """
     lines = ["# Managed by kubesalt: built by k8s_conf from the k8s pillar; edit the pillar, not this file.",
-             "[Unit]", f"Description={spec['description']}", "Documentation=https://kubernetes.io/docs/"]
+             "[Unit]", f"Description={spec['description']}",
+             f"Documentation={spec.get('documentation') or 'https://kubernetes.io/docs/'}"]
     for key, what in (("After", "after"), ("Wants", "after"), ("Requires", "requires"), ("Before", "before")):
         values = [v for v in spec.get(what) or [] if key != "Wants" or v.endswith(".target")]
         if values:

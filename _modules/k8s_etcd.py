@@ -1,6 +1,7 @@
 """
-kubesalt etcd client: keys, compare-and-swap, membership and health of a TLS etcd cluster, plus the etcd data the
-formula renders (server flags, the pod-network configuration).
+kubesalt etcd client: keys, compare-and-swap, membership and health of a TLS etcd cluster, and the pod-network
+configuration the formula writes into etcd. (The etcd member itself -- flags, unit -- is built by ``k8s_conf.etcd``
+like every other component.)
 
 How it talks to etcd
 --------------------
@@ -47,14 +48,12 @@ says so. Writes are single requests (one put, one txn, one deleterange), so noth
 """
 
 import base64
-import ipaddress
 import json as jsonlib
 import logging
-import os
-import re
-import ssl
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from kubesalt import data, http, pki
 
 try:
     import requests
@@ -71,14 +70,6 @@ API = "/v3"
 DEFAULT_TIMEOUT = 5
 CONN_KEYS = ("endpoints", "ca", "cert", "key", "timeout")
 
-# Certificate file names, the same as k8s_pki.layout() gives them (there in k8s:paths:pki_dir).
-FILES = {
-    "ca": "etcd-ca.crt",  # the etcd CA: verifies server, peer and client certificates
-    "server_cert": "etcd-server.crt",  # serving certificate (serverAuth + clientAuth), SANs: member IPs/names, loopback
-    "server_key": "etcd-server.key",
-    "peer_cert": "etcd-peer.crt",  # peer certificate (serverAuth + clientAuth)
-    "peer_key": "etcd-peer.key",
-}
 # The client identity (k8s_pki) this module uses by default: masters hold the first, etcd members the second.
 CLIENT_IDENTITIES = ("apiserver-etcd-client", "etcd-healthcheck-client")
 
@@ -226,36 +217,8 @@ class EtcdClient:
         if self.timeout <= 0:
             raise SaltInvocationError(f"etcd timeout {timeout!r} must be a positive number of seconds")
         self.ca, self.cert, self.key = ca, cert, key
-        self._check_tls_files()
-        self.session = requests.Session()
-        self.session.trust_env = False  # no proxies or REQUESTS_CA_BUNDLE from the environment for etcd traffic
-        self.session.verify = ca
-        self.session.cert = (cert, key) if cert else None
-
-    def _check_tls_files(self):
-        """Refuse missing or unusable TLS files up front, naming them, instead of failing once per endpoint."""
-        if not self.ca:
-            raise SaltInvocationError("no CA file given (ca=...); it verifies the etcd server certificate")
-        if bool(self.cert) != bool(self.key):
-            raise SaltInvocationError(
-                f"client certificate and key go together: got cert={self.cert!r} and key={self.key!r}"
-            )
-        for what, path in (("CA file", self.ca), ("client certificate", self.cert), ("client key", self.key)):
-            if path and not os.path.isfile(path):
-                raise SaltInvocationError(f"etcd {what} {path} does not exist")
-        context = ssl.create_default_context()
-        try:
-            context.load_verify_locations(cafile=self.ca)
-        except (ssl.SSLError, ValueError) as exc:
-            raise SaltInvocationError(f"etcd CA file {self.ca} holds no usable PEM certificate: {exc}") from exc
-        if self.cert:
-            try:
-                context.load_cert_chain(self.cert, self.key)
-            except ssl.SSLError as exc:
-                raise SaltInvocationError(
-                    f"client certificate {self.cert} and key {self.key} are not a usable pair "
-                    f"(bad PEM, or the key does not match the certificate): {exc}"
-                ) from exc
+        http.check_tls_files(ca, cert, key, what="etcd")
+        self.session = http.session(ca, cert, key)
 
     def __enter__(self):
         return self
@@ -267,51 +230,20 @@ class EtcdClient:
         self.session.close()
 
     # -- transport ---------------------------------------------------------------------------------------------------
-    def _tls_reason(self, exc):
-        text = str(exc)
-        if "CERTIFICATE_VERIFY_FAILED" in text:
-            return (
-                f"TLS verification of the server certificate failed with CA file {self.ca}: {_short(text)}; "
-                f"is {self.ca} the CA that signed etcd's serving certificate?"
-            )
-        return self._client_cert_reason(text) or f"TLS error: {_short(text)}"
-
-    def _client_cert_reason(self, text):
-        """Why the server dropped the handshake, when it looks like client-certificate trouble; else None."""
-        lowered = text.lower()
-        alert = any(m in lowered for m in ("certificate required", "bad certificate", "unknown ca",
-                                           "certificate unknown", "handshake failure"))
-        # etcd (Go) often closes the connection without an alert: Python then sees an EOF or a reset.
-        dropped = any(m in lowered for m in ("eof occurred", "unexpected eof", "connection reset"))
-        if not (alert or dropped):
-            return None
-        if not self.cert:
-            return (
-                f"the server closed the TLS connection ({_short(text)}): etcd requires a client certificate "
-                "(--client-cert-auth) and none was given (cert=..., key=...)"
-            )
-        return (
-            f"the server {'' if alert else 'closed the TLS handshake, so it most likely '}refused client certificate "
-            f"{self.cert} ({_short(text)}): not signed by the CA etcd trusts, expired, or lacking the clientAuth usage"
-        )
-
     def _call(self, endpoint, method, path, body=None, write=False):
         """One request to one endpoint. Raises _EndpointError when the next endpoint may be tried."""
         url = endpoint + path
         try:
             answer = self.session.request(method, url, json=body, timeout=(self.timeout, self.timeout))
-        except requests.exceptions.SSLError as exc:
-            raise _EndpointError(self._tls_reason(exc)) from exc
-        except requests.exceptions.ConnectionError as exc:
-            reason = self._client_cert_reason(str(exc))
-            raise _EndpointError(reason or f"cannot connect: {_short(str(exc))}") from exc
         except requests.exceptions.Timeout as exc:
             if write:
                 raise CommandExecutionError(
                     f"etcd at {endpoint} did not answer {path} within {self.timeout:g}s; the write may or may not "
                     "have been applied (does the cluster have quorum?)"
                 ) from exc
-            raise _EndpointError(f"no answer within {self.timeout:g}s") from exc
+            raise _EndpointError(http.failure_reason(exc, self.ca, self.cert, self.timeout, "etcd")) from exc
+        except requests.exceptions.RequestException as exc:
+            raise _EndpointError(http.failure_reason(exc, self.ca, self.cert, self.timeout, "etcd")) from exc
         return answer
 
     def _decode(self, endpoint, path, answer, write=False):
@@ -476,25 +408,9 @@ class EtcdClient:
         return report
 
 
-def _short(text):
-    """The useful part of a requests/urllib3 error: the OS error, or what caused the retry failure."""
-    text = " ".join(str(text).split())
-    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
-    cause = re.search(r"\(Caused by (.*)\)$", text)
-    text = errno.group(1).strip() if errno else cause.group(1) if cause else text
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Rendered data for the formula (pure)
 # --------------------------------------------------------------------------------------------------------------------
-def _net(value):
-    try:
-        return ipaddress.ip_network(str(value), strict=True)
-    except (TypeError, ValueError):
-        return None
-
-
 def network_config(config):
     """
     The pod-network configuration that flanneld reads from etcd, computed from the cluster settings:
@@ -511,11 +427,11 @@ def network_config(config):
     """
     errors = []
     nets = config.get("networks") or {}
-    pod = _net(nets.get("pod_cidr"))
+    pod = data.net(nets.get("pod_cidr"))
     if pod is None:
         errors.append(f"k8s:networks:pod_cidr: {nets.get('pod_cidr')!r} is not a network in CIDR notation")
     for other in ("node_cidr", "service_cidr"):
-        net = _net(nets.get(other))
+        net = data.net(nets.get(other))
         if pod is not None and net is not None and net.version == pod.version and net.overlaps(pod):
             errors.append(
                 f"k8s:networks:pod_cidr ({pod}) overlaps k8s:networks:{other} ({net}); the pod network (flannel "
@@ -540,72 +456,6 @@ def network_config(config):
     }
 
 
-def _url(ip, port):
-    host = f"[{ip}]" if ":" in str(ip) else str(ip)
-    return f"https://{host}:{port}"
-
-
-def server_flags(config, minion_id, cert_dir=None):
-    """
-    The etcd command-line flags of member ``minion_id``, as a list (one ``--flag=value`` per item) for the systemd
-    unit's ExecStart. Mutual TLS on both ports: clients and peers must present a certificate signed by the etcd CA.
-    Clients are served on the member's IP and on 127.0.0.1; peers on the member's IP only. The cluster is
-    ``k8s:cluster:etcd_members`` at ``k8s:nodes:<id>:ip``. The certificate files carry the names ``k8s_pki.layout``
-    gives them (``FILES``: etcd-ca.crt, etcd-server.crt/.key, etcd-peer.crt/.key) in ``cert_dir``, default
-    ``k8s:paths:etcd_config_dir``; pass ``cert_dir=k8s:paths:pki_dir`` to use them where the PKI states write them.
-    Accepted by etcd 3.4, 3.5 and 3.6.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call k8s_etcd.server_flags "$(salt-call --out=json k8s.config | jq .local)" etcd01
-    """
-    nodes = config.get("nodes") or {}
-    members = list((config.get("cluster") or {}).get("etcd_members") or [])
-    if minion_id not in nodes:
-        raise CommandExecutionError(f"k8s:nodes:{minion_id}: {minion_id} is not in the inventory")
-    if minion_id not in members:
-        raise CommandExecutionError(
-            f"k8s:nodes:{minion_id}:roles: {minion_id} has no 'etcd' role; etcd members: {', '.join(members) or 'none'}"
-        )
-    ips = {}
-    for member in members:
-        ip = (nodes.get(member) or {}).get("ip")
-        try:
-            ips[member] = str(ipaddress.ip_address(str(ip)))
-        except ValueError as exc:
-            raise CommandExecutionError(f"k8s:nodes:{member}:ip: {ip!r} is not an IP address") from exc
-    etcd, paths = config.get("etcd") or {}, config.get("paths") or {}
-    client_port, peer_port = etcd.get("client_port"), etcd.get("peer_port")
-    cert_dir = str(cert_dir or paths.get("etcd_config_dir") or "").rstrip("/")
-    if not cert_dir:
-        raise CommandExecutionError("k8s:paths:etcd_config_dir: not set, and no cert_dir given")
-    ip = ips[minion_id]
-    client_urls = [_url(ip, client_port)]
-    if _url("127.0.0.1", client_port) not in client_urls:
-        client_urls.append(_url("127.0.0.1", client_port))
-    return [
-        f"--name={minion_id}",
-        f"--data-dir={paths.get('etcd_data_dir')}",
-        f"--listen-client-urls={','.join(client_urls)}",
-        f"--advertise-client-urls={_url(ip, client_port)}",
-        f"--listen-peer-urls={_url(ip, peer_port)}",
-        f"--initial-advertise-peer-urls={_url(ip, peer_port)}",
-        "--initial-cluster=" + ",".join(f"{m}={_url(ips[m], peer_port)}" for m in members),
-        f"--initial-cluster-token={config.get('cluster_name')}",
-        "--initial-cluster-state=new",
-        "--client-cert-auth",
-        f"--trusted-ca-file={cert_dir}/{FILES['ca']}",
-        f"--cert-file={cert_dir}/{FILES['server_cert']}",
-        f"--key-file={cert_dir}/{FILES['server_key']}",
-        "--peer-client-cert-auth",
-        f"--peer-trusted-ca-file={cert_dir}/{FILES['ca']}",
-        f"--peer-cert-file={cert_dir}/{FILES['peer_cert']}",
-        f"--peer-key-file={cert_dir}/{FILES['peer_key']}",
-    ]
-
-
 def connection_defaults(config, identity=None):
     """
     The connection parameters a minion uses when none are given: the client URL of every etcd member, the etcd CA
@@ -618,18 +468,15 @@ def connection_defaults(config, identity=None):
 
         salt-call k8s_etcd.connection_defaults "$(salt-call --out=json k8s.config | jq .local)"
     """
-    nodes = config.get("nodes") or {}
-    cluster = config.get("cluster") or {}
-    port = (config.get("etcd") or {}).get("client_port")
-    directory = str((config.get("paths") or {}).get("pki_dir", "")).rstrip("/")
+    cluster = config["cluster"]
     if identity is None:
-        roles = (cluster.get("node") or {}).get("roles") or []
-        identity = CLIENT_IDENTITIES[0 if "master" in roles else 1]
+        identity = CLIENT_IDENTITIES[0 if cluster["is_master"] else 1]
+    files = pki.layout(config)
     return {
-        "endpoints": [_url((nodes.get(m) or {}).get("ip"), port) for m in cluster.get("etcd_members") or []],
-        "ca": f"{directory}/{FILES['ca']}",
-        "cert": f"{directory}/{identity}.crt",
-        "key": f"{directory}/{identity}.key",
+        "endpoints": list(cluster["etcd_client_urls"]),
+        "ca": files["cas"]["etcd-ca"]["bundle"],
+        "cert": files["certificates"][identity]["cert"],
+        "key": files["certificates"][identity]["key"],
         "timeout": DEFAULT_TIMEOUT,
     }
 

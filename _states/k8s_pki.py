@@ -25,10 +25,10 @@ and secrets 0600, certificates 0644; directories it creates are 0755 (the CA dir
 """
 
 import os
-import stat
-import tempfile
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from kubesalt import files, peer, pki, x509
 
 __virtualname__ = "k8s_pki"
 
@@ -39,91 +39,21 @@ def __virtual__():
     return (False, "k8s_pki states: the k8s_pki execution module is not loaded (is 'cryptography' installed?)")
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# File helpers
-# --------------------------------------------------------------------------------------------------------------------
 def _ret(name):
     return {"name": name, "result": True, "changes": {}, "comment": ""}
 
 
-def _mode(value):
-    """'0600', '600', 0o600 (YAML 0600) or 600 -> 0o600."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return int(str(value), 8) if value > 0o777 else value
-    try:
-        mode = int(str(value), 8)
-    except ValueError:
-        raise SaltInvocationError(f"mode: '{value}' is not an octal file mode such as '0600'") from None
-    if not 0 <= mode <= 0o777:
-        raise SaltInvocationError(f"mode: '{value}' is not an octal file mode such as '0600'")
-    return mode
+def _fail(ret, exc):
+    ret["result"] = False
+    ret["changes"] = {}
+    ret["comment"] = str(exc)
+    return ret
 
 
-def _read(path):
-    """The file's text, or None when it does not exist."""
-    try:
-        with open(path, encoding="ascii") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CommandExecutionError(f"{path} cannot be read ({exc})") from None
-
-
-def _file_mode(path):
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        return None
-
-
-def _missing_dirs(path):
-    """Directories that would have to be created for ``path``, outermost first."""
-    missing, parent = [], os.path.dirname(os.path.abspath(path))
-    while parent and not os.path.isdir(parent):
-        missing.insert(0, parent)
-        parent = os.path.dirname(parent)
-    return missing
-
-
-def _make_dirs(path, mode):
-    """Create the missing directories of ``path``: its own directory with ``mode``, any parent above it 0755."""
-    own = os.path.dirname(os.path.abspath(path))
-    for directory in _missing_dirs(path):
-        dir_mode = mode if directory == own else 0o755
-        os.mkdir(directory, dir_mode)
-        os.chmod(directory, dir_mode)  # not subject to the umask
-
-
-def _write(path, text, mode, dir_mode=0o755):
-    """Write ``text`` to ``path`` atomically with ``mode``: the old file stays intact until the rename."""
-    _make_dirs(path, dir_mode)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-    try:
-        os.fchmod(fd, mode)  # before any content is written
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def _fix_modes(files, changes, test):
+def _fix_modes(paths, changes, test):
     """Set the modes of existing files that are not rewritten; record them under changes['mode']."""
-    for path, want in files:
-        have = _file_mode(path) if path else None
+    for path, want in paths:
+        have = files.file_mode(path) if path else None
         if have is not None and have != want:
             changes.setdefault("mode", {})[path] = {"old": f"{have:04o}", "new": f"{want:04o}"}
             if not test:
@@ -141,40 +71,17 @@ def _ca_minion(config):
     return ca_minion
 
 
-def _peer(ca_minion, fun, arg, timeout):
-    """Call ``fun`` on the CA minion through peer publish; return its dict reply or raise with the reason."""
-    me = __opts__["id"]
-    reply = __salt__["publish.publish"](ca_minion, fun, arg=arg, timeout=timeout)
-    if isinstance(reply, str):
-        raise CommandExecutionError(f"{fun} on CA minion '{ca_minion}' failed: {reply}")
-    if not reply:
-        raise CommandExecutionError(
-            f"no reply from CA minion '{ca_minion}' to {fun} within {timeout} s: either the salt-master's peer "
-            f"configuration does not allow minion '{me}' to call {fun} (peer: {{'<regex matching {me}>': "
-            f"['{fun}']}}), or '{ca_minion}' is down or has not synced the k8s_pki module"
-        )
-    result = reply.get(ca_minion) if isinstance(reply, dict) else None
-    if isinstance(result, str):
-        raise CommandExecutionError(f"CA minion '{ca_minion}' refused {fun} for minion '{me}': {result}")
-    if not isinstance(result, dict):
-        raise CommandExecutionError(f"unexpected reply from CA minion '{ca_minion}' to {fun}: {reply!r:.200}")
-    return result
-
-
 def _key_info(path, pem):
     try:
-        return __salt__["k8s_pki.private_key_info"](pem)
+        return x509.private_key_info(pem)
     except CommandExecutionError as exc:
         raise CommandExecutionError(
             f"key {path}: {exc}; refusing to overwrite it (move it away to start over)"
         ) from None
 
 
-def _fail(ret, exc):
-    ret["result"] = False
-    ret["changes"] = {}
-    ret["comment"] = str(exc)
-    return ret
+def _peer(ca_minion, fun, arg, timeout):
+    return peer.call(__salt__["publish.publish"], __opts__["id"], ca_minion, fun, arg, timeout)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -208,7 +115,7 @@ def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_d
         key_dir = os.path.dirname(os.path.abspath(key))
         if os.path.isdir(key_dir):
             __salt__["k8s_pki.check_private_dir"](key_dir)
-        key_pem, cert_pem = _read(key), _read(name)
+        key_pem, cert_pem = files.read_text(key), files.read_text(name)
         changes, notes, key_info = {}, [], None
         if key_pem is None:
             if cert_pem is not None:
@@ -224,7 +131,7 @@ def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_d
         if cert_pem is None:
             changes["certificate"] = {"new": f"CN={common_name}, {days} days"}
         else:
-            info = __salt__["k8s_pki.certificate_info"](cert_pem)
+            info = x509.certificate_info(cert_pem)
             if key_info and info["public_key_fingerprint"] != key_info["public_key_fingerprint"]:
                 raise CommandExecutionError(
                     f"CA certificate {name} does not belong to the key {key}; refusing to replace either"
@@ -232,7 +139,7 @@ def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_d
             if info["subject"]["cn"] != common_name:
                 notes.append(f"The CA is named '{info['subject']['cn']}', not '{common_name}': a CA is never renamed.")
                 common_name = info["subject"]["cn"]
-            reasons = __salt__["k8s_pki.needs_renewal"](cert_pem, {"is_ca": True}, renew_days)
+            reasons = x509.needs_renewal(cert_pem, {"is_ca": True}, renew_days)
             if reasons:
                 changes["certificate"] = {"renew": reasons, "old_not_after": info["not_after"]}
         rewritten = {p for p, c in ((key, "key"), (name, "certificate")) if c in changes}
@@ -242,12 +149,12 @@ def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_d
                        comment=" ".join([f"CA '{common_name}' would be updated."] + notes))
             return ret
         if key_pem is None:
-            key_pem = __salt__["k8s_pki.generate_private_key"](key_type)
-            _write(key, key_pem, 0o600, dir_mode=0o700)
+            key_pem = x509.generate_private_key(key_type)
+            files.write(key, key_pem, 0o600, dir_mode=0o700)
         if "certificate" in changes:
-            cert_pem = __salt__["k8s_pki.create_ca"](key_pem, common_name, days=days)
-            _write(name, cert_pem, 0o644)
-            changes["certificate"]["not_after"] = __salt__["k8s_pki.certificate_info"](cert_pem)["not_after"]
+            cert_pem = x509.create_ca(key_pem, common_name, days=days)
+            files.write(name, cert_pem, 0o644)
+            changes["certificate"]["not_after"] = x509.certificate_info(cert_pem)["not_after"]
         ret["changes"] = changes
         ret["comment"] = " ".join([f"CA '{common_name}' {'updated' if changes else 'is present'}."] + notes)
         return ret
@@ -270,8 +177,8 @@ def private_key_present(name, key_type="ecdsa-p256", mode="0600"):
     ret = _ret(name)
     test = __opts__["test"]
     try:
-        want = _mode(mode)
-        pem, changes, notes = _read(name), {}, []
+        want = files.parse_mode(mode)
+        pem, changes, notes = files.read_text(name), {}, []
         if pem is None:
             changes["key"] = f"new {key_type} key"
         else:
@@ -283,7 +190,7 @@ def private_key_present(name, key_type="ecdsa-p256", mode="0600"):
             ret.update(result=None, changes=changes, comment=" ".join([f"Key {name} would be updated."] + notes))
             return ret
         if pem is None:
-            _write(name, __salt__["k8s_pki.generate_private_key"](key_type), want)
+            files.write(name, x509.generate_private_key(key_type), want)
         ret["changes"] = changes
         ret["comment"] = " ".join([f"Key {name} {'updated' if changes else 'is present'}."] + notes)
         return ret
@@ -319,21 +226,21 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
     me = __opts__["id"]
     try:
         config = _config(config)
-        known = __salt__["k8s_pki.identities"]()
+        known = pki.identities()
         if identity not in known:
             raise SaltInvocationError(f"identity: unknown certificate identity '{identity}'; known: {', '.join(known)}")
-        ents = __salt__["k8s_pki.entitlements"](config, me)
+        ents = pki.entitlements(config, me)
         if identity not in ents:
             raise CommandExecutionError(
                 f"minion '{me}' is not entitled to the '{identity}' certificate by its roles in k8s:nodes "
                 f"(it may hold: {', '.join(ents) or 'nothing'})"
             )
         ent = ents[identity]
-        pki = config.get("pki") or {}
-        key_type, renew_days = pki.get("key_type", "ecdsa-p256"), pki.get("renew_days", 30)
+        settings = config["pki"]
+        key_type, renew_days = settings["key_type"], settings["renew_days"]
 
-        key_pem, cert_pem = _read(key), _read(name)
-        ca_pem = _read(ca_file) if ca_file else None
+        key_pem, cert_pem = files.read_text(key), files.read_text(name)
+        ca_pem = files.read_text(ca_file) if ca_file else None
         new_key, reasons, key_info = None, [], {}
         if key_pem is None:
             new_key = "generated"
@@ -349,10 +256,10 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
             expected = dict(ent, ca_pem=ca_pem)
             if not new_key:
                 expected["public_key_fingerprint"] = key_info["public_key_fingerprint"]
-            reasons += __salt__["k8s_pki.needs_renewal"](cert_pem, expected, renew_days)
+            reasons += x509.needs_renewal(cert_pem, expected, renew_days)
         if ca_file and ca_pem is None:
             reasons.append(f"no CA bundle at {ca_file}")
-        if reasons and not new_key and pki.get("rotate_keys"):
+        if reasons and not new_key and settings["rotate_keys"]:
             new_key = "rotated (k8s:pki:rotate_keys)"
 
         changes = {}
@@ -366,7 +273,7 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
         if not reasons:
             ret["changes"] = changes
             ret["result"] = None if (changes and test) else True
-            info = __salt__["k8s_pki.certificate_info"](cert_pem)
+            info = x509.certificate_info(cert_pem)
             ret["comment"] = f"Certificate '{identity}' is valid until {info['not_after']}."
             return ret
         ca_minion = _ca_minion(config)
@@ -376,9 +283,9 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
             return ret
 
         if new_key:
-            key_pem = __salt__["k8s_pki.generate_private_key"](key_type)
-            key_info = __salt__["k8s_pki.private_key_info"](key_pem)
-        csr = __salt__["k8s_pki.create_csr"](key_pem, ent["cn"], ent["o"], ent["dns"], ent["ips"])
+            key_pem = x509.generate_private_key(key_type)
+            key_info = x509.private_key_info(key_pem)
+        csr = x509.create_csr(key_pem, ent["cn"], ent["o"], ent["dns"], ent["ips"])
         if me == ca_minion:
             reply = __salt__["k8s_pki.sign_local"](csr, identity, config=config)
         else:
@@ -386,7 +293,7 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
         cert, ca = reply.get("certificate"), reply.get("ca")
         if not cert or not ca:
             raise CommandExecutionError(f"CA minion '{ca_minion}' replied without a certificate and CA: {reply!r:.200}")
-        problems = __salt__["k8s_pki.needs_renewal"](
+        problems = x509.needs_renewal(
             cert, dict(ent, ca_pem=ca, public_key_fingerprint=key_info["public_key_fingerprint"]), 0)
         if problems:
             raise CommandExecutionError(
@@ -395,12 +302,12 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
                 "minions probably differs: run saltutil.refresh_pillar on both"
             )
         if new_key:
-            _write(key, key_pem, 0o600)
-        _write(name, cert, 0o644)
+            files.write(key, key_pem, 0o600)
+        files.write(name, cert, 0o644)
         if ca_file and ca != ca_pem:
-            _write(ca_file, ca, 0o644)
+            files.write(ca_file, ca, 0o644)
             changes["ca_file"] = f"{ca_file} updated"
-        info = __salt__["k8s_pki.certificate_info"](cert)
+        info = x509.certificate_info(cert)
         changes["certificate"].update(serial=info["serial"], not_after=info["not_after"])
         ret["changes"] = changes
         ret["comment"] = f"Certificate '{identity}' issued by CA minion '{ca_minion}'."
@@ -431,7 +338,7 @@ def secret_present(name, secret, config=None, timeout=30):
     me = __opts__["id"]
     try:
         config = _config(config)
-        secrets = __salt__["k8s_pki.layout"](config)["secrets"]
+        secrets = pki.layout(config)["secrets"]
         if secret not in secrets:
             raise SaltInvocationError(f"secret: unknown cluster secret '{secret}'; known: {', '.join(secrets)}")
         source = secrets[secret]["source"]
@@ -444,8 +351,8 @@ def secret_present(name, secret, config=None, timeout=30):
             if not os.path.exists(source):
                 changes["source"] = f"new secret '{secret}' at {source}"
                 if not test:
-                    value = __salt__["k8s_pki.generate_secret"](secret, (config.get("pki") or {}).get("key_type"))
-                    _write(source, value, 0o600, dir_mode=0o700)
+                    value = pki.generate_secret(secret, config["pki"]["key_type"])
+                    files.write(source, value, 0o600, dir_mode=0o700)
             else:
                 value = __salt__["k8s_pki.fetch_secret_local"](secret, config=config)["secret"]
         else:
@@ -453,7 +360,7 @@ def secret_present(name, secret, config=None, timeout=30):
             if not value:
                 raise CommandExecutionError(f"CA minion '{ca_minion}' replied without the secret '{secret}'")
         copy = me != ca_minion or os.path.abspath(name) != os.path.abspath(source)
-        if copy and (value is None or _read(name) != value):
+        if copy and (value is None or files.read_text(name) != value):
             changes["secret"] = f"{name} written (content not shown)"
         else:
             _fix_modes([(name, 0o600)], changes, test)
@@ -461,7 +368,7 @@ def secret_present(name, secret, config=None, timeout=30):
             ret.update(result=None, changes=changes, comment=f"Secret '{secret}' would be updated.")
             return ret
         if "secret" in changes:
-            _write(name, value, 0o600)
+            files.write(name, value, 0o600)
         ret["changes"] = changes
         ret["comment"] = f"Secret '{secret}' {'updated' if changes else 'is present'}."
         return ret
@@ -484,24 +391,24 @@ def public_key_present(name, key, mode="0644"):
     ret = _ret(name)
     test = __opts__["test"]
     try:
-        private = _read(key)
+        private = files.read_text(key)
         if private is None:
             if test:
                 ret.update(result=None, changes={"public_key": f"{name} from {key}"},
                            comment=f"Public key of {key} would be written (the private key does not exist yet).")
                 return ret
             raise CommandExecutionError(f"private key {key} does not exist")
-        value = __salt__["k8s_pki.public_key"](private)
+        value = x509.public_key(private)
         changes = {}
-        if _read(name) != value:
+        if files.read_text(name) != value:
             changes["public_key"] = f"{name} from {key}"
         else:
-            _fix_modes([(name, _mode(mode))], changes, test)
+            _fix_modes([(name, files.parse_mode(mode))], changes, test)
         if changes and test:
             ret.update(result=None, changes=changes, comment=f"Public key {name} would be updated.")
             return ret
         if "public_key" in changes:
-            _write(name, value, _mode(mode))
+            files.write(name, value, files.parse_mode(mode))
         ret["changes"] = changes
         ret["comment"] = f"Public key {name} {'updated' if changes else 'is up to date'}."
         return ret

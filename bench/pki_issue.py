@@ -33,6 +33,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from kubesalt import x509
 from tests.support.pki_fixtures import Cluster  # noqa: E402  (after the path setup)
 
 
@@ -56,13 +57,13 @@ def plan(cluster):
 
 def core(cluster, work, key_type):
     exe = cluster.execution(cluster.ca_minion)
-    ca_key = {ca: exe.generate_private_key(key_type) for ca in ("kubernetes-ca", "etcd-ca", "front-proxy-ca")}
-    ca_cert = {ca: exe.create_ca(key, ca) for ca, key in ca_key.items()}
+    ca_key = {ca: x509.generate_private_key(key_type) for ca in ("kubernetes-ca", "etcd-ca", "front-proxy-ca")}
+    ca_cert = {ca: x509.create_ca(key, ca) for ca, key in ca_key.items()}
     start = time.perf_counter()
     for _, _, ent in work:
-        key = exe.generate_private_key(key_type)
-        csr = exe.create_csr(key, ent["cn"], ent["o"], ent["dns"], ent["ips"])
-        exe.sign_certificate(ca_cert[ent["ca"]], ca_key[ent["ca"]], csr, ent["cn"], ent["o"], ent["dns"],
+        key = x509.generate_private_key(key_type)
+        csr = x509.create_csr(key, ent["cn"], ent["o"], ent["dns"], ent["ips"])
+        x509.sign_certificate(ca_cert[ent["ca"]], ca_key[ent["ca"]], csr, ent["cn"], ent["o"], ent["dns"],
                              ent["ips"], ent["usages"])
     return time.perf_counter() - start
 

@@ -17,6 +17,7 @@ import time
 
 import requests
 
+from kubesalt import x509
 from tests.support.loader import load
 
 ETCD = os.environ.get("KUBESALT_TEST_ETCD", "/usr/bin/etcd")
@@ -51,15 +52,15 @@ class Pki:
         self.pki = load("k8s_pki")
         self.dir = pathlib.Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.key_pem = self.pki.generate_private_key()
-        self.cert_pem = self.pki.create_ca(self.key_pem, common_name)
+        self.key_pem = x509.generate_private_key()
+        self.cert_pem = x509.create_ca(self.key_pem, common_name)
         self.ca_file = write_file(self.dir / "ca.crt", self.cert_pem)
 
     def issue(self, basename, common_name, usages=("client",), ips=(), dns=(), directory=None):
         """Write ``<basename>.crt`` and ``<basename>.key`` (into ``directory`` or the CA's); return both paths."""
-        key_pem = self.pki.generate_private_key()
-        csr_pem = self.pki.create_csr(key_pem, common_name)
-        cert_pem = self.pki.sign_certificate(self.cert_pem, self.key_pem, csr_pem, common_name, dns=tuple(dns),
+        key_pem = x509.generate_private_key()
+        csr_pem = x509.create_csr(key_pem, common_name)
+        cert_pem = x509.sign_certificate(self.cert_pem, self.key_pem, csr_pem, common_name, dns=tuple(dns),
                                              ips=tuple(ips), usages=tuple(usages))
         directory = pathlib.Path(directory or self.dir)
         return write_file(directory / f"{basename}.crt", cert_pem), write_file(directory / f"{basename}.key", key_pem)

@@ -1,8 +1,9 @@
-"""k8s_etcd data for the formula: the flannel pod-network configuration and the etcd server flags, on settings built
-by the real k8s.settings(); the rendered flags are run by the real etcd binary."""
+"""etcd data for the formula: the flannel pod-network configuration (k8s_etcd) and the etcd member's spec
+(k8s_conf.etcd, the same path as every other component), on settings built by the real k8s.settings(); the rendered
+flags are run by the real etcd binary."""
 
 import pytest
-from salt.exceptions import CommandExecutionError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from tests.support import etcd_cluster
 from tests.support.loader import load
@@ -18,6 +19,11 @@ THREE_MEMBERS = {
 @pytest.fixture(scope="module")
 def etcd():
     return load("k8s_etcd")
+
+
+@pytest.fixture(scope="module")
+def conf():
+    return load("k8s_conf")
 
 
 def test_network_config_is_flannel_json_under_the_network_prefix(etcd, make_settings):
@@ -46,9 +52,12 @@ def test_network_config_refuses_a_pod_network_overlapping_node_or_service_networ
     assert f"k8s:networks:{other} ({cidr})" in str(error.value)
 
 
-def test_server_flags_describe_a_mutual_tls_member_of_every_etcd_node(etcd, make_settings):
+def test_etcd_spec_describes_a_mutual_tls_member_of_every_etcd_node(conf, make_settings):
     config = make_settings({"nodes": THREE_MEMBERS, "cluster_name": "prod"})
-    flags = etcd.server_flags(config, "etcd02")
+    spec = conf.etcd(config, "etcd02")
+    flags = spec["flags"]
+    assert spec["unit"] == "etcd" and spec["exec"] == "/usr/local/bin/etcd"
+    assert spec["certificates"] == ["etcd-server", "etcd-peer"]
     assert flags[:9] == [
         "--name=etcd02",
         "--data-dir=/var/lib/etcd",
@@ -62,10 +71,26 @@ def test_server_flags_describe_a_mutual_tls_member_of_every_etcd_node(etcd, make
         "--initial-cluster-state=new",
     ]
     assert "--client-cert-auth" in flags and "--peer-client-cert-auth" in flags
-    assert "--trusted-ca-file=/etc/etcd/etcd-ca.crt" in flags
-    assert "--peer-trusted-ca-file=/etc/etcd/etcd-ca.crt" in flags
-    assert "--cert-file=/etc/etcd/etcd-server.crt" in flags and "--peer-key-file=/etc/etcd/etcd-peer.key" in flags
-    assert "--key-file=/certs/etcd-server.key" in etcd.server_flags(config, "etcd02", cert_dir="/certs/")
+    assert "--trusted-ca-file=/etc/kubernetes/pki/etcd-ca.crt" in flags
+    assert "--peer-trusted-ca-file=/etc/kubernetes/pki/etcd-ca.crt" in flags
+    assert "--cert-file=/etc/kubernetes/pki/etcd-server.crt" in flags
+    assert "--peer-key-file=/etc/kubernetes/pki/etcd-peer.key" in flags
+    unit = conf.unit(spec)
+    assert "Type=notify" in unit and "ExecStartPre=/bin/chmod 0700 /var/lib/etcd" in unit
+    assert conf.etcd(make_settings({"nodes": THREE_MEMBERS, "etcd": {"install": "package"}}),
+                     "etcd02")["exec"] == "/usr/bin/etcd"
+
+
+def test_etcd_urls_put_an_ipv6_member_address_in_brackets(conf, etcd, make_settings):
+    nodes = {"m1": {"roles": ["master", "etcd"], "ip": "fd00:10::11"}, "m2": {"roles": ["master", "etcd"],
+                                                                           "ip": "fd00:10::12"}}
+    config = make_settings({"nodes": nodes, "networks": {"node_cidr": "fd00:10::/64"}}, minion_id="m1")
+    flags = conf.etcd(config, "m2")["flags"]
+    assert "--advertise-client-urls=https://[fd00:10::12]:2379" in flags
+    assert "--initial-cluster=m1=https://[fd00:10::11]:2380,m2=https://[fd00:10::12]:2380" in flags
+    assert etcd.connection_defaults(config)["endpoints"] == ["https://[fd00:10::11]:2379", "https://[fd00:10::12]:2379"]
+    apiserver = conf.apiserver(config, "m1")["flags"]
+    assert "--etcd-servers=https://[fd00:10::11]:2379,https://[fd00:10::12]:2379" in apiserver
 
 
 def test_connection_defaults_use_the_pki_layout_client_of_the_node_role(etcd, make_settings):
@@ -77,25 +102,25 @@ def test_connection_defaults_use_the_pki_layout_client_of_the_node_role(etcd, ma
     assert member["key"] == "/etc/kubernetes/pki/etcd-healthcheck-client.key"
 
 
-def test_server_flags_refuse_a_node_without_the_etcd_role(etcd, make_settings):
+def test_etcd_spec_refuses_a_node_without_the_etcd_role(conf, make_settings):
     config = make_settings({"nodes": THREE_MEMBERS})
-    with pytest.raises(CommandExecutionError, match=r"k8s:nodes:worker01:roles: .*etcd01, etcd02, etcd03"):
-        etcd.server_flags(config, "worker01")
-    with pytest.raises(CommandExecutionError, match="k8s:nodes:ghost: ghost is not in the inventory"):
-        etcd.server_flags(config, "ghost")
+    with pytest.raises(SaltInvocationError, match=r"k8s:nodes:worker01:roles: .*etcd01, etcd02, etcd03"):
+        conf.etcd(config, "worker01")
+    with pytest.raises(SaltInvocationError, match="k8s:nodes:ghost: 'ghost' is not in the inventory"):
+        conf.etcd(config, "ghost")
 
 
-def test_this_etcd_binary_runs_a_member_from_the_rendered_flags(etcd, make_settings, tmp_path):
+def test_this_etcd_binary_runs_a_member_from_the_rendered_flags(etcd, conf, make_settings, tmp_path):
     client_port, peer_port = etcd_cluster.free_ports(2)
     config = make_settings({
         "nodes": {"solo": {"roles": ["master", "etcd"], "ip": "127.0.0.1"}},
         "etcd": {"client_port": client_port, "peer_port": peer_port},
-        "paths": {"etcd_data_dir": str(tmp_path / "data"), "etcd_config_dir": str(tmp_path / "etc")},
+        "paths": {"etcd_data_dir": str(tmp_path / "data"), "pki_dir": str(tmp_path / "etc")},
     })
     etc = tmp_path / "etc"
     etc.mkdir()
     pki = etcd_cluster.Pki(tmp_path / "ca")
-    (etc / etcd.FILES["ca"]).write_text(pki.cert_pem)
+    (etc / "etcd-ca.crt").write_text(pki.cert_pem)
     for kind in ("server", "peer"):  # named as k8s_pki.layout names them
         pki.issue(f"etcd-{kind}", "solo", usages=("server", "client"), ips=("127.0.0.1",), dns=("solo",),
                   directory=etc)
@@ -103,7 +128,7 @@ def test_this_etcd_binary_runs_a_member_from_the_rendered_flags(etcd, make_setti
     conn = {"endpoints": [f"https://127.0.0.1:{client_port}"], "ca": pki.ca_file, "cert": client[0],
             "key": client[1]}
 
-    process = etcd_cluster.start_etcd(etcd.server_flags(config, "solo"), tmp_path / "etcd.log")
+    process = etcd_cluster.start_etcd(conf.etcd(config, "solo")["flags"], tmp_path / "etcd.log")
     try:
         etcd_cluster.wait_healthy(conn["endpoints"][0], conn["ca"], conn["cert"], conn["key"], process=process,
                                   log=tmp_path / "etcd.log")

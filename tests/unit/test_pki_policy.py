@@ -6,6 +6,7 @@ import os
 import pytest
 from salt.exceptions import CommandExecutionError
 
+from kubesalt import x509
 from tests.support.pki_fixtures import NODES, Cluster, cluster  # noqa: F401  (fixture)
 
 CONTROL_PLANE = ["apiserver", "apiserver-kubelet-client", "apiserver-etcd-client", "front-proxy-client",
@@ -22,8 +23,8 @@ def policy(tmp_path):
 
 def csr_for(cluster, minion, cn="ignored", o=(), dns=()):
     exe = cluster.execution(minion)
-    key = exe.generate_private_key()
-    return key, exe.create_csr(key, cn, o, dns)
+    key = x509.generate_private_key()
+    return key, x509.create_csr(key, cn, o, dns)
 
 
 # entitlements -------------------------------------------------------------------------------------------------------
@@ -115,7 +116,7 @@ def test_a_worker_obtains_its_own_kubelet_certificate_through_sign_remote(cluste
     reply = ca.sign_remote(csr, "kubelet", __pub_id="worker01")
     info = ca.certificate_info(reply["certificate"])
     assert info["subject"] == {"cn": "system:node:worker01", "o": ["system:nodes"]}
-    assert ca.needs_renewal(reply["certificate"], {"ca_pem": reply["ca"], "key_pem": key}, 30) == []
+    assert x509.needs_renewal(reply["certificate"], {"ca_pem": reply["ca"], "key_pem": key}, 30) == []
     assert "PRIVATE KEY" not in reply["ca"] and set(reply) == {"certificate", "ca"}
 
 
@@ -218,7 +219,7 @@ def test_signing_with_a_missing_ca_names_the_ca_and_its_file(cluster):
 def test_a_master_fetches_the_service_account_key(cluster):
     ca = cluster.execution("master01")
     secret = ca.fetch_secret_remote("service-account", __pub_id="master02")["secret"]
-    assert ca.private_key_info(secret)["key_type"] == "ecdsa-p256"
+    assert x509.private_key_info(secret)["key_type"] == "ecdsa-p256"
     config = ca.fetch_secret_remote("encryption-config", __pub_id="master03")["secret"]
     assert "kind: EncryptionConfiguration" in config and "secretbox" in config
 

@@ -7,6 +7,7 @@ import stat
 
 import pytest
 
+from kubesalt import x509
 from tests.support.pki_fixtures import RSA_IDENTITIES, Cluster, cluster, rsa_issued_cluster, tree  # noqa: F401
 
 DAY = datetime.timedelta(days=1)
@@ -29,14 +30,14 @@ def plant(cluster, minion, identity, now=None, days=365, ca=None, **subject):
     if ca is None:
         cert, key = ca_files(cluster, ent["ca"])
         ca = {"cert": cert.read_text(), "key": key.read_text()}
-    pem = exe.sign_certificate(ca["cert"], ca["key"], exe.create_csr(files["key"].read_text(), "x"), ent["cn"],
+    pem = x509.sign_certificate(ca["cert"], ca["key"], x509.create_csr(files["key"].read_text(), "x"), ent["cn"],
                                ent["o"], ent["dns"], ent["ips"], ent["usages"], days=days, now=now)
     files["cert"].write_text(pem)
     return pem
 
 
 def serial(cluster, minion, identity):
-    return cluster.execution(minion).certificate_info(cluster.files(minion, identity)["cert"].read_text())["serial"]
+    return x509.certificate_info(cluster.files(minion, identity)["cert"].read_text())["serial"]
 
 
 # ca_present ---------------------------------------------------------------------------------------------------------
@@ -48,7 +49,7 @@ def test_ca_present_creates_a_0600_key_in_a_0700_dir_and_a_0644_certificate_then
     assert ret["result"] is True and set(ret["changes"]) == {"key", "certificate"}
     assert (mode(key.parent), mode(key), mode(cert)) == (0o700, 0o600, 0o644)
     assert mode(key.parent.parent) == 0o755  # pki_dir itself is not private
-    assert c.execution("master01").certificate_info(cert.read_text())["is_ca"] is True
+    assert x509.certificate_info(cert.read_text())["is_ca"] is True
     before = tree(tmp_path)
     again = states.ca_present(str(cert), str(key), "kubernetes")
     assert again["result"] is True and again["changes"] == {}
@@ -87,12 +88,12 @@ def test_ca_present_renews_a_due_ca_with_the_same_key_so_issued_certificates_kee
     cert, key = ca_files(cluster)
     exe = cluster.execution("master01")
     cluster.issue("worker01", "kubelet")
-    cert.write_text(exe.create_ca(key.read_text(), "kubernetes", days=20))  # 20 days left < renew_days 30
+    cert.write_text(x509.create_ca(key.read_text(), "kubernetes", days=20))  # 20 days left < renew_days 30
     ret = cluster.states("master01").ca_present(str(cert), str(key), "kubernetes")
     assert ret["result"] is True and "less than renew_days" in ret["changes"]["certificate"]["renew"][0]
-    assert exe.certificate_info(cert.read_text())["days_left"] >= 3649
+    assert x509.certificate_info(cert.read_text())["days_left"] >= 3649
     kubelet = cluster.files("worker01", "kubelet")["cert"].read_text()
-    assert exe.needs_renewal(kubelet, {"ca_pem": cert.read_text()}, 30) == []
+    assert x509.needs_renewal(kubelet, {"ca_pem": cert.read_text()}, 30) == []
 
 
 def test_ca_present_keeps_an_existing_key_of_another_type_and_says_so(cluster):
@@ -176,7 +177,7 @@ def test_a_worker_gets_its_kubelet_certificate_through_peer_publish_then_nothing
     files = cluster.files("worker01", "kubelet")
     assert (mode(files["key"]), mode(files["cert"]), mode(files["ca_file"])) == (0o600, 0o644, 0o644)
     exe = cluster.execution("worker01")
-    assert exe.certificate_info(files["cert"].read_text())["subject"]["cn"] == "system:node:worker01"
+    assert x509.certificate_info(files["cert"].read_text())["subject"]["cn"] == "system:node:worker01"
     before = tree(cluster.root / "worker01")
     cluster.published.clear()
     again = cluster.issue("worker01", "kubelet")
@@ -188,7 +189,7 @@ def test_the_ca_minion_signs_its_own_certificates_locally(cluster):
     ret = cluster.issue("master01", "admin")
     assert ret["result"] is True and cluster.published == []
     cert = cluster.files("master01", "admin")["cert"].read_text()
-    assert cluster.execution("master01").certificate_info(cert)["subject"]["o"] == ["system:masters"]
+    assert x509.certificate_info(cert)["subject"]["o"] == ["system:masters"]
 
 
 def test_certificate_managed_with_test_true_returns_none_and_writes_nothing(cluster):
@@ -220,8 +221,8 @@ def test_a_certificate_that_is_due_or_wrong_is_reissued_with_the_same_key(cluste
         plant(cluster, "worker01", "kubelet", now=now - 70 * DAY, days=100)
     elif case == "wrong-ca":
         exe = cluster.execution("master01")
-        key = exe.generate_private_key()
-        plant(cluster, "worker01", "kubelet", ca={"key": key, "cert": exe.create_ca(key, "kubernetes")})
+        key = x509.generate_private_key()
+        plant(cluster, "worker01", "kubelet", ca={"key": key, "cert": x509.create_ca(key, "kubernetes")})
     elif case == "san-mismatch":
         plant(cluster, "worker01", "kubelet", dns=["worker01"], ips=["10.240.0.99"])
     elif case == "o-mismatch":
@@ -244,7 +245,7 @@ def test_a_node_renamed_in_the_pillar_gets_its_sans_updated(cluster):
     ret = cluster.issue("worker02", "kubelet")
     assert any(r.startswith("DNS SANs are") for r in ret["changes"]["certificate"]["reasons"])
     cert = cluster.files("worker02", "kubelet")["cert"].read_text()
-    assert cluster.execution("worker02").certificate_info(cert)["dns"] == ["worker02", "w2.lab.example"]
+    assert x509.certificate_info(cert)["dns"] == ["worker02", "w2.lab.example"]
 
 
 def test_a_key_of_another_type_than_configured_is_replaced_and_the_certificate_reissued(cluster):
@@ -254,8 +255,8 @@ def test_a_key_of_another_type_than_configured_is_replaced_and_the_certificate_r
     assert ret["result"] is True and ret["changes"]["key"].startswith("replaced: ecdsa-p256 -> rsa-2048")
     files = cluster.files("worker01", "kube-proxy")
     exe = cluster.execution("worker01")
-    assert exe.private_key_info(files["key"].read_text())["key_type"] == "rsa-2048"
-    assert exe.needs_renewal(files["cert"].read_text(), {"key_pem": files["key"].read_text()}, 30) == []
+    assert x509.private_key_info(files["key"].read_text())["key_type"] == "rsa-2048"
+    assert x509.needs_renewal(files["cert"].read_text(), {"key_pem": files["key"].read_text()}, 30) == []
     assert cluster.issue("worker01", "kube-proxy")["changes"] == {}
 
 
@@ -397,9 +398,9 @@ def test_an_rsa_2048_cluster_issues_rsa_keys_and_certificates_and_is_idempotent(
     issued = [("master01", i) for i in RSA_IDENTITIES if i != "kubelet"] + [("worker01", "kubelet")]
     for minion, identity in issued:
         files = c.read(minion, identity)
-        assert exe.private_key_info(files["key"])["key_type"] == "rsa-2048"
-        assert exe.needs_renewal(files["cert"], {"ca_pem": files["ca_file"], "key_pem": files["key"]}, 30) == []
-    assert exe.certificate_info(ca_files(c)[0].read_text())["key_type"] == "rsa-2048"
+        assert x509.private_key_info(files["key"])["key_type"] == "rsa-2048"
+        assert x509.needs_renewal(files["cert"], {"ca_pem": files["ca_file"], "key_pem": files["key"]}, 30) == []
+    assert x509.certificate_info(ca_files(c)[0].read_text())["key_type"] == "rsa-2048"
     before = tree(c.root)
     assert all(c.issue(m, i)["changes"] == {} for m, i in issued)
     assert tree(c.root) == before

@@ -1,8 +1,8 @@
 {#- Rolling-restart step of the k8s.cluster orchestration (run with batch 1): restart this member if k8s.etcd left a
     restart marker, wait for quorum, then clear the marker. No marker: nothing to do, zero changes. #}
 {%- from "k8s/map.jinja" import k8s with context %}
-{%- set marker = k8s.paths.etcd_data_dir ~ ".restart-pending" %}
-{%- if k8s.manage_services and opts.id in k8s.cluster.etcd_members and salt["file.file_exists"](marker) %}
+{%- set marker = k8s.cluster.etcd_restart_marker %}
+{%- if k8s.manage_services and k8s.cluster.is_etcd and salt["file.file_exists"](marker) %}
 
 etcd member restarted:
   module.run:

@@ -74,7 +74,7 @@ node packages:
 
 container runtime packages:
   pkg.installed:
-    - pkgs: [containerd, runc, containernetworking-plugins]
+    - pkgs: {{ rt.packages | json }}
     - refresh: false
 {%-     set binaries = ["container runtime packages"] %}
 {%-   endif %}
