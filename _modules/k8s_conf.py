@@ -829,6 +829,83 @@ def network(config, minion_id):
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# Cluster objects and add-ons (manifests the CA minion applies with k8s_kube)
+# --------------------------------------------------------------------------------------------------------------------
+MANAGED_BY = {"app.kubernetes.io/managed-by": "kubesalt"}
+# Built in since Kubernetes 1.11: get/list/watch/proxy nodes and every nodes/* subresource of the kubelet API.
+KUBELET_API_ADMIN_ROLE = "system:kubelet-api-admin"
+COREDNS_OBJECTS = "salt://k8s/addons/coredns.yaml"
+
+
+def cluster_objects(config):
+    """
+    The cluster-wide objects kubesalt applies once, from the CA minion, as ``admin`` (a list of manifests): the
+    ClusterRoleBinding ``kubesalt:apiserver-kubelet-client`` that binds the group of the API server's kubelet client
+    certificate to the built-in ClusterRole ``system:kubelet-api-admin`` (``kubectl logs/exec/port-forward``).
+
+    That is all: ``kube-system`` exists in every cluster, and every other kubesalt identity maps onto a binding that
+    is built in: ``system:node:<id>`` in ``system:nodes`` (Node authorizer), ``system:kube-proxy``
+    (``system:node-proxier``), ``system:kube-controller-manager``, ``system:kube-scheduler`` and ``system:masters``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.cluster_objects "$(salt-call --out=json k8s.config | jq -c .local)"
+    """
+    group = data.APISERVER_KUBELET_CLIENT_GROUP
+    return [{
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": group, "labels": dict(MANAGED_BY)},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": KUBELET_API_ADMIN_ROLE},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+    }]
+
+
+def coredns_objects(config, objects=None):
+    """
+    The CoreDNS add-on as a list of manifests, in apply order: ``objects`` (the data of
+    ``formulas/k8s/addons/coredns.yaml``, read from the salt-master when omitted) with what the settings decide:
+    labels ``k8s-app=kube-dns`` and ``app.kubernetes.io/managed-by=kubesalt`` on every object, the Corefile for
+    ``k8s:cluster_domain``, the Deployment's ``k8s:addons:coredns:image`` and ``replicas`` and a toleration of
+    ``k8s:master_taint``, the ``kube-dns`` Service at ``k8s:networks:cluster_dns_ip``. Empty when
+    ``k8s:addons:coredns:enabled`` is false.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.coredns_objects "$(salt-call --out=json k8s.config | jq -c .local)"
+    """
+    coredns = config["addons"]["coredns"]
+    if not coredns["enabled"]:
+        return []
+    if objects is None:
+        objects = salt.utils.yaml.safe_load(__salt__["cp.get_file_str"](COREDNS_OBJECTS) or "null")
+    if not isinstance(objects, list):
+        raise SaltInvocationError(f"the CoreDNS objects ({COREDNS_OBJECTS}) must be a list of manifests")
+    objects = [data.merge({}, o) for o in objects]
+    by_kind = {o["kind"]: o for o in objects}
+    problems = [f"{COREDNS_OBJECTS} has no {kind}" for kind in ("ConfigMap", "Deployment", "Service")
+                if kind not in by_kind]
+    if problems:
+        raise SaltInvocationError("cannot build the CoreDNS objects: " + "; ".join(problems))
+    for manifest in objects:
+        labels = manifest["metadata"].setdefault("labels", {})
+        labels.update({"k8s-app": "kube-dns"}, **MANAGED_BY)
+    corefile = by_kind["ConfigMap"]["data"]["Corefile"]
+    by_kind["ConfigMap"]["data"]["Corefile"] = corefile.replace("CLUSTER_DOMAIN", config["cluster_domain"].strip("."))
+    spec = by_kind["Deployment"]["spec"]
+    spec["replicas"] = coredns["replicas"]
+    pod = spec["template"]["spec"]
+    pod["tolerations"].append({"key": config["master_taint"], "operator": "Exists", "effect": "NoSchedule"})
+    pod["containers"][0]["image"] = coredns["image"]
+    by_kind["Service"]["spec"]["clusterIP"] = str(config["networks"]["cluster_dns_ip"])
+    return objects
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Units
 # --------------------------------------------------------------------------------------------------------------------
 def unit(spec):

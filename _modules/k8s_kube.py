@@ -1,6 +1,7 @@
 """
-kubesalt Kubernetes API client: readiness, server-side apply with a compare first, the objects kubesalt puts into a
-new cluster (the API server's access to kubelets, CoreDNS), and node registration (role labels, the master taint).
+kubesalt Kubernetes API client: readiness, server-side apply with a compare first, and node registration (role labels,
+the master taint). The objects kubesalt puts into a cluster are built as data by ``k8s_conf`` (``cluster_objects``,
+``coredns_objects`` from ``formulas/k8s/addons/coredns.yaml``); this module only talks to the API server.
 
 How it talks to the API server
 ------------------------------
@@ -40,6 +41,8 @@ import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+from kubesalt import http, peer, pki
+
 try:
     import requests
 
@@ -55,13 +58,6 @@ FIELD_MANAGER = "kubesalt"
 REQUEST_TIMEOUT = 10  # seconds for connecting and for each answer
 POLL_INTERVAL = 2
 _TRANSIENT = (429, 500, 502, 503, 504)  # statuses a wait tries again after
-MANAGED_BY = {"app.kubernetes.io/managed-by": "kubesalt"}
-
-# The group in the O of the apiserver-kubelet-client certificate (k8s_pki.APISERVER_KUBELET_CLIENT_GROUP; the
-# tests check that the two agree). Bound to the built-in ClusterRole below by cluster_objects().
-APISERVER_KUBELET_CLIENT_GROUP = "kubesalt:apiserver-kubelet-client"
-# Built in since Kubernetes 1.11: get/list/watch/proxy nodes and every nodes/* subresource of the kubelet API.
-KUBELET_API_ADMIN_ROLE = "system:kubelet-api-admin"
 
 # kind -> (apiVersion, plural, namespaced). Served by every release from 1.20 on.
 KINDS = {
@@ -78,13 +74,6 @@ KINDS = {
     "Role": ("rbac.authorization.k8s.io/v1", "roles", True),
     "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings", True),
 }
-
-# CoreDNS listens on unprivileged ports, so it runs as a non-root user without any capability, whatever image is
-# configured (images before CoreDNS 1.11 run as root and carry no file capability for port 53). The Service maps
-# port 53 to them.
-COREDNS_DNS_PORT = 1053
-COREDNS_USER = 65532
-
 
 def __virtual__():
     if not HAS_REQUESTS:
@@ -288,15 +277,6 @@ def _hide_secret_values(kind, diff):
 # --------------------------------------------------------------------------------------------------------------------
 # The client (plain Python, no Salt dunders)
 # --------------------------------------------------------------------------------------------------------------------
-def _short(text):
-    """The useful part of a requests/urllib3 error: the OS error, or what caused the retry failure."""
-    text = " ".join(str(text).split())
-    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
-    cause = re.search(r"\(Caused by (.*)\)$", text)
-    text = errno.group(1).strip() if errno else cause.group(1) if cause else text
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 class KubeClient:
     """
     A connection to one API server with one client certificate. Use as a context manager so the HTTP session is
@@ -307,15 +287,10 @@ class KubeClient:
         server = str(server or "").rstrip("/")
         if not re.match(r"^https://[^/\s]+$", server):
             raise SaltInvocationError(f"API server {server!r} must be an https://host:port URL")
-        for what, path in (("CA bundle", ca), ("client certificate", cert), ("client key", key)):
-            if not path or not os.path.isfile(path):
-                raise SaltInvocationError(f"{what} {path} does not exist")
+        http.check_tls_files(ca, cert, key, what="API server")
         self.server, self.ca, self.cert, self.key = server, ca, cert, key
         self.timeout = float(timeout)
-        self.session = requests.Session()
-        self.session.trust_env = False  # no proxies or REQUESTS_CA_BUNDLE from the environment
-        self.session.verify = ca
-        self.session.cert = (cert, key)
+        self.session = http.session(ca, cert, key)
 
     def __enter__(self):
         return self
@@ -327,16 +302,7 @@ class KubeClient:
         self.session.close()
 
     def _unreachable(self, method, url, exc, wait=None):
-        text = str(exc)
-        if "CERTIFICATE_VERIFY_FAILED" in text:
-            reason = (f"TLS verification of the server certificate failed with CA bundle {self.ca} ({_short(text)}); "
-                      "is it the CA that signed the API server's certificate, and is the host among its SANs?")
-        elif isinstance(exc, requests.exceptions.SSLError):
-            reason = (f"TLS error ({_short(text)}); the API server may have refused client certificate {self.cert}")
-        elif isinstance(exc, requests.exceptions.Timeout):
-            reason = f"no answer within {wait or self.timeout:g} s"
-        else:
-            reason = f"cannot connect: {_short(text)}"
+        reason = http.failure_reason(exc, self.ca, self.cert, wait or self.timeout, "the API server")
         return KubeUnreachable(f"{method} {url}: {reason}")
 
     def request(self, method, path, params=None, body=None, content_type=None, what=None, missing_ok=(),
@@ -386,14 +352,11 @@ def _cluster(config):
     return cluster
 
 
-def _my_id(config):
-    return _cluster(config).get("minion_id") or (__opts__ or {}).get("id")
-
-
 def api_server(config, server=None):
     """
-    The API server URL this minion uses: ``server`` when given; ``https://127.0.0.1:<k8s:apiserver:port>`` on a
-    master (in ``k8s:nodes``); otherwise ``config['cluster']['apiserver_url']``.
+    The API server URL this minion uses: ``server`` when given, else the one the settings give this minion
+    (``config['cluster']['api_url']``: a master its own API server, any other node ``k8s:apiserver:endpoint`` or the
+    first master).
 
     CLI Example:
 
@@ -403,29 +366,17 @@ def api_server(config, server=None):
     """
     if server:
         return str(server).rstrip("/")
-    cluster = _cluster(config)
-    if _my_id(config) in cluster.get("masters", []):
-        port = (config.get("apiserver") or {}).get("port")
-        if not port:
-            raise SaltInvocationError("k8s:apiserver:port is not set; it is the secure port of every kube-apiserver")
-        return f"https://127.0.0.1:{port}"
-    url = cluster.get("apiserver_url")
+    url = _cluster(config).get("api_url")
     if not url:
         raise SaltInvocationError(
-            "no API server URL: config['cluster']['apiserver_url'] is empty (set k8s:apiserver:endpoint, or give "
-            "the first master an ip in k8s:nodes), and no server= was given"
+            "no API server URL: config['cluster']['api_url'] is empty (set k8s:apiserver:endpoint, or give the "
+            "first master an ip in k8s:nodes), and no server= was given"
         )
     return str(url).rstrip("/")
 
 
-def _layout(config):
-    if "k8s_pki.layout" not in (__salt__ or {}):
-        raise CommandExecutionError("k8s_kube needs the k8s_pki execution module (saltutil.sync_modules)")
-    return __salt__["k8s_pki.layout"](config)
-
-
 def _client(config, identity, server=None, timeout=REQUEST_TIMEOUT):
-    files = _layout(config)
+    files = pki.layout(config)
     if identity not in files["certificates"]:
         raise SaltInvocationError(
             f"identity: unknown certificate identity {identity!r}; known: {', '.join(files['certificates'])}"
@@ -435,7 +386,8 @@ def _client(config, identity, server=None, timeout=REQUEST_TIMEOUT):
         if not os.path.isfile(path):
             raise SaltInvocationError(
                 f"client certificate for identity {identity!r} is missing: {path} does not exist on minion "
-                f"{_my_id(config)!r} (does it hold {identity!r}? see k8s_pki.entitlements)"
+                f"{_cluster(config).get('minion_id') or __opts__.get('id')!r} (does it hold {identity!r}? see "
+                "k8s_pki.entitlements)"
             )
     ca = files["cas"]["kubernetes-ca"]["bundle"]
     return KubeClient(api_server(config, server), ca, spec["cert"], spec["key"], timeout=timeout)
@@ -656,195 +608,6 @@ def apply(config, manifest, identity="admin", test=False, server=None):
     return result
 
 
-def cluster_objects(config):
-    """
-    The cluster-wide objects kubesalt applies once, from a master, as ``admin`` (a list of manifests):
-
-    - the ClusterRoleBinding ``kubesalt:apiserver-kubelet-client`` that binds the group of the API server's kubelet
-      client certificate (``O=kubesalt:apiserver-kubelet-client``) to the built-in ClusterRole
-      ``system:kubelet-api-admin`` (nodes/proxy, log, stats, metrics, spec: ``kubectl logs/exec/port-forward``).
-
-    That is all: ``kube-system`` exists in every cluster, and every other kubesalt identity maps onto a binding that
-    is built in: ``system:node:<id>`` in ``system:nodes`` (Node authorizer), ``system:kube-proxy``
-    (``system:node-proxier``), ``system:kube-controller-manager``, ``system:kube-scheduler`` and ``system:masters``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call k8s_kube.cluster_objects "$(salt-call --out=json k8s.config | jq .local)"
-    """
-    _cluster(config)
-    return [{
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": APISERVER_KUBELET_CLIENT_GROUP, "labels": dict(MANAGED_BY)},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": KUBELET_API_ADMIN_ROLE},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                      "name": APISERVER_KUBELET_CLIENT_GROUP}],
-    }]
-
-
-def corefile(config):
-    """
-    The CoreDNS configuration (Corefile) for ``k8s:cluster_domain``: cluster names and reverse zones from the API,
-    everything else forwarded to the node's /etc/resolv.conf; health (:8080, /health), ready (:8181, /ready),
-    metrics (:9153), cache, loop detection, reload on change.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call k8s_kube.corefile "$(salt-call --out=json k8s.config | jq .local)"
-    """
-    domain = str(config.get("cluster_domain") or "").strip(".")
-    if not domain:
-        raise SaltInvocationError("k8s:cluster_domain is empty; CoreDNS needs the cluster's DNS domain")
-    return "\n".join([
-        f".:{COREDNS_DNS_PORT} {{",
-        "    errors",
-        "    health {",
-        "        lameduck 5s",
-        "    }",
-        "    ready",
-        f"    kubernetes {domain} in-addr.arpa ip6.arpa {{",
-        "        pods insecure",
-        "        fallthrough in-addr.arpa ip6.arpa",
-        "        ttl 30",
-        "    }",
-        "    prometheus :9153",
-        "    forward . /etc/resolv.conf",
-        "    cache 30",
-        "    loop",
-        "    reload",
-        "    loadbalance",
-        "}",
-        "",
-    ])
-
-
-def coredns_objects(config):
-    """
-    The CoreDNS add-on as a list of manifests, in apply order: ServiceAccount, ClusterRole (list/watch endpoints,
-    services, pods, namespaces, endpointslices), ClusterRoleBinding, ConfigMap (:py:func:`corefile`), Deployment
-    and the ``kube-dns`` Service at ``k8s:networks:cluster_dns_ip`` (53/UDP, 53/TCP, 9153/TCP), all in
-    ``kube-system`` and labelled ``k8s-app=kube-dns``. Empty when ``k8s:addons:coredns:enabled`` is false.
-
-    The Deployment runs ``k8s:addons:coredns:image`` with ``k8s:addons:coredns:replicas``, priority
-    ``system-cluster-critical``, tolerating ``k8s:master_taint`` (NoSchedule) and CriticalAddonsOnly, spread over
-    nodes, with the node's resolver (``dnsPolicy: Default``). Readiness ``/ready`` on 8181, liveness ``/health`` on
-    8080. It runs as user 65532 (``runAsNonRoot``), with no capability, no privilege escalation and a read-only root:
-    CoreDNS listens on 1053 and the Service maps 53 to it, so no image needs NET_BIND_SERVICE (before CoreDNS 1.11
-    the images run as root and have no file capability, and a non-root process cannot bind 53 without one).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call k8s_kube.coredns_objects "$(salt-call --out=json k8s.config | jq .local)"
-    """
-    coredns = (config.get("addons") or {}).get("coredns") or {}
-    if not coredns.get("enabled", True):
-        return []
-    image, replicas = coredns.get("image"), coredns.get("replicas")
-    dns_ip = (config.get("networks") or {}).get("cluster_dns_ip")
-    taint = config.get("master_taint")
-    problems = []
-    if not image:
-        problems.append("k8s:addons:coredns:image is empty")
-    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        problems.append(f"k8s:addons:coredns:replicas: {replicas!r} is not a number of replicas")
-    if not dns_ip:
-        problems.append("k8s:networks:cluster_dns_ip is empty")
-    if not taint:
-        problems.append("k8s:master_taint is empty")
-    if problems:
-        raise SaltInvocationError("cannot build the CoreDNS objects: " + "; ".join(problems))
-    ns = "kube-system"
-    app = {"k8s-app": "kube-dns"}
-    labels = dict(app, **MANAGED_BY)
-    rbac = "rbac.authorization.k8s.io/v1"
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount",
-         "metadata": {"name": "coredns", "namespace": ns, "labels": labels}},
-        {"apiVersion": rbac, "kind": "ClusterRole",
-         "metadata": {"name": "system:coredns", "labels": labels},
-         "rules": [
-             {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"],
-              "verbs": ["list", "watch"]},
-             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
-         ]},
-        {"apiVersion": rbac, "kind": "ClusterRoleBinding",
-         "metadata": {"name": "system:coredns", "labels": labels},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
-         "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": ns}]},
-        {"apiVersion": "v1", "kind": "ConfigMap",
-         "metadata": {"name": "coredns", "namespace": ns, "labels": labels},
-         "data": {"Corefile": corefile(config)}},
-        {"apiVersion": "apps/v1", "kind": "Deployment",
-         "metadata": {"name": "coredns", "namespace": ns, "labels": dict(labels, **{"kubernetes.io/name": "CoreDNS"})},
-         "spec": {
-             "replicas": replicas,
-             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
-             "selector": {"matchLabels": app},
-             "template": {
-                 "metadata": {"labels": app},
-                 "spec": {
-                     "priorityClassName": "system-cluster-critical",
-                     "serviceAccountName": "coredns",
-                     "nodeSelector": {"kubernetes.io/os": "linux"},
-                     "tolerations": [
-                         {"key": "CriticalAddonsOnly", "operator": "Exists"},
-                         {"key": taint, "operator": "Exists", "effect": "NoSchedule"},
-                     ],
-                     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-                         "weight": 100,
-                         "podAffinityTerm": {"labelSelector": {"matchLabels": app},
-                                             "topologyKey": "kubernetes.io/hostname"},
-                     }]}},
-                     "dnsPolicy": "Default",
-                     "securityContext": {"runAsNonRoot": True, "runAsUser": COREDNS_USER,
-                                         "runAsGroup": COREDNS_USER, "seccompProfile": {"type": "RuntimeDefault"}},
-                     "containers": [{
-                         "name": "coredns",
-                         "image": image,
-                         "imagePullPolicy": "IfNotPresent",
-                         "args": ["-conf", "/etc/coredns/Corefile"],
-                         "resources": {"limits": {"memory": "170Mi"}, "requests": {"cpu": "100m", "memory": "70Mi"}},
-                         "volumeMounts": [{"name": "config-volume", "mountPath": "/etc/coredns", "readOnly": True}],
-                         "ports": [
-                             {"name": "dns", "containerPort": COREDNS_DNS_PORT, "protocol": "UDP"},
-                             {"name": "dns-tcp", "containerPort": COREDNS_DNS_PORT, "protocol": "TCP"},
-                             {"name": "metrics", "containerPort": 9153, "protocol": "TCP"},
-                         ],
-                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                             "capabilities": {"drop": ["ALL"]}},
-                         "livenessProbe": {"httpGet": {"path": "/health", "port": 8080, "scheme": "HTTP"},
-                                           "initialDelaySeconds": 60, "timeoutSeconds": 5, "successThreshold": 1,
-                                           "failureThreshold": 5},
-                         "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181, "scheme": "HTTP"}},
-                     }],
-                     "volumes": [{"name": "config-volume", "configMap": {
-                         "name": "coredns", "items": [{"key": "Corefile", "path": "Corefile"}]}}],
-                 },
-             },
-         }},
-        {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": "kube-dns", "namespace": ns,
-                      "labels": dict(labels, **{"kubernetes.io/name": "CoreDNS"}),
-                      "annotations": {"prometheus.io/port": "9153", "prometheus.io/scrape": "true"}},
-         "spec": {
-             "selector": app,
-             "clusterIP": str(dns_ip),
-             "ports": [
-                 {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": "dns"},
-                 {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": "dns-tcp"},
-                 {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": "metrics"},
-             ],
-         }},
-    ]
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Nodes
 # --------------------------------------------------------------------------------------------------------------------
@@ -963,13 +726,7 @@ def _ca_config(config=None):
     """The settings on the CA minion (it holds the admin certificate); refuses anywhere else."""
     if config is None:
         config = __salt__["k8s.config"](validate=True)
-    ca_minion = _cluster(config).get("ca_minion")
-    if __opts__["id"] != ca_minion:
-        raise CommandExecutionError(
-            f"this minion ({__opts__['id']!r}) is not the CA minion: k8s:pki:ca_minion resolves to {ca_minion!r}; "
-            "nodes are registered there"
-        )
-    return config
+    return peer.on_ca_minion(config, __opts__["id"], "nodes are registered there")
 
 
 def register_node_remote(timeout=None, test=False, **kwargs):
@@ -987,19 +744,10 @@ def register_node_remote(timeout=None, test=False, **kwargs):
 
         salt-call publish.publish master01 k8s_kube.register_node_remote arg="[300]"
     """
-    named = sorted(k for k in kwargs if not k.startswith("__"))
-    if named:
-        raise SaltInvocationError(
-            f"k8s_kube.register_node_remote: unexpected argument(s) {', '.join(named)}; the node is always the caller "
-            "(__pub_id), never an argument"
-        )
-    requester = kwargs.get("__pub_id")
-    if not requester:
-        raise CommandExecutionError(
-            "k8s_kube.register_node_remote: the minion sending this request could not be identified (no __pub_id); "
-            "it must be called by another minion through peer publish (publish.publish), which sets it"
-        )
-    return register_node(_ca_config(), str(requester), timeout=timeout, test=test)
+    peer.refuse_arguments(kwargs, "k8s_kube.register_node_remote",
+                          "the node is always the caller (__pub_id), never an argument")
+    requester = peer.requester(kwargs, "k8s_kube.register_node_remote")
+    return register_node(_ca_config(), requester, timeout=timeout, test=test)
 
 
 def register_node_local(minion_id=None, config=None, timeout=None, test=False, **kwargs):
@@ -1014,12 +762,7 @@ def register_node_local(minion_id=None, config=None, timeout=None, test=False, *
 
         salt-call k8s_kube.register_node_local worker01
     """
-    pub_id = kwargs.get("__pub_id")
-    if pub_id and pub_id != __opts__["id"]:
-        raise CommandExecutionError(
-            f"k8s_kube.register_node_local may not be called through peer publish (called by minion {pub_id!r}); "
-            "other minions use k8s_kube.register_node_remote"
-        )
+    peer.refuse_peer(kwargs, "k8s_kube.register_node_local", __opts__["id"])
     config = _ca_config(config)
     return register_node(config, minion_id or __opts__["id"], timeout=timeout, test=test)
 

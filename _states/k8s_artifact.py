@@ -36,9 +36,11 @@ directory in the other. Keeping them apart keeps each state's arguments and chan
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+from kubesalt import cache
+
 __virtualname__ = "k8s_artifact"
 
-DEFAULT_CACHE_DIR = "/var/cache/kubesalt/artifacts"
+DEFAULT_CACHE_DIR = cache.DEFAULT_DIR
 
 
 def __virtual__():

@@ -15,13 +15,14 @@ returns ``changes: {}``.
 .. code-block:: jinja
 
     {%- from "k8s/map.jinja" import k8s with context %}
+    {%- import_yaml "k8s/addons/coredns.yaml" as coredns %}
     kube-apiserver ready:
       k8s_kube.api_ready:
         - config: {{ k8s | json }}
 
     cluster DNS:
       k8s_kube.objects_present:
-        - manifests: {{ salt["k8s_kube.coredns_objects"](k8s) | json }}
+        - manifests: {{ salt["k8s_conf.coredns_objects"](k8s, coredns) | json }}
         - config: {{ k8s | json }}
         - require:
           - k8s_kube: kube-apiserver ready
@@ -32,6 +33,8 @@ returns ``changes: {}``.
 """
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from kubesalt import peer
 
 __virtualname__ = "k8s_kube"
 
@@ -279,23 +282,11 @@ def objects_absent(name, manifests, config=None, identity="admin", server=None):
 # --------------------------------------------------------------------------------------------------------------------
 def _peer_register(ca_minion, timeout, test):
     """Ask the CA minion to register this minion's node through peer publish; return its reply dict."""
-    me = __opts__["id"]
-    fun = "k8s_kube.register_node_remote"
-    reply = __salt__["publish.publish"](ca_minion, fun, arg=[timeout, test], timeout=timeout + 30)
-    if isinstance(reply, str):
-        raise CommandExecutionError(f"{fun} on CA minion {ca_minion!r} failed: {reply}")
-    if not reply:
-        raise CommandExecutionError(
-            f"no reply from CA minion {ca_minion!r} to {fun} within {timeout + 30:g} s: either the salt-master's "
-            f"peer configuration does not allow minion {me!r} to call it (the master needs peer: "
-            f"{{'<regex matching {me}>': ['{fun}']}}), or {ca_minion!r} is down or has not synced the k8s_kube "
-            "module"
-        )
-    result = reply.get(ca_minion) if isinstance(reply, dict) else None
-    if isinstance(result, str):
-        raise CommandExecutionError(f"CA minion {ca_minion!r} refused {fun} for minion {me!r}: {result}")
-    if not isinstance(result, dict) or "changed" not in result:
-        raise CommandExecutionError(f"unexpected reply from CA minion {ca_minion!r} to {fun}: {reply!r:.200}")
+    result = peer.call(__salt__["publish.publish"], __opts__["id"], ca_minion, "k8s_kube.register_node_remote",
+                       [timeout, test], timeout + 30)
+    if "changed" not in result:
+        raise CommandExecutionError(f"unexpected reply from CA minion {ca_minion!r} to "
+                                    f"k8s_kube.register_node_remote: {result!r:.200}")
     return result
 
 
@@ -330,11 +321,9 @@ def node_registered(name, config=None, timeout=None):
     me = __opts__["id"]
     try:
         config = _config(config)
-        ca_minion = (config.get("cluster") or {}).get("ca_minion")
-        if not ca_minion:
-            raise CommandExecutionError("k8s:pki:ca_minion is empty and there is no master to default to")
+        ca_minion = config["cluster"]["ca_minion"]  # validated settings always have one (the first master)
         if timeout is None:
-            timeout = (config.get("timeouts") or {}).get("node_ready", 300)
+            timeout = config["timeouts"]["node_ready"]
         if me != ca_minion and _registered_already(config, me):
             # Checked with this node's own kubelet credentials: a converged node sends no peer publish at all
             # (each one occupies a salt-master worker thread while it waits for the CA minion).

@@ -64,13 +64,6 @@ def _config(config):
     return config if config is not None else __salt__["k8s.config"](validate=True)
 
 
-def _ca_minion(config):
-    ca_minion = (config.get("cluster") or {}).get("ca_minion")
-    if not ca_minion:
-        raise CommandExecutionError("k8s:pki:ca_minion is empty and there is no master to default to")
-    return ca_minion
-
-
 def _key_info(path, pem):
     try:
         return x509.private_key_info(pem)
@@ -276,7 +269,7 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
             info = x509.certificate_info(cert_pem)
             ret["comment"] = f"Certificate '{identity}' is valid until {info['not_after']}."
             return ret
-        ca_minion = _ca_minion(config)
+        ca_minion = config["cluster"]["ca_minion"]
         if test:
             ret.update(result=None, changes=changes,
                        comment=f"Certificate '{identity}' would be issued by CA minion '{ca_minion}'.")
@@ -342,7 +335,7 @@ def secret_present(name, secret, config=None, timeout=30):
         if secret not in secrets:
             raise SaltInvocationError(f"secret: unknown cluster secret '{secret}'; known: {', '.join(secrets)}")
         source = secrets[secret]["source"]
-        ca_minion = _ca_minion(config)
+        ca_minion = config["cluster"]["ca_minion"]
         changes, value = {}, None
         if me == ca_minion:
             ca_dir = os.path.dirname(os.path.abspath(source))

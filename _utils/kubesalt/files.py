@@ -7,6 +7,7 @@ the directory is fsync'ed. Any failure leaves the previous file byte-identical a
 """
 
 import contextlib
+import hashlib
 import os
 import stat
 import tempfile
@@ -19,6 +20,8 @@ try:
 except ImportError:  # pragma: no cover - not a POSIX system
     grp = pwd = None
 
+# Files are read and written in chunks of this size.
+CHUNK = 1024 * 1024
 # Temporary files end with this: a crash leaves at most one such file behind, and it is recognisable.
 TMP_SUFFIX = ".kubesalt.part"
 
@@ -148,3 +151,21 @@ def write(path, content, mode, uid=-1, gid=-1, dir_mode=0o755):
     make_dirs(path, dir_mode)
     with atomic(path, mode, uid, gid) as fh:
         fh.write(content.encode() if isinstance(content, str) else content)
+
+
+def digest(path, hash_type="sha256"):
+    """The hex digest of the regular file at ``path``, or None when there is none (missing, or a symlink, which an
+    install replaces by a regular file); a directory raises."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(info.st_mode):
+        raise CommandExecutionError(f"{path} is a directory, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    hasher = hashlib.new(hash_type)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()

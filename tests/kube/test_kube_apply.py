@@ -207,7 +207,3 @@ def pure():
 ])
 def test_differences_is_empty_exactly_when_desired_is_a_recursive_subset(pure, desired, live, diff):
     assert pure.differences(desired, live) == diff
-
-
-def test_the_group_bound_for_the_kubelet_client_is_the_one_in_its_certificate(pure):
-    assert pure.APISERVER_KUBELET_CLIENT_GROUP == load("k8s_pki").APISERVER_KUBELET_CLIENT_GROUP

@@ -5,9 +5,19 @@ import threading
 import time
 
 import pytest
+import yaml
 from salt.exceptions import CommandExecutionError
 
+from kubesalt import data
 from tests.kube.conftest import PKI, now
+from tests.support.loader import ROOT, load
+
+CONF = load("k8s_conf")
+COREDNS = yaml.safe_load((ROOT / "formulas/k8s/addons/coredns.yaml").read_text())
+
+
+def coredns_objects(config):
+    return CONF.coredns_objects(config, COREDNS)
 
 pytestmark = pytest.mark.kube
 ADMIN = "kubernetes-admin"
@@ -51,7 +61,7 @@ def test_the_built_in_kubelet_api_admin_role_exists_on_1_20_and_covers_nodes_pro
 
 
 def test_cluster_objects_are_accepted_applied_once_and_then_unchanged(kube, config, plane):
-    objects = kube.cluster_objects(config)
+    objects = CONF.cluster_objects(config)
     assert [o["kind"] for o in objects] == ["ClusterRoleBinding"]
     for manifest in objects:
         dry_run(plane, kube, manifest)
@@ -64,8 +74,8 @@ def test_cluster_objects_are_accepted_applied_once_and_then_unchanged(kube, conf
 
 def test_the_apiserver_kubelet_client_certificate_may_use_the_kubelet_api_once_bound(kube, config, plane):
     user, groups = subject(plane, "apiserver-kubelet-client")
-    assert groups == [kube.APISERVER_KUBELET_CLIENT_GROUP]
-    for manifest in kube.cluster_objects(config):
+    assert groups == [data.APISERVER_KUBELET_CLIENT_GROUP]
+    for manifest in CONF.cluster_objects(config):
         kube.apply(config, manifest)
     for verb, subresource in (("get", "proxy"), ("create", "proxy"), ("get", "log"), ("get", "stats")):
         assert allowed(plane, user, groups, verb, "nodes", subresource, name="worker01"), (verb, subresource)
@@ -88,13 +98,13 @@ def test_every_other_kubesalt_identity_is_served_by_a_built_in_binding(plane, id
 
 # coredns_objects ----------------------------------------------------------------------------------------------------
 def test_coredns_objects_are_accepted_by_a_server_side_dry_run(kube, config, plane):
-    for manifest in kube.coredns_objects(config):
+    for manifest in coredns_objects(config):
         answer = dry_run(plane, kube, manifest)
         assert answer["kind"] == manifest["kind"]
 
 
 def test_coredns_objects_apply_and_a_second_apply_changes_nothing(kube, config, plane):
-    objects = kube.coredns_objects(config)
+    objects = coredns_objects(config)
     assert [o["kind"] for o in objects] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
                                             "Deployment", "Service"]
     for manifest in objects:
@@ -105,7 +115,7 @@ def test_coredns_objects_apply_and_a_second_apply_changes_nothing(kube, config, 
 
 
 def test_the_kube_dns_service_sits_at_the_cluster_dns_ip_and_maps_53_to_coredns(kube, config):
-    for manifest in kube.coredns_objects(config):
+    for manifest in coredns_objects(config):
         kube.apply(config, manifest)
     service = kube.get(config, "Service", "kube-dns", "kube-system")
     assert service["spec"]["clusterIP"] == config["networks"]["cluster_dns_ip"] == "10.32.0.10"
@@ -118,7 +128,7 @@ def test_the_kube_dns_service_sits_at_the_cluster_dns_ip_and_maps_53_to_coredns(
 
 
 def test_the_coredns_pod_runs_as_non_root_without_capabilities_and_tolerates_the_master_taint(kube, config):
-    deployment = next(o for o in kube.coredns_objects(config) if o["kind"] == "Deployment")
+    deployment = next(o for o in coredns_objects(config) if o["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
@@ -133,7 +143,7 @@ def test_the_coredns_pod_runs_as_non_root_without_capabilities_and_tolerates_the
 
 
 def test_coredns_may_list_and_watch_what_its_kubernetes_plugin_reads(kube, config, plane):
-    for manifest in kube.coredns_objects(config):
+    for manifest in coredns_objects(config):
         kube.apply(config, manifest)
     sa = "system:serviceaccount:kube-system:coredns"
     groups = ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"]
@@ -145,7 +155,8 @@ def test_coredns_may_list_and_watch_what_its_kubernetes_plugin_reads(kube, confi
 
 
 def test_the_corefile_serves_the_cluster_domain_and_forwards_the_rest(kube, config):
-    corefile = kube.corefile(dict(config, cluster_domain="k8s.example"))
+    configmap = next(o for o in coredns_objects(dict(config, cluster_domain="k8s.example")) if o["kind"] == "ConfigMap")
+    corefile = configmap["data"]["Corefile"]
     assert "kubernetes k8s.example in-addr.arpa ip6.arpa {" in corefile
     for line in ("forward . /etc/resolv.conf", "cache 30", "loop", "reload", "ready", "health {"):
         assert f"    {line}\n" in corefile
@@ -153,7 +164,7 @@ def test_the_corefile_serves_the_cluster_domain_and_forwards_the_rest(kube, conf
 
 def test_coredns_objects_are_empty_when_the_addon_is_disabled(kube, config):
     disabled = dict(config, addons={"coredns": dict(config["addons"]["coredns"], enabled=False)})
-    assert kube.coredns_objects(disabled) == []
+    assert coredns_objects(disabled) == []
 
 
 # deployment_available -----------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from tests.kube.test_kube_objects import coredns_objects
 from tests.kube.conftest import register_kubelet, report_ready
 from tests.support import etcd_cluster
 
@@ -108,10 +109,10 @@ def test_objects_present_refuses_a_list_with_an_unknown_kind_before_applying_any
 
 def test_the_coredns_objects_through_the_state_converge_in_one_run(minions, plane):
     states, config = minions.states("master01"), plane.config()
-    kube = minions.execution("master01")
-    ret = states.objects_present("cluster DNS", kube.coredns_objects(config), config=config)
+    objects = coredns_objects(config)
+    ret = states.objects_present("cluster DNS", objects, config=config)
     assert ret["result"] is True, ret
-    again = states.objects_present("cluster DNS", kube.coredns_objects(config), config=config)
+    again = states.objects_present("cluster DNS", objects, config=config)
     assert again["result"] is True and again["changes"] == {}
 
 

@@ -47,4 +47,5 @@ def art(caplog):
     each download writes)."""
     module = load("k8s_artifact")
     caplog.set_level(logging.INFO, logger=module.log.name)
+    caplog.set_level(logging.INFO, logger="kubesalt")  # downloads and the cache log from kubesalt.download/cache
     return module

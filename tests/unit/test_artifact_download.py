@@ -9,6 +9,7 @@ import time
 import pytest
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+from kubesalt import files
 from tests.support.httpserver import http_server  # noqa: F401 - pytest fixture
 
 BODY = os.urandom(3 * 1024 * 1024 + 17)  # several 1 MiB chunks, not a multiple of the chunk size
@@ -28,7 +29,7 @@ def target(tmp_path):
 
 
 def leftovers(directory):
-    return [p for p in os.listdir(directory) if p.endswith(".k8s_artifact.part")]
+    return [p for p in os.listdir(directory) if p.endswith(files.TMP_SUFFIX)]
 
 
 def test_good_download_installs_verified_file_with_mode_and_logs_one_line(art, http_server, tmp_path, caplog):

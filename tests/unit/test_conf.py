@@ -9,7 +9,7 @@ import pytest
 import yaml
 from salt.exceptions import SaltInvocationError
 
-from tests.support.loader import load
+from tests.support.loader import ROOT, load
 from tests.unit.conftest import INVENTORY
 
 THREE_MASTERS = {
@@ -282,3 +282,31 @@ def test_unit_exec_start_carries_every_flag(conf, make_settings):
     exec_start = text.split("ExecStart=", 1)[1].split("\nRestart=")[0]
     assert [line.strip(" \\") for line in exec_start.splitlines()] == [spec["exec"]] + spec["flags"]
     assert "Requires=containerd.service" in text and "WantedBy=multi-user.target" in text
+
+
+def test_the_group_bound_for_the_kubelet_client_is_the_one_in_its_certificate(conf, make_settings):
+    config = make_settings()
+    binding = conf.cluster_objects(config)[0]
+    client = load("k8s_pki").entitlements(config, "master01")["apiserver-kubelet-client"]
+    assert [s["name"] for s in binding["subjects"]] == client["o"]
+    assert binding["roleRef"]["name"] == "system:kubelet-api-admin"
+
+
+def test_coredns_objects_come_from_the_addon_data_with_the_settings_filled_in(conf, make_settings):
+    objects = yaml.safe_load((ROOT / "formulas/k8s/addons/coredns.yaml").read_text())
+    config = make_settings({"nodes": make_settings()["nodes"], "cluster_domain": "k8s.example",
+                            "networks": {"cluster_dns_ip": "10.32.0.53"},
+                            "addons": {"coredns": {"image": "example.org/coredns:1", "replicas": 3}}})
+    built = {o["kind"]: o for o in conf.coredns_objects(config, objects)}
+    assert list(built) == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Service"]
+    assert all(o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kubesalt" for o in built.values())
+    assert "kubernetes k8s.example in-addr.arpa ip6.arpa {" in built["ConfigMap"]["data"]["Corefile"]
+    deployment = built["Deployment"]["spec"]
+    assert deployment["replicas"] == 3
+    assert deployment["template"]["spec"]["containers"][0]["image"] == "example.org/coredns:1"
+    assert {"key": config["master_taint"], "operator": "Exists", "effect": "NoSchedule"} in \
+        deployment["template"]["spec"]["tolerations"]
+    assert built["Service"]["spec"]["clusterIP"] == "10.32.0.53"
+    assert "CLUSTER_DOMAIN" in objects[3]["data"]["Corefile"]  # the data itself is left as it was
+    disabled = make_settings({"nodes": make_settings()["nodes"], "addons": {"coredns": {"enabled": False}}})
+    assert conf.coredns_objects(disabled, objects) == []

@@ -1,6 +1,7 @@
 {#- Cluster add-ons, applied from the CA minion with the admin credentials: CoreDNS (ServiceAccount, RBAC,
     ConfigMap, Deployment, Service kube-dns at k8s:networks:cluster_dns_ip) when k8s:addons:coredns:enabled. #}
 {%- from "k8s/map.jinja" import k8s with context %}
+{%- import_yaml "k8s/addons/coredns.yaml" as coredns %}
 {%- if opts.id == k8s.cluster.ca_minion and k8s.manage_services and k8s.addons.coredns.enabled %}
 
 include:
@@ -8,7 +9,7 @@ include:
 
 coredns:
   k8s_kube.objects_present:
-    - manifests: {{ salt["k8s_kube.coredns_objects"](k8s) | json }}
+    - manifests: {{ salt["k8s_conf.coredns_objects"](k8s, coredns) | json }}
     - config: {{ k8s | json }}
     - require:
       - k8s_kube: cluster objects

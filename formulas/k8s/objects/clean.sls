@@ -5,7 +5,7 @@
 
 cluster objects removed:
   k8s_kube.objects_absent:
-    - manifests: {{ salt["k8s_kube.cluster_objects"](k8s) | json }}
+    - manifests: {{ salt["k8s_conf.cluster_objects"](k8s) | json }}
     - config: {{ k8s | json }}
 {%- else %}
 

@@ -10,7 +10,7 @@ include:
 
 cluster objects:
   k8s_kube.objects_present:
-    - manifests: {{ salt["k8s_kube.cluster_objects"](k8s) | json }}
+    - manifests: {{ salt["k8s_conf.cluster_objects"](k8s) | json }}
     - config: {{ k8s | json }}
     - require:
       - k8s_pki: admin certificate

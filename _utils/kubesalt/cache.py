@@ -1,0 +1,191 @@
+"""
+kubesalt's artifact cache: verified downloads kept by digest (``<cache_dir>/<hash_type>/<hex>``), so a re-apply, or
+another component that needs the same bytes whatever its URL, reuses the entry without a request. An entry is
+re-hashed every time it is used; a corrupted one is discarded and downloaded again. Digests taken from opted-in
+checksum files are kept in ``<cache_dir>/checksums/``, and the member digests of extracted archives in
+``<cache_dir>/manifests/`` (so a re-apply compares files without downloading or decompressing anything).
+"""
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from kubesalt import download, files
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIR = "/var/cache/kubesalt/artifacts"
+
+
+class _Corrupt(Exception):
+    """A cache entry whose bytes no longer match its digest."""
+
+
+def _copy_hashing(src, fh, hash_type):
+    hasher = hashlib.new(hash_type)
+    size = 0
+    with open(src, "rb") as source:
+        while chunk := source.read(files.CHUNK):
+            hasher.update(chunk)
+            fh.write(chunk)
+            size += len(chunk)
+    return hasher.hexdigest(), size
+
+
+def entry_path(cache_dir, hash_type, digest):
+    return os.path.join(cache_dir, hash_type, digest)
+
+
+def _cache_fill(cache_dir, url, hash_type, digest, net):
+    """Make sure the cache has an entry for ``digest`` (downloading it if absent); return its path."""
+    entry = entry_path(cache_dir, hash_type, digest)
+    if os.path.isfile(entry):
+        return entry
+    os.makedirs(os.path.dirname(entry), mode=0o700, exist_ok=True)
+    with files.atomic(entry, 0o644) as fh:
+        actual, size, seconds = download.download_into(url, fh, hash_type, net)
+        download.check(url, hash_type, digest, actual, size, "the cache")
+    download.log_download(url, hash_type, size, seconds, entry)
+    return entry
+
+
+def open_verified(url, hash_type, digest, cache_dir, net, stack):
+    """Return an open, verified file object with the artifact's bytes (from the cache, or a temporary download)."""
+    if cache_dir:
+        for attempt in (1, 2):
+            entry = _cache_fill(cache_dir, url, hash_type, digest, net)
+            fh = stack.enter_context(open(entry, "rb"))
+            hasher = hashlib.new(hash_type)
+            while chunk := fh.read(files.CHUNK):
+                hasher.update(chunk)
+            if hasher.hexdigest() == digest:
+                fh.seek(0)
+                log.debug("k8s_artifact: using verified cache entry %s", entry)
+                return fh
+            fh.close()
+            log.warning("k8s_artifact: cache entry %s is corrupted (%s %s); discarding it", entry, hash_type,
+                        hasher.hexdigest())
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry)
+        raise CommandExecutionError(f"k8s_artifact: cache entry {entry} was corrupted twice in a row")
+    fh = stack.enter_context(tempfile.TemporaryFile(prefix="k8s_artifact-"))
+    actual, size, seconds = download.download_into(url, fh, hash_type, net)
+    download.check(url, hash_type, digest, actual, size, "nothing")
+    download.log_download(url, hash_type, size, seconds, "a temporary file")
+    fh.seek(0)
+    return fh
+
+
+def place(path, url, hash_type, digest, cache_dir, net, mode, uid, gid):
+    """Install the verified artifact at ``path`` atomically; return where it came from (downloaded or cache)."""
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    if not cache_dir:
+        with files.atomic(path, mode, uid, gid) as fh:
+            actual, size, seconds = download.download_into(url, fh, hash_type, net)
+            download.check(url, hash_type, digest, actual, size, path)
+        download.log_download(url, hash_type, size, seconds, path)
+        return "downloaded"
+    entry = entry_path(cache_dir, hash_type, digest)
+    for _ in range(2):
+        source = "cache" if os.path.isfile(entry) else "downloaded"
+        _cache_fill(cache_dir, url, hash_type, digest, net)
+        try:
+            with files.atomic(path, mode, uid, gid) as fh:
+                # The cache entry is re-hashed while it is copied: a corrupted entry never reaches path.
+                actual, size = _copy_hashing(entry, fh, hash_type)
+                if actual != digest:
+                    raise _Corrupt(actual)
+        except _Corrupt as exc:
+            log.warning("k8s_artifact: cache entry %s is corrupted (%s %s); discarding it and downloading again",
+                        entry, hash_type, exc)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry)
+            continue
+        if source == "cache":
+            log.info("k8s_artifact: %s -> %s from the cache: %.1f MB, %s verified", url, path, size / 1e6,
+                     hash_type)
+        return source
+    raise CommandExecutionError(f"k8s_artifact: cache entry {entry} was corrupted again right after download; "
+                                f"check the disk under {cache_dir}")
+
+
+def _checksum_cache_path(cache_dir, checksum_url, filename, hash_type):
+    key = hashlib.sha256(f"{checksum_url}\n{filename}\n{hash_type}".encode()).hexdigest()
+    return os.path.join(cache_dir, "checksums", f"{key}.json")
+
+
+def digest_from_checksum_file(checksum_url, url, hash_type, cache_dir, net, network=True):
+    """The digest of ``url``'s file from an opted-in checksum file; cached; None if unknown and ``network`` is off."""
+    filename = download.url_filename(url)
+    cached = _checksum_cache_path(cache_dir, checksum_url, filename, hash_type) if cache_dir else None
+    if cached and os.path.isfile(cached):
+        with contextlib.suppress(ValueError, OSError, SaltInvocationError):
+            with open(cached, encoding="utf-8") as fh:
+                return download.check_digest(json.load(fh)["digest"], hash_type)
+    if not network:
+        return None
+    try:
+        digest = download.parse_checksums(download.fetch_text(checksum_url, net), filename, hash_type)
+    except CommandExecutionError as exc:
+        raise CommandExecutionError(f"{exc} ({checksum_url})") from None
+    log.info("k8s_artifact: %s digest of %s taken from the opted-in checksum file %s: %s", hash_type, filename,
+             checksum_url, digest)
+    if cached:
+        os.makedirs(os.path.dirname(cached), mode=0o700, exist_ok=True)
+        with files.atomic(cached, 0o644) as fh:
+            fh.write(json.dumps({"checksum_url": checksum_url, "filename": filename, "hash_type": hash_type,
+                                 "digest": digest}).encode())
+    return digest
+
+
+def _manifest_path(cache_dir, hash_type, digest):
+    return os.path.join(cache_dir, "manifests", hash_type, f"{digest}.json")
+
+
+def manifest_load(cache_dir, hash_type, digest):
+    """Member digests recorded when the archive was last extracted ({member path: sha256})."""
+    if not cache_dir:
+        return {}
+    try:
+        with open(_manifest_path(cache_dir, hash_type, digest), encoding="utf-8") as fh:
+            data = json.load(fh).get("members") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v)}
+
+
+def manifest_save(cache_dir, hash_type, digest, member_digests):
+    if not cache_dir:
+        return
+    data = manifest_load(cache_dir, hash_type, digest)
+    data.update(member_digests)
+    path = _manifest_path(cache_dir, hash_type, digest)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with files.atomic(path, 0o644) as fh:
+        fh.write(json.dumps({"archive": tag(hash_type, digest), "members": data}, indent=1,
+                            sort_keys=True).encode())
+
+
+def cached_readonly(cache_dir, hash_type, digest, stack):
+    """The cache entry as a verified open file, or None; never downloads, deletes or writes (test mode)."""
+    entry = entry_path(cache_dir, hash_type, digest) if cache_dir else None
+    if not entry or not os.path.isfile(entry):
+        return None
+    fh = stack.enter_context(open(entry, "rb"))
+    hasher = hashlib.new(hash_type)
+    while chunk := fh.read(files.CHUNK):
+        hasher.update(chunk)
+    if hasher.hexdigest() != digest:
+        return None
+    fh.seek(0)
+    return fh
+
+
+def tag(hash_type, digest):
+    return f"{hash_type}:{digest}" if digest else None
