@@ -193,14 +193,9 @@ def _resolve(component, config, arch=None, mirror=None):
                                          arch=arch), f"k8s:artifacts:checksum_urls:{component}")
         checksum_url = mirror_url(upstream_checksum, mirror)
         hash_type = download.checksum_hash_type(upstream_checksum)
-    members = {}
-    kind = entry.get("type", "binary")
-    if kind == "archive":
-        for dest, member in (entry.get("members") or {}).items():
-            members[str(dest)] = _format(member, f"{PINS_KEY}:{component}:members:{dest}", version=version,
-                                         arch=arch)
-    elif kind != "binary":
-        raise CommandExecutionError(f"k8s_artifact: catalogue type '{kind}' of {component} is not binary or archive")
+    kind, target, members = _layout(component, entry, config)
+    members = {dest: _format(member, f"{PINS_KEY}:{component}:members:{dest}", version=version, arch=arch)
+               for dest, member in members.items()}
     return {
         "component": component,
         "version": version,
@@ -213,7 +208,42 @@ def _resolve(component, config, arch=None, mirror=None):
         "upstream_checksum_url": upstream_checksum,
         "type": kind,
         "members": members,
+        "target": target,
+        "files": [target] if kind == "binary" else [f"{target}/{dest}" for dest in members],
     }
+
+
+def _layout(component, entry, config):
+    """(type, target, members) of a catalogue entry: a binary's file, or the directory an archive's members go to."""
+    kind = entry.get("type", "binary")
+    if kind not in ("binary", "archive"):
+        raise CommandExecutionError(f"k8s_artifact: catalogue type '{kind}' of {component} is not binary or archive")
+    paths = config.get("paths") or {}
+    install_dir = entry.get("install_dir", "bin_dir")
+    if install_dir not in paths:
+        raise CommandExecutionError(f"k8s_artifact: catalogue install_dir '{install_dir}' of {component} is not a "
+                                    "k8s:paths entry")
+    directory = str(paths[install_dir]).rstrip("/")
+    members = {str(dest): str(member) for dest, member in (entry.get("members") or {}).items()}
+    return kind, directory if kind == "archive" else f"{directory}/{component}", members
+
+
+def installed_files(component, config):
+    """
+    The files catalogue ``component`` installs (its binary, or its archive's members in their directory), whatever
+    its version and whether a digest is pinned: what its clean state removes.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_artifact.installed_files containerd "$(salt-call --out=json k8s.config | jq -c .local)"
+    """
+    entry = (config.get("catalogue") or {}).get(component)
+    if not isinstance(entry, dict):
+        raise CommandExecutionError(f"k8s_artifact: component '{component}' is not in the catalogue")
+    kind, target, members = _layout(component, entry, config)
+    return [target] if kind == "binary" else [f"{target}/{dest}" for dest in members]
 
 
 def resolve(component, config):
@@ -221,7 +251,9 @@ def resolve(component, config):
     Return how to fetch and verify catalogue ``component`` for the configured version and arch: ``component``,
     ``version``, ``arch``, ``url`` (rewritten onto ``k8s:artifacts:mirror`` when set), ``upstream_url``,
     ``hash_type``, ``digest`` (hex, or None when it comes from an opted-in checksum file), ``checksum_url`` (or None),
-    ``upstream_checksum_url``, ``type`` (binary or archive) and ``members`` (destination name -> member path).
+    ``upstream_checksum_url``, ``type`` (binary or archive), ``members`` (destination name -> member path),
+    ``target`` (the binary's path, or the directory the members go to: the entry's ``install_dir``, a ``k8s:paths``
+    key, default ``bin_dir``) and ``files`` (every path it installs).
 
     ``config`` is the resolved settings mapping (``k8s`` from ``k8s/map.jinja``, i.e. ``k8s.settings``). A version
     with no pinned digest and no checksum-file opt-in raises an error naming ``k8s:artifacts:pins:...``.
@@ -492,13 +524,13 @@ def mirror_populate(directory, config=None, components=None, arches=None, connec
         components = __salt__["k8s.needed_components"](config)
     if isinstance(components, str):
         components = [c.strip() for c in components.split(",") if c.strip()]
-    arches = arches or [config.get("arch")]
+    arches = arches or [config["arch"]]
     if isinstance(arches, str):
         arches = [a.strip() for a in arches.split(",") if a.strip()]
-    settings = config.get("artifacts") or {}
-    net = download.Net(settings.get("connect_timeout", 10) if connect_timeout is None else connect_timeout,
-               settings.get("read_timeout", 30) if read_timeout is None else read_timeout,
-               settings.get("retries", 3) if retries is None else retries, backoff, max_redirects)
+    settings = config["artifacts"]
+    net = download.Net(settings["connect_timeout"] if connect_timeout is None else connect_timeout,
+                       settings["read_timeout"] if read_timeout is None else read_timeout,
+                       settings["retries"] if retries is None else retries, backoff, max_redirects)
     root = _abspath(directory, "directory")
     results, errors = [], []
     for component in dict.fromkeys(components):

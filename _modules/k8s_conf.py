@@ -25,7 +25,7 @@ import re
 import salt.utils.yaml
 from salt.exceptions import SaltInvocationError
 
-from kubesalt import data, topology
+from kubesalt import data, pki, topology
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +65,20 @@ def _require_role(config, minion_id, role):
         raise SaltInvocationError(f"k8s:nodes:{minion_id}: '{minion_id}' has no {role} role in the inventory")
 
 
-def _pki(config, name):
-    return f"{config['paths']['pki_dir']}/{name}"
-
-
 def _cert(config, identity):
-    return _pki(config, f"{identity}.crt"), _pki(config, f"{identity}.key")
+    """(certificate, key) paths of ``identity`` on a node (``kubesalt.pki.layout``)."""
+    files = pki.layout(config)["certificates"][identity]
+    return files["cert"], files["key"]
+
+
+def _ca(config, ca):
+    """The bundle of CA ``ca`` every node holds."""
+    return pki.layout(config)["cas"][ca]["bundle"]
+
+
+def _secret(config, name):
+    """Where a master holds cluster secret ``name``."""
+    return pki.layout(config)["secrets"][name]["path"]
 
 
 def _yaml(data):
@@ -169,7 +177,7 @@ def kubeconfig(config, identity, server):
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": name, "cluster": {"server": server,
-                                                "certificate-authority": _pki(config, "kubernetes-ca.crt")}}],
+                                                "certificate-authority": _ca(config, "kubernetes-ca")}}],
         "users": [{"name": user, "user": {"client-certificate": cert, "client-key": key}}],
         "contexts": [{"name": f"{user}@{name}", "context": {"cluster": name, "user": user}}],
         "current-context": f"{user}@{name}",
@@ -232,7 +240,7 @@ def etcd(config, minion_id):
     settings, data_dir = config["etcd"], config["paths"]["etcd_data_dir"]
     client_url = topology.url(node["ip"], settings["client_port"])
     peers = topology.etcd_peer_urls(config)
-    ca = _pki(config, "etcd-ca.crt")
+    ca = _ca(config, "etcd-ca")
     server_cert, server_key = _cert(config, "etcd-server")
     peer_cert, peer_key = _cert(config, "etcd-peer")
     flags = _flags({
@@ -308,25 +316,25 @@ def apiserver(config, minion_id):
         "anonymous-auth": False,
         "authorization-mode": ["Node", "RBAC"],
         "enable-admission-plugins": ["NodeRestriction"],
-        "client-ca-file": _pki(config, "kubernetes-ca.crt"),
+        "client-ca-file": _ca(config, "kubernetes-ca"),
         "tls-cert-file": tls_cert,
         "tls-private-key-file": tls_key,
         "etcd-servers": topology.etcd_client_urls(config),
-        "etcd-cafile": _pki(config, "etcd-ca.crt"),
+        "etcd-cafile": _ca(config, "etcd-ca"),
         "etcd-certfile": etcd_cert,
         "etcd-keyfile": etcd_key,
-        "encryption-provider-config": _pki(config, "encryption-config.yaml"),
-        "kubelet-certificate-authority": _pki(config, "kubernetes-ca.crt"),
+        "encryption-provider-config": _secret(config, "encryption-config"),
+        "kubelet-certificate-authority": _ca(config, "kubernetes-ca"),
         "kubelet-client-certificate": kubelet_cert,
         "kubelet-client-key": kubelet_key,
         "kubelet-preferred-address-types": ["InternalIP", "Hostname"],
         "service-account-issuer": f"https://kubernetes.default.svc.{domain}",
         # The verification key as a public key: kube-apiserver cannot read an ECDSA private key in PKCS#8 form here.
-        "service-account-key-file": _pki(config, "service-account.pub"),
-        "service-account-signing-key-file": _pki(config, "service-account.key"),
+        "service-account-key-file": pki.layout(config)["public_keys"]["service-account"],
+        "service-account-signing-key-file": _secret(config, "service-account"),
         "service-cluster-ip-range": nets["service_cidr"],
         "service-node-port-range": nets["node_port_range"],
-        "requestheader-client-ca-file": _pki(config, "front-proxy-ca.crt"),
+        "requestheader-client-ca-file": _ca(config, "front-proxy-ca"),
         "requestheader-allowed-names": "front-proxy-client",
         "requestheader-extra-headers-prefix": "X-Remote-Extra-",
         "requestheader-group-headers": "X-Remote-Group",
@@ -378,18 +386,18 @@ def controller_manager(config, minion_id):
         "bind-address": "127.0.0.1",
         "tls-cert-file": tls_cert,
         "tls-private-key-file": tls_key,
-        "client-ca-file": _pki(config, "kubernetes-ca.crt"),
-        "requestheader-client-ca-file": _pki(config, "front-proxy-ca.crt"),
+        "client-ca-file": _ca(config, "kubernetes-ca"),
+        "requestheader-client-ca-file": _ca(config, "front-proxy-ca"),
         "cluster-name": config["cluster_name"],
         "cluster-cidr": nets["pod_cidr"],
         "allocate-node-cidrs": allocate,
         "node-cidr-mask-size": nets["node_pod_prefix"] if allocate else None,
         "service-cluster-ip-range": nets["service_cidr"],
-        "cluster-signing-cert-file": _pki(config, "kubernetes-ca.crt") if is_ca else None,
-        "cluster-signing-key-file": f"{config['paths']['ca_dir']}/kubernetes-ca.key" if is_ca else None,
+        "cluster-signing-cert-file": _ca(config, "kubernetes-ca") if is_ca else None,
+        "cluster-signing-key-file": pki.layout(config)["cas"]["kubernetes-ca"]["key"] if is_ca else None,
         "controllers": None if is_ca else ["*", "-csrsigning"],
-        "root-ca-file": _pki(config, "kubernetes-ca.crt"),
-        "service-account-private-key-file": _pki(config, "service-account.key"),
+        "root-ca-file": _ca(config, "kubernetes-ca"),
+        "service-account-private-key-file": _secret(config, "service-account"),
         "use-service-account-credentials": True,
         "leader-elect": True,
         "profiling": False,
@@ -439,7 +447,7 @@ def scheduler(config, minion_id):
         "bind-address": "127.0.0.1",
         "tls-cert-file": tls_cert,
         "tls-private-key-file": tls_key,
-        "client-ca-file": _pki(config, "kubernetes-ca.crt"),
+        "client-ca-file": _ca(config, "kubernetes-ca"),
         "profiling": False,
     }) + _extra(config, "scheduler")
     return {
@@ -607,7 +615,7 @@ def kubelet_config(config, minion_id):
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
-                           "x509": {"clientCAFile": _pki(config, "kubernetes-ca.crt")}},
+                           "x509": {"clientCAFile": _ca(config, "kubernetes-ca")}},
         "authorization": {"mode": "Webhook"},
         "cgroupDriver": "systemd",
         "clusterDomain": config["cluster_domain"],
@@ -785,7 +793,7 @@ def network(config, minion_id):
             "flags": _flags({
                 "etcd-endpoints": topology.etcd_client_urls(config),
                 "etcd-prefix": etcd["network_prefix"],
-                "etcd-cafile": _pki(config, "etcd-ca.crt"),
+                "etcd-cafile": _ca(config, "etcd-ca"),
                 "etcd-certfile": cert,
                 "etcd-keyfile": key,
                 "iface": node["ip"],

@@ -163,7 +163,9 @@ def layout(config):
     - ``cas``: ``{ca: {cert, key, common_name, bundle}}``; ``cert``/``key`` in ``ca_dir`` on the CA minion only,
       ``bundle`` the copy every node gets in ``pki_dir``;
     - ``certificates``: ``{identity: {cert, key, ca_file}}`` in ``pki_dir``;
-    - ``secrets``: ``{secret: {source, path}}``: ``source`` in ``ca_dir`` on the CA minion, ``path`` on masters.
+    - ``secrets``: ``{secret: {source, path}}``: ``source`` in ``ca_dir`` on the CA minion, ``path`` on masters;
+    - ``public_keys``: ``{secret: path}``: the public half of a key secret, on masters (kube-apiserver verifies
+      service-account tokens with it).
     """
     paths = (config or {}).get("paths") or {}
     pki, ca_dir = paths.get("pki_dir"), paths.get("ca_dir")
@@ -177,6 +179,7 @@ def layout(config):
                          for identity, ca in IDENTITIES.items()},
         "secrets": {name: {"source": f"{ca_dir}/{fname}", "path": f"{pki}/{fname}"}
                     for name, fname in SECRETS.items()},
+        "public_keys": {"service-account": f"{pki}/service-account.pub"},
     }
 
 

@@ -11,9 +11,11 @@
 {%- set nodes = "G@role:master or G@role:worker or G@role:etcd" %}
 {%- set etcd_hosts = "G@role:master or G@role:etcd" %}
 {%- set node_hosts = "G@role:master or G@role:worker" %}
-{#- Batch size of the steps whose nodes call the CA minion through peer publish (k8s:worker_batch in the master's own
-    pillar, if it has the k8s pillar; see defaults.yaml). #}
-{%- set batch = salt["pillar.get"]("k8s:worker_batch", 4) %}
+{#- Batch size of the steps whose nodes call the CA minion through peer publish: k8s:worker_batch from the master's own
+    pillar when it has the k8s pillar, else the default in defaults.yaml (see there). Nodes validate the value they
+    see in the validation step. #}
+{%- import_yaml "k8s/defaults.yaml" as defaults %}
+{%- set batch = salt["pillar.get"]("k8s:worker_batch", defaults.k8s.worker_batch) %}
 {#- Peer publish stalls 30 s at random unless the salt-master gives the `publish` command a worker pool of its own
     (README, "Setting up the salt-master"). This renders on the master, so opts are the master's: say so up front. #}
 {%- set pool_check = namespace(ok=false) %}
@@ -33,8 +35,17 @@ salt-master worker pools:
         Add the README's worker_pools block to the master config.
 {%- endif %}
 
-{#- kubesalt ships execution and state modules only: syncing those two types costs ~1 s where saltutil.sync_all
-    (every extension type, one fileserver round trip each) costs ~5 s of a ~20 s no-op run. #}
+{#- kubesalt ships its shared core (_utils), execution and state modules: syncing those three types costs ~1.5 s
+    where saltutil.sync_all (every extension type, one fileserver round trip each) costs ~5 s of a ~20 s no-op run.
+    The shared core first: the modules import it. #}
+sync kubesalt shared core:
+  salt.function:
+    - name: saltutil.sync_utils
+    - tgt: "{{ nodes }}"
+    - tgt_type: compound
+    - kwarg:
+        refresh: false
+
 sync kubesalt execution modules:
   salt.function:
     - name: saltutil.sync_modules
@@ -42,6 +53,8 @@ sync kubesalt execution modules:
     - tgt_type: compound
     - kwarg:
         refresh: false
+    - require:
+      - salt: sync kubesalt shared core
 
 sync kubesalt state modules:
   salt.function:

@@ -152,7 +152,7 @@ def test_orchestration_runs_in_order_and_a_second_run_changes_nothing(salt_run_c
     steps = next(iter(first.data["data"].values()))  # the return is keyed by the master's id
     assert all(s["result"] for s in steps.values()), steps
     order = [s["__id__"] for s in sorted(steps.values(), key=lambda s: s["__run_num__"])]
-    assert order == ["sync kubesalt execution modules", "sync kubesalt state modules",
+    assert order == ["sync kubesalt shared core", "sync kubesalt execution modules", "sync kubesalt state modules",
                      "validate configuration on every node",
                      "certificate authorities on the CA minion", "node certificates everywhere",
                      "etcd members in parallel", "etcd members restarted one at a time",

@@ -8,11 +8,10 @@ import stat
 import pytest
 from cryptography import x509
 
+from kubesalt import x509 as core
 from tests.integration.conftest import snapshot
-from tests.support.loader import load
 
 pytestmark = pytest.mark.integration
-pki = load("k8s_pki")
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +46,15 @@ def test_master_holds_control_plane_certificates_chained_to_the_cas(ca_ready, no
     pki_dir = node_root("master01") / "etc/kubernetes/pki"
     for identity in ("apiserver", "apiserver-kubelet-client", "apiserver-etcd-client", "front-proxy-client",
                      "kube-controller-manager", "kube-scheduler", "admin", "etcd-server", "etcd-peer"):
-        info = pki.certificate_info((pki_dir / f"{identity}.crt").read_text())
+        info = core.certificate_info((pki_dir / f"{identity}.crt").read_text())
         assert _mode(pki_dir / f"{identity}.key") == 0o600
         assert _mode(pki_dir / f"{identity}.crt") == 0o644
         assert info["issuer"]["cn"], identity
-    apiserver = pki.certificate_info((pki_dir / "apiserver.crt").read_text())
+    apiserver = core.certificate_info((pki_dir / "apiserver.crt").read_text())
     assert {"10.32.0.1", "10.240.0.11", "127.0.0.1"} <= set(apiserver["ips"])
     assert "kubernetes.default.svc.cluster.local" in apiserver["dns"]
     assert (pki_dir / "service-account.key").is_file() and _mode(pki_dir / "service-account.key") == 0o600
-    admin = pki.certificate_info((pki_dir / "admin.crt").read_text())
+    admin = core.certificate_info((pki_dir / "admin.crt").read_text())
     assert admin["subject"]["o"] == ["system:masters"]
 
 
@@ -63,11 +62,11 @@ def test_worker_gets_its_own_kubelet_and_kube_proxy_certificates_over_peer_publi
     run = apply_sls("worker01", "k8s.pki")
     assert run.ok, run
     pki_dir = node_root("worker01") / "etc/kubernetes/pki"
-    kubelet = pki.certificate_info((pki_dir / "kubelet.crt").read_text())
+    kubelet = core.certificate_info((pki_dir / "kubelet.crt").read_text())
     assert kubelet["subject"]["cn"] == "system:node:worker01"
     assert kubelet["subject"]["o"] == ["system:nodes"]
     assert "10.240.0.21" in kubelet["ips"]
-    proxy = pki.certificate_info((pki_dir / "kube-proxy.crt").read_text())
+    proxy = core.certificate_info((pki_dir / "kube-proxy.crt").read_text())
     assert proxy["subject"]["cn"] == "system:kube-proxy"
     # Chain: signed by the Kubernetes CA the master holds.
     ca = _cert(node_root("master01") / "etc/kubernetes/pki/ca/kubernetes-ca.crt")
@@ -104,8 +103,8 @@ def _publish(salt_cli, caller, fun, args, **kwargs):
 
 @pytest.fixture(scope="module")
 def worker_csr():
-    key = pki.generate_private_key()
-    return pki.create_csr(key, "system:masters", organizations=["system:masters"])
+    key = core.generate_private_key()
+    return core.create_csr(key, "system:masters", organizations=["system:masters"])
 
 
 ATTEMPTS = {
@@ -142,5 +141,5 @@ def test_functions_outside_the_peer_rules_return_nothing(ca_ready, salt_cli, wor
 
 def test_worker_asking_for_system_masters_gets_only_its_kubelet_identity(ca_ready, salt_cli, worker_csr):
     reply = _publish(salt_cli, "worker01", "k8s_pki.sign_remote", [worker_csr, "kubelet"])["master01"]
-    info = pki.certificate_info(reply["certificate"])
+    info = core.certificate_info(reply["certificate"])
     assert info["subject"] == {"cn": "system:node:worker01", "o": ["system:nodes"]}

@@ -37,7 +37,7 @@ def test_resolve_binary_from_the_catalogue(art, make_settings):
         "url": "https://dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubelet",
         "upstream_url": "https://dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubelet",
         "hash_type": "sha256", "digest": CATALOGUE_KUBELET, "checksum_url": None, "upstream_checksum_url": None,
-        "type": "binary", "members": {},
+        "type": "binary", "members": {}, "target": "/usr/local/bin/kubelet", "files": ["/usr/local/bin/kubelet"],
     }
 
 
@@ -48,6 +48,15 @@ def test_resolve_archive_formats_members_for_version_and_arch(art, make_settings
     assert a["digest"] == "fa1b80565ee6fc2df1ae6f57a508b221f3ecc7d591c317c581cd8281b0842b3e"
     assert a["type"] == "archive"
     assert a["members"] == {"etcd": "etcd-v3.6.14-linux-arm64/etcd", "etcdctl": "etcd-v3.6.14-linux-arm64/etcdctl"}
+    assert a["target"] == "/usr/local/bin" and a["files"] == ["/usr/local/bin/etcd", "/usr/local/bin/etcdctl"]
+
+
+def test_installed_files_follow_the_catalogue_install_dir_without_needing_a_digest(art, make_settings):
+    config = make_settings({"nodes": NODES, "network": {"mode": "flannel"}})
+    assert art.installed_files("cni-plugins", config) == [f"/opt/cni/bin/{n}" for n in
+                                                           ("bridge", "host-local", "loopback", "portmap")]
+    assert art.installed_files("flannel-cni-plugin", config) == ["/opt/cni/bin/flannel"]  # no digest is known
+    assert art.installed_files("runc", config) == ["/usr/local/bin/runc"]
 
 
 def test_mirror_rewrites_scheme_and_host_keeping_upstream_host_as_first_segment(art, make_settings):

@@ -2,7 +2,7 @@
     CA minion with the admin credentials. #}
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- import_yaml "k8s/addons/coredns.yaml" as coredns %}
-{%- if opts.id == k8s.cluster.ca_minion and k8s.manage_services %}
+{%- if k8s.cluster.is_ca and k8s.manage_services %}
 
 coredns removed:
   k8s_kube.objects_absent:

@@ -2,7 +2,7 @@
     ConfigMap, Deployment, Service kube-dns at k8s:networks:cluster_dns_ip) when k8s:addons:coredns:enabled. #}
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- import_yaml "k8s/addons/coredns.yaml" as coredns %}
-{%- if opts.id == k8s.cluster.ca_minion and k8s.manage_services and k8s.addons.coredns.enabled %}
+{%- if k8s.cluster.is_ca and k8s.manage_services and k8s.addons.coredns.enabled %}
 
 include:
   - k8s.objects

@@ -4,15 +4,15 @@
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- import "k8s/macros.jinja" as m with context %}
 {%- set me = opts.id %}
-{%- if me in k8s.cluster.masters %}
+{%- if k8s.cluster.is_master %}
 
 include:
   - k8s.common
   - k8s.pki
-{{ m.binary(k8s, "kubectl", k8s.paths.bin_dir ~ "/kubectl") }}
+{{ m.binary(k8s, "kubectl") }}
 {%-   for component in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] %}
 {%-     set spec = salt["k8s_conf." ~ component.replace("kube-", "").replace("-", "_")](k8s, me) %}
-{{ m.binary(k8s, component, k8s.paths.bin_dir ~ "/" ~ component) }}
+{{ m.binary(k8s, component) }}
 {{ m.service(k8s, spec, watch=[component ~ " binary"]) }}
 {%-   endfor %}
 {%-   if k8s.manage_services %}

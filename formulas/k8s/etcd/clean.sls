@@ -1,20 +1,12 @@
-{#- Stops and removes this etcd member: unit and binaries. The data directory is kept (it is the cluster's state);
-    remove it by hand, after removing the member from the cluster, if you mean it. #}
+{#- Stops and removes this etcd member: its unit and, for k8s:etcd:install 'artifact', its binaries. The data directory
+    is kept (it is the cluster's state): remove the member from the cluster first, then move the directory aside by
+    hand if you mean it. #}
 {%- from "k8s/map.jinja" import k8s with context %}
-{%- if k8s.manage_services %}
+{%- import "k8s/macros.jinja" as m with context %}
+{%- if k8s.cluster.is_etcd %}
+{{ m.clean(k8s, salt["k8s_conf.etcd"](k8s, opts.id), ["etcd"] if k8s.etcd.install == "artifact" else []) }}
+{%- else %}
 
-etcd service stopped:
-  service.dead:
-    - name: etcd
-    - enable: false
+no etcd member on this node:
+  test.nop
 {%- endif %}
-
-etcd systemd unit removed:
-  file.absent:
-    - name: {{ k8s.paths.unit_dir }}/etcd.service
-{%- for binary in ["etcd", "etcdctl"] %}
-
-etcd binary {{ binary }} removed:
-  file.absent:
-    - name: {{ k8s.paths.bin_dir }}/{{ binary }}
-{%- endfor %}

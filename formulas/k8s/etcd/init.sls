@@ -15,7 +15,7 @@
 include:
   - k8s.pki
 {%-   if k8s.etcd.install == "artifact" %}
-{{ m.binary(k8s, "etcd", k8s.paths.bin_dir) }}
+{{ m.binary(k8s, "etcd") }}
 {%-   else %}
 
 etcd binary:

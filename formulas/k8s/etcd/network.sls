@@ -2,7 +2,7 @@
     from the CA minion with its etcd client certificate. Idempotent (JSON compared as data) and CAS-safe; refuses a
     Network that overlaps the node or service network. Needs a running etcd (k8s:manage_services). #}
 {%- from "k8s/map.jinja" import k8s with context %}
-{%- if k8s.manage_services and opts.id == k8s.cluster.ca_minion %}
+{%- if k8s.manage_services and k8s.cluster.is_ca %}
 
 pod network configuration in etcd:
   k8s_etcd.network_config_present:

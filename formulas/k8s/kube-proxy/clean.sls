@@ -2,8 +2,8 @@
     the next reboot (or `kube-proxy --cleanup` before running this). #}
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- import "k8s/macros.jinja" as m with context %}
-{%- if opts.id in k8s.cluster.masters or opts.id in k8s.cluster.workers %}
-{{ m.clean(k8s, salt["k8s_conf.kube_proxy"](k8s, opts.id), [k8s.paths.bin_dir ~ "/kube-proxy"]) }}
+{%- if k8s.cluster.is_node %}
+{{ m.clean(k8s, salt["k8s_conf.kube_proxy"](k8s, opts.id), ["kube-proxy"]) }}
 {%- else %}
 
 no kube-proxy on this node:

@@ -3,13 +3,13 @@
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- import "k8s/macros.jinja" as m with context %}
 {%- set me = opts.id %}
-{%- if me in k8s.cluster.masters or me in k8s.cluster.workers %}
+{%- if k8s.cluster.is_node %}
 {%-   set spec = salt["k8s_conf.kube_proxy"](k8s, me) %}
 
 include:
   - k8s.pki
   - k8s.runtime
-{{ m.binary(k8s, "kube-proxy", k8s.paths.bin_dir ~ "/kube-proxy") }}
+{{ m.binary(k8s, "kube-proxy") }}
 {{ m.service(k8s, spec, watch=["kube-proxy binary"]) }}
 {%- else %}
 

@@ -2,8 +2,8 @@
     the Node object with the admin kubeconfig if the node leaves the cluster for good. #}
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- import "k8s/macros.jinja" as m with context %}
-{%- if opts.id in k8s.cluster.masters or opts.id in k8s.cluster.workers %}
-{{ m.clean(k8s, salt["k8s_conf.kubelet"](k8s, opts.id), [k8s.paths.bin_dir ~ "/kubelet"]) }}
+{%- if k8s.cluster.is_node %}
+{{ m.clean(k8s, salt["k8s_conf.kubelet"](k8s, opts.id), ["kubelet"]) }}
 {%- else %}
 
 no kubelet on this node:

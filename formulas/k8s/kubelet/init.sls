@@ -4,14 +4,14 @@
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- import "k8s/macros.jinja" as m with context %}
 {%- set me = opts.id %}
-{%- if me in k8s.cluster.masters or me in k8s.cluster.workers %}
+{%- if k8s.cluster.is_node %}
 {%-   set spec = salt["k8s_conf.kubelet"](k8s, me) %}
 
 include:
   - k8s.pki
   - k8s.runtime
   - k8s.network
-{{ m.binary(k8s, "kubelet", k8s.paths.bin_dir ~ "/kubelet") }}
+{{ m.binary(k8s, "kubelet") }}
 
 kubelet directory:
   file.directory:

@@ -2,10 +2,9 @@
     at the next reboot) or flanneld and its CNI plugin (mode flannel). #}
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- import "k8s/macros.jinja" as m with context %}
-{%- if opts.id in k8s.cluster.masters or opts.id in k8s.cluster.workers %}
-{%-   set binaries = [k8s.paths.bin_dir ~ "/flanneld", k8s.paths.cni_bin_dir ~ "/flannel"]
-        if k8s.network.mode == "flannel" else [] %}
-{{ m.clean(k8s, salt["k8s_conf.network"](k8s, opts.id), binaries) }}
+{%- if k8s.cluster.is_node %}
+{{ m.clean(k8s, salt["k8s_conf.network"](k8s, opts.id),
+           ["flanneld", "flannel-cni-plugin"] if k8s.network.mode == "flannel" else []) }}
 {%- else %}
 
 no pod network on this node:

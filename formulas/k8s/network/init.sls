@@ -6,15 +6,15 @@
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- import "k8s/macros.jinja" as m with context %}
 {%- set me = opts.id %}
-{%- if me in k8s.cluster.masters or me in k8s.cluster.workers %}
+{%- if k8s.cluster.is_node %}
 {%-   set spec = salt["k8s_conf.network"](k8s, me) %}
 
 include:
   - k8s.common
   - k8s.pki
 {%-   if k8s.network.mode == "flannel" %}
-{{ m.binary(k8s, "flanneld", k8s.paths.bin_dir ~ "/flanneld") }}
-{{ m.binary(k8s, "flannel-cni-plugin", k8s.paths.cni_bin_dir) }}
+{{ m.binary(k8s, "flanneld") }}
+{{ m.binary(k8s, "flannel-cni-plugin") }}
 {{ m.service(k8s, spec, watch=["flanneld binary"]) }}
 {%-   else %}
 {{ m.service(k8s, spec) }}

@@ -10,7 +10,7 @@ include:
   - k8s.network
   - k8s.kubelet
   - k8s.kube-proxy
-{%- if k8s.manage_services and (me in k8s.cluster.masters or me in k8s.cluster.workers) %}
+{%- if k8s.manage_services and k8s.cluster.is_node %}
 
 node {{ me }} registered with its role labels:
   k8s_kube.node_registered:

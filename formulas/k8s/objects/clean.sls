@@ -1,7 +1,7 @@
 {#- Deletes kubesalt's cluster objects (from the CA minion, with the admin credentials). Nodes lose the apiserver's
     access to kubelets (logs, exec) until k8s.objects is applied again. #}
 {%- from "k8s/map.jinja" import k8s with context %}
-{%- if opts.id == k8s.cluster.ca_minion and k8s.manage_services %}
+{%- if k8s.cluster.is_ca and k8s.manage_services %}
 
 cluster objects removed:
   k8s_kube.objects_absent:

@@ -2,7 +2,7 @@
     a second run changes nothing): RBAC letting the API servers reach the kubelets (logs, exec, port-forward) and
     what kube-system needs. A no-op on every other node. #}
 {%- from "k8s/map.jinja" import k8s with context %}
-{%- if opts.id == k8s.cluster.ca_minion and k8s.manage_services %}
+{%- if k8s.cluster.is_ca and k8s.manage_services %}
 
 include:
   - k8s.admin

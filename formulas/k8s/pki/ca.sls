@@ -3,7 +3,7 @@
     k8s:paths:ca_dir (0700, keys 0600), and never leave this host. #}
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- set layout = salt["k8s_pki.layout"](k8s) %}
-{%- set is_ca = opts.id == k8s.cluster.ca_minion %}
+{%- set is_ca = k8s.cluster.is_ca %}
 
 include:
   - k8s.common

@@ -1,5 +1,6 @@
-{#- Removes this node's certificates, keys and secrets. On the CA minion the CA directory is kept: deleting CA keys
-    invalidates every certificate of the cluster, so do that by hand if you mean it. #}
+{#- Removes this node's certificates and keys, and the copies of the cluster secrets a master holds: everything the
+    CA minion can issue or hand out again. It never touches the CA directory (k8s:paths:ca_dir): the CA keys and the
+    originals of the cluster secrets live there, on the CA minion, and nothing could recreate them. #}
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- set layout = salt["k8s_pki.layout"](k8s) %}
 {%- for identity, files in layout.certificates | dictsort %}
@@ -10,9 +11,9 @@ pki file {{ path }} removed:
     - name: {{ path }}
 {%-   endfor %}
 {%- endfor %}
-{%- for secret, files in layout.secrets | dictsort %}
+{%- for secret, files in layout.secrets | dictsort if files.path != files.source %}
 
-pki secret {{ files.path }} removed:
+pki secret copy {{ files.path }} removed:
   file.absent:
     - name: {{ files.path }}
 {%- endfor %}

@@ -5,8 +5,8 @@
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- set layout = salt["k8s_pki.layout"](k8s) %}
 {%- set me = opts.id %}
-{%- set is_ca = me == k8s.cluster.ca_minion %}
-{%- set is_master = me in k8s.cluster.masters %}
+{%- set is_ca = k8s.cluster.is_ca %}
+{%- set is_master = k8s.cluster.is_master %}
 {#- The admin certificate is held by the CA minion only (it backs the admin kubeconfig); other masters may be
     entitled to it but do not need it. #}
 {%- set entitled = salt["k8s_pki.entitlements"](k8s, me) %}
@@ -48,7 +48,7 @@ cluster secret {{ secret }}:
 
 service-account public key:
   k8s_pki.public_key_present:
-    - name: {{ k8s.paths.pki_dir }}/service-account.pub
+    - name: {{ layout.public_keys["service-account"] }}
     - key: {{ layout.secrets["service-account"].path }}
     - require:
       - k8s_pki: cluster secret service-account

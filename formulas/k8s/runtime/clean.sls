@@ -2,14 +2,11 @@
     Images and containers in /var/lib/containerd are kept; the kernel settings stay. Run k8s.kubelet.clean first. #}
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- import "k8s/macros.jinja" as m with context %}
-{%- if opts.id in k8s.cluster.masters or opts.id in k8s.cluster.workers %}
-{%-   set bin = k8s.paths.bin_dir %}
-{%-   set binaries = [] if k8s.container_runtime.install == "package" else
-        [bin ~ "/containerd", bin ~ "/containerd-shim-runc-v2", bin ~ "/ctr", bin ~ "/runc"]
-        + [k8s.paths.cni_bin_dir ~ "/bridge", k8s.paths.cni_bin_dir ~ "/host-local", k8s.paths.cni_bin_dir ~ "/loopback",
-           k8s.paths.cni_bin_dir ~ "/portmap"] %}
-{%-   if k8s.container_runtime.crictl %}{% do binaries.extend([bin ~ "/crictl", k8s.fs_root ~ "/etc/crictl.yaml"]) %}{% endif %}
-{{ m.clean(k8s, salt["k8s_conf.containerd"](k8s, opts.id), binaries) }}
+{%- if k8s.cluster.is_node %}
+{%-   set components = [] if k8s.container_runtime.install == "package" else ["containerd", "runc", "cni-plugins"] %}
+{%-   set paths = [] %}
+{%-   if k8s.container_runtime.crictl %}{% do components.append("crictl") %}{% do paths.append(k8s.fs_root ~ "/etc/crictl.yaml") %}{% endif %}
+{{ m.clean(k8s, salt["k8s_conf.containerd"](k8s, opts.id), components, paths) }}
 {%- else %}
 
 no container runtime on this node:

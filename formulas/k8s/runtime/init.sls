@@ -6,7 +6,7 @@
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- import "k8s/macros.jinja" as m with context %}
 {%- set me = opts.id %}
-{%- if me in k8s.cluster.masters or me in k8s.cluster.workers %}
+{%- if k8s.cluster.is_node %}
 {%-   set spec = salt["k8s_conf.containerd"](k8s, me) %}
 {%-   set rt = k8s.container_runtime %}
 {%-   set ctr = (k8s.paths.bin_dir ~ "/ctr") if rt.install == "artifact" else "/usr/bin/ctr" %}
@@ -63,11 +63,11 @@ node packages:
     - refresh: false
 {%-   endif %}
 {%-   if rt.install == "artifact" %}
-{{ m.binary(k8s, "containerd", k8s.paths.bin_dir) }}
-{{ m.binary(k8s, "runc", k8s.paths.bin_dir ~ "/runc") }}
-{{ m.binary(k8s, "cni-plugins", k8s.paths.cni_bin_dir) }}
+{{ m.binary(k8s, "containerd") }}
+{{ m.binary(k8s, "runc") }}
+{{ m.binary(k8s, "cni-plugins") }}
 {%-     if rt.crictl %}
-{{ m.binary(k8s, "crictl", k8s.paths.bin_dir) }}
+{{ m.binary(k8s, "crictl") }}
 {%-     endif %}
 {%-     set binaries = ["containerd binary", "runc binary"] %}
 {%-   else %}

@@ -2,7 +2,7 @@
     worker of the inventory is a Ready node, and CoreDNS is available (when enabled and k8s:addons:coredns:wait_ready).
     Checks report no changes; a failure names what is not ready. #}
 {%- from "k8s/map.jinja" import k8s with context %}
-{%- if opts.id == k8s.cluster.ca_minion and k8s.manage_services %}
+{%- if k8s.cluster.is_ca and k8s.manage_services %}
 
 API server ready:
   k8s_kube.api_ready:
@@ -11,7 +11,7 @@ API server ready:
 
 every node Ready:
   k8s_kube.nodes_ready:
-    - nodes: {{ (k8s.cluster.masters + k8s.cluster.workers) | unique | list | json }}
+    - nodes: {{ k8s.cluster.nodes | json }}
     - config: {{ k8s | json }}
     - timeout: {{ k8s.timeouts.node_ready }}
     - require:
