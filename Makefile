@@ -5,10 +5,11 @@ export VENV
 PYTEST_ARGS ?=
 BASETEMP ?= /tmp/kubesalt-test
 
-.PHONY: test unit integration deps bench lab lab-down lab-status lab-test lab-summary clean
+.PHONY: test unit integration deps lint format bench lab lab-down lab-status lab-test lab-summary clean
 
-## make test: install what the suite needs (apt + venv), then run unit and integration tests (~5 min).
-test: deps
+## make test: install what the suite needs (apt + venv), lint (ruff, settings in pyproject.toml), then run unit and
+## integration tests (~5 min).
+test: deps lint
 	rm -rf $(BASETEMP)
 	@rc=0; $(VENV)/bin/python -m pytest --basetemp=$(BASETEMP) -p no:cacheprovider $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests -- that is a failure here" >&2; fi; \
@@ -30,6 +31,15 @@ test-kube: deps
 
 deps:
 	@bash tests/bootstrap.sh
+
+## make lint: ruff check + ruff format --check over the whole tree (pyproject.toml); `make format` rewrites.
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: deps
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 ## make lab: nodes (systemd-nspawn) + artifact mirror + salt-master on a private bridge, then
 ## `salt-run state.orchestrate k8s.cluster` (LAB_ORCHESTRATE=0 skips it; LAB_MASTERS/LAB_WORKERS size a new lab).

@@ -95,13 +95,15 @@ def settings(defaults, profiles=None, pillar=None, catalogue=None, minion_id=Non
     ``validate`` (the default), raise CommandExecutionError listing every problem when the merged settings are
     invalid, so nothing gets applied.
 
-    This is what ``formulas/k8s/map.jinja`` calls; SLS files never read the pillar themselves.
+    This is what ``formulas/k8s/map.jinja`` calls; SLS files never read the pillar themselves (``k8s.config`` shows
+    its result for a minion).
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call k8s.config
+        salt-call k8s.settings "$(cat defaults.json)" pillar='{nodes: {m1: {roles: [master, etcd], ip: 10.0.0.1}}}' \\
+            minion_id=m1 validate=False
     """
     pillar = pillar or {}
     version = (pillar.get("versions") or {}).get("kubernetes") or (defaults.get("versions") or {}).get("kubernetes")
@@ -226,12 +228,12 @@ def _check_nodes(config, nets, err, warn):
                 err(f"{key}:pod_cidr: {pc} is outside k8s:networks:pod_cidr ({pod})")
             elif isinstance(prefix, int) and pc.prefixlen != prefix:
                 err(f"{key}:pod_cidr: {pc} is not a /{prefix} (k8s:networks:node_pod_prefix)")
-        elif "pod_cidr" in nets and "node_cidr" in nets and ip is not None and ip in nets["node_cidr"]:
-            if topology.node_pod_cidr(config, node_id) is None:
-                err(f"{key}:ip: host number of {ip} in {nets['node_cidr']} is beyond the "
-                    f"{2 ** max(0, (config['networks'].get('node_pod_prefix') or 0) - nets['pod_cidr'].prefixlen)}"
-                    f" node subnets of k8s:networks:pod_cidr ({nets['pod_cidr']}); pin k8s:nodes:{node_id}:pod_cidr "
-                    "or enlarge the pod network")
+        elif "pod_cidr" in nets and "node_cidr" in nets and ip is not None and ip in nets["node_cidr"] \
+                and topology.node_pod_cidr(config, node_id) is None:
+            err(f"{key}:ip: host number of {ip} in {nets['node_cidr']} is beyond the "
+                f"{2 ** max(0, (config['networks'].get('node_pod_prefix') or 0) - nets['pod_cidr'].prefixlen)}"
+                f" node subnets of k8s:networks:pod_cidr ({nets['pod_cidr']}); pin k8s:nodes:{node_id}:pod_cidr "
+                "or enlarge the pod network")
 
     pod_cidrs = {}
     for node_id in sorted(nodes, key=str):
@@ -268,7 +270,15 @@ def _check_versions(config, err):
 
 
 def needed_components(config):
-    """The catalogue components this inventory installs (by the roles present and the network mode)."""
+    """
+    The catalogue components this inventory installs (by the roles present and the network mode).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s.needed_components "$(salt-call --out=json k8s.config | jq -c .local)"
+    """
     nodes = config.get("nodes") or {}
     roles = {r for n in nodes.values() if isinstance(n, dict) for r in topology.roles_of(n)}
     needed = list(COMPONENTS_BY_ROLE["master"]) if "master" in roles else []
@@ -438,6 +448,12 @@ def check(config):
     """
     Validate merged settings (the output of :py:func:`settings` with ``validate=False``). Returns
     ``{"errors": [...], "warnings": [...]}``; every message starts with the pillar key it is about.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s.check "$(salt-call --out=json k8s.config | jq -c .local)"
     """
     errors, warnings = [], []
     nets = _check_networks(config, errors.append)

@@ -186,7 +186,15 @@ def kubeconfig(config, identity, server):
 
 
 def kubeconfig_path(config, identity):
-    """Where the kubeconfig of ``identity`` lives (``k8s:paths:config_dir``)."""
+    """
+    Where the kubeconfig of ``identity`` lives (``k8s:paths:config_dir``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.kubeconfig_path "$(salt-call --out=json k8s.config | jq -c .local)" kubelet
+    """
     return f"{config['paths']['config_dir']}/{KUBECONFIGS[identity]}"
 
 

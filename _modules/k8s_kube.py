@@ -229,7 +229,7 @@ def _diff(desired, live, path, out):
         if not isinstance(live, list) or len(live) != len(desired):
             out[path or "."] = {"old": None if live is _ABSENT else live, "new": desired}
             return
-        for index, (want, have) in enumerate(zip(desired, live)):
+        for index, (want, have) in enumerate(zip(desired, live, strict=True)):
             _diff(want, have, f"{path}[{index}]", out)
     elif desired is None:
         return  # null in a manifest means "no opinion"; the server drops it

@@ -84,6 +84,14 @@ def managed(name, url, digest=None, hash_type="sha256", checksum_url=None, mode=
         Verified downloads are kept here by digest; empty disables the cache.
     connect_timeout / read_timeout / retries / max_redirects
         Network limits (seconds, extra attempts, redirects).
+
+    .. code-block:: jinja
+
+        kubectl binary:
+          k8s_artifact.managed:
+            - name: /usr/local/bin/kubectl
+            - url: https://dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubectl
+            - digest: 95bd70842bd11a524d24acd5b68726899e3488e153e45e2b4ae846545beda050
     """
     return _run(name, "k8s_artifact.install", url=url, digest=digest, hash_type=hash_type, checksum_url=checksum_url,
                 mode=mode, user=user, group=group, cache_dir=cache_dir, connect_timeout=connect_timeout,
@@ -104,6 +112,17 @@ def extracted(name, url, members, digest=None, hash_type="sha256", checksum_url=
         Mapping of file name to write in ``name`` -> member path in the archive (``resolve``'s ``members``).
 
     The other arguments are those of :py:func:`managed`; ``digest`` is the archive's.
+
+    .. code-block:: jinja
+
+        etcd binaries:
+          k8s_artifact.extracted:
+            - name: /usr/local/bin
+            - url: https://github.com/etcd-io/etcd/releases/download/v3.6.14/etcd-v3.6.14-linux-amd64.tar.gz
+            - digest: ffe840ff9295808e88cce2794a18a5ac87f12a5203c8314d0bf6aa119b41bac5
+            - members:
+                etcd: etcd-v3.6.14-linux-amd64/etcd
+                etcdctl: etcd-v3.6.14-linux-amd64/etcdctl
     """
     return _run(name, "k8s_artifact.extract", url=url, members=members, digest=digest, hash_type=hash_type,
                 checksum_url=checksum_url, mode=mode, user=user, group=group, cache_dir=cache_dir,

@@ -76,6 +76,13 @@ def api_ready(name, config=None, timeout=None, identity="apiserver-kubelet-clien
         The client certificate to present: ``apiserver-kubelet-client`` on a master, ``kubelet`` elsewhere.
     server
         The API server URL; default: the local one on a master, ``k8s:apiserver:endpoint`` elsewhere.
+
+    .. code-block:: jinja
+
+        kube-apiserver answers readyz:
+          k8s_kube.api_ready:
+            - config: {{ k8s | json }}
+            - timeout: 180
     """
     ret = _ret(name)
     try:
@@ -104,6 +111,12 @@ def node_ready(name, config=None, timeout=None, identity="kubelet", server=None,
         A label for the state.
     node
         The Node to wait for; default: this minion's (node name = minion id).
+
+    .. code-block:: jinja
+
+        node is Ready:
+          k8s_kube.node_ready:
+            - config: {{ k8s | json }}
     """
     ret = _ret(name)
     node = str(node or __opts__["id"])
@@ -129,6 +142,13 @@ def nodes_ready(name, nodes, config=None, timeout=None, identity="admin", server
     Wait until every node in ``nodes`` is registered and Ready (up to ``timeout`` seconds in all, default
     ``k8s:timeouts:node_ready``); on timeout the comment lists each node that is not Ready and why. Changes nothing.
     (The argument is not called ``names``: Salt would expand that into one state per name.)
+
+    .. code-block:: jinja
+
+        every node is Ready:
+          k8s_kube.nodes_ready:
+            - nodes: {{ k8s.cluster.nodes | json }}
+            - config: {{ k8s | json }}
     """
     ret = _ret(name)
     names = nodes
@@ -154,6 +174,14 @@ def deployment_available(name, namespace, config=None, timeout=None, identity="a
     """
     Wait until Deployment ``namespace/name`` has rolled out and is available (up to ``timeout`` seconds, default
     ``k8s:timeouts:addons_ready``). Changes nothing.
+
+    .. code-block:: jinja
+
+        CoreDNS is available:
+          k8s_kube.deployment_available:
+            - name: coredns
+            - namespace: kube-system
+            - config: {{ k8s | json }}
     """
     ret = _ret(name)
     try:
@@ -195,6 +223,13 @@ def object_present(name, manifest, config=None, identity="admin", server=None):
         The object (kind, metadata.name, metadata.namespace for namespaced kinds, and the fields kubesalt manages).
     identity
         The client certificate; ``admin`` is held by masters only.
+
+    .. code-block:: jinja
+
+        demo namespace:
+          k8s_kube.object_present:
+            - manifest: {apiVersion: v1, kind: Namespace, metadata: {name: demo}}
+            - config: {{ k8s | json }}
     """
     ret = _ret(name)
     try:
@@ -218,6 +253,13 @@ def objects_present(name, manifests, config=None, identity="admin", server=None)
     Ensure every object in ``manifests`` looks as it says, in list order (a Namespace before what lives in it), as
     :py:func:`object_present` does for one. ``changes`` is keyed by ``Kind/namespace/name``. The first failure
     stops the list; the comment names it and the changes already made are reported.
+
+    .. code-block:: jinja
+
+        cluster objects:
+          k8s_kube.objects_present:
+            - manifests: {{ salt["k8s_conf.cluster_objects"](k8s) | json }}
+            - config: {{ k8s | json }}
     """
     ret = _ret(name)
     try:
@@ -226,7 +268,7 @@ def objects_present(name, manifests, config=None, identity="admin", server=None)
             raise SaltInvocationError(f"manifests: expected a list of manifests, got {type(manifests).__name__}")
         keys = [__salt__["k8s_kube.object_key"](m) for m in manifests]  # refuse a bad list before applying any
         changes, unchanged, notes = {}, 0, []
-        for key, manifest in zip(keys, manifests):
+        for key, manifest in zip(keys, manifests, strict=True):
             try:
                 result = __salt__["k8s_kube.apply"](config, manifest, identity=identity, test=_test(), server=server)
             except (CommandExecutionError, SaltInvocationError) as exc:
@@ -255,6 +297,13 @@ def objects_absent(name, manifests, config=None, identity="admin", server=None):
     """
     Ensure none of the objects ``manifests`` name exists (deleted in reverse list order: what lives in a Namespace
     before the Namespace). ``changes`` is keyed by ``Kind/namespace/name``.
+
+    .. code-block:: jinja
+
+        cluster objects removed:
+          k8s_kube.objects_absent:
+            - manifests: {{ salt["k8s_conf.cluster_objects"](k8s) | json }}
+            - config: {{ k8s | json }}
     """
     ret = _ret(name)
     try:
@@ -263,7 +312,7 @@ def objects_absent(name, manifests, config=None, identity="admin", server=None):
             raise SaltInvocationError(f"manifests: expected a list of manifests, got {type(manifests).__name__}")
         keys = [__salt__["k8s_kube.object_key"](m) for m in manifests]
         changes = {}
-        for key, manifest in reversed(list(zip(keys, manifests))):
+        for key, manifest in reversed(list(zip(keys, manifests, strict=True))):
             result = __salt__["k8s_kube.delete"](config, manifest, identity=identity, test=_test(), server=server)
             if result["changed"]:
                 changes[key] = "would be deleted" if _test() else "deleted"
@@ -316,6 +365,12 @@ def node_registered(name, config=None, timeout=None):
 
     name
         A label for the state; the node is always this minion's.
+
+    .. code-block:: jinja
+
+        node labels and taints:
+          k8s_kube.node_registered:
+            - config: {{ k8s | json }}
     """
     ret = _ret(name)
     me = __opts__["id"]

@@ -101,6 +101,14 @@ def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_d
         Lifetime of the CA certificate.
     renew_days
         Re-sign when fewer days than this are left.
+
+    .. code-block:: jinja
+
+        kubernetes-ca authority:
+          k8s_pki.ca_present:
+            - name: {{ pki.cas["kubernetes-ca"].cert }}
+            - key: {{ pki.cas["kubernetes-ca"].key }}
+            - common_name: kubernetes
     """
     ret = _ret(name)
     test = __opts__["test"]
@@ -166,6 +174,13 @@ def private_key_present(name, key_type="ecdsa-p256", mode="0600"):
         Type of a new key: ecdsa-p256, rsa-2048, rsa-3072 or rsa-4096.
     mode
         File mode, default 0600.
+
+    .. code-block:: jinja
+
+        a node key:
+          k8s_pki.private_key_present:
+            - name: /etc/kubernetes/pki/example.key
+            - key_type: ecdsa-p256
     """
     ret = _ret(name)
     test = __opts__["test"]
@@ -213,6 +228,16 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
         Where to write the issuing CA's certificate (0644); also used to check that the certificate was issued by it.
     timeout
         Seconds to wait for the CA minion's reply.
+
+    .. code-block:: jinja
+
+        kubelet certificate:
+          k8s_pki.certificate_managed:
+            - name: {{ pki.certificates.kubelet.cert }}
+            - key: {{ pki.certificates.kubelet.key }}
+            - ca_file: {{ pki.certificates.kubelet.ca_file }}
+            - identity: kubelet
+            - config: {{ k8s | json }}
     """
     ret = _ret(name)
     test = __opts__["test"]
@@ -325,6 +350,14 @@ def secret_present(name, secret, config=None, timeout=30):
         The settings from ``k8s/map.jinja``; loaded with ``k8s.config`` when omitted.
     timeout
         Seconds to wait for the CA minion's reply.
+
+    .. code-block:: jinja
+
+        cluster secret service-account:
+          k8s_pki.secret_present:
+            - name: {{ pki.secrets["service-account"].path }}
+            - secret: service-account
+            - config: {{ k8s | json }}
     """
     ret = _ret(name)
     test = __opts__["test"]
@@ -380,6 +413,13 @@ def public_key_present(name, key, mode="0644"):
         Path of the PEM private key (it must exist, except under test=True).
     mode
         Of the public key file.
+
+    .. code-block:: jinja
+
+        service-account public key:
+          k8s_pki.public_key_present:
+            - name: {{ pki.public_keys["service-account"] }}
+            - key: {{ pki.secrets["service-account"].path }}
     """
     ret = _ret(name)
     test = __opts__["test"]

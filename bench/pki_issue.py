@@ -31,10 +31,10 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "_utils")]
 
-from kubesalt import x509
-from tests.support.pki_fixtures import Cluster  # noqa: E402  (after the path setup)
+from kubesalt import x509  # noqa: E402  (after the path setup)
+from tests.support.pki_fixtures import Cluster  # noqa: E402
 
 
 def inventory(masters, workers):
@@ -56,7 +56,6 @@ def plan(cluster):
 
 
 def core(cluster, work, key_type):
-    exe = cluster.execution(cluster.ca_minion)
     ca_key = {ca: x509.generate_private_key(key_type) for ca in ("kubernetes-ca", "etcd-ca", "front-proxy-ca")}
     ca_cert = {ca: x509.create_ca(key, ca) for ca, key in ca_key.items()}
     start = time.perf_counter()

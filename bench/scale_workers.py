@@ -47,8 +47,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.integration.conftest import VERSIONS, mirror_tree  # noqa: E402
-from tests.support.master_conf import PEER_RULES, WORKER_POOLS  # noqa: E402
 from tests.support.httpserver import LocalHTTPServer  # noqa: E402
+from tests.support.master_conf import PEER_RULES, WORKER_POOLS  # noqa: E402
 
 VENV = ROOT / ".venv" / "bin"
 # The orchestration's default k8s:worker_batch: nodes converging (and calling the CA minion) at once.
@@ -134,7 +134,7 @@ class Cluster:
         deadline = time.time() + 300
         while time.time() < deadline:
             ret = self.salt("*", "test.ping", timeout=10)
-            if isinstance(ret, dict) and expected <= set(k for k, v in ret.items() if v is True):
+            if isinstance(ret, dict) and expected <= {k for k, v in ret.items() if v is True}:
                 return
             time.sleep(2)
         raise SystemExit(f"minions did not all answer: {sorted(expected - set(ret or {}))}")
@@ -204,7 +204,7 @@ def run(count, keep):
         t0, cpu0 = time.time(), cluster.cpu()
         first = cluster.salt("G@role:worker", "state.apply", "k8s.worker", tgt_type="compound", batch=BATCH)
         figures["workers"] = time.time() - t0
-        figures["cpu"] = [after - before for before, after in zip(cpu0, cluster.cpu())]
+        figures["cpu"] = [after - before for before, after in zip(cpu0, cluster.cpu(), strict=True)]
         figures["ok"], figures["changes"], failures = summarize(first)
         figures["failures"] = failures[:3]
         t0 = time.time()

@@ -41,4 +41,19 @@ if [ ! -f "$venv/.kubesalt-$key" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$wheels" -r "$req"
   touch "$venv/.kubesalt-$key"
 fi
+
+# The linter make test runs (tests/requirements-lint.txt), cached the same way under its own key.
+lint_req=$here/tests/requirements-lint.txt
+lint_key=$(sha256sum "$lint_req" | cut -c1-12)
+lint_wheels=$cache/wheels/lint-$lint_key
+if [ ! -f "$lint_wheels/.complete" ]; then
+  mkdir -p "$lint_wheels"
+  python3 -m pip download -q --disable-pip-version-check --only-binary=:all: -d "$lint_wheels" -r "$lint_req" 2>&1 \
+    | grep -v "is ignored: it is neither" || true
+  touch "$lint_wheels/.complete"
+fi
+if [ ! -f "$venv/.kubesalt-lint-$lint_key" ]; then
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$lint_wheels" -r "$lint_req"
+  touch "$venv/.kubesalt-lint-$lint_key"
+fi
 say "ready: $("$venv/bin/salt-call" --version)"

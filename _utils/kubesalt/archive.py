@@ -29,7 +29,7 @@ def _norm(name):
 
 def escapes(path):
     norm = posixpath.normpath(path)
-    return norm == ".." or norm.startswith("../") or norm.startswith("/")
+    return norm == ".." or norm.startswith(("../", "/"))
 
 
 def check_members(members):

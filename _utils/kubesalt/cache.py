@@ -58,9 +58,9 @@ def _cache_fill(cache_dir, url, hash_type, digest, net):
 def open_verified(url, hash_type, digest, cache_dir, net, stack):
     """Return an open, verified file object with the artifact's bytes (from the cache, or a temporary download)."""
     if cache_dir:
-        for attempt in (1, 2):
+        for _ in range(2):
             entry = _cache_fill(cache_dir, url, hash_type, digest, net)
-            fh = stack.enter_context(open(entry, "rb"))
+            fh = stack.enter_context(open(entry, "rb"))  # noqa: SIM115 - closed by the caller's ExitStack
             hasher = hashlib.new(hash_type)
             while chunk := fh.read(files.CHUNK):
                 hasher.update(chunk)
@@ -74,7 +74,7 @@ def open_verified(url, hash_type, digest, cache_dir, net, stack):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry)
         raise CommandExecutionError(f"k8s_artifact: cache entry {entry} was corrupted twice in a row")
-    fh = stack.enter_context(tempfile.TemporaryFile(prefix="k8s_artifact-"))
+    fh = stack.enter_context(tempfile.TemporaryFile(prefix="k8s_artifact-"))  # noqa: SIM115 - the caller's stack
     actual, size, seconds = download.download_into(url, fh, hash_type, net)
     download.check(url, hash_type, digest, actual, size, "nothing")
     download.log_download(url, hash_type, size, seconds, "a temporary file")
@@ -125,9 +125,8 @@ def digest_from_checksum_file(checksum_url, url, hash_type, cache_dir, net, netw
     filename = download.url_filename(url)
     cached = _checksum_cache_path(cache_dir, checksum_url, filename, hash_type) if cache_dir else None
     if cached and os.path.isfile(cached):
-        with contextlib.suppress(ValueError, OSError, SaltInvocationError):
-            with open(cached, encoding="utf-8") as fh:
-                return download.check_digest(json.load(fh)["digest"], hash_type)
+        with contextlib.suppress(ValueError, OSError, SaltInvocationError), open(cached, encoding="utf-8") as fh:
+            return download.check_digest(json.load(fh)["digest"], hash_type)
     if not network:
         return None
     try:
@@ -177,7 +176,7 @@ def cached_readonly(cache_dir, hash_type, digest, stack):
     entry = entry_path(cache_dir, hash_type, digest) if cache_dir else None
     if not entry or not os.path.isfile(entry):
         return None
-    fh = stack.enter_context(open(entry, "rb"))
+    fh = stack.enter_context(open(entry, "rb"))  # noqa: SIM115 - closed by the caller's ExitStack
     hasher = hashlib.new(hash_type)
     while chunk := fh.read(files.CHUNK):
         hasher.update(chunk)

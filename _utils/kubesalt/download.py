@@ -84,7 +84,7 @@ def check_digest(value, hash_type, what="digest"):
     if value in NO_DIGEST:
         return None
     text = str(value).strip().lower()
-    if text.startswith(f"{hash_type}:") or text.startswith(f"{hash_type}="):
+    if text.startswith((f"{hash_type}:", f"{hash_type}=")):
         text = text[len(hash_type) + 1:]
     if not re.fullmatch(rf"[0-9a-f]{{{HASH_TYPES[hash_type]}}}", text):
         raise SaltInvocationError(f"k8s_artifact: {what} '{value}' is not a {hash_type} digest "

@@ -6,9 +6,9 @@ fs_root puts it, idempotence, test=True, and which node gets which secret. Every
 
 import json
 import subprocess
-import tomllib
 
 import pytest
+import tomllib
 import yaml
 
 from tests.integration.conftest import stand_in

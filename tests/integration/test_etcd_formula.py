@@ -55,7 +55,7 @@ def test_member_unit_requires_client_and_peer_certificates(applied, node_root):
 def test_rendered_unit_passes_systemd_analyze_verify(applied, node_root):
     unit = node_root("master01") / "etc/systemd/system/etcd.service"
     out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
-    problems = [l for l in (out.stdout + out.stderr).splitlines() if "etcd.service" in l]
+    problems = [line for line in (out.stdout + out.stderr).splitlines() if "etcd.service" in line]
     assert out.returncode == 0 and not problems, out.stdout + out.stderr
 
 

@@ -164,7 +164,7 @@ def test_orchestration_runs_in_order_and_a_second_run_changes_nothing(salt_run_c
     assert not (node_root("worker01") / "etc/systemd/system/kube-apiserver.service").exists()
     # etcd reached the member through the real download path (local mirror, pinned digest, cache, extraction).
     installed = node_root("master01") / "usr/local/bin/etcd"
-    assert installed.read_bytes() == open("/usr/bin/etcd", "rb").read()
+    assert installed.read_bytes() == pathlib.Path("/usr/bin/etcd").read_bytes()
     assert not (node_root("worker01") / "usr/local/bin/etcd").exists()
     second = salt_run_cli.run("state.orchestrate", "k8s.cluster")
     assert second.returncode == 0, second

@@ -48,7 +48,8 @@ def allowed(plane, user, groups, verb, resource, subresource="", group="", names
 
 def subject(plane, identity):
     """(CN, [O...]) of the certificate kubesalt issued for ``identity`` on master01."""
-    info = PKI.certificate_info(open(plane.files(identity)["cert"]).read())
+    with open(plane.files(identity)["cert"]) as fh:
+        info = PKI.certificate_info(fh.read())
     return info["subject"]["cn"], info["subject"]["o"]
 
 

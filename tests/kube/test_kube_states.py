@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from tests.kube.test_kube_objects import coredns_objects
 from tests.kube.conftest import register_kubelet, report_ready
+from tests.kube.test_kube_objects import coredns_objects
 from tests.support import etcd_cluster
 
 pytestmark = pytest.mark.kube

@@ -130,7 +130,7 @@ class LocalHTTPServer:
         for prefix, directory in self.directories.items():
             if path.startswith(prefix + "/"):
                 rel = posixpath.normpath(urllib.parse.unquote(path[len(prefix) + 1:]))
-                if rel.startswith("..") or rel.startswith("/"):
+                if rel.startswith(("..", "/")):
                     return None
                 candidate = os.path.join(directory, *rel.split("/"))
                 return candidate if os.path.isfile(candidate) else None

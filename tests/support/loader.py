@@ -3,8 +3,12 @@ tests call its functions without a running minion."""
 
 import importlib.util
 import pathlib
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# The modules import kubesalt's shared core (_utils/kubesalt), as they do on a minion after a sync.
+if str(ROOT / "_utils") not in sys.path:
+    sys.path.insert(0, str(ROOT / "_utils"))
 
 
 def load(name, kind="modules", **dunders):

@@ -17,7 +17,6 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from tests.support.loader import ROOT, load
 
-
 FORMULA = ROOT / "formulas" / "k8s"
 
 NODES = {
@@ -118,7 +117,7 @@ class Cluster:
         ca = self.ca_minion
         states = self.states(ca)
         key_type = self.pillar["pki"]["key_type"]
-        for name, spec in self.layout(ca)["cas"].items():
+        for spec in self.layout(ca)["cas"].values():
             ret = states.ca_present(spec["cert"], spec["key"], spec["common_name"], key_type=key_type)
             assert ret["result"] is True, ret
         for secret, spec in self.layout(ca)["secrets"].items():

@@ -3,9 +3,9 @@ real parsers (tomllib for containerd's config.toml, YAML/JSON for kubeconfigs an
 The real daemons parse these files in tests/kube and in the lab."""
 
 import json
-import tomllib
 
 import pytest
+import tomllib
 import yaml
 from salt.exceptions import SaltInvocationError
 
@@ -113,9 +113,7 @@ def test_kubelet_runtime_endpoint_is_a_field_on_1_34_and_flags_on_1_20(conf, mak
         "unix:///run/containerd/containerd.sock"
     assert not [f for f in new["flags"] if f.startswith("--container-runtime")]
     old = conf.kubelet(settings(make_settings, versions={"kubernetes": "1.20.2"},
-                                artifacts={"checksum_urls": {c: "https://dl.k8s.io/x.sha256" for c in (
-                                    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl",
-                                    "kubelet", "kube-proxy")}}), "worker01")
+                                artifacts={"checksum_urls": dict.fromkeys(("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy"), "https://dl.k8s.io/x.sha256")}), "worker01")
     assert "containerRuntimeEndpoint" not in yaml.safe_load(file_of(old, "/kubelet.yaml")["contents"])
     assert "--container-runtime=remote" in old["flags"]
     assert "--container-runtime-endpoint=unix:///run/containerd/containerd.sock" in old["flags"]
@@ -193,8 +191,7 @@ def test_apiserver_audit_policy_only_when_rules_are_given(conf, make_settings):
 
 
 def test_version_flags_differ_between_releases(conf, make_settings):
-    old = settings(make_settings, versions={"kubernetes": "1.20.2"}, artifacts={"checksum_urls": {c: "https://x/y.sha256" for c in (
-        "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy")}})
+    old = settings(make_settings, versions={"kubernetes": "1.20.2"}, artifacts={"checksum_urls": dict.fromkeys(("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy"), "https://x/y.sha256")})
     new = settings(make_settings)
     assert "--insecure-port=0" in conf.apiserver(old, "master01")["flags"]
     assert "--insecure-port=0" not in conf.apiserver(new, "master01")["flags"]

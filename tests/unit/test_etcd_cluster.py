@@ -333,7 +333,7 @@ def test_key_present_only_if_absent_with_concurrent_writers_exactly_one_wins(etc
     for round_ in range(3):
         name, start, results = f"{key}/{round_}", threading.Barrier(2), {}
 
-        def write(value):
+        def write(value, name=name, start=start, results=results):
             start.wait()
             results[value] = state.key_present(name, value, only_if_absent=True, **cluster.conn())
 

@@ -9,7 +9,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from kubesalt import x509 as core
-from tests.support.loader import load
 
 DAY = datetime.timedelta(days=1)
 
@@ -38,8 +37,8 @@ def leaf_key():
 
 
 def issue(ca, key, **kwargs):
-    args = dict(common_name="system:node:worker01", organizations=["system:nodes"], dns=["worker01"],
-                ips=["10.240.0.21"], usages=["server", "client"])
+    args = {"common_name": "system:node:worker01", "organizations": ["system:nodes"], "dns": ["worker01"],
+            "ips": ["10.240.0.21"], "usages": ["server", "client"]}
     args.update(kwargs)
     return core.sign_certificate(ca["cert"], ca["key"], core.create_csr(key, "ignored"), **args)
 

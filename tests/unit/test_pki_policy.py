@@ -22,7 +22,6 @@ def policy(tmp_path):
 
 
 def csr_for(cluster, minion, cn="ignored", o=(), dns=()):
-    exe = cluster.execution(minion)
     key = x509.generate_private_key()
     return key, x509.create_csr(key, cn, o, dns)
 

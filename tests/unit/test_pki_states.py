@@ -86,7 +86,6 @@ def test_ca_present_refuses_to_replace_a_ca_whose_key_is_missing(cluster):
 
 def test_ca_present_renews_a_due_ca_with_the_same_key_so_issued_certificates_keep_verifying(cluster):
     cert, key = ca_files(cluster)
-    exe = cluster.execution("master01")
     cluster.issue("worker01", "kubelet")
     cert.write_text(x509.create_ca(key.read_text(), "kubernetes", days=20))  # 20 days left < renew_days 30
     ret = cluster.states("master01").ca_present(str(cert), str(key), "kubernetes")
@@ -176,7 +175,6 @@ def test_a_worker_gets_its_kubelet_certificate_through_peer_publish_then_nothing
     assert ("worker01", "master01", "k8s_pki.sign_remote") in cluster.published
     files = cluster.files("worker01", "kubelet")
     assert (mode(files["key"]), mode(files["cert"]), mode(files["ca_file"])) == (0o600, 0o644, 0o644)
-    exe = cluster.execution("worker01")
     assert x509.certificate_info(files["cert"].read_text())["subject"]["cn"] == "system:node:worker01"
     before = tree(cluster.root / "worker01")
     cluster.published.clear()
@@ -220,7 +218,6 @@ def test_a_certificate_that_is_due_or_wrong_is_reissued_with_the_same_key(cluste
     elif case == "past-two-thirds":
         plant(cluster, "worker01", "kubelet", now=now - 70 * DAY, days=100)
     elif case == "wrong-ca":
-        exe = cluster.execution("master01")
         key = x509.generate_private_key()
         plant(cluster, "worker01", "kubelet", ca={"key": key, "cert": x509.create_ca(key, "kubernetes")})
     elif case == "san-mismatch":
@@ -254,7 +251,6 @@ def test_a_key_of_another_type_than_configured_is_replaced_and_the_certificate_r
     ret = cluster.issue("worker01", "kube-proxy")
     assert ret["result"] is True and ret["changes"]["key"].startswith("replaced: ecdsa-p256 -> rsa-2048")
     files = cluster.files("worker01", "kube-proxy")
-    exe = cluster.execution("worker01")
     assert x509.private_key_info(files["key"].read_text())["key_type"] == "rsa-2048"
     assert x509.needs_renewal(files["cert"].read_text(), {"key_pem": files["key"].read_text()}, 30) == []
     assert cluster.issue("worker01", "kube-proxy")["changes"] == {}
@@ -394,7 +390,6 @@ def test_secret_present_with_test_true_writes_nothing(tmp_path):
 # RSA ----------------------------------------------------------------------------------------------------------------
 def test_an_rsa_2048_cluster_issues_rsa_keys_and_certificates_and_is_idempotent(rsa_issued_cluster):
     c = rsa_issued_cluster
-    exe = c.execution("master01")
     issued = [("master01", i) for i in RSA_IDENTITIES if i != "kubelet"] + [("worker01", "kubelet")]
     for minion, identity in issued:
         files = c.read(minion, identity)

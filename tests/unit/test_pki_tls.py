@@ -81,7 +81,6 @@ def test_no_certificate_validates_under_another_cluster_ca(issued_cluster):
 
 
 def test_every_certificate_carries_exactly_the_subject_and_sans_of_its_entitlement(issued_cluster):
-    exe = issued_cluster.execution("master01")
     for minion, identity, ent in everything_issued(issued_cluster):
         info = core.certificate_info(issued_cluster.files(minion, identity)["cert"].read_text())
         assert info["subject"] == {"cn": ent["cn"], "o": ent["o"]}, (minion, identity)
@@ -207,7 +206,7 @@ def etcd(issued_cluster, tmp_path_factory):
             ]
             processes.append((etcd_cluster.start_etcd(flags, root / f"{member}.log"), root / f"{member}.log"))
         client = issued_cluster.files("master01", "apiserver-etcd-client")
-        for (process, log), member in zip(processes, members):
+        for (process, log), member in zip(processes, members, strict=True):
             etcd_cluster.wait_healthy(urls[member][0], str(client["ca_file"]), str(client["cert"]),
                                       str(client["key"]), process=process, log=log)
         yield {m: urls[m][0] for m in members}
