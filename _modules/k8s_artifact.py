@@ -79,9 +79,6 @@ PINS_KEY = "k8s:artifacts:pins"
 
 
 def __virtual__():
-    if not download.HAS_REQUESTS:
-        return (False, "k8s_artifact: the 'requests' library is not importable (Salt normally depends on it); "
-                       "install python3-requests")
     return __virtualname__
 
 
@@ -276,6 +273,16 @@ def resolve(component, config):
     return _resolve(component, config, mirror=mirror)
 
 
+def _source(url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff,
+            max_redirects):
+    """The checked arguments that say where an artifact comes from and how it is verified and fetched."""
+    hash_type = download.check_hash_type(hash_type)
+    return (download.check_url(url), hash_type, download.check_digest(digest, hash_type),
+            None if checksum_url in download.NO_DIGEST else download.check_url(checksum_url, "checksum_url"),
+            _abspath(cache_dir, "cache_dir") if cache_dir else None,
+            download.Net(connect_timeout, read_timeout, retries, backoff, max_redirects))
+
+
 def _wanted_digest(url, digest, checksum_url, hash_type, cache_dir, net, test):
     """The pinned digest, else the opted-in checksum file's (None in test mode when that is not cached yet)."""
     if digest is not None:
@@ -307,13 +314,9 @@ def install(name, url, digest=None, hash_type="sha256", checksum_url=None, mode=
             digest=95bd70842bd11a524d24acd5b68726899e3488e153e45e2b4ae846545beda050
     """
     path = _abspath(name)
-    url = download.check_url(url)
-    hash_type = download.check_hash_type(hash_type)
-    digest = download.check_digest(digest, hash_type)
-    checksum_url = None if checksum_url in download.NO_DIGEST else download.check_url(checksum_url, "checksum_url")
+    url, hash_type, digest, checksum_url, cache_dir, net = _source(
+        url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff, max_redirects)
     mode, uid, gid = files.parse_mode(mode), files.owner_id(user, "user"), files.owner_id(group, "group")
-    net = download.Net(connect_timeout, read_timeout, retries, backoff, max_redirects)
-    cache_dir = _abspath(cache_dir, "cache_dir") if cache_dir else None
 
     current = file_digest(path, hash_type)
     digest = _wanted_digest(url, digest, checksum_url, hash_type, cache_dir, net, test)
@@ -350,17 +353,14 @@ def fetch(url, digest=None, hash_type="sha256", checksum_url=None, cache_dir=cac
         salt-call k8s_artifact.fetch https://dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubectl \\
             digest=95bd70842bd11a524d24acd5b68726899e3488e153e45e2b4ae846545beda050
     """
-    url = download.check_url(url)
-    hash_type = download.check_hash_type(hash_type)
-    digest = download.check_digest(digest, hash_type)
     if not cache_dir:
         raise SaltInvocationError("k8s_artifact.fetch: cache_dir is required")
-    cache_dir = _abspath(cache_dir, "cache_dir")
-    net = download.Net(connect_timeout, read_timeout, retries, backoff, max_redirects)
+    url, hash_type, digest, checksum_url, cache_dir, net = _source(
+        url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff, max_redirects)
     if digest is None:
-        if checksum_url in download.NO_DIGEST:
+        if checksum_url is None:
             raise _no_digest_error(url)
-        digest = cache.digest_from_checksum_file(download.check_url(checksum_url, "checksum_url"), url, hash_type, cache_dir, net)
+        digest = cache.digest_from_checksum_file(checksum_url, url, hash_type, cache_dir, net)
     with contextlib.ExitStack() as stack:
         cache.open_verified(url, hash_type, digest, cache_dir, net, stack)
     return cache.entry_path(cache_dir, hash_type, digest)
@@ -389,14 +389,10 @@ def extract(name, url, members, digest=None, hash_type="sha256", checksum_url=No
             digest=ffe840ff9295808e88cce2794a18a5ac87f12a5203c8314d0bf6aa119b41bac5
     """
     dest_dir = _abspath(name)
-    url = download.check_url(url)
     members = archive.check_members(members)
-    hash_type = download.check_hash_type(hash_type)
-    digest = download.check_digest(digest, hash_type)
-    checksum_url = None if checksum_url in download.NO_DIGEST else download.check_url(checksum_url, "checksum_url")
+    url, hash_type, digest, checksum_url, cache_dir, net = _source(
+        url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff, max_redirects)
     mode, uid, gid = files.parse_mode(mode), files.owner_id(user, "user"), files.owner_id(group, "group")
-    net = download.Net(connect_timeout, read_timeout, retries, backoff, max_redirects)
-    cache_dir = _abspath(cache_dir, "cache_dir") if cache_dir else None
     if os.path.exists(dest_dir) and not os.path.isdir(dest_dir):
         raise CommandExecutionError(f"k8s_artifact: {dest_dir} exists and is not a directory")
 

@@ -93,6 +93,18 @@ def _bin(config, name):
     return f"{config['paths']['bin_dir']}/{name}"
 
 
+def _spec(unit, description, exec_, flags, files=None, certificates=(), secrets=(), after=(), requires=(),
+          service=None, **extra):
+    """
+    A component spec (the module docstring lists its keys): the unit ``unit`` runs ``exec_`` with ``flags``, writes
+    ``files``, restarts for ``certificates`` and ``secrets``, and restarts on failure unless ``service`` says
+    otherwise. ``extra`` adds keys (``before``, ``public_keys``, ``commands``, ``documentation``, ...).
+    """
+    return {"unit": unit, "description": description, "exec": exec_, "flags": flags, "files": files or {},
+            "certificates": list(certificates), "secrets": list(secrets), "after": list(after),
+            "requires": list(requires), "service": service or {"Restart": "on-failure", "RestartSec": 5}, **extra}
+
+
 def _flags(spec):
     """Turn an ordered ``{flag: value}`` mapping into ``--flag=value`` strings (None values are dropped)."""
     out = []
@@ -270,21 +282,12 @@ def etcd(config, minion_id):
         "peer-cert-file": peer_cert,
         "peer-key-file": peer_key,
     })
-    return {
-        "unit": "etcd",
-        "description": "etcd key-value store (kubesalt)",
-        "documentation": "https://etcd.io/docs/",
-        "exec": _bin(config, "etcd") if settings["install"] == "artifact" else "/usr/bin/etcd",
-        "flags": flags,
-        "files": {},
-        "certificates": ["etcd-server", "etcd-peer"],
-        "secrets": [],
-        "after": ["network-online.target"],
-        "requires": [],
-        # etcd 3.4+ refuses a data directory that is not 0700.
-        "service": {"ExecStartPre": f"/bin/chmod 0700 {data_dir}", "Type": "notify", "Restart": "on-failure",
+    return _spec("etcd", "etcd key-value store (kubesalt)", _bin(config, "etcd") if settings["install"] == "artifact" else "/usr/bin/etcd", flags,
+                 certificates=["etcd-server", "etcd-peer"],
+                 after=["network-online.target"],
+                 service={"ExecStartPre": f"/bin/chmod 0700 {data_dir}", "Type": "notify", "Restart": "on-failure",
                     "RestartSec": 5, "LimitNOFILE": 65536},
-    }
+                 documentation="https://etcd.io/docs/")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -352,19 +355,23 @@ def apiserver(config, minion_id):
         "profiling": False,
         **audit,
     }) + _extra(config, "apiserver")
-    return {
-        "unit": "kube-apiserver",
-        "description": "Kubernetes API server (kubesalt)",
-        "exec": _bin(config, "kube-apiserver"),
-        "flags": flags,
-        "files": files,
-        "certificates": ["apiserver", "apiserver-etcd-client", "apiserver-kubelet-client", "front-proxy-client"],
-        "secrets": ["service-account", "encryption-config"],
-        "public_keys": ["service-account"],
-        "after": ["network-online.target", "etcd.service"],
-        "requires": [],
-        "service": {"Restart": "on-failure", "RestartSec": 5, "LimitNOFILE": 65536},
-    }
+    return _spec("kube-apiserver", "Kubernetes API server (kubesalt)", _bin(config, "kube-apiserver"), flags,
+                 files=files,
+                 certificates=["apiserver", "apiserver-etcd-client", "apiserver-kubelet-client", "front-proxy-client"],
+                 secrets=["service-account", "encryption-config"],
+                 public_keys=["service-account"],
+                 after=["network-online.target", "etcd.service"],
+                 service={"Restart": "on-failure", "RestartSec": 5, "LimitNOFILE": 65536})
+
+
+def _secure_serving(config, identity):
+    """The serving flags of kube-controller-manager and kube-scheduler: authenticate and authorize requests through
+    the API server with their own kubeconfig, serve on 127.0.0.1 with their own certificate."""
+    kubeconfig_file = kubeconfig_path(config, identity)
+    cert, key = _cert(config, identity)
+    return {"authentication-kubeconfig": kubeconfig_file, "authorization-kubeconfig": kubeconfig_file,
+            "bind-address": "127.0.0.1", "tls-cert-file": cert, "tls-private-key-file": key,
+            "client-ca-file": _ca(config, "kubernetes-ca")}
 
 
 def controller_manager(config, minion_id):
@@ -383,18 +390,11 @@ def controller_manager(config, minion_id):
     _require_role(config, minion_id, "master")
     nets = config["networks"]
     cm = config.get("controller_manager") or {}
-    kubeconfig_file = kubeconfig_path(config, "kube-controller-manager")
-    tls_cert, tls_key = _cert(config, "kube-controller-manager")
     is_ca = minion_id == config["cluster"]["ca_minion"]
     allocate = bool(cm.get("allocate_node_cidrs"))
     flags = _flags({
-        "kubeconfig": kubeconfig_file,
-        "authentication-kubeconfig": kubeconfig_file,
-        "authorization-kubeconfig": kubeconfig_file,
-        "bind-address": "127.0.0.1",
-        "tls-cert-file": tls_cert,
-        "tls-private-key-file": tls_key,
-        "client-ca-file": _ca(config, "kubernetes-ca"),
+        "kubeconfig": kubeconfig_path(config, "kube-controller-manager"),
+        **_secure_serving(config, "kube-controller-manager"),
         "requestheader-client-ca-file": _ca(config, "front-proxy-ca"),
         "cluster-name": config["cluster_name"],
         "cluster-cidr": nets["pod_cidr"],
@@ -410,18 +410,11 @@ def controller_manager(config, minion_id):
         "leader-elect": True,
         "profiling": False,
     }) + _extra(config, "controller_manager")
-    return {
-        "unit": "kube-controller-manager",
-        "description": "Kubernetes controller manager (kubesalt)",
-        "exec": _bin(config, "kube-controller-manager"),
-        "flags": flags,
-        "files": _kubeconfig_file(config, "kube-controller-manager", topology.local_api_url(config)),
-        "certificates": ["kube-controller-manager"],
-        "secrets": ["service-account"],
-        "after": ["kube-apiserver.service"],
-        "requires": [],
-        "service": {"Restart": "on-failure", "RestartSec": 5},
-    }
+    return _spec("kube-controller-manager", "Kubernetes controller manager (kubesalt)", _bin(config, "kube-controller-manager"), flags,
+                 files=_kubeconfig_file(config, "kube-controller-manager", topology.local_api_url(config)),
+                 certificates=["kube-controller-manager"],
+                 secrets=["service-account"],
+                 after=["kube-apiserver.service"])
 
 
 def scheduler(config, minion_id):
@@ -439,7 +432,6 @@ def scheduler(config, minion_id):
     sched = config.get("scheduler") or {}
     kubeconfig_file = kubeconfig_path(config, "kube-scheduler")
     config_file = f"{config['paths']['config_dir']}/kube-scheduler.yaml"
-    tls_cert, tls_key = _cert(config, "kube-scheduler")
     obj = data.merge({
         "apiVersion": sched["config_api_version"],
         "kind": "KubeSchedulerConfiguration",
@@ -450,26 +442,13 @@ def scheduler(config, minion_id):
     files[config_file] = {"contents": _yaml(obj), "mode": "0644"}
     flags = _flags({
         "config": config_file,
-        "authentication-kubeconfig": kubeconfig_file,
-        "authorization-kubeconfig": kubeconfig_file,
-        "bind-address": "127.0.0.1",
-        "tls-cert-file": tls_cert,
-        "tls-private-key-file": tls_key,
-        "client-ca-file": _ca(config, "kubernetes-ca"),
+        **_secure_serving(config, "kube-scheduler"),
         "profiling": False,
     }) + _extra(config, "scheduler")
-    return {
-        "unit": "kube-scheduler",
-        "description": "Kubernetes scheduler (kubesalt)",
-        "exec": _bin(config, "kube-scheduler"),
-        "flags": flags,
-        "files": files,
-        "certificates": ["kube-scheduler"],
-        "secrets": [],
-        "after": ["kube-apiserver.service"],
-        "requires": [],
-        "service": {"Restart": "on-failure", "RestartSec": 5},
-    }
+    return _spec("kube-scheduler", "Kubernetes scheduler (kubesalt)", _bin(config, "kube-scheduler"), flags,
+                 files=files,
+                 certificates=["kube-scheduler"],
+                 after=["kube-apiserver.service"])
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -588,21 +567,13 @@ def containerd(config, minion_id):
     files = {config_file: {"contents": "# Managed by kubesalt (k8s_conf.containerd_config).\n"
                                        + to_toml(containerd_config(config)), "mode": "0644"}}
     files.update(registry_hosts(config))
-    return {
-        "unit": "containerd",
-        "description": "containerd container runtime (kubesalt)",
-        "exec": _runtime_bin(config, "containerd"),
-        "flags": [f"--config={config_file}"],
-        "files": files,
-        "certificates": [],
-        "secrets": [],
-        "after": ["network.target", "local-fs.target"],
-        "requires": [],
-        "service": {"ExecStartPre": "-/sbin/modprobe overlay", "Type": "notify", "Delegate": "yes",
+    return _spec("containerd", "containerd container runtime (kubesalt)", _runtime_bin(config, "containerd"), [f"--config={config_file}"],
+                 files=files,
+                 after=["network.target", "local-fs.target"],
+                 service={"ExecStartPre": "-/sbin/modprobe overlay", "Type": "notify", "Delegate": "yes",
                     "KillMode": "process", "Restart": "always", "RestartSec": 5, "LimitNPROC": "infinity",
                     "LimitCORE": "infinity", "LimitNOFILE": "infinity", "TasksMax": "infinity",
-                    "OOMScoreAdjust": -999},
-    }
+                    "OOMScoreAdjust": -999})
 
 
 def kubelet_config(config, minion_id):
@@ -668,18 +639,11 @@ def kubelet(config, minion_id):
     if not kubelet_settings["runtime_endpoint_in_config"]:
         flags.append(f"--container-runtime-endpoint={CONTAINERD_SOCKET}")
     flags += [str(f) for f in kubelet_settings.get("extra_flags") or []]
-    return {
-        "unit": "kubelet",
-        "description": "Kubernetes node agent (kubesalt)",
-        "exec": _bin(config, "kubelet"),
-        "flags": flags,
-        "files": files,
-        "certificates": ["kubelet"],
-        "secrets": [],
-        "after": ["containerd.service"],
-        "requires": ["containerd.service"],
-        "service": {"Restart": "on-failure", "RestartSec": 5},
-    }
+    return _spec("kubelet", "Kubernetes node agent (kubesalt)", _bin(config, "kubelet"), flags,
+                 files=files,
+                 certificates=["kubelet"],
+                 after=["containerd.service"],
+                 requires=["containerd.service"])
 
 
 def kube_proxy_config(config, minion_id):
@@ -720,19 +684,11 @@ def kube_proxy(config, minion_id):
     config_file = f"{config['paths']['config_dir']}/kube-proxy.yaml"
     files = _kubeconfig_file(config, "kube-proxy", topology.api_url_for(config, minion_id))
     files[config_file] = {"contents": _yaml(kube_proxy_config(config, minion_id)), "mode": "0644"}
-    return {
-        "unit": "kube-proxy",
-        "description": "Kubernetes service proxy (kubesalt)",
-        "exec": _bin(config, "kube-proxy"),
-        "flags": [f"--config={config_file}"] + [str(f) for f in (config.get("kube_proxy") or {}).get("extra_flags")
+    return _spec("kube-proxy", "Kubernetes service proxy (kubesalt)", _bin(config, "kube-proxy"), [f"--config={config_file}"] + [str(f) for f in (config.get("kube_proxy") or {}).get("extra_flags")
                                                  or []],
-        "files": files,
-        "certificates": ["kube-proxy"],
-        "secrets": [],
-        "after": ["network-online.target"],
-        "requires": [],
-        "service": {"Restart": "on-failure", "RestartSec": 5},
-    }
+                 files=files,
+                 certificates=["kube-proxy"],
+                 after=["network-online.target"])
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -794,11 +750,7 @@ def network(config, minion_id):
         ]}
         cert, key = _cert(config, "flannel-etcd-client")
         etcd = config.get("etcd") or {}
-        return {
-            "unit": "flanneld",
-            "description": "flannel pod network (kubesalt)",
-            "exec": _bin(config, "flanneld"),
-            "flags": _flags({
+        return _spec("flanneld", "flannel pod network (kubesalt)", _bin(config, "flanneld"), _flags({
                 "etcd-endpoints": topology.etcd_client_urls(config),
                 "etcd-prefix": etcd["network_prefix"],
                 "etcd-cafile": _ca(config, "etcd-ca"),
@@ -809,14 +761,10 @@ def network(config, minion_id):
                 "subnet-file": FLANNEL_SUBNET_FILE,
                 "ip-masq": True,
             }),
-            "files": {f"{conf_dir}/10-flannel.conflist": {"contents": _json(conflist), "mode": "0644"}},
-            "certificates": ["flannel-etcd-client"],
-            "secrets": [],
-            "after": ["network-online.target"],
-            "requires": [],
-            "service": {"Restart": "on-failure", "RestartSec": 5},
-            "before": ["containerd.service", "kubelet.service"],
-        }
+                     files={f"{conf_dir}/10-flannel.conflist": {"contents": _json(conflist), "mode": "0644"}},
+                     certificates=["flannel-etcd-client"],
+                     after=["network-online.target"],
+                     before=["containerd.service", "kubelet.service"])
     pod_cidr = config["cluster"]["pod_cidrs"].get(minion_id)
     if not pod_cidr:
         raise SaltInvocationError(f"k8s:nodes:{minion_id}:pod_cidr: no pod subnet for {minion_id}")
@@ -827,21 +775,13 @@ def network(config, minion_id):
     ]}
     routes = pod_routes(config, minion_id)
     commands = [f"/sbin/ip route replace {r['cidr']} via {r['via']}" for r in routes]
-    return {
-        "unit": "kubesalt-pod-routes",
-        "description": "Routes to the other nodes' pod subnets (kubesalt network mode routes)",
-        "exec": None,
-        "commands": commands or ["/bin/true"],
-        "flags": [],
-        "files": {f"{conf_dir}/10-kubesalt.conflist": {"contents": _json(conflist), "mode": "0644"}},
-        "certificates": [],
-        "secrets": [],
-        "after": ["network-online.target"],
-        "requires": [],
-        "service": {"Type": "oneshot", "RemainAfterExit": "yes"},
-        "before": ["kubelet.service"],
-        "routes": routes,
-    }
+    return _spec("kubesalt-pod-routes", "Routes to the other nodes' pod subnets (kubesalt network mode routes)", None, [],
+                 files={f"{conf_dir}/10-kubesalt.conflist": {"contents": _json(conflist), "mode": "0644"}},
+                 after=["network-online.target"],
+                 before=["kubelet.service"],
+                 service={"Type": "oneshot", "RemainAfterExit": "yes"},
+                 commands=commands or ["/bin/true"],
+                 routes=routes)
 
 
 # --------------------------------------------------------------------------------------------------------------------

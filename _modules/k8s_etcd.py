@@ -51,16 +51,10 @@ import base64
 import json as jsonlib
 import logging
 
+import requests  # a dependency of Salt itself
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from kubesalt import data, http, pki
-
-try:
-    import requests
-
-    HAS_REQUESTS = True
-except ImportError:  # pragma: no cover - requests is a Salt dependency
-    HAS_REQUESTS = False
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +69,6 @@ CLIENT_IDENTITIES = ("apiserver-etcd-client", "etcd-healthcheck-client")
 
 
 def __virtual__():
-    if not HAS_REQUESTS:
-        return (False, "k8s_etcd needs the python library 'requests'")
     return __virtualname__
 
 
@@ -194,11 +186,13 @@ class _EndpointError(Exception):
     """One endpoint failed before etcd processed the request; the next one may be tried."""
 
 
-class EtcdClient:
+class EtcdClient(http.Client):
     """
     A connection to one etcd cluster through its v3 JSON gateway. ``endpoints`` are tried in order. Use as a
     context manager (``with EtcdClient(...) as client``) so the HTTP session is closed.
     """
+
+    server_name = "etcd"
 
     def __init__(self, endpoints, ca, cert=None, key=None, timeout=DEFAULT_TIMEOUT):
         self.endpoints = _as_list(endpoints)
@@ -216,18 +210,7 @@ class EtcdClient:
             raise SaltInvocationError(f"etcd timeout {timeout!r} is not a number of seconds") from exc
         if self.timeout <= 0:
             raise SaltInvocationError(f"etcd timeout {timeout!r} must be a positive number of seconds")
-        self.ca, self.cert, self.key = ca, cert, key
-        http.check_tls_files(ca, cert, key, what="etcd")
-        self.session = http.session(ca, cert, key)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        self.session.close()
+        super().__init__(ca, cert, key)
 
     # -- transport ---------------------------------------------------------------------------------------------------
     def _call(self, endpoint, method, path, body=None, write=False):
@@ -241,9 +224,9 @@ class EtcdClient:
                     f"etcd at {endpoint} did not answer {path} within {self.timeout:g}s; the write may or may not "
                     "have been applied (does the cluster have quorum?)"
                 ) from exc
-            raise _EndpointError(http.failure_reason(exc, self.ca, self.cert, self.timeout, "etcd")) from exc
+            raise _EndpointError(self.failure(exc, self.timeout)) from exc
         except requests.exceptions.RequestException as exc:
-            raise _EndpointError(http.failure_reason(exc, self.ca, self.cert, self.timeout, "etcd")) from exc
+            raise _EndpointError(self.failure(exc, self.timeout)) from exc
         return answer
 
     def _decode(self, endpoint, path, answer, write=False):
@@ -629,6 +612,12 @@ def member_list(endpoints=None, ca=None, cert=None, key=None, timeout=None):
         return client.member_list()
 
 
+def _each_endpoint(method, endpoints, ca, cert, key, timeout):
+    """``{endpoint: answer}``: ``EtcdClient.<method>`` asked of every endpoint on its own."""
+    with _client(endpoints, ca, cert, key, timeout) as client:
+        return {endpoint: getattr(client, method)(endpoint) for endpoint in client.endpoints}
+
+
 def endpoint_health(endpoints=None, ca=None, cert=None, key=None, timeout=None):
     """
     ``/health`` of every endpoint: ``{endpoint: {"healthy": bool, "error": str}}``. An endpoint is healthy when its
@@ -640,8 +629,7 @@ def endpoint_health(endpoints=None, ca=None, cert=None, key=None, timeout=None):
 
         salt-call k8s_etcd.endpoint_health
     """
-    with _client(endpoints, ca, cert, key, timeout) as client:
-        return {endpoint: client.health_of(endpoint) for endpoint in client.endpoints}
+    return _each_endpoint("health_of", endpoints, ca, cert, key, timeout)
 
 
 def endpoint_status(endpoints=None, ca=None, cert=None, key=None, timeout=None):
@@ -655,8 +643,7 @@ def endpoint_status(endpoints=None, ca=None, cert=None, key=None, timeout=None):
 
         salt-call k8s_etcd.endpoint_status
     """
-    with _client(endpoints, ca, cert, key, timeout) as client:
-        return {endpoint: client.status_of(endpoint) for endpoint in client.endpoints}
+    return _each_endpoint("status_of", endpoints, ca, cert, key, timeout)
 
 
 def cluster_health(endpoints=None, ca=None, cert=None, key=None, timeout=None):

@@ -39,16 +39,10 @@ import os
 import re
 import time
 
+import requests  # a dependency of Salt itself
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from kubesalt import http, peer, pki
-
-try:
-    import requests
-
-    HAS_REQUESTS = True
-except ImportError:  # pragma: no cover - requests is a Salt dependency
-    HAS_REQUESTS = False
 
 log = logging.getLogger(__name__)
 
@@ -59,25 +53,19 @@ REQUEST_TIMEOUT = 10  # seconds for connecting and for each answer
 POLL_INTERVAL = 2
 _TRANSIENT = (429, 500, 502, 503, 504)  # statuses a wait tries again after
 
-# kind -> (apiVersion, plural, namespaced). Served by every release from 1.20 on.
-KINDS = {
-    "Namespace": ("v1", "namespaces", False),
-    "Node": ("v1", "nodes", False),
-    "ServiceAccount": ("v1", "serviceaccounts", True),
-    "ConfigMap": ("v1", "configmaps", True),
-    "Secret": ("v1", "secrets", True),
-    "Service": ("v1", "services", True),
-    "Deployment": ("apps/v1", "deployments", True),
-    "DaemonSet": ("apps/v1", "daemonsets", True),
-    "ClusterRole": ("rbac.authorization.k8s.io/v1", "clusterroles", False),
-    "ClusterRoleBinding": ("rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
-    "Role": ("rbac.authorization.k8s.io/v1", "roles", True),
-    "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings", True),
+# The kinds kubesalt applies, by the API group version that serves them in every release from 1.20 on. Their REST
+# resource is the lowercased kind plus "s" for all of them.
+_SERVED = {
+    "v1": ("Namespace", "Node", "ServiceAccount", "ConfigMap", "Secret", "Service"),
+    "apps/v1": ("Deployment", "DaemonSet"),
+    "rbac.authorization.k8s.io/v1": ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"),
 }
+_CLUSTER_SCOPED = {"Namespace", "Node", "ClusterRole", "ClusterRoleBinding"}
+# kind -> (apiVersion, plural, namespaced)
+KINDS = {kind: (api_version, f"{kind.lower()}s", kind not in _CLUSTER_SCOPED)
+         for api_version, kinds in _SERVED.items() for kind in kinds}
 
 def __virtual__():
-    if not HAS_REQUESTS:
-        return (False, "k8s_kube needs the python library 'requests'")
     return __virtualname__
 
 
@@ -277,33 +265,23 @@ def _hide_secret_values(kind, diff):
 # --------------------------------------------------------------------------------------------------------------------
 # The client (plain Python, no Salt dunders)
 # --------------------------------------------------------------------------------------------------------------------
-class KubeClient:
+class KubeClient(http.Client):
     """
     A connection to one API server with one client certificate. Use as a context manager so the HTTP session is
     closed. :py:meth:`request` returns the decoded JSON answer, or None for a status listed in ``missing_ok``.
     """
 
+    server_name = "the API server"
+
     def __init__(self, server, ca, cert, key, timeout=REQUEST_TIMEOUT):
         server = str(server or "").rstrip("/")
         if not re.match(r"^https://[^/\s]+$", server):
             raise SaltInvocationError(f"API server {server!r} must be an https://host:port URL")
-        http.check_tls_files(ca, cert, key, what="API server")
-        self.server, self.ca, self.cert, self.key = server, ca, cert, key
-        self.timeout = float(timeout)
-        self.session = http.session(ca, cert, key)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        self.session.close()
+        super().__init__(ca, cert, key)
+        self.server, self.timeout = server, float(timeout)
 
     def _unreachable(self, method, url, exc, wait=None):
-        reason = http.failure_reason(exc, self.ca, self.cert, wait or self.timeout, "the API server")
-        return KubeUnreachable(f"{method} {url}: {reason}")
+        return KubeUnreachable(f"{method} {url}: {self.failure(exc, wait or self.timeout)}")
 
     def request(self, method, path, params=None, body=None, content_type=None, what=None, missing_ok=(),
                 timeout=None):

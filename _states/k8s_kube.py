@@ -12,29 +12,12 @@ Every state takes ``config``, the settings from ``k8s/map.jinja`` (loaded with `
 ``test=True`` nothing is written and ``changes`` holds what would change; a second run with the same arguments
 returns ``changes: {}``.
 
-.. code-block:: jinja
-
-    {%- from "k8s/map.jinja" import k8s with context %}
-    {%- import_yaml "k8s/addons/coredns.yaml" as coredns %}
-    kube-apiserver ready:
-      k8s_kube.api_ready:
-        - config: {{ k8s | json }}
-
-    cluster DNS:
-      k8s_kube.objects_present:
-        - manifests: {{ salt["k8s_conf.coredns_objects"](k8s, coredns) | json }}
-        - config: {{ k8s | json }}
-        - require:
-          - k8s_kube: kube-apiserver ready
-
-    node labels and taints:
-      k8s_kube.node_registered:
-        - config: {{ k8s | json }}
+Each state's docstring has an SLS example; ``k8s`` is the settings from ``k8s/map.jinja``.
 """
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from kubesalt import peer
+from kubesalt import outcome, peer
 
 __virtualname__ = "k8s_kube"
 
@@ -45,17 +28,15 @@ def __virtual__():
     return (False, "k8s_kube states: the k8s_kube execution module is not loaded (is 'requests' installed?)")
 
 
-def _ret(name):
-    return {"name": name, "result": True, "changes": {}, "comment": ""}
-
-
-def _fail(ret, exc):
-    ret.update(result=False, changes={}, comment=str(exc))
-    return ret
-
-
 def _config(config):
     return config if config is not None else __salt__["k8s.config"](validate=True)
+
+
+def _keys(manifests):
+    """``Kind/namespace/name`` of every manifest of a list; a malformed list is refused as a whole."""
+    if not isinstance(manifests, list):
+        raise SaltInvocationError(f"manifests: expected a list of manifests, got {type(manifests).__name__}")
+    return [__salt__["k8s_kube.object_key"](m) for m in manifests]
 
 
 def _test():
@@ -65,6 +46,26 @@ def _test():
 # --------------------------------------------------------------------------------------------------------------------
 # Waits
 # --------------------------------------------------------------------------------------------------------------------
+def _wait(name, config, timeout, until):
+    """
+    A wait state: ``until(config, timeout)`` waits (up to ``timeout``, None: the ``k8s:timeouts`` default) and returns
+    the comment, or raises when it gives up. Under test=True it asks once (timeout 0) and reports ``result: None``
+    while the answer is "not yet". A wait never changes anything.
+    """
+    ret = outcome.new(name)
+    try:
+        config = _config(config)
+        try:
+            ret["comment"] = until(config, 0 if _test() else timeout)
+        except CommandExecutionError as exc:
+            if not _test():
+                raise
+            ret.update(result=None, comment=f"{exc}; a real run would wait.")
+        return ret
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return outcome.failed(ret, exc)
+
+
 def api_ready(name, config=None, timeout=None, identity="apiserver-kubelet-client", server=None):
     """
     Wait until the API server answers ``/readyz`` with ok (up to ``timeout`` seconds, default
@@ -84,22 +85,11 @@ def api_ready(name, config=None, timeout=None, identity="apiserver-kubelet-clien
             - config: {{ k8s | json }}
             - timeout: 180
     """
-    ret = _ret(name)
-    try:
-        config = _config(config)
-        if _test():
-            answer = __salt__["k8s_kube.readyz"](config, identity=identity, server=server)
-            if answer["ready"]:
-                ret["comment"] = f"kube-apiserver at {answer['url']} is ready."
-            else:
-                ret.update(result=None, comment=f"kube-apiserver at {answer['url']} is not ready yet "
-                                                f"({answer['error']}); a real run would wait for it.")
-            return ret
-        answer = __salt__["k8s_kube.wait_ready"](config, timeout=timeout, identity=identity, server=server)
-        ret["comment"] = f"kube-apiserver at {answer['url']} is ready (waited {answer['waited']:g} s)."
-        return ret
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        return _fail(ret, exc)
+    def until(config, wait):
+        answer = __salt__["k8s_kube.wait_ready"](config, timeout=wait, identity=identity, server=server)
+        return f"kube-apiserver at {answer['url']} is ready (waited {answer['waited']:g} s)."
+
+    return _wait(name, config, timeout, until)
 
 
 def node_ready(name, config=None, timeout=None, identity="kubelet", server=None, node=None):
@@ -118,23 +108,13 @@ def node_ready(name, config=None, timeout=None, identity="kubelet", server=None,
           k8s_kube.node_ready:
             - config: {{ k8s | json }}
     """
-    ret = _ret(name)
     node = str(node or __opts__["id"])
-    try:
-        config = _config(config)
-        if _test():
-            status = __salt__["k8s_kube.node_ready"](config, node, identity=identity, server=server)
-            if status["ready"]:
-                ret["comment"] = f"Node {node} is Ready."
-            else:
-                ret.update(result=None, comment=f"Node {node} is not Ready yet ({status['reason']}: "
-                                                f"{status['message']}); a real run would wait for it.")
-            return ret
-        __salt__["k8s_kube.wait_node_ready"](config, node, timeout=timeout, identity=identity, server=server)
-        ret["comment"] = f"Node {node} is Ready."
-        return ret
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        return _fail(ret, exc)
+
+    def until(config, wait):
+        __salt__["k8s_kube.wait_node_ready"](config, node, timeout=wait, identity=identity, server=server)
+        return f"Node {node} is Ready."
+
+    return _wait(name, config, timeout, until)
 
 
 def nodes_ready(name, nodes, config=None, timeout=None, identity="admin", server=None):
@@ -150,24 +130,13 @@ def nodes_ready(name, nodes, config=None, timeout=None, identity="admin", server
             - nodes: {{ k8s.cluster.nodes | json }}
             - config: {{ k8s | json }}
     """
-    ret = _ret(name)
-    names = nodes
-    if isinstance(names, str):
-        names = [n for n in names.split(",") if n]
-    try:
-        config = _config(config)
-        wait = 0 if _test() else timeout
-        try:
-            __salt__["k8s_kube.nodes_ready"](config, names, timeout=wait, identity=identity, server=server)
-        except CommandExecutionError as exc:
-            if not _test():
-                raise
-            ret.update(result=None, comment=f"{exc}; a real run would wait for them.")
-            return ret
-        ret["comment"] = f"Nodes {', '.join(map(str, names))} are Ready."
-        return ret
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        return _fail(ret, exc)
+    names = [n for n in nodes.split(",") if n] if isinstance(nodes, str) else nodes
+
+    def until(config, wait):
+        __salt__["k8s_kube.nodes_ready"](config, names, timeout=wait, identity=identity, server=server)
+        return f"Nodes {', '.join(map(str, names))} are Ready."
+
+    return _wait(name, config, timeout, until)
 
 
 def deployment_available(name, namespace, config=None, timeout=None, identity="admin", server=None):
@@ -183,22 +152,12 @@ def deployment_available(name, namespace, config=None, timeout=None, identity="a
             - namespace: kube-system
             - config: {{ k8s | json }}
     """
-    ret = _ret(name)
-    try:
-        config = _config(config)
-        wait = 0 if _test() else timeout
-        try:
-            rollout = __salt__["k8s_kube.deployment_available"](config, namespace, name, timeout=wait,
-                                                                identity=identity, server=server)
-        except CommandExecutionError as exc:
-            if not _test():
-                raise
-            ret.update(result=None, comment=f"{exc}; a real run would wait for it.")
-            return ret
-        ret["comment"] = rollout["message"]
-        return ret
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        return _fail(ret, exc)
+    def until(config, wait):
+        rollout = __salt__["k8s_kube.deployment_available"](config, namespace, name, timeout=wait,
+                                                            identity=identity, server=server)
+        return rollout["message"]
+
+    return _wait(name, config, timeout, until)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -231,7 +190,7 @@ def object_present(name, manifest, config=None, identity="admin", server=None):
             - manifest: {apiVersion: v1, kind: Namespace, metadata: {name: demo}}
             - config: {{ k8s | json }}
     """
-    ret = _ret(name)
+    ret = outcome.new(name)
     try:
         config = _config(config)
         result = __salt__["k8s_kube.apply"](config, manifest, identity=identity, test=_test(), server=server)
@@ -245,7 +204,7 @@ def object_present(name, manifest, config=None, identity="admin", server=None):
             ret["comment"] = " ".join([f"{result['object']} is as wanted."] + [result.get("note", "")]).strip()
         return ret
     except (CommandExecutionError, SaltInvocationError) as exc:
-        return _fail(ret, exc)
+        return outcome.failed(ret, exc)
 
 
 def objects_present(name, manifests, config=None, identity="admin", server=None):
@@ -261,12 +220,10 @@ def objects_present(name, manifests, config=None, identity="admin", server=None)
             - manifests: {{ salt["k8s_conf.cluster_objects"](k8s) | json }}
             - config: {{ k8s | json }}
     """
-    ret = _ret(name)
+    ret = outcome.new(name)
     try:
         config = _config(config)
-        if not isinstance(manifests, list):
-            raise SaltInvocationError(f"manifests: expected a list of manifests, got {type(manifests).__name__}")
-        keys = [__salt__["k8s_kube.object_key"](m) for m in manifests]  # refuse a bad list before applying any
+        keys = _keys(manifests)  # refuse a bad list before applying any
         changes, unchanged, notes = {}, 0, []
         for key, manifest in zip(keys, manifests, strict=True):
             try:
@@ -290,7 +247,7 @@ def objects_present(name, manifests, config=None, identity="admin", server=None)
         ret["comment"] = " ".join([ret["comment"]] + notes)
         return ret
     except (CommandExecutionError, SaltInvocationError) as exc:
-        return _fail(ret, exc)
+        return outcome.failed(ret, exc)
 
 
 def objects_absent(name, manifests, config=None, identity="admin", server=None):
@@ -300,17 +257,15 @@ def objects_absent(name, manifests, config=None, identity="admin", server=None):
 
     .. code-block:: jinja
 
-        cluster objects removed:
+        demo namespace removed:
           k8s_kube.objects_absent:
-            - manifests: {{ salt["k8s_conf.cluster_objects"](k8s) | json }}
+            - manifests: [{apiVersion: v1, kind: Namespace, metadata: {name: demo}}]
             - config: {{ k8s | json }}
     """
-    ret = _ret(name)
+    ret = outcome.new(name)
     try:
         config = _config(config)
-        if not isinstance(manifests, list):
-            raise SaltInvocationError(f"manifests: expected a list of manifests, got {type(manifests).__name__}")
-        keys = [__salt__["k8s_kube.object_key"](m) for m in manifests]
+        keys = _keys(manifests)
         changes = {}
         for key, manifest in reversed(list(zip(keys, manifests, strict=True))):
             result = __salt__["k8s_kube.delete"](config, manifest, identity=identity, test=_test(), server=server)
@@ -323,7 +278,7 @@ def objects_absent(name, manifests, config=None, identity="admin", server=None):
             ret["comment"] = f"{len(changes)} of {len(keys)} objects deleted, the others do not exist."
         return ret
     except (CommandExecutionError, SaltInvocationError) as exc:
-        return _fail(ret, exc)
+        return outcome.failed(ret, exc)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -372,7 +327,7 @@ def node_registered(name, config=None, timeout=None):
           k8s_kube.node_registered:
             - config: {{ k8s | json }}
     """
-    ret = _ret(name)
+    ret = outcome.new(name)
     me = __opts__["id"]
     try:
         config = _config(config)
@@ -395,4 +350,4 @@ def node_registered(name, config=None, timeout=None):
         ret["comment"] = result.get("comment") or ""
         return ret
     except (CommandExecutionError, SaltInvocationError) as exc:
-        return _fail(ret, exc)
+        return outcome.failed(ret, exc)

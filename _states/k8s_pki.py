@@ -11,24 +11,15 @@ Every state computes the difference first; with ``test=True`` it returns ``resul
 make, and touches nothing. Files are written atomically (temporary file in the same directory, fsync, rename): keys
 and secrets 0600, certificates 0644; directories it creates are 0755 (the CA directory 0700).
 
-.. code-block:: yaml
-
-    {%- from "k8s/map.jinja" import k8s with context %}
-    {%- set pki = salt["k8s_pki.layout"](k8s) %}
-    kubelet certificate:
-      k8s_pki.certificate_managed:
-        - name: {{ pki.certificates.kubelet.cert }}
-        - key: {{ pki.certificates.kubelet.key }}
-        - ca_file: {{ pki.certificates.kubelet.ca_file }}
-        - identity: kubelet
-        - config: {{ k8s | json }}
+The examples of each state take their paths from the PKI layout, as the formulas do:
+``{%- set pki = salt["k8s_pki.layout"](k8s) %}`` with ``k8s`` from ``k8s/map.jinja``.
 """
 
 import os
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from kubesalt import files, peer, pki, x509
+from kubesalt import files, outcome, peer, pki, x509
 
 __virtualname__ = "k8s_pki"
 
@@ -37,17 +28,6 @@ def __virtual__():
     if "k8s_pki.sign_local" in __salt__:
         return __virtualname__
     return (False, "k8s_pki states: the k8s_pki execution module is not loaded (is 'cryptography' installed?)")
-
-
-def _ret(name):
-    return {"name": name, "result": True, "changes": {}, "comment": ""}
-
-
-def _fail(ret, exc):
-    ret["result"] = False
-    ret["changes"] = {}
-    ret["comment"] = str(exc)
-    return ret
 
 
 def _fix_modes(paths, changes, test):
@@ -110,7 +90,7 @@ def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_d
             - key: {{ pki.cas["kubernetes-ca"].key }}
             - common_name: kubernetes
     """
-    ret = _ret(name)
+    ret = outcome.new(name)
     test = __opts__["test"]
     try:
         key_dir = os.path.dirname(os.path.abspath(key))
@@ -160,7 +140,7 @@ def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_d
         ret["comment"] = " ".join([f"CA '{common_name}' {'updated' if changes else 'is present'}."] + notes)
         return ret
     except (CommandExecutionError, SaltInvocationError, OSError) as exc:
-        return _fail(ret, exc)
+        return outcome.failed(ret, exc)
 
 
 def private_key_present(name, key_type="ecdsa-p256", mode="0600"):
@@ -182,7 +162,7 @@ def private_key_present(name, key_type="ecdsa-p256", mode="0600"):
             - name: /etc/kubernetes/pki/example.key
             - key_type: ecdsa-p256
     """
-    ret = _ret(name)
+    ret = outcome.new(name)
     test = __opts__["test"]
     try:
         want = files.parse_mode(mode)
@@ -203,7 +183,7 @@ def private_key_present(name, key_type="ecdsa-p256", mode="0600"):
         ret["comment"] = " ".join([f"Key {name} {'updated' if changes else 'is present'}."] + notes)
         return ret
     except (CommandExecutionError, SaltInvocationError, OSError) as exc:
-        return _fail(ret, exc)
+        return outcome.failed(ret, exc)
 
 
 def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=30):
@@ -239,9 +219,8 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
             - identity: kubelet
             - config: {{ k8s | json }}
     """
-    ret = _ret(name)
-    test = __opts__["test"]
-    me = __opts__["id"]
+    ret = outcome.new(name)
+    test, me = __opts__["test"], __opts__["id"]
     try:
         config = _config(config)
         known = pki.identities()
@@ -331,7 +310,7 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
         ret["comment"] = f"Certificate '{identity}' issued by CA minion '{ca_minion}'."
         return ret
     except (CommandExecutionError, SaltInvocationError, OSError) as exc:
-        return _fail(ret, exc)
+        return outcome.failed(ret, exc)
 
 
 def secret_present(name, secret, config=None, timeout=30):
@@ -359,9 +338,8 @@ def secret_present(name, secret, config=None, timeout=30):
             - secret: service-account
             - config: {{ k8s | json }}
     """
-    ret = _ret(name)
-    test = __opts__["test"]
-    me = __opts__["id"]
+    ret = outcome.new(name)
+    test, me = __opts__["test"], __opts__["id"]
     try:
         config = _config(config)
         secrets = pki.layout(config)["secrets"]
@@ -399,7 +377,7 @@ def secret_present(name, secret, config=None, timeout=30):
         ret["comment"] = f"Secret '{secret}' {'updated' if changes else 'is present'}."
         return ret
     except (CommandExecutionError, SaltInvocationError, OSError) as exc:
-        return _fail(ret, exc)
+        return outcome.failed(ret, exc)
 
 
 def public_key_present(name, key, mode="0644"):
@@ -421,7 +399,7 @@ def public_key_present(name, key, mode="0644"):
             - name: {{ pki.public_keys["service-account"] }}
             - key: {{ pki.secrets["service-account"].path }}
     """
-    ret = _ret(name)
+    ret = outcome.new(name)
     test = __opts__["test"]
     try:
         private = files.read_text(key)
@@ -446,4 +424,4 @@ def public_key_present(name, key, mode="0644"):
         ret["comment"] = f"Public key {name} {'updated' if changes else 'is up to date'}."
         return ret
     except (CommandExecutionError, SaltInvocationError, OSError) as exc:
-        return _fail(ret, exc)
+        return outcome.failed(ret, exc)

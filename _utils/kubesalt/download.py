@@ -19,17 +19,11 @@ import re
 import time
 import urllib.parse
 
+import requests  # a dependency of Salt itself, like urllib3 under it
+import urllib3
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from kubesalt import data, files
-
-try:
-    import requests
-    import urllib3
-
-    HAS_REQUESTS = True
-except ImportError:  # pragma: no cover - salt itself depends on requests
-    HAS_REQUESTS = False
 
 log = logging.getLogger(__name__)
 

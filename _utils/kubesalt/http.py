@@ -10,14 +10,8 @@ import os
 import re
 import ssl
 
+import requests  # a dependency of Salt itself
 from salt.exceptions import SaltInvocationError
-
-try:
-    import requests
-
-    HAS_REQUESTS = True
-except ImportError:  # pragma: no cover - requests is a Salt dependency
-    HAS_REQUESTS = False
 
 
 def short(text):
@@ -94,3 +88,30 @@ def failure_reason(exc, ca, cert, timeout, server="the server"):
     if isinstance(exc, requests.exceptions.SSLError):
         return f"TLS error: {short(text)}"
     return f"cannot connect: {short(text)}"
+
+
+class Client:
+    """
+    The base of kubesalt's API clients: a session that verifies the server with ``ca`` and presents ``cert``/``key``,
+    its TLS files checked up front. Use it as a context manager so the session is closed.
+    """
+
+    server_name = "the server"
+
+    def __init__(self, ca, cert=None, key=None):
+        check_tls_files(ca, cert, key, what=self.server_name)
+        self.ca, self.cert, self.key = ca, cert, key
+        self.session = session(ca, cert, key)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.session.close()
+
+    def failure(self, exc, timeout):
+        """Why a request failed, for an operator (see :py:func:`failure_reason`)."""
+        return failure_reason(exc, self.ca, self.cert, timeout, self.server_name)

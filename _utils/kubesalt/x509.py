@@ -173,6 +173,13 @@ def _is_ca(cert):
     return bool(bc and bc.ca)
 
 
+def _key_usage(ca, encipherment=False):
+    """keyUsage: digitalSignature always; keyCertSign and cRLSign for a CA; keyEncipherment for an RSA leaf."""
+    return x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=encipherment,
+                         data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+                         encipher_only=False, decipher_only=False)
+
+
 def _iso(moment):
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -234,13 +241,7 @@ def create_ca(key_pem, common_name, days=3650, now=None):
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(ca=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     return builder.sign(key, _signing_hash(key)).public_bytes(serialization.Encoding.PEM).decode()
@@ -313,13 +314,7 @@ def sign_certificate(ca_cert_pem, ca_key_pem, public_key_or_csr_pem, common_name
         .not_valid_before(now - BACKDATE)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=is_rsa, data_encipherment=False,
-                key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(ca=False, encipherment=is_rsa), critical=True)
         .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(aki, critical=False)
