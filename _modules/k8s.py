@@ -52,7 +52,7 @@ def _profile_for(version, profiles):
     if parsed is None:
         return merged
     keys = []
-    for key in (profiles or {}):
+    for key in profiles or {}:
         parts = str(key).split(".")
         if len(parts) == 2 and all(p.isdigit() for p in parts):
             keys.append(((int(parts[0]), int(parts[1])), key))
@@ -130,16 +130,20 @@ def _check_networks(config, err):
         value = nets.get(key)
         net = data.net(value)
         if net is None:
-            err(f"k8s:networks:{key}: '{value}' is not a network in CIDR notation with no host bits set "
-                "(e.g. 10.200.0.0/16)")
+            err(
+                f"k8s:networks:{key}: '{value}' is not a network in CIDR notation with no host bits set "
+                "(e.g. 10.200.0.0/16)"
+            )
         else:
             parsed[key] = net
     keys = sorted(parsed)
     for i, a in enumerate(keys):
-        for b in keys[i + 1:]:
+        for b in keys[i + 1 :]:
             if parsed[a].version == parsed[b].version and parsed[a].overlaps(parsed[b]):
-                err(f"k8s:networks:{a}: {parsed[a]} overlaps k8s:networks:{b} ({parsed[b]}); "
-                    "node, pod and service networks must be disjoint")
+                err(
+                    f"k8s:networks:{a}: {parsed[a]} overlaps k8s:networks:{b} ({parsed[b]}); "
+                    "node, pod and service networks must be disjoint"
+                )
 
     service = parsed.get("service_cidr")
     if service is not None:
@@ -151,8 +155,10 @@ def _check_networks(config, err):
         elif dns not in service:
             err(f"k8s:networks:cluster_dns_ip: {dns} is outside k8s:networks:service_cidr ({service})")
         elif service.num_addresses >= 4 and dns == next(service.hosts()):
-            err(f"k8s:networks:cluster_dns_ip: {dns} is the API service IP (first address of {service}); "
-                "pick another address")
+            err(
+                f"k8s:networks:cluster_dns_ip: {dns} is the API service IP (first address of {service}); "
+                "pick another address"
+            )
         elif dns in (service.network_address, service.broadcast_address):
             err(f"k8s:networks:cluster_dns_ip: {dns} is the network or broadcast address of {service}")
 
@@ -167,8 +173,10 @@ def _check_networks(config, err):
             capacity = 2 ** (prefix - pod.prefixlen)
             count = len(config.get("nodes") or {})
             if count > capacity:
-                err(f"k8s:networks:pod_cidr: {pod} holds only {capacity} node subnets of /{prefix}, "
-                    f"but k8s:nodes has {count} nodes")
+                err(
+                    f"k8s:networks:pod_cidr: {pod} holds only {capacity} node subnets of /{prefix}, "
+                    f"but k8s:nodes has {count} nodes"
+                )
 
     npr = str(nets.get("node_port_range", ""))
     match = re.match(r"^(\d+)-(\d+)$", npr)
@@ -215,8 +223,7 @@ def _check_nodes(config, nets, err, warn):
             if not data.is_dns_name(lowered):
                 err(f"{key}: '{name}' is not a valid DNS name (it becomes a certificate SAN and a node name)")
             if lowered in seen_names and seen_names[lowered] != node_id:
-                err(f"{key}: name '{name}' is already used by k8s:nodes:{seen_names[lowered]}; "
-                    "a node is listed twice")
+                err(f"{key}: name '{name}' is already used by k8s:nodes:{seen_names[lowered]}; a node is listed twice")
             seen_names[lowered] = node_id
         if node.get("pod_cidr"):
             pc = data.net(node["pod_cidr"])
@@ -228,12 +235,19 @@ def _check_nodes(config, nets, err, warn):
                 err(f"{key}:pod_cidr: {pc} is outside k8s:networks:pod_cidr ({pod})")
             elif isinstance(prefix, int) and pc.prefixlen != prefix:
                 err(f"{key}:pod_cidr: {pc} is not a /{prefix} (k8s:networks:node_pod_prefix)")
-        elif "pod_cidr" in nets and "node_cidr" in nets and ip is not None and ip in nets["node_cidr"] \
-                and topology.node_pod_cidr(config, node_id) is None:
-            err(f"{key}:ip: host number of {ip} in {nets['node_cidr']} is beyond the "
+        elif (
+            "pod_cidr" in nets
+            and "node_cidr" in nets
+            and ip is not None
+            and ip in nets["node_cidr"]
+            and topology.node_pod_cidr(config, node_id) is None
+        ):
+            err(
+                f"{key}:ip: host number of {ip} in {nets['node_cidr']} is beyond the "
                 f"{2 ** max(0, (config['networks'].get('node_pod_prefix') or 0) - nets['pod_cidr'].prefixlen)}"
                 f" node subnets of k8s:networks:pod_cidr ({nets['pod_cidr']}); pin k8s:nodes:{node_id}:pod_cidr "
-                "or enlarge the pod network")
+                "or enlarge the pod network"
+            )
 
     pod_cidrs = {}
     for node_id in sorted(nodes, key=str):
@@ -251,8 +265,10 @@ def _check_nodes(config, nets, err, warn):
     if not etcd:
         err("k8s:nodes: no node has the 'etcd' role; the cluster needs at least one etcd member")
     elif len(etcd) % 2 == 0:
-        warn(f"k8s:nodes: {len(etcd)} etcd members ({', '.join(sorted(etcd))}) is an even number; it tolerates no "
-             f"more failures than {len(etcd) - 1} members. Use an odd count")
+        warn(
+            f"k8s:nodes: {len(etcd)} etcd members ({', '.join(sorted(etcd))}) is an even number; it tolerates no "
+            f"more failures than {len(etcd) - 1} members. Use an odd count"
+        )
 
     ca_minion = (config.get("pki") or {}).get("ca_minion")
     if ca_minion and ca_minion not in nodes:
@@ -317,10 +333,15 @@ def _check_artifacts(config, err):
         for version, arches in sorted(((entry or {}).get("versions") or {}).items(), key=lambda kv: str(kv[0])):
             for pin_arch, digests in sorted((arches or {}).items()):
                 for hash_type, value in sorted((digests or {}).items()):
-                    if hash_type in data.HASH_SIZES and value and \
-                            not re.fullmatch(rf"[0-9a-f]{{{data.HASH_SIZES[hash_type]}}}", str(value)):
-                        err(f"k8s:artifacts:pins:{comp}:{version}:{pin_arch}:{hash_type}: '{value}' is not a "
-                            f"lowercase hex {hash_type} digest ({data.HASH_SIZES[hash_type]} characters)")
+                    if (
+                        hash_type in data.HASH_SIZES
+                        and value
+                        and not re.fullmatch(rf"[0-9a-f]{{{data.HASH_SIZES[hash_type]}}}", str(value))
+                    ):
+                        err(
+                            f"k8s:artifacts:pins:{comp}:{version}:{pin_arch}:{hash_type}: '{value}' is not a "
+                            f"lowercase hex {hash_type} digest ({data.HASH_SIZES[hash_type]} characters)"
+                        )
     for comp in needed_components(config):
         entry = catalogue.get(comp)
         if not entry:
@@ -333,9 +354,11 @@ def _check_artifacts(config, err):
         digests = ((entry.get("versions") or {}).get(version) or {}).get(arch) or {}
         pinned = {h: digests.get(h) for h in data.HASH_SIZES if digests.get(h)}
         if not pinned and comp not in checksum_urls:
-            err(f"k8s:artifacts:pins:{comp}:{version}:{arch}: no pinned sha256/sha512 digest for {comp} {version} "
+            err(
+                f"k8s:artifacts:pins:{comp}:{version}:{arch}: no pinned sha256/sha512 digest for {comp} {version} "
                 f"({arch}) in the catalogue or the pillar (k8s:versions:{vkey} = {version}); pin one, or opt in to "
-                f"the official checksum file with k8s:artifacts:checksum_urls:{comp}")
+                f"the official checksum file with k8s:artifacts:checksum_urls:{comp}"
+            )
 
 
 def _check_pki(config, err):
@@ -350,11 +373,15 @@ def _check_pki(config, err):
         else:
             days[key] = value
     if "ca_days" in days and "cert_days" in days and days["ca_days"] < days["cert_days"]:
-        err(f"k8s:pki:ca_days: a CA lifetime of {days['ca_days']} days is shorter than the leaf lifetime "
-            f"k8s:pki:cert_days ({days['cert_days']} days); leaves would outlive their CA")
+        err(
+            f"k8s:pki:ca_days: a CA lifetime of {days['ca_days']} days is shorter than the leaf lifetime "
+            f"k8s:pki:cert_days ({days['cert_days']} days); leaves would outlive their CA"
+        )
     if "renew_days" in days and "cert_days" in days and days["renew_days"] >= days["cert_days"]:
-        err(f"k8s:pki:renew_days: {days['renew_days']} must be less than k8s:pki:cert_days ({days['cert_days']}), "
-            "or every run would renew every certificate")
+        err(
+            f"k8s:pki:renew_days: {days['renew_days']} must be less than k8s:pki:cert_days ({days['cert_days']}), "
+            "or every run would renew every certificate"
+        )
     sans = pki.get("apiserver_extra_sans") or []
     if not isinstance(sans, list):
         err("k8s:pki:apiserver_extra_sans: must be a list of DNS names or IP addresses")
@@ -385,8 +412,10 @@ def _check_misc(config, err):
         err(f"k8s:etcd:peer_port: {etcd.get('peer_port')} is the same as k8s:etcd:client_port")
     prefix = str(etcd.get("network_prefix", ""))
     if not prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
-        err(f"k8s:etcd:network_prefix: '{prefix}' must be an absolute key prefix such as /coreos.com/network "
-            "(leading '/', no trailing '/')")
+        err(
+            f"k8s:etcd:network_prefix: '{prefix}' must be an absolute key prefix such as /coreos.com/network "
+            "(leading '/', no trailing '/')"
+        )
     proxy = (config.get("kube_proxy") or {}).get("mode")
     if proxy not in PROXY_MODES:
         err(f"k8s:kube_proxy:mode: '{proxy}' is not supported; use one of {', '.join(PROXY_MODES)}")
@@ -414,8 +443,10 @@ def _check_components(config, err):
                 err(f"k8s:{section}:extra_flags: '{flag}' is not a --flag or --flag=value")
     runtime = config.get("container_runtime") or {}
     if runtime.get("install") not in ETCD_INSTALL:
-        err(f"k8s:container_runtime:install: '{runtime.get('install')}' is not supported; use one of "
-            f"{', '.join(ETCD_INSTALL)}")
+        err(
+            f"k8s:container_runtime:install: '{runtime.get('install')}' is not supported; use one of "
+            f"{', '.join(ETCD_INSTALL)}"
+        )
     for registry, spec in (runtime.get("registries") or {}).items():
         for mirror in (spec or {}).get("mirrors") or []:
             if not re.match(r"^https?://[A-Za-z0-9.\-\[\]:]+(/\S*)?$", str(mirror)):
@@ -431,8 +462,10 @@ def _check_components(config, err):
         if not re.match(r"^https?://\S+$", str(image.get("url", ""))):
             err(f"{where}:url: '{image.get('url')}' is not an http(s) URL")
         if not re.match(r"^[0-9a-f]{64}$", str(image.get("sha256", ""))):
-            err(f"{where}:sha256: '{image.get('sha256')}' is not a sha256 digest (64 lowercase hex digits); an image "
-                "archive is verified like every download")
+            err(
+                f"{where}:sha256: '{image.get('sha256')}' is not a sha256 digest (64 lowercase hex digits); an image "
+                "archive is verified like every download"
+            )
     batch = str(config.get("worker_batch", ""))
     if not re.match(r"^([1-9]\d*|([1-9]\d?|100)%)$", batch):
         err(f"k8s:worker_batch: '{batch}' must be a node count (e.g. 5) or a percentage (e.g. 25%)")

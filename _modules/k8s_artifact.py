@@ -93,7 +93,8 @@ def _no_digest_error(url):
     return CommandExecutionError(
         f"k8s_artifact: no sha256/sha512 digest for {url}: downloads are never installed unverified. Pin one in "
         f"{PINS_KEY}:<component>:<version>:<arch> (e.g. {{sha256: <hex>}}), or opt in to the official checksum "
-        "file with k8s:artifacts:checksum_urls:<component>")
+        "file with k8s:artifacts:checksum_urls:<component>"
+    )
 
 
 def file_digest(path, hash_type="sha256"):
@@ -145,18 +146,22 @@ def _format(template, key, **values):
     try:
         return str(template).format(**values)
     except (KeyError, IndexError, ValueError) as exc:
-        raise CommandExecutionError(f"k8s_artifact: {key}: '{template}' has an unknown placeholder ({exc}); "
-                                    "use {version} and {arch}") from None
+        raise CommandExecutionError(
+            f"k8s_artifact: {key}: '{template}' has an unknown placeholder ({exc}); use {{version}} and {{arch}}"
+        ) from None
 
 
 def _resolve(component, config, arch=None, mirror=None):
     if not isinstance(config, dict):
-        raise SaltInvocationError("k8s_artifact.resolve: config must be the kubesalt settings mapping "
-                                  "(k8s.settings / map.jinja)")
+        raise SaltInvocationError(
+            "k8s_artifact.resolve: config must be the kubesalt settings mapping (k8s.settings / map.jinja)"
+        )
     entry = (config.get("catalogue") or {}).get(component)
     if not isinstance(entry, dict):
-        raise CommandExecutionError(f"k8s_artifact: component '{component}' is not in the catalogue; pin its url "
-                                    f"and digest in {PINS_KEY}:{component}")
+        raise CommandExecutionError(
+            f"k8s_artifact: component '{component}' is not in the catalogue; pin its url "
+            f"and digest in {PINS_KEY}:{component}"
+        )
     arch = arch or config.get("arch")
     vkey = entry.get("version_key", component)
     version = (config.get("versions") or {}).get(vkey)
@@ -176,8 +181,10 @@ def _resolve(component, config, arch=None, mirror=None):
             try:
                 digest = download.check_digest(pinned[candidate], candidate)
             except SaltInvocationError:
-                raise CommandExecutionError(f"k8s_artifact: {key}:{candidate}: '{pinned[candidate]}' is not a "
-                                            f"{candidate} digest ({download.HASH_TYPES[candidate]} hex characters)") from None
+                raise CommandExecutionError(
+                    f"k8s_artifact: {key}:{candidate}: '{pinned[candidate]}' is not a "
+                    f"{candidate} digest ({download.HASH_TYPES[candidate]} hex characters)"
+                ) from None
             break
     if digest is None:
         opt_in = ((config.get("artifacts") or {}).get("checksum_urls") or {}).get(component)
@@ -185,14 +192,19 @@ def _resolve(component, config, arch=None, mirror=None):
             raise CommandExecutionError(
                 f"k8s_artifact: no sha256/sha512 digest for {component} {version} ({arch}) in the catalogue or the "
                 f"pillar. Pin one in {key} (e.g. {{sha256: <hex>}}), or opt in to the official checksum file with "
-                f"k8s:artifacts:checksum_urls:{component}. Unverified downloads are never installed.")
-        upstream_checksum = download.check_url(_format(opt_in, f"k8s:artifacts:checksum_urls:{component}", version=version,
-                                         arch=arch), f"k8s:artifacts:checksum_urls:{component}")
+                f"k8s:artifacts:checksum_urls:{component}. Unverified downloads are never installed."
+            )
+        upstream_checksum = download.check_url(
+            _format(opt_in, f"k8s:artifacts:checksum_urls:{component}", version=version, arch=arch),
+            f"k8s:artifacts:checksum_urls:{component}",
+        )
         checksum_url = mirror_url(upstream_checksum, mirror)
         hash_type = download.checksum_hash_type(upstream_checksum)
     kind, target, members = _layout(component, entry, config)
-    members = {dest: _format(member, f"{PINS_KEY}:{component}:members:{dest}", version=version, arch=arch)
-               for dest, member in members.items()}
+    members = {
+        dest: _format(member, f"{PINS_KEY}:{component}:members:{dest}", version=version, arch=arch)
+        for dest, member in members.items()
+    }
     return {
         "component": component,
         "version": version,
@@ -218,8 +230,9 @@ def _layout(component, entry, config):
     paths = config.get("paths") or {}
     install_dir = entry.get("install_dir", "bin_dir")
     if install_dir not in paths:
-        raise CommandExecutionError(f"k8s_artifact: catalogue install_dir '{install_dir}' of {component} is not a "
-                                    "k8s:paths entry")
+        raise CommandExecutionError(
+            f"k8s_artifact: catalogue install_dir '{install_dir}' of {component} is not a k8s:paths entry"
+        )
     directory = str(paths[install_dir]).rstrip("/")
     members = {str(dest): str(member) for dest, member in (entry.get("members") or {}).items()}
     return kind, directory if kind == "archive" else f"{directory}/{component}", members
@@ -273,14 +286,19 @@ def resolve(component, config):
     return _resolve(component, config, mirror=mirror)
 
 
-def _source(url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff,
-            max_redirects):
+def _source(
+    url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff, max_redirects
+):
     """The checked arguments that say where an artifact comes from and how it is verified and fetched."""
     hash_type = download.check_hash_type(hash_type)
-    return (download.check_url(url), hash_type, download.check_digest(digest, hash_type),
-            None if checksum_url in download.NO_DIGEST else download.check_url(checksum_url, "checksum_url"),
-            _abspath(cache_dir, "cache_dir") if cache_dir else None,
-            download.Net(connect_timeout, read_timeout, retries, backoff, max_redirects))
+    return (
+        download.check_url(url),
+        hash_type,
+        download.check_digest(digest, hash_type),
+        None if checksum_url in download.NO_DIGEST else download.check_url(checksum_url, "checksum_url"),
+        _abspath(cache_dir, "cache_dir") if cache_dir else None,
+        download.Net(connect_timeout, read_timeout, retries, backoff, max_redirects),
+    )
 
 
 def _wanted_digest(url, digest, checksum_url, hash_type, cache_dir, net, test):
@@ -292,9 +310,23 @@ def _wanted_digest(url, digest, checksum_url, hash_type, cache_dir, net, test):
     return cache.digest_from_checksum_file(checksum_url, url, hash_type, cache_dir, net, network=not test)
 
 
-def install(name, url, digest=None, hash_type="sha256", checksum_url=None, mode="0755", user="root", group="root",
-            cache_dir=cache.DEFAULT_DIR, connect_timeout=10, read_timeout=30, retries=3, backoff=1.0,
-            max_redirects=5, test=False):
+def install(
+    name,
+    url,
+    digest=None,
+    hash_type="sha256",
+    checksum_url=None,
+    mode="0755",
+    user="root",
+    group="root",
+    cache_dir=cache.DEFAULT_DIR,
+    connect_timeout=10,
+    read_timeout=30,
+    retries=3,
+    backoff=1.0,
+    max_redirects=5,
+    test=False,
+):
     """
     Install the file at ``url`` as ``name`` after verifying its ``hash_type`` digest, atomically. Nothing is
     downloaded when ``name`` already has that digest; mode and owner are corrected in place. Returns
@@ -315,15 +347,18 @@ def install(name, url, digest=None, hash_type="sha256", checksum_url=None, mode=
     """
     path = _abspath(name)
     url, hash_type, digest, checksum_url, cache_dir, net = _source(
-        url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff, max_redirects)
+        url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff, max_redirects
+    )
     mode, uid, gid = files.parse_mode(mode), files.owner_id(user, "user"), files.owner_id(group, "group")
 
     current = file_digest(path, hash_type)
     digest = _wanted_digest(url, digest, checksum_url, hash_type, cache_dir, net, test)
     if digest is None:
-        return {"changes": {"digest": {"old": cache.tag(hash_type, current), "new": f"{hash_type} from {checksum_url}"}},
-                "comment": f"{path} would be checked against the digest in {checksum_url} (not fetched in test "
-                           f"mode) and replaced from {url} if it differs"}
+        return {
+            "changes": {"digest": {"old": cache.tag(hash_type, current), "new": f"{hash_type} from {checksum_url}"}},
+            "comment": f"{path} would be checked against the digest in {checksum_url} (not fetched in test "
+            f"mode) and replaced from {url} if it differs",
+        }
     if current == digest:
         changes = files.meta_changes(path, mode, uid, gid)
         if not changes:
@@ -336,12 +371,24 @@ def install(name, url, digest=None, hash_type="sha256", checksum_url=None, mode=
     if test:
         return {"changes": changes, "comment": f"{path} would be installed from {url} ({hash_type} {digest})"}
     source = cache.place(path, url, hash_type, digest, cache_dir, net, mode, uid, gid)
-    return {"changes": changes, "comment": f"{path} installed from {'the cache' if source == 'cache' else url} "
-                                           f"({hash_type} {digest} verified)"}
+    return {
+        "changes": changes,
+        "comment": f"{path} installed from {'the cache' if source == 'cache' else url} ({hash_type} {digest} verified)",
+    }
 
 
-def fetch(url, digest=None, hash_type="sha256", checksum_url=None, cache_dir=cache.DEFAULT_DIR, connect_timeout=10,
-          read_timeout=30, retries=3, backoff=1.0, max_redirects=5):
+def fetch(
+    url,
+    digest=None,
+    hash_type="sha256",
+    checksum_url=None,
+    cache_dir=cache.DEFAULT_DIR,
+    connect_timeout=10,
+    read_timeout=30,
+    retries=3,
+    backoff=1.0,
+    max_redirects=5,
+):
     """
     Download ``url`` into the cache (verified; nothing is fetched when a valid entry exists) and return the path of
     the cache entry. Useful to pre-seed a node's cache.
@@ -356,7 +403,8 @@ def fetch(url, digest=None, hash_type="sha256", checksum_url=None, cache_dir=cac
     if not cache_dir:
         raise SaltInvocationError("k8s_artifact.fetch: cache_dir is required")
     url, hash_type, digest, checksum_url, cache_dir, net = _source(
-        url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff, max_redirects)
+        url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff, max_redirects
+    )
     if digest is None:
         if checksum_url is None:
             raise _no_digest_error(url)
@@ -366,9 +414,24 @@ def fetch(url, digest=None, hash_type="sha256", checksum_url=None, cache_dir=cac
     return cache.entry_path(cache_dir, hash_type, digest)
 
 
-def extract(name, url, members, digest=None, hash_type="sha256", checksum_url=None, mode="0755", user="root",
-            group="root", cache_dir=cache.DEFAULT_DIR, connect_timeout=10, read_timeout=30, retries=3, backoff=1.0,
-            max_redirects=5, test=False):
+def extract(
+    name,
+    url,
+    members,
+    digest=None,
+    hash_type="sha256",
+    checksum_url=None,
+    mode="0755",
+    user="root",
+    group="root",
+    cache_dir=cache.DEFAULT_DIR,
+    connect_timeout=10,
+    read_timeout=30,
+    retries=3,
+    backoff=1.0,
+    max_redirects=5,
+    test=False,
+):
     """
     Extract selected members of the tar archive (.tar.gz, .tgz, .tar.xz, .tar) at ``url`` into the directory
     ``name``, after verifying the archive's digest. ``members`` maps each file name to write in ``name`` to its
@@ -391,7 +454,8 @@ def extract(name, url, members, digest=None, hash_type="sha256", checksum_url=No
     dest_dir = _abspath(name)
     members = archive.check_members(members)
     url, hash_type, digest, checksum_url, cache_dir, net = _source(
-        url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff, max_redirects)
+        url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff, max_redirects
+    )
     mode, uid, gid = files.parse_mode(mode), files.owner_id(user, "user"), files.owner_id(group, "group")
     if os.path.exists(dest_dir) and not os.path.isdir(dest_dir):
         raise CommandExecutionError(f"k8s_artifact: {dest_dir} exists and is not a directory")
@@ -400,10 +464,13 @@ def extract(name, url, members, digest=None, hash_type="sha256", checksum_url=No
     current = {dest: file_digest(path, "sha256") for dest, path in paths.items()}
     digest = _wanted_digest(url, digest, checksum_url, hash_type, cache_dir, net, test)
     if digest is None:
-        return {"changes": {p: {"digest": {"old": cache.tag("sha256", current[d]), "new": f"from {url}"}}
-                            for d, p in paths.items()},
-                "comment": f"{url} would be checked against the digest in {checksum_url} (not fetched in test "
-                           f"mode) and {', '.join(members)} extracted into {dest_dir} where they differ"}
+        return {
+            "changes": {
+                p: {"digest": {"old": cache.tag("sha256", current[d]), "new": f"from {url}"}} for d, p in paths.items()
+            },
+            "comment": f"{url} would be checked against the digest in {checksum_url} (not fetched in test "
+            f"mode) and {', '.join(members)} extracted into {dest_dir} where they differ",
+        }
 
     manifest = cache.manifest_load(cache_dir, hash_type, digest)
     expected = {dest: manifest.get(member) for dest, member in members.items()}
@@ -417,20 +484,24 @@ def extract(name, url, members, digest=None, hash_type="sha256", checksum_url=No
         changes = archive.archive_changes(paths, current, expected, mode, uid, gid)
         stale = [dest for dest in members if current[dest] != expected[dest]]
         if not changes:
-            return {"changes": {}, "comment": f"{', '.join(members)} in {dest_dir} are up to date "
-                                              f"({hash_type} {digest} archive)"}
+            return {
+                "changes": {},
+                "comment": f"{', '.join(members)} in {dest_dir} are up to date ({hash_type} {digest} archive)",
+            }
         if test:
-            return {"changes": changes, "comment": f"{len(changes)} file(s) in {dest_dir} would be updated from "
-                                                   f"{url}"}
+            return {"changes": changes, "comment": f"{len(changes)} file(s) in {dest_dir} would be updated from {url}"}
         if not stale:
             for path in changes:
                 files.fix_meta(path, mode, uid, gid)
             return {"changes": changes, "comment": f"mode/owner of {len(changes)} file(s) in {dest_dir} updated"}
     elif test:
-        return {"changes": {p: {"digest": {"old": cache.tag("sha256", current[d]), "new": f"from {url}"}}
-                            for d, p in paths.items()},
-                "comment": f"{url} would be downloaded ({hash_type} {digest}) and {', '.join(members)} extracted "
-                           f"into {dest_dir} where they differ"}
+        return {
+            "changes": {
+                p: {"digest": {"old": cache.tag("sha256", current[d]), "new": f"from {url}"}} for d, p in paths.items()
+            },
+            "comment": f"{url} would be downloaded ({hash_type} {digest}) and {', '.join(members)} extracted "
+            f"into {dest_dir} where they differ",
+        }
 
     with contextlib.ExitStack() as stack:
         fh = cache.open_verified(url, hash_type, digest, cache_dir, net, stack)
@@ -442,11 +513,20 @@ def extract(name, url, members, digest=None, hash_type="sha256", checksum_url=No
         os.makedirs(dest_dir, mode=0o755, exist_ok=True)
         digests, changes = archive.extract_selected(tf, selected, paths, current, mode, uid, gid)
     cache.manifest_save(cache_dir, hash_type, digest, {members[dest]: hexdigest for dest, hexdigest in digests.items()})
-    log.info("k8s_artifact: %s (%s verified): %d of %d member(s) written to %s", url, hash_type,
-             sum(1 for c in changes.values() if "digest" in c), len(members), dest_dir)
-    return {"changes": changes,
-            "comment": f"{', '.join(members)} extracted into {dest_dir} from {url} ({hash_type} {digest} verified)"
-            if changes else f"{', '.join(members)} in {dest_dir} are up to date"}
+    log.info(
+        "k8s_artifact: %s (%s verified): %d of %d member(s) written to %s",
+        url,
+        hash_type,
+        sum(1 for c in changes.values() if "digest" in c),
+        len(members),
+        dest_dir,
+    )
+    return {
+        "changes": changes,
+        "comment": f"{', '.join(members)} extracted into {dest_dir} from {url} ({hash_type} {digest} verified)"
+        if changes
+        else f"{', '.join(members)} in {dest_dir} are up to date",
+    }
 
 
 def _mirror_path(root, url):
@@ -475,8 +555,16 @@ def _mirror_one(root, component, config, arch, net):
         except CommandExecutionError as exc:
             raise CommandExecutionError(f"{exc} ({info['upstream_checksum_url']})") from None
     path = _mirror_path(root, url)
-    result = {"component": component, "version": info["version"], "arch": arch, "url": url, "path": path,
-              "hash_type": hash_type, "digest": digest, "status": "present"}
+    result = {
+        "component": component,
+        "version": info["version"],
+        "arch": arch,
+        "url": url,
+        "path": path,
+        "hash_type": hash_type,
+        "digest": digest,
+        "status": "present",
+    }
     if file_digest(path, hash_type) != digest:
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
         with files.atomic(path, 0o644) as fh:
@@ -491,8 +579,17 @@ def _mirror_one(root, component, config, arch, net):
     return result
 
 
-def mirror_populate(directory, config=None, components=None, arches=None, connect_timeout=None, read_timeout=None,
-                    retries=None, backoff=1.0, max_redirects=5):
+def mirror_populate(
+    directory,
+    config=None,
+    components=None,
+    arches=None,
+    connect_timeout=None,
+    read_timeout=None,
+    retries=None,
+    backoff=1.0,
+    max_redirects=5,
+):
     """
     Download every artifact the cluster needs (or ``components``) from upstream into ``directory``, laid out as
     ``<directory>/<upstream host>/<upstream path>`` -- the layout ``k8s:artifacts:mirror`` expects. Every file is
@@ -515,8 +612,9 @@ def mirror_populate(directory, config=None, components=None, arches=None, connec
         config = __salt__["k8s.config"]()
     if components is None:
         if "k8s.needed_components" not in __salt__:
-            raise SaltInvocationError("k8s_artifact.mirror_populate: the k8s module is not loaded; give "
-                                      "components=[...]")
+            raise SaltInvocationError(
+                "k8s_artifact.mirror_populate: the k8s module is not loaded; give components=[...]"
+            )
         components = __salt__["k8s.needed_components"](config)
     if isinstance(components, str):
         components = [c.strip() for c in components.split(",") if c.strip()]
@@ -524,9 +622,13 @@ def mirror_populate(directory, config=None, components=None, arches=None, connec
     if isinstance(arches, str):
         arches = [a.strip() for a in arches.split(",") if a.strip()]
     settings = config["artifacts"]
-    net = download.Net(settings["connect_timeout"] if connect_timeout is None else connect_timeout,
-                       settings["read_timeout"] if read_timeout is None else read_timeout,
-                       settings["retries"] if retries is None else retries, backoff, max_redirects)
+    net = download.Net(
+        settings["connect_timeout"] if connect_timeout is None else connect_timeout,
+        settings["read_timeout"] if read_timeout is None else read_timeout,
+        settings["retries"] if retries is None else retries,
+        backoff,
+        max_redirects,
+    )
     root = _abspath(directory, "directory")
     results, errors = [], []
     for component in dict.fromkeys(components):
@@ -536,8 +638,14 @@ def mirror_populate(directory, config=None, components=None, arches=None, connec
             except (CommandExecutionError, SaltInvocationError) as exc:
                 errors.append(f"{component} ({arch}): {exc}")
     if errors:
-        raise CommandExecutionError(f"k8s_artifact.mirror_populate: {len(errors)} artifact(s) failed or were "
-                                    f"refused; {len(results)} other(s) are in {root}:\n  - " + "\n  - ".join(errors))
-    log.info("k8s_artifact: mirror %s: %d artifact(s), %d downloaded", root, len(results),
-             sum(1 for r in results if r["status"] == "downloaded"))
+        raise CommandExecutionError(
+            f"k8s_artifact.mirror_populate: {len(errors)} artifact(s) failed or were "
+            f"refused; {len(results)} other(s) are in {root}:\n  - " + "\n  - ".join(errors)
+        )
+    log.info(
+        "k8s_artifact: mirror %s: %d artifact(s), %d downloaded",
+        root,
+        len(results),
+        sum(1 for r in results if r["status"] == "downloaded"),
+    )
     return {"directory": root, "artifacts": results}

@@ -93,16 +93,37 @@ def _bin(config, name):
     return f"{config['paths']['bin_dir']}/{name}"
 
 
-def _spec(unit, description, exec_, flags, files=None, certificates=(), secrets=(), after=(), requires=(),
-          service=None, **extra):
+def _spec(
+    unit,
+    description,
+    exec_,
+    flags,
+    files=None,
+    certificates=(),
+    secrets=(),
+    after=(),
+    requires=(),
+    service=None,
+    **extra,
+):
     """
     A component spec (the module docstring lists its keys): the unit ``unit`` runs ``exec_`` with ``flags``, writes
     ``files``, restarts for ``certificates`` and ``secrets``, and restarts on failure unless ``service`` says
     otherwise. ``extra`` adds keys (``before``, ``public_keys``, ``commands``, ``documentation``, ...).
     """
-    return {"unit": unit, "description": description, "exec": exec_, "flags": flags, "files": files or {},
-            "certificates": list(certificates), "secrets": list(secrets), "after": list(after),
-            "requires": list(requires), "service": service or {"Restart": "on-failure", "RestartSec": 5}, **extra}
+    return {
+        "unit": unit,
+        "description": description,
+        "exec": exec_,
+        "flags": flags,
+        "files": files or {},
+        "certificates": list(certificates),
+        "secrets": list(secrets),
+        "after": list(after),
+        "requires": list(requires),
+        "service": service or {"Restart": "on-failure", "RestartSec": 5},
+        **extra,
+    }
 
 
 def _flags(spec):
@@ -188,8 +209,9 @@ def kubeconfig(config, identity, server):
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": server,
-                                                "certificate-authority": _ca(config, "kubernetes-ca")}}],
+        "clusters": [
+            {"name": name, "cluster": {"server": server, "certificate-authority": _ca(config, "kubernetes-ca")}}
+        ],
         "users": [{"name": user, "user": {"client-certificate": cert, "client-key": key}}],
         "contexts": [{"name": f"{user}@{name}", "context": {"cluster": name, "user": user}}],
         "current-context": f"{user}@{name}",
@@ -211,8 +233,9 @@ def kubeconfig_path(config, identity):
 
 
 def _kubeconfig_file(config, identity, server):
-    return {kubeconfig_path(config, identity): {"contents": _yaml(kubeconfig(config, identity, server)),
-                                                "mode": "0600"}}
+    return {
+        kubeconfig_path(config, identity): {"contents": _yaml(kubeconfig(config, identity, server)), "mode": "0600"}
+    }
 
 
 def admin(config, minion_id):
@@ -230,8 +253,9 @@ def admin(config, minion_id):
         return {}
     server = config["cluster"]["apiserver_url"] or topology.local_api_url(config)
     text = _yaml(kubeconfig(config, "admin", server))
-    paths = [kubeconfig_path(config, "admin")] + [str(p) for p in ((config.get("admin") or {}).get("kubeconfig_paths")
-                                                                     or [])]
+    paths = [kubeconfig_path(config, "admin")] + [
+        str(p) for p in ((config.get("admin") or {}).get("kubeconfig_paths") or [])
+    ]
     return {path: {"contents": text, "mode": "0600"} for path in paths}
 
 
@@ -255,39 +279,62 @@ def etcd(config, minion_id):
     node = _node(config, minion_id)
     members = config["cluster"]["etcd_members"]
     if minion_id not in members:
-        raise SaltInvocationError(f"k8s:nodes:{minion_id}:roles: {minion_id} has no 'etcd' role; etcd members: "
-                                  f"{', '.join(members) or 'none'}")
+        raise SaltInvocationError(
+            f"k8s:nodes:{minion_id}:roles: {minion_id} has no 'etcd' role; etcd members: {', '.join(members) or 'none'}"
+        )
     settings, data_dir = config["etcd"], config["paths"]["etcd_data_dir"]
     client_url = topology.url(node["ip"], settings["client_port"])
     peers = topology.etcd_peer_urls(config)
     ca = _ca(config, "etcd-ca")
     server_cert, server_key = _cert(config, "etcd-server")
     peer_cert, peer_key = _cert(config, "etcd-peer")
-    flags = _flags({
-        "name": minion_id,
-        "data-dir": data_dir,
-        "listen-client-urls": [client_url, topology.url("127.0.0.1", settings["client_port"])],
-        "advertise-client-urls": client_url,
-        "listen-peer-urls": peers[minion_id],
-        "initial-advertise-peer-urls": peers[minion_id],
-        "initial-cluster": [f"{member}={url}" for member, url in peers.items()],
-        "initial-cluster-token": config["cluster_name"],
-        "initial-cluster-state": "new",
-    }) + ["--client-cert-auth"] + _flags({
-        "trusted-ca-file": ca,
-        "cert-file": server_cert,
-        "key-file": server_key,
-    }) + ["--peer-client-cert-auth"] + _flags({
-        "peer-trusted-ca-file": ca,
-        "peer-cert-file": peer_cert,
-        "peer-key-file": peer_key,
-    })
-    return _spec("etcd", "etcd key-value store (kubesalt)", _bin(config, "etcd") if settings["install"] == "artifact" else "/usr/bin/etcd", flags,
-                 certificates=["etcd-server", "etcd-peer"],
-                 after=["network-online.target"],
-                 service={"ExecStartPre": f"/bin/chmod 0700 {data_dir}", "Type": "notify", "Restart": "on-failure",
-                    "RestartSec": 5, "LimitNOFILE": 65536},
-                 documentation="https://etcd.io/docs/")
+    flags = (
+        _flags(
+            {
+                "name": minion_id,
+                "data-dir": data_dir,
+                "listen-client-urls": [client_url, topology.url("127.0.0.1", settings["client_port"])],
+                "advertise-client-urls": client_url,
+                "listen-peer-urls": peers[minion_id],
+                "initial-advertise-peer-urls": peers[minion_id],
+                "initial-cluster": [f"{member}={url}" for member, url in peers.items()],
+                "initial-cluster-token": config["cluster_name"],
+                "initial-cluster-state": "new",
+            }
+        )
+        + ["--client-cert-auth"]
+        + _flags(
+            {
+                "trusted-ca-file": ca,
+                "cert-file": server_cert,
+                "key-file": server_key,
+            }
+        )
+        + ["--peer-client-cert-auth"]
+        + _flags(
+            {
+                "peer-trusted-ca-file": ca,
+                "peer-cert-file": peer_cert,
+                "peer-key-file": peer_key,
+            }
+        )
+    )
+    return _spec(
+        "etcd",
+        "etcd key-value store (kubesalt)",
+        _bin(config, "etcd") if settings["install"] == "artifact" else "/usr/bin/etcd",
+        flags,
+        certificates=["etcd-server", "etcd-peer"],
+        after=["network-online.target"],
+        service={
+            "ExecStartPre": f"/bin/chmod 0700 {data_dir}",
+            "Type": "notify",
+            "Restart": "on-failure",
+            "RestartSec": 5,
+            "LimitNOFILE": 65536,
+        },
+        documentation="https://etcd.io/docs/",
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -312,56 +359,70 @@ def apiserver(config, minion_id):
     files, audit = {}, {}
     if api.get("audit_rules"):
         policy = f"{config['paths']['config_dir']}/audit-policy.yaml"
-        files[policy] = {"contents": _yaml({"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
-                                            "rules": api["audit_rules"]}), "mode": "0644"}
-        audit = {"audit-policy-file": policy, "audit-log-path": api.get("audit_log_path"),
-                 "audit-log-maxage": 30, "audit-log-maxbackup": 10, "audit-log-maxsize": 100}
+        files[policy] = {
+            "contents": _yaml({"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": api["audit_rules"]}),
+            "mode": "0644",
+        }
+        audit = {
+            "audit-policy-file": policy,
+            "audit-log-path": api.get("audit_log_path"),
+            "audit-log-maxage": 30,
+            "audit-log-maxbackup": 10,
+            "audit-log-maxsize": 100,
+        }
     tls_cert, tls_key = _cert(config, "apiserver")
     etcd_cert, etcd_key = _cert(config, "apiserver-etcd-client")
     kubelet_cert, kubelet_key = _cert(config, "apiserver-kubelet-client")
     proxy_cert, proxy_key = _cert(config, "front-proxy-client")
-    flags = _flags({
-        "advertise-address": node["ip"],
-        "secure-port": api["port"],
-        "allow-privileged": True,
-        "anonymous-auth": False,
-        "authorization-mode": ["Node", "RBAC"],
-        "enable-admission-plugins": ["NodeRestriction"],
-        "client-ca-file": _ca(config, "kubernetes-ca"),
-        "tls-cert-file": tls_cert,
-        "tls-private-key-file": tls_key,
-        "etcd-servers": topology.etcd_client_urls(config),
-        "etcd-cafile": _ca(config, "etcd-ca"),
-        "etcd-certfile": etcd_cert,
-        "etcd-keyfile": etcd_key,
-        "encryption-provider-config": _secret(config, "encryption-config"),
-        "kubelet-certificate-authority": _ca(config, "kubernetes-ca"),
-        "kubelet-client-certificate": kubelet_cert,
-        "kubelet-client-key": kubelet_key,
-        "kubelet-preferred-address-types": ["InternalIP", "Hostname"],
-        "service-account-issuer": f"https://kubernetes.default.svc.{domain}",
-        # The verification key as a public key: kube-apiserver cannot read an ECDSA private key in PKCS#8 form here.
-        "service-account-key-file": pki.layout(config)["public_keys"]["service-account"],
-        "service-account-signing-key-file": _secret(config, "service-account"),
-        "service-cluster-ip-range": nets["service_cidr"],
-        "service-node-port-range": nets["node_port_range"],
-        "requestheader-client-ca-file": _ca(config, "front-proxy-ca"),
-        "requestheader-allowed-names": "front-proxy-client",
-        "requestheader-extra-headers-prefix": "X-Remote-Extra-",
-        "requestheader-group-headers": "X-Remote-Group",
-        "requestheader-username-headers": "X-Remote-User",
-        "proxy-client-cert-file": proxy_cert,
-        "proxy-client-key-file": proxy_key,
-        "profiling": False,
-        **audit,
-    }) + _extra(config, "apiserver")
-    return _spec("kube-apiserver", "Kubernetes API server (kubesalt)", _bin(config, "kube-apiserver"), flags,
-                 files=files,
-                 certificates=["apiserver", "apiserver-etcd-client", "apiserver-kubelet-client", "front-proxy-client"],
-                 secrets=["service-account", "encryption-config"],
-                 public_keys=["service-account"],
-                 after=["network-online.target", "etcd.service"],
-                 service={"Restart": "on-failure", "RestartSec": 5, "LimitNOFILE": 65536})
+    flags = _flags(
+        {
+            "advertise-address": node["ip"],
+            "secure-port": api["port"],
+            "allow-privileged": True,
+            "anonymous-auth": False,
+            "authorization-mode": ["Node", "RBAC"],
+            "enable-admission-plugins": ["NodeRestriction"],
+            "client-ca-file": _ca(config, "kubernetes-ca"),
+            "tls-cert-file": tls_cert,
+            "tls-private-key-file": tls_key,
+            "etcd-servers": topology.etcd_client_urls(config),
+            "etcd-cafile": _ca(config, "etcd-ca"),
+            "etcd-certfile": etcd_cert,
+            "etcd-keyfile": etcd_key,
+            "encryption-provider-config": _secret(config, "encryption-config"),
+            "kubelet-certificate-authority": _ca(config, "kubernetes-ca"),
+            "kubelet-client-certificate": kubelet_cert,
+            "kubelet-client-key": kubelet_key,
+            "kubelet-preferred-address-types": ["InternalIP", "Hostname"],
+            "service-account-issuer": f"https://kubernetes.default.svc.{domain}",
+            # The verification key as a public key: kube-apiserver cannot read an ECDSA private key in PKCS#8 form here.
+            "service-account-key-file": pki.layout(config)["public_keys"]["service-account"],
+            "service-account-signing-key-file": _secret(config, "service-account"),
+            "service-cluster-ip-range": nets["service_cidr"],
+            "service-node-port-range": nets["node_port_range"],
+            "requestheader-client-ca-file": _ca(config, "front-proxy-ca"),
+            "requestheader-allowed-names": "front-proxy-client",
+            "requestheader-extra-headers-prefix": "X-Remote-Extra-",
+            "requestheader-group-headers": "X-Remote-Group",
+            "requestheader-username-headers": "X-Remote-User",
+            "proxy-client-cert-file": proxy_cert,
+            "proxy-client-key-file": proxy_key,
+            "profiling": False,
+            **audit,
+        }
+    ) + _extra(config, "apiserver")
+    return _spec(
+        "kube-apiserver",
+        "Kubernetes API server (kubesalt)",
+        _bin(config, "kube-apiserver"),
+        flags,
+        files=files,
+        certificates=["apiserver", "apiserver-etcd-client", "apiserver-kubelet-client", "front-proxy-client"],
+        secrets=["service-account", "encryption-config"],
+        public_keys=["service-account"],
+        after=["network-online.target", "etcd.service"],
+        service={"Restart": "on-failure", "RestartSec": 5, "LimitNOFILE": 65536},
+    )
 
 
 def _secure_serving(config, identity):
@@ -369,9 +430,14 @@ def _secure_serving(config, identity):
     the API server with their own kubeconfig, serve on 127.0.0.1 with their own certificate."""
     kubeconfig_file = kubeconfig_path(config, identity)
     cert, key = _cert(config, identity)
-    return {"authentication-kubeconfig": kubeconfig_file, "authorization-kubeconfig": kubeconfig_file,
-            "bind-address": "127.0.0.1", "tls-cert-file": cert, "tls-private-key-file": key,
-            "client-ca-file": _ca(config, "kubernetes-ca")}
+    return {
+        "authentication-kubeconfig": kubeconfig_file,
+        "authorization-kubeconfig": kubeconfig_file,
+        "bind-address": "127.0.0.1",
+        "tls-cert-file": cert,
+        "tls-private-key-file": key,
+        "client-ca-file": _ca(config, "kubernetes-ca"),
+    }
 
 
 def controller_manager(config, minion_id):
@@ -392,29 +458,36 @@ def controller_manager(config, minion_id):
     cm = config.get("controller_manager") or {}
     is_ca = minion_id == config["cluster"]["ca_minion"]
     allocate = bool(cm.get("allocate_node_cidrs"))
-    flags = _flags({
-        "kubeconfig": kubeconfig_path(config, "kube-controller-manager"),
-        **_secure_serving(config, "kube-controller-manager"),
-        "requestheader-client-ca-file": _ca(config, "front-proxy-ca"),
-        "cluster-name": config["cluster_name"],
-        "cluster-cidr": nets["pod_cidr"],
-        "allocate-node-cidrs": allocate,
-        "node-cidr-mask-size": nets["node_pod_prefix"] if allocate else None,
-        "service-cluster-ip-range": nets["service_cidr"],
-        "cluster-signing-cert-file": _ca(config, "kubernetes-ca") if is_ca else None,
-        "cluster-signing-key-file": pki.layout(config)["cas"]["kubernetes-ca"]["key"] if is_ca else None,
-        "controllers": None if is_ca else ["*", "-csrsigning"],
-        "root-ca-file": _ca(config, "kubernetes-ca"),
-        "service-account-private-key-file": _secret(config, "service-account"),
-        "use-service-account-credentials": True,
-        "leader-elect": True,
-        "profiling": False,
-    }) + _extra(config, "controller_manager")
-    return _spec("kube-controller-manager", "Kubernetes controller manager (kubesalt)", _bin(config, "kube-controller-manager"), flags,
-                 files=_kubeconfig_file(config, "kube-controller-manager", topology.local_api_url(config)),
-                 certificates=["kube-controller-manager"],
-                 secrets=["service-account"],
-                 after=["kube-apiserver.service"])
+    flags = _flags(
+        {
+            "kubeconfig": kubeconfig_path(config, "kube-controller-manager"),
+            **_secure_serving(config, "kube-controller-manager"),
+            "requestheader-client-ca-file": _ca(config, "front-proxy-ca"),
+            "cluster-name": config["cluster_name"],
+            "cluster-cidr": nets["pod_cidr"],
+            "allocate-node-cidrs": allocate,
+            "node-cidr-mask-size": nets["node_pod_prefix"] if allocate else None,
+            "service-cluster-ip-range": nets["service_cidr"],
+            "cluster-signing-cert-file": _ca(config, "kubernetes-ca") if is_ca else None,
+            "cluster-signing-key-file": pki.layout(config)["cas"]["kubernetes-ca"]["key"] if is_ca else None,
+            "controllers": None if is_ca else ["*", "-csrsigning"],
+            "root-ca-file": _ca(config, "kubernetes-ca"),
+            "service-account-private-key-file": _secret(config, "service-account"),
+            "use-service-account-credentials": True,
+            "leader-elect": True,
+            "profiling": False,
+        }
+    ) + _extra(config, "controller_manager")
+    return _spec(
+        "kube-controller-manager",
+        "Kubernetes controller manager (kubesalt)",
+        _bin(config, "kube-controller-manager"),
+        flags,
+        files=_kubeconfig_file(config, "kube-controller-manager", topology.local_api_url(config)),
+        certificates=["kube-controller-manager"],
+        secrets=["service-account"],
+        after=["kube-apiserver.service"],
+    )
 
 
 def scheduler(config, minion_id):
@@ -432,23 +505,33 @@ def scheduler(config, minion_id):
     sched = config.get("scheduler") or {}
     kubeconfig_file = kubeconfig_path(config, "kube-scheduler")
     config_file = f"{config['paths']['config_dir']}/kube-scheduler.yaml"
-    obj = data.merge({
-        "apiVersion": sched["config_api_version"],
-        "kind": "KubeSchedulerConfiguration",
-        "clientConnection": {"kubeconfig": kubeconfig_file},
-        "leaderElection": {"leaderElect": True},
-    }, sched.get("config"))
+    obj = data.merge(
+        {
+            "apiVersion": sched["config_api_version"],
+            "kind": "KubeSchedulerConfiguration",
+            "clientConnection": {"kubeconfig": kubeconfig_file},
+            "leaderElection": {"leaderElect": True},
+        },
+        sched.get("config"),
+    )
     files = _kubeconfig_file(config, "kube-scheduler", topology.local_api_url(config))
     files[config_file] = {"contents": _yaml(obj), "mode": "0644"}
-    flags = _flags({
-        "config": config_file,
-        **_secure_serving(config, "kube-scheduler"),
-        "profiling": False,
-    }) + _extra(config, "scheduler")
-    return _spec("kube-scheduler", "Kubernetes scheduler (kubesalt)", _bin(config, "kube-scheduler"), flags,
-                 files=files,
-                 certificates=["kube-scheduler"],
-                 after=["kube-apiserver.service"])
+    flags = _flags(
+        {
+            "config": config_file,
+            **_secure_serving(config, "kube-scheduler"),
+            "profiling": False,
+        }
+    ) + _extra(config, "scheduler")
+    return _spec(
+        "kube-scheduler",
+        "Kubernetes scheduler (kubesalt)",
+        _bin(config, "kube-scheduler"),
+        flags,
+        files=files,
+        certificates=["kube-scheduler"],
+        after=["kube-apiserver.service"],
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -480,8 +563,10 @@ def containerd_config(config):
     runtime = config.get("container_runtime") or {}
     version = data.version(config["versions"]["containerd"]) or (0, 0, 0)
     certs_d = f"{config['paths']['containerd_config_dir']}/certs.d"
-    runc = {"runtime_type": "io.containerd.runc.v2",
-            "options": {"SystemdCgroup": True, "BinaryName": _runtime_bin(config, "runc")}}
+    runc = {
+        "runtime_type": "io.containerd.runc.v2",
+        "options": {"SystemdCgroup": True, "BinaryName": _runtime_bin(config, "runc")},
+    }
     cni_dirs = {"bin_dir": _cni_bin_dir(config), "conf_dir": config["paths"]["cni_conf_dir"]}
     if version >= (2, 0, 0):
         if version >= (2, 1, 0):
@@ -564,16 +649,34 @@ def containerd(config, minion_id):
     """
     _require_role(config, minion_id, "node")
     config_file = f"{config['paths']['containerd_config_dir']}/config.toml"
-    files = {config_file: {"contents": "# Managed by kubesalt (k8s_conf.containerd_config).\n"
-                                       + to_toml(containerd_config(config)), "mode": "0644"}}
+    files = {
+        config_file: {
+            "contents": "# Managed by kubesalt (k8s_conf.containerd_config).\n" + to_toml(containerd_config(config)),
+            "mode": "0644",
+        }
+    }
     files.update(registry_hosts(config))
-    return _spec("containerd", "containerd container runtime (kubesalt)", _runtime_bin(config, "containerd"), [f"--config={config_file}"],
-                 files=files,
-                 after=["network.target", "local-fs.target"],
-                 service={"ExecStartPre": "-/sbin/modprobe overlay", "Type": "notify", "Delegate": "yes",
-                    "KillMode": "process", "Restart": "always", "RestartSec": 5, "LimitNPROC": "infinity",
-                    "LimitCORE": "infinity", "LimitNOFILE": "infinity", "TasksMax": "infinity",
-                    "OOMScoreAdjust": -999})
+    return _spec(
+        "containerd",
+        "containerd container runtime (kubesalt)",
+        _runtime_bin(config, "containerd"),
+        [f"--config={config_file}"],
+        files=files,
+        after=["network.target", "local-fs.target"],
+        service={
+            "ExecStartPre": "-/sbin/modprobe overlay",
+            "Type": "notify",
+            "Delegate": "yes",
+            "KillMode": "process",
+            "Restart": "always",
+            "RestartSec": 5,
+            "LimitNPROC": "infinity",
+            "LimitCORE": "infinity",
+            "LimitNOFILE": "infinity",
+            "TasksMax": "infinity",
+            "OOMScoreAdjust": -999,
+        },
+    )
 
 
 def kubelet_config(config, minion_id):
@@ -593,8 +696,11 @@ def kubelet_config(config, minion_id):
     obj = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
-        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
-                           "x509": {"clientCAFile": _ca(config, "kubernetes-ca")}},
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": _ca(config, "kubernetes-ca")},
+        },
         "authorization": {"mode": "Webhook"},
         "cgroupDriver": "systemd",
         "clusterDomain": config["cluster_domain"],
@@ -629,21 +735,28 @@ def kubelet(config, minion_id):
     config_file = f"{config['paths']['config_dir']}/kubelet.yaml"
     files = _kubeconfig_file(config, "kubelet", topology.api_url_for(config, minion_id))
     files[config_file] = {"contents": _yaml(kubelet_config(config, minion_id)), "mode": "0644"}
-    flags = _flags({
-        "config": config_file,
-        "kubeconfig": kubeconfig_path(config, "kubelet"),
-        "hostname-override": minion_id,
-        "node-ip": node["ip"],
-        "root-dir": config["paths"]["kubelet_dir"],
-    }) + [str(f) for f in kubelet_settings.get("runtime_flags") or []]
+    flags = _flags(
+        {
+            "config": config_file,
+            "kubeconfig": kubeconfig_path(config, "kubelet"),
+            "hostname-override": minion_id,
+            "node-ip": node["ip"],
+            "root-dir": config["paths"]["kubelet_dir"],
+        }
+    ) + [str(f) for f in kubelet_settings.get("runtime_flags") or []]
     if not kubelet_settings["runtime_endpoint_in_config"]:
         flags.append(f"--container-runtime-endpoint={CONTAINERD_SOCKET}")
     flags += [str(f) for f in kubelet_settings.get("extra_flags") or []]
-    return _spec("kubelet", "Kubernetes node agent (kubesalt)", _bin(config, "kubelet"), flags,
-                 files=files,
-                 certificates=["kubelet"],
-                 after=["containerd.service"],
-                 requires=["containerd.service"])
+    return _spec(
+        "kubelet",
+        "Kubernetes node agent (kubesalt)",
+        _bin(config, "kubelet"),
+        flags,
+        files=files,
+        certificates=["kubelet"],
+        after=["containerd.service"],
+        requires=["containerd.service"],
+    )
 
 
 def kube_proxy_config(config, minion_id):
@@ -684,11 +797,15 @@ def kube_proxy(config, minion_id):
     config_file = f"{config['paths']['config_dir']}/kube-proxy.yaml"
     files = _kubeconfig_file(config, "kube-proxy", topology.api_url_for(config, minion_id))
     files[config_file] = {"contents": _yaml(kube_proxy_config(config, minion_id)), "mode": "0644"}
-    return _spec("kube-proxy", "Kubernetes service proxy (kubesalt)", _bin(config, "kube-proxy"), [f"--config={config_file}"] + [str(f) for f in (config.get("kube_proxy") or {}).get("extra_flags")
-                                                 or []],
-                 files=files,
-                 certificates=["kube-proxy"],
-                 after=["network-online.target"])
+    return _spec(
+        "kube-proxy",
+        "Kubernetes service proxy (kubesalt)",
+        _bin(config, "kube-proxy"),
+        [f"--config={config_file}"] + [str(f) for f in (config.get("kube_proxy") or {}).get("extra_flags") or []],
+        files=files,
+        certificates=["kube-proxy"],
+        after=["network-online.target"],
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -697,8 +814,11 @@ def kube_proxy(config, minion_id):
 def _cni_version(config):
     versions = config.get("versions") or {}
     runtime = config.get("container_runtime") or {}
-    if runtime.get("install") != "package" and (data.version(versions.get("cni_plugins")) or (0,)) >= (1, 0, 0) \
-            and (data.version(versions.get("containerd")) or (0,)) >= (1, 7, 0):
+    if (
+        runtime.get("install") != "package"
+        and (data.version(versions.get("cni_plugins")) or (0,)) >= (1, 0, 0)
+        and (data.version(versions.get("containerd")) or (0,)) >= (1, 7, 0)
+    ):
         return "1.0.0"
     return "0.4.0"
 
@@ -744,44 +864,70 @@ def network(config, minion_id):
     conf_dir = config["paths"]["cni_conf_dir"]
     mode = config["network"]["mode"]
     if mode == "flannel":
-        conflist = {"cniVersion": "0.3.1", "name": "cbr0", "plugins": [
-            {"type": "flannel", "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-        ]}
+        conflist = {
+            "cniVersion": "0.3.1",
+            "name": "cbr0",
+            "plugins": [
+                {"type": "flannel", "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+            ],
+        }
         cert, key = _cert(config, "flannel-etcd-client")
         etcd = config.get("etcd") or {}
-        return _spec("flanneld", "flannel pod network (kubesalt)", _bin(config, "flanneld"), _flags({
-                "etcd-endpoints": topology.etcd_client_urls(config),
-                "etcd-prefix": etcd["network_prefix"],
-                "etcd-cafile": _ca(config, "etcd-ca"),
-                "etcd-certfile": cert,
-                "etcd-keyfile": key,
-                "iface": node["ip"],
-                "public-ip": node["ip"],
-                "subnet-file": FLANNEL_SUBNET_FILE,
-                "ip-masq": True,
-            }),
-                     files={f"{conf_dir}/10-flannel.conflist": {"contents": _json(conflist), "mode": "0644"}},
-                     certificates=["flannel-etcd-client"],
-                     after=["network-online.target"],
-                     before=["containerd.service", "kubelet.service"])
+        return _spec(
+            "flanneld",
+            "flannel pod network (kubesalt)",
+            _bin(config, "flanneld"),
+            _flags(
+                {
+                    "etcd-endpoints": topology.etcd_client_urls(config),
+                    "etcd-prefix": etcd["network_prefix"],
+                    "etcd-cafile": _ca(config, "etcd-ca"),
+                    "etcd-certfile": cert,
+                    "etcd-keyfile": key,
+                    "iface": node["ip"],
+                    "public-ip": node["ip"],
+                    "subnet-file": FLANNEL_SUBNET_FILE,
+                    "ip-masq": True,
+                }
+            ),
+            files={f"{conf_dir}/10-flannel.conflist": {"contents": _json(conflist), "mode": "0644"}},
+            certificates=["flannel-etcd-client"],
+            after=["network-online.target"],
+            before=["containerd.service", "kubelet.service"],
+        )
     pod_cidr = config["cluster"]["pod_cidrs"].get(minion_id)
     if not pod_cidr:
         raise SaltInvocationError(f"k8s:nodes:{minion_id}:pod_cidr: no pod subnet for {minion_id}")
-    conflist = {"cniVersion": _cni_version(config), "name": "kubesalt", "plugins": [
-        {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": True, "hairpinMode": True,
-         "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_cidr}]], "routes": [{"dst": "0.0.0.0/0"}]}},
-        {"type": "portmap", "capabilities": {"portMappings": True}},
-    ]}
+    conflist = {
+        "cniVersion": _cni_version(config),
+        "name": "kubesalt",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "cni0",
+                "isGateway": True,
+                "ipMasq": True,
+                "hairpinMode": True,
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_cidr}]], "routes": [{"dst": "0.0.0.0/0"}]},
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
     routes = pod_routes(config, minion_id)
     commands = [f"/sbin/ip route replace {r['cidr']} via {r['via']}" for r in routes]
-    return _spec("kubesalt-pod-routes", "Routes to the other nodes' pod subnets (kubesalt network mode routes)", None, [],
-                 files={f"{conf_dir}/10-kubesalt.conflist": {"contents": _json(conflist), "mode": "0644"}},
-                 after=["network-online.target"],
-                 before=["kubelet.service"],
-                 service={"Type": "oneshot", "RemainAfterExit": "yes"},
-                 commands=commands or ["/bin/true"],
-                 routes=routes)
+    return _spec(
+        "kubesalt-pod-routes",
+        "Routes to the other nodes' pod subnets (kubesalt network mode routes)",
+        None,
+        [],
+        files={f"{conf_dir}/10-kubesalt.conflist": {"contents": _json(conflist), "mode": "0644"}},
+        after=["network-online.target"],
+        before=["kubelet.service"],
+        service={"Type": "oneshot", "RemainAfterExit": "yes"},
+        commands=commands or ["/bin/true"],
+        routes=routes,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -810,13 +956,15 @@ def cluster_objects(config):
         salt-call k8s_conf.cluster_objects "$(salt-call --out=json k8s.config | jq -c .local)"
     """
     group = data.APISERVER_KUBELET_CLIENT_GROUP
-    return [{
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": group, "labels": dict(MANAGED_BY)},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": KUBELET_API_ADMIN_ROLE},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
-    }]
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": group, "labels": dict(MANAGED_BY)},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": KUBELET_API_ADMIN_ROLE},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+        }
+    ]
 
 
 def coredns_objects(config, objects=None):
@@ -843,8 +991,9 @@ def coredns_objects(config, objects=None):
         raise SaltInvocationError(f"the CoreDNS objects ({COREDNS_OBJECTS}) must be a list of manifests")
     objects = [data.merge({}, o) for o in objects]
     by_kind = {o["kind"]: o for o in objects}
-    problems = [f"{COREDNS_OBJECTS} has no {kind}" for kind in ("ConfigMap", "Deployment", "Service")
-                if kind not in by_kind]
+    problems = [
+        f"{COREDNS_OBJECTS} has no {kind}" for kind in ("ConfigMap", "Deployment", "Service") if kind not in by_kind
+    ]
     if problems:
         raise SaltInvocationError("cannot build the CoreDNS objects: " + "; ".join(problems))
     for manifest in objects:
@@ -875,9 +1024,12 @@ def unit(spec):
 
         salt-call k8s_conf.unit "$(salt-call --out=json k8s_conf.kubelet ... | jq -c .local)"
     """
-    lines = ["# Managed by kubesalt: built by k8s_conf from the k8s pillar; edit the pillar, not this file.",
-             "[Unit]", f"Description={spec['description']}",
-             f"Documentation={spec.get('documentation') or 'https://kubernetes.io/docs/'}"]
+    lines = [
+        "# Managed by kubesalt: built by k8s_conf from the k8s pillar; edit the pillar, not this file.",
+        "[Unit]",
+        f"Description={spec['description']}",
+        f"Documentation={spec.get('documentation') or 'https://kubernetes.io/docs/'}",
+    ]
     for key, what in (("After", "after"), ("Wants", "after"), ("Requires", "requires"), ("Before", "before")):
         values = [v for v in spec.get(what) or [] if key != "Wants" or v.endswith(".target")]
         if values:
@@ -896,4 +1048,3 @@ def unit(spec):
         lines.append(f"{key}={value}")
     lines += ["", "[Install]", "WantedBy=multi-user.target", ""]
     return "\n".join(lines)
-

@@ -376,7 +376,7 @@ class EtcdClient(http.Client):
         """
         members = self.member_list()
         report = {"members": {}, "healthy": [], "unhealthy": []}
-        for member in sorted(members, key=lambda m: (m["name"] or m["id"])):
+        for member in sorted(members, key=lambda m: m["name"] or m["id"]):
             name = member["name"] or member["id"]
             entry = {"id": member["id"], "endpoint": "", "healthy": False, "error": ""}
             if not member["client_urls"]:
@@ -559,8 +559,19 @@ def put(name, value, json=False, endpoints=None, ca=None, cert=None, key=None, t
         return client.put(name, text)
 
 
-def cas(name, value, prev_value=None, prev_revision=None, create_only=False, json=False, endpoints=None, ca=None,
-        cert=None, key=None, timeout=None):
+def cas(
+    name,
+    value,
+    prev_value=None,
+    prev_revision=None,
+    create_only=False,
+    json=False,
+    endpoints=None,
+    ca=None,
+    cert=None,
+    key=None,
+    timeout=None,
+):
     """
     Compare-and-swap: write ``value`` to ``name`` in one etcd transaction only if the key still holds
     ``prev_value`` (byte for byte), still has mod_revision ``prev_revision`` (0: does not exist), and, with

@@ -62,8 +62,12 @@ _SERVED = {
 }
 _CLUSTER_SCOPED = {"Namespace", "Node", "ClusterRole", "ClusterRoleBinding"}
 # kind -> (apiVersion, plural, namespaced)
-KINDS = {kind: (api_version, f"{kind.lower()}s", kind not in _CLUSTER_SCOPED)
-         for api_version, kinds in _SERVED.items() for kind in kinds}
+KINDS = {
+    kind: (api_version, f"{kind.lower()}s", kind not in _CLUSTER_SCOPED)
+    for api_version, kinds in _SERVED.items()
+    for kind in kinds
+}
+
 
 def __virtual__():
     return __virtualname__
@@ -258,8 +262,10 @@ def _content(obj):
 def _hide_secret_values(kind, diff):
     if kind != "Secret":
         return diff
-    return {path: ({"old": "(hidden)", "new": "(hidden)"} if re.match(r"^(data|stringData)\b", path) else change)
-            for path, change in diff.items()}
+    return {
+        path: ({"old": "(hidden)", "new": "(hidden)"} if re.match(r"^(data|stringData)\b", path) else change)
+        for path, change in diff.items()
+    }
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -283,16 +289,14 @@ class KubeClient(http.Client):
     def _unreachable(self, method, url, exc, wait=None):
         return KubeUnreachable(f"{method} {url}: {self.failure(exc, wait or self.timeout)}")
 
-    def request(self, method, path, params=None, body=None, content_type=None, what=None, missing_ok=(),
-                timeout=None):
+    def request(self, method, path, params=None, body=None, content_type=None, what=None, missing_ok=(), timeout=None):
         url = self.server + path
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         wait = self.timeout if timeout is None else max(float(timeout), 0.1)
         try:
-            answer = self.session.request(method, url, params=params, json=body, headers=headers,
-                                          timeout=(wait, wait))
+            answer = self.session.request(method, url, params=params, json=body, headers=headers, timeout=(wait, wait))
         except requests.exceptions.RequestException as exc:
             raise self._unreachable(method, url, exc, wait) from exc
         if answer.status_code in missing_ok:
@@ -307,11 +311,14 @@ class KubeClient(http.Client):
         message = message or answer.text.strip()[:300] or answer.reason
         hint = ""
         if answer.status_code == 401:
-            hint = (f"; the API server did not accept client certificate {self.cert} (not signed by the CA in its "
-                    "--client-ca-file, or expired)")
+            hint = (
+                f"; the API server did not accept client certificate {self.cert} (not signed by the CA in its "
+                "--client-ca-file, or expired)"
+            )
         subject = f" ({what})" if what else ""
-        raise KubeApiError(f"{method} {url}{subject}: HTTP {answer.status_code}: {message}{hint}",
-                           status=answer.status_code)
+        raise KubeApiError(
+            f"{method} {url}{subject}: HTTP {answer.status_code}: {message}{hint}", status=answer.status_code
+        )
 
     def get(self, path, what=None, timeout=None):
         """The object at ``path``, or None when it does not exist (404)."""
@@ -418,23 +425,36 @@ def _readyz(client, timeout):
     try:
         answer = client.session.get(url, params={"verbose": "true"}, timeout=(timeout, timeout))
     except requests.exceptions.RequestException as exc:
-        return {"ready": False, "url": url, "status": None, "failed": [],
-                "error": str(client._unreachable("GET", url, exc, timeout))}
+        return {
+            "ready": False,
+            "url": url,
+            "status": None,
+            "failed": [],
+            "error": str(client._unreachable("GET", url, exc, timeout)),
+        }
     if answer.status_code == 401:
         raise KubeApiError(
             f"GET {url}: HTTP 401: {answer.text.strip()[:200]}; client certificate {client.cert} is not accepted "
-            "(is it signed by the cluster's Kubernetes CA?)", status=401)
+            "(is it signed by the cluster's Kubernetes CA?)",
+            status=401,
+        )
     if answer.status_code == 403:
         # Authenticated but not (yet) allowed: right after a first start, the RBAC bootstrap policy that lets every
         # authenticated user read /readyz (system:public-info-viewer) is still being written. Not ready yet.
-        return {"ready": False, "url": url, "status": 403, "failed": [],
-                "error": f"HTTP 403 (RBAC bootstrap policy not in place yet?): {answer.text.strip()[:200]}"}
+        return {
+            "ready": False,
+            "url": url,
+            "status": 403,
+            "failed": [],
+            "error": f"HTTP 403 (RBAC bootstrap policy not in place yet?): {answer.text.strip()[:200]}",
+        }
     failed = [line[3:].strip() for line in answer.text.splitlines() if line.startswith("[-]")]
     ready = answer.status_code == 200
     result = {"ready": ready, "url": url, "status": answer.status_code, "failed": failed, "error": ""}
     if not ready:
-        result["error"] = f"HTTP {answer.status_code}" + (f", failed checks: {'; '.join(failed)}" if failed else
-                                                           f": {answer.text.strip()[:200]}")
+        result["error"] = f"HTTP {answer.status_code}" + (
+            f", failed checks: {'; '.join(failed)}" if failed else f": {answer.text.strip()[:200]}"
+        )
     return result
 
 
@@ -473,6 +493,7 @@ def wait_ready(config, timeout=None, identity="apiserver-kubelet-client", server
     timeout = _timeout(config, "apiserver_ready", timeout)
     start = time.monotonic()
     with _client(config, identity, server) as client:
+
         def check(request_timeout):
             answer = _readyz(client, request_timeout)
             return answer["ready"], answer, answer["error"]
@@ -565,22 +586,35 @@ def apply(config, manifest, identity="admin", test=False, server=None):
     with _client(config, identity, server) as client:
         live = client.get(path, what=label)
         diff = differences(desired, live) if live is not None else {}
-        result = {"changed": True, "action": "created" if live is None else "updated", "object": label,
-                  "diff": _hide_secret_values(kind, diff),
-                  "resource_version": (live or {}).get("metadata", {}).get("resourceVersion")}
+        result = {
+            "changed": True,
+            "action": "created" if live is None else "updated",
+            "object": label,
+            "diff": _hide_secret_values(kind, diff),
+            "resource_version": (live or {}).get("metadata", {}).get("resourceVersion"),
+        }
         if live is not None and not diff:
             result.update(changed=False, action=None)
             return result
         if test:
             return result
         applied = client.request(
-            "PATCH", path, params={"fieldManager": FIELD_MANAGER, "force": "true"}, body=desired,
-            content_type="application/apply-patch+yaml", what=label,
+            "PATCH",
+            path,
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            body=desired,
+            content_type="application/apply-patch+yaml",
+            what=label,
         )
     if live is not None and _content(applied) == _content(live):
-        result.update(changed=False, action=None, note=(
-            f"the API server stores {', '.join(diff)} in another form; the apply changed nothing. Write the values "
-            "as the server returns them to save the request"))
+        result.update(
+            changed=False,
+            action=None,
+            note=(
+                f"the API server stores {', '.join(diff)} in another form; the apply changed nothing. Write the values "
+                "as the server returns them to save the request"
+            ),
+        )
     result["resource_version"] = (applied or {}).get("metadata", {}).get("resourceVersion")
     log.info("k8s_kube: %s %s", label, result["action"] or "unchanged")
     return result
@@ -660,11 +694,16 @@ def register_node(config, minion_id, timeout=None, test=False, server=None, iden
         if test:
             node = client.get(path, what=label)
             if node is None:
-                result.update(changed=True, labels=wanted["labels"], taints=wanted["taints"],
-                              comment=f"Node {minion_id} is not registered yet; its labels and taints would be set "
-                                      "once its kubelet registers it")
+                result.update(
+                    changed=True,
+                    labels=wanted["labels"],
+                    taints=wanted["taints"],
+                    comment=f"Node {minion_id} is not registered yet; its labels and taints would be set "
+                    "once its kubelet registers it",
+                )
                 return result
         else:
+
             def exists(request_timeout):
                 node = client.get(path, what=label, timeout=request_timeout)
                 return node is not None, node, f"Node {minion_id} is not registered (no kubelet has created it yet)"
@@ -722,8 +761,9 @@ def register_node_remote(timeout=None, test=False, **kwargs):
 
         salt-call publish.publish master01 k8s_kube.register_node_remote arg="[300]"
     """
-    peer.refuse_arguments(kwargs, "k8s_kube.register_node_remote",
-                          "the node is always the caller (__pub_id), never an argument")
+    peer.refuse_arguments(
+        kwargs, "k8s_kube.register_node_remote", "the node is always the caller (__pub_id), never an argument"
+    )
     requester = peer.requester(kwargs, "k8s_kube.register_node_remote")
     return register_node(_ca_config(), requester, timeout=timeout, test=test)
 
@@ -747,13 +787,22 @@ def register_node_local(minion_id=None, config=None, timeout=None, test=False, *
 
 def _node_status(node, name):
     if node is None:
-        return {"name": name, "exists": False, "ready": False, "reason": "NotRegistered",
-                "message": f"Node {name} is not registered"}
+        return {
+            "name": name,
+            "exists": False,
+            "ready": False,
+            "reason": "NotRegistered",
+            "message": f"Node {name} is not registered",
+        }
     conditions = {c.get("type"): c for c in (node.get("status") or {}).get("conditions") or []}
     ready = conditions.get("Ready") or {}
-    return {"name": name, "exists": True, "ready": ready.get("status") == "True",
-            "reason": ready.get("reason") or "NoReadyCondition",
-            "message": ready.get("message") or "the kubelet has not reported a Ready condition"}
+    return {
+        "name": name,
+        "exists": True,
+        "ready": ready.get("status") == "True",
+        "reason": ready.get("reason") or "NoReadyCondition",
+        "message": ready.get("message") or "the kubelet has not reported a Ready condition",
+    }
 
 
 def node_ready(config, name, identity="kubelet", server=None):
@@ -807,6 +856,7 @@ def nodes_ready(config, names, timeout=None, identity="admin", server=None, inte
     info = kind_info("Node")
     status = {}
     with _client(config, identity, server) as client:
+
         def check(request_timeout):
             for name in names:
                 if not status.get(name, {}).get("ready"):
@@ -836,15 +886,23 @@ def deployment_rollout(deployment):
     label = _label("Deployment", metadata.get("name"), metadata.get("namespace"))
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     available = conditions.get("Available") or {}
-    why = f" (Available: {available.get('status')}, {available.get('reason')}: {available.get('message')})" \
-        if available else ""
+    why = (
+        f" (Available: {available.get('status')}, {available.get('reason')}: {available.get('message')})"
+        if available
+        else ""
+    )
     if int(metadata.get("generation") or 0) > int(status.get("observedGeneration") or 0):
-        return {"available": False, "message": f"{label}: the controller has not observed the latest spec yet "
-                                               "(is kube-controller-manager running?)"}
+        return {
+            "available": False,
+            "message": f"{label}: the controller has not observed the latest spec yet "
+            "(is kube-controller-manager running?)",
+        }
     progressing = conditions.get("Progressing") or {}
     if progressing.get("reason") == "ProgressDeadlineExceeded":
-        return {"available": False, "message": f"{label} exceeded its progress deadline: "
-                                               f"{progressing.get('message')}{why}"}
+        return {
+            "available": False,
+            "message": f"{label} exceeded its progress deadline: {progressing.get('message')}{why}",
+        }
     wanted = spec.get("replicas", 1)
     updated = int(status.get("updatedReplicas") or 0)
     total = int(status.get("replicas") or 0)
@@ -858,8 +916,7 @@ def deployment_rollout(deployment):
     return {"available": True, "message": f"{label}: {ready} of {wanted} replicas available"}
 
 
-def deployment_available(config, namespace, name, timeout=None, identity="admin", server=None,
-                         interval=POLL_INTERVAL):
+def deployment_available(config, namespace, name, timeout=None, identity="admin", server=None, interval=POLL_INTERVAL):
     """
     Wait until Deployment ``namespace/name`` has rolled out and is available (see :py:func:`deployment_rollout`),
     up to ``timeout`` seconds (default ``k8s:timeouts:addons_ready``). Returns ``{"available": True, "message"}``;
@@ -875,6 +932,7 @@ def deployment_available(config, namespace, name, timeout=None, identity="admin"
     info = kind_info("Deployment")
     label = _label("Deployment", name, namespace)
     with _client(config, identity, server) as client:
+
         def check(request_timeout):
             live = client.get(_path(info, name, namespace), what=label, timeout=request_timeout)
             if live is None:

@@ -212,10 +212,18 @@ def _entitlement_for(config, requester, identity):
 
 def _requested_differs(asked, ent):
     """What a CSR asks for (``x509.csr_info``) that the policy will not put in the certificate (for the log)."""
-    asked = {"cn": asked["cn"], "o": sorted(asked["o"]), "dns": sorted(d.lower() for d in asked["dns"]),
-             "ips": sorted(asked["ips"])}
-    granted = {"cn": ent["cn"], "o": sorted(ent["o"]), "dns": sorted(d.lower() for d in ent["dns"]),
-               "ips": sorted(x509.normal_ip(i) for i in ent["ips"])}
+    asked = {
+        "cn": asked["cn"],
+        "o": sorted(asked["o"]),
+        "dns": sorted(d.lower() for d in asked["dns"]),
+        "ips": sorted(asked["ips"]),
+    }
+    granted = {
+        "cn": ent["cn"],
+        "o": sorted(ent["o"]),
+        "dns": sorted(d.lower() for d in ent["dns"]),
+        "ips": sorted(x509.normal_ip(i) for i in ent["ips"]),
+    }
     return {k: asked[k] for k in granted if asked[k] != granted[k]}
 
 
@@ -224,11 +232,24 @@ def _issue(config, requester, csr_pem, identity):
     ent = _entitlement_for(config, requester, identity)
     differs = _requested_differs(x509.csr_info(csr_pem, f"CSR from minion '{requester}' for '{identity}'"), ent)
     if differs:
-        log.warning("k8s_pki: minion '%s' asked for %s in its '%s' CSR; issuing the policy's subject/SANs instead",
-                    requester, differs, identity)
+        log.warning(
+            "k8s_pki: minion '%s' asked for %s in its '%s' CSR; issuing the policy's subject/SANs instead",
+            requester,
+            differs,
+            identity,
+        )
     ca_cert, ca_key = _read_ca(config, ent["ca"])
-    cert = x509.sign_certificate(ca_cert, ca_key, csr_pem, ent["cn"], ent["o"], ent["dns"], ent["ips"], ent["usages"],
-                            days=config["pki"]["cert_days"])
+    cert = x509.sign_certificate(
+        ca_cert,
+        ca_key,
+        csr_pem,
+        ent["cn"],
+        ent["o"],
+        ent["dns"],
+        ent["ips"],
+        ent["usages"],
+        days=config["pki"]["cert_days"],
+    )
     log.info("k8s_pki: issued '%s' (CN=%s) to minion '%s'", identity, ent["cn"], requester)
     return {"certificate": cert, "ca": ca_cert}
 
@@ -364,8 +385,7 @@ def _status(config, minion_id, now=None):
                     with open(ca_file, encoding="ascii") as fh:
                         expected["ca_pem"] = fh.read()
             reasons = x509.needs_renewal(pem, expected, renew_days, now=now)
-            state = ("expired" if any(r.startswith("expired") for r in reasons)
-                     else "renew" if reasons else "OK")
+            state = "expired" if any(r.startswith("expired") for r in reasons) else "renew" if reasons else "OK"
             report[path] = {
                 "identity": identity,
                 "subject": info["subject"],

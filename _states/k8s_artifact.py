@@ -46,8 +46,11 @@ DEFAULT_CACHE_DIR = cache.DEFAULT_DIR
 def __virtual__():
     if "k8s_artifact.install" in __salt__:
         return __virtualname__
-    return (False, "k8s_artifact: the k8s_artifact execution module is not loaded (is requests installed? run "
-                   "saltutil.sync_modules)")
+    return (
+        False,
+        "k8s_artifact: the k8s_artifact execution module is not loaded (is requests installed? run "
+        "saltutil.sync_modules)",
+    )
 
 
 def _run(name, function, **kwargs):
@@ -64,8 +67,21 @@ def _run(name, function, **kwargs):
     return ret
 
 
-def managed(name, url, digest=None, hash_type="sha256", checksum_url=None, mode="0755", user="root", group="root",
-            cache_dir=DEFAULT_CACHE_DIR, connect_timeout=10, read_timeout=30, retries=3, max_redirects=5):
+def managed(
+    name,
+    url,
+    digest=None,
+    hash_type="sha256",
+    checksum_url=None,
+    mode="0755",
+    user="root",
+    group="root",
+    cache_dir=DEFAULT_CACHE_DIR,
+    connect_timeout=10,
+    read_timeout=30,
+    retries=3,
+    max_redirects=5,
+):
     """
     Install the single file at ``url`` as ``name`` once its digest is verified (atomically; the old file is kept
     on any failure).
@@ -93,14 +109,40 @@ def managed(name, url, digest=None, hash_type="sha256", checksum_url=None, mode=
             - url: https://dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubectl
             - digest: 95bd70842bd11a524d24acd5b68726899e3488e153e45e2b4ae846545beda050
     """
-    return _run(name, "k8s_artifact.install", url=url, digest=digest, hash_type=hash_type, checksum_url=checksum_url,
-                mode=mode, user=user, group=group, cache_dir=cache_dir, connect_timeout=connect_timeout,
-                read_timeout=read_timeout, retries=retries, max_redirects=max_redirects)
+    return _run(
+        name,
+        "k8s_artifact.install",
+        url=url,
+        digest=digest,
+        hash_type=hash_type,
+        checksum_url=checksum_url,
+        mode=mode,
+        user=user,
+        group=group,
+        cache_dir=cache_dir,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries=retries,
+        max_redirects=max_redirects,
+    )
 
 
-def extracted(name, url, members, digest=None, hash_type="sha256", checksum_url=None, mode="0755", user="root",
-              group="root", cache_dir=DEFAULT_CACHE_DIR, connect_timeout=10, read_timeout=30, retries=3,
-              max_redirects=5):
+def extracted(
+    name,
+    url,
+    members,
+    digest=None,
+    hash_type="sha256",
+    checksum_url=None,
+    mode="0755",
+    user="root",
+    group="root",
+    cache_dir=DEFAULT_CACHE_DIR,
+    connect_timeout=10,
+    read_timeout=30,
+    retries=3,
+    max_redirects=5,
+):
     """
     Extract selected members of the tar archive at ``url`` into the directory ``name``, once the archive's digest is
     verified. Each file is written atomically and only when its content differs. Archives with unsafe members
@@ -124,7 +166,20 @@ def extracted(name, url, members, digest=None, hash_type="sha256", checksum_url=
                 etcd: etcd-v3.6.14-linux-amd64/etcd
                 etcdctl: etcd-v3.6.14-linux-amd64/etcdctl
     """
-    return _run(name, "k8s_artifact.extract", url=url, members=members, digest=digest, hash_type=hash_type,
-                checksum_url=checksum_url, mode=mode, user=user, group=group, cache_dir=cache_dir,
-                connect_timeout=connect_timeout, read_timeout=read_timeout, retries=retries,
-                max_redirects=max_redirects)
+    return _run(
+        name,
+        "k8s_artifact.extract",
+        url=url,
+        members=members,
+        digest=digest,
+        hash_type=hash_type,
+        checksum_url=checksum_url,
+        mode=mode,
+        user=user,
+        group=group,
+        cache_dir=cache_dir,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries=retries,
+        max_redirects=max_redirects,
+    )

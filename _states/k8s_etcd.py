@@ -91,8 +91,9 @@ def key_present(name, value, json=False, only_if_absent=False, **conn):
             return ret
         changes = {"old": current["value"] if current else None, "new": desired}
         if __opts__["test"]:
-            ret.update(result=None, changes=changes,
-                       comment=f"etcd key {name} would be {'updated' if current else 'created'}")
+            ret.update(
+                result=None, changes=changes, comment=f"etcd key {name} would be {'updated' if current else 'created'}"
+            )
             return ret
         notes = []
         for attempt in (1, 2):
@@ -101,14 +102,22 @@ def key_present(name, value, json=False, only_if_absent=False, **conn):
             else:
                 outcome = __salt__["k8s_etcd.cas"](name, desired, prev_revision=current["mod_revision"], **conn)
             if outcome["succeeded"]:
-                ret.update(result=True, changes=changes, comment=" ".join(
-                    notes + [f"etcd key {name} {'updated' if current else 'created'} (revision {outcome['revision']})"]
-                ))
+                ret.update(
+                    result=True,
+                    changes=changes,
+                    comment=" ".join(
+                        notes
+                        + [f"etcd key {name} {'updated' if current else 'created'} (revision {outcome['revision']})"]
+                    ),
+                )
                 return ret
             current = outcome["current"]
             if current is not None and only_if_absent:
-                ret.update(result=True, comment=f"etcd key {name} was created concurrently by another writer; left "
-                                                "as it is (only_if_absent)")
+                ret.update(
+                    result=True,
+                    comment=f"etcd key {name} was created concurrently by another writer; left "
+                    "as it is (only_if_absent)",
+                )
                 return ret
             if current is not None and __salt__["k8s_etcd.same_value"](current["value"], desired, json=json):
                 ret.update(result=True, comment=f"etcd key {name} was set to the value concurrently by another writer")
@@ -160,8 +169,9 @@ def _describe(report):
     if report["healthy"]:
         parts[0] += f" ({', '.join(report['healthy'])})"
     for name in report["unhealthy"]:
-        parts.append(f"unhealthy: {name} at {report['members'][name]['endpoint'] or '?'}: "
-                     f"{report['members'][name]['error']}")
+        parts.append(
+            f"unhealthy: {name} at {report['members'][name]['endpoint'] or '?'}: {report['members'][name]['error']}"
+        )
     return "; ".join(parts)
 
 
@@ -235,8 +245,9 @@ def network_config_present(name, config=None, **conn):
     ret = _ret(name)
     try:
         if not isinstance(name, str) or not name.startswith("/") or name.endswith("/"):
-            raise SaltInvocationError(f"network prefix {name!r} must start with '/' and not end with '/' "
-                                      "(e.g. /coreos.com/network)")
+            raise SaltInvocationError(
+                f"network prefix {name!r} must start with '/' and not end with '/' (e.g. /coreos.com/network)"
+            )
         if config is None:
             config = __salt__["k8s.config"]()
         value = __salt__["k8s_etcd.network_config"](config)["value"]

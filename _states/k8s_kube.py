@@ -85,6 +85,7 @@ def api_ready(name, config=None, timeout=None, identity="apiserver-kubelet-clien
             - config: {{ k8s | json }}
             - timeout: 180
     """
+
     def until(config, wait):
         answer = __salt__["k8s_kube.wait_ready"](config, timeout=wait, identity=identity, server=server)
         return f"kube-apiserver at {answer['url']} is ready (waited {answer['waited']:g} s)."
@@ -152,9 +153,11 @@ def deployment_available(name, namespace, config=None, timeout=None, identity="a
             - namespace: kube-system
             - config: {{ k8s | json }}
     """
+
     def until(config, wait):
-        rollout = __salt__["k8s_kube.deployment_available"](config, namespace, name, timeout=wait,
-                                                            identity=identity, server=server)
+        rollout = __salt__["k8s_kube.deployment_available"](
+            config, namespace, name, timeout=wait, identity=identity, server=server
+        )
         return rollout["message"]
 
     return _wait(name, config, timeout, until)
@@ -286,11 +289,18 @@ def objects_absent(name, manifests, config=None, identity="admin", server=None):
 # --------------------------------------------------------------------------------------------------------------------
 def _peer_register(ca_minion, timeout, test):
     """Ask the CA minion to register this minion's node through peer publish; return its reply dict."""
-    result = peer.call(__salt__["publish.publish"], __opts__["id"], ca_minion, "k8s_kube.register_node_remote",
-                       [timeout, test], timeout + 30)
+    result = peer.call(
+        __salt__["publish.publish"],
+        __opts__["id"],
+        ca_minion,
+        "k8s_kube.register_node_remote",
+        [timeout, test],
+        timeout + 30,
+    )
     if "changed" not in result:
-        raise CommandExecutionError(f"unexpected reply from CA minion {ca_minion!r} to "
-                                    f"k8s_kube.register_node_remote: {result!r:.200}")
+        raise CommandExecutionError(
+            f"unexpected reply from CA minion {ca_minion!r} to k8s_kube.register_node_remote: {result!r:.200}"
+        )
     return result
 
 
@@ -305,8 +315,9 @@ def _registered_already(config, me):
     want = __salt__["k8s_kube.node_metadata"](config, me)
     labels = (node.get("metadata") or {}).get("labels") or {}
     taints = {(t.get("key"), t.get("effect")) for t in (node.get("spec") or {}).get("taints") or []}
-    return all(labels.get(k) == v for k, v in want["labels"].items()) and \
-        all((t["key"], t["effect"]) in taints for t in want["taints"])
+    return all(labels.get(k) == v for k, v in want["labels"].items()) and all(
+        (t["key"], t["effect"]) in taints for t in want["taints"]
+    )
 
 
 def node_registered(name, config=None, timeout=None):

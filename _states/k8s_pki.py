@@ -126,8 +126,9 @@ def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_d
         rewritten = {p for p, c in ((key, "key"), (name, "certificate")) if c in changes}
         _fix_modes([(p, m) for p, m in ((key, 0o600), (name, 0o644)) if p not in rewritten], changes, test)
         if changes and test:
-            ret.update(result=None, changes=changes,
-                       comment=" ".join([f"CA '{common_name}' would be updated."] + notes))
+            ret.update(
+                result=None, changes=changes, comment=" ".join([f"CA '{common_name}' would be updated."] + notes)
+            )
             return ret
         if key_pem is None:
             key_pem = x509.generate_private_key(key_type)
@@ -265,8 +266,11 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
         if reasons:
             changes["certificate"] = {"reasons": reasons}
         rewritten = ({key} if new_key else set()) | ({name} if reasons else set())  # the bundle may stay as it is
-        _fix_modes([(p, m) for p, m in ((key, 0o600), (name, 0o644), (ca_file, 0o644)) if p and p not in rewritten],
-                   changes, test)
+        _fix_modes(
+            [(p, m) for p, m in ((key, 0o600), (name, 0o644), (ca_file, 0o644)) if p and p not in rewritten],
+            changes,
+            test,
+        )
         if not reasons:
             ret["changes"] = changes
             ret["result"] = None if (changes and test) else True
@@ -275,8 +279,11 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
             return ret
         ca_minion = config["cluster"]["ca_minion"]
         if test:
-            ret.update(result=None, changes=changes,
-                       comment=f"Certificate '{identity}' would be issued by CA minion '{ca_minion}'.")
+            ret.update(
+                result=None,
+                changes=changes,
+                comment=f"Certificate '{identity}' would be issued by CA minion '{ca_minion}'.",
+            )
             return ret
 
         if new_key:
@@ -291,7 +298,8 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
         if not cert or not ca:
             raise CommandExecutionError(f"CA minion '{ca_minion}' replied without a certificate and CA: {reply!r:.200}")
         problems = x509.needs_renewal(
-            cert, dict(ent, ca_pem=ca, public_key_fingerprint=key_info["public_key_fingerprint"]), 0)
+            cert, dict(ent, ca_pem=ca, public_key_fingerprint=key_info["public_key_fingerprint"]), 0
+        )
         if problems:
             raise CommandExecutionError(
                 f"CA minion '{ca_minion}' issued a '{identity}' certificate that does not match what minion '{me}' "
@@ -405,8 +413,11 @@ def public_key_present(name, key, mode="0644"):
         private = files.read_text(key)
         if private is None:
             if test:
-                ret.update(result=None, changes={"public_key": f"{name} from {key}"},
-                           comment=f"Public key of {key} would be written (the private key does not exist yet).")
+                ret.update(
+                    result=None,
+                    changes={"public_key": f"{name} from {key}"},
+                    comment=f"Public key of {key} would be written (the private key does not exist yet).",
+                )
                 return ret
             raise CommandExecutionError(f"private key {key} does not exist")
         value = x509.public_key(private)

@@ -90,6 +90,7 @@ def throughput(art, server, work, size_mb, repeat):
             if cache and os.path.isdir(cache):
                 shutil.rmtree(cache)
             art.install(str(dest), url, digest, cache_dir=cache, user=None, group=None)
+
         return run
 
     no_cache = best(repeat, fresh(None))
@@ -101,10 +102,10 @@ def throughput(art, server, work, size_mb, repeat):
         art.install(str(dest), url, digest, cache_dir=str(work / "cache"), user=None, group=None)
 
     warm_t = best(repeat, warm)
-    noop = best(repeat, lambda: art.install(str(dest), url, digest, cache_dir=str(work / "cache"), user=None,
-                                            group=None))
-    print(f"file: {size:.0f} MB random data, served by tests/support/httpserver.py on 127.0.0.1 "
-          f"(best of {repeat})")
+    noop = best(
+        repeat, lambda: art.install(str(dest), url, digest, cache_dir=str(work / "cache"), user=None, group=None)
+    )
+    print(f"file: {size:.0f} MB random data, served by tests/support/httpserver.py on 127.0.0.1 (best of {repeat})")
     rows = [
         ("sha256sum (page cache)", sha256sum),
         ("hashlib sha256 only (page cache)", hashlib_only),
@@ -115,10 +116,14 @@ def throughput(art, server, work, size_mb, repeat):
     ]
     for label, seconds in rows:
         print(f"  {label:<46} {seconds:7.3f} s  {size / seconds:8.1f} MB/s")
-    print(f"  ratio download+verify (no cache) / sha256sum: {sha256sum / no_cache:.2f}; "
-          f"/ hashlib alone: {hashlib_only / no_cache:.2f}")
-    print("  (a ratio of 1.00 means downloading, verifying and installing costs no more than hashing the file; "
-          "sha256sum and hashlib differ when only one of them uses the CPU's SHA instructions)")
+    print(
+        f"  ratio download+verify (no cache) / sha256sum: {sha256sum / no_cache:.2f}; "
+        f"/ hashlib alone: {hashlib_only / no_cache:.2f}"
+    )
+    print(
+        "  (a ratio of 1.00 means downloading, verifying and installing costs no more than hashing the file; "
+        "sha256sum and hashlib differ when only one of them uses the CPU's SHA instructions)"
+    )
     big.unlink()
 
 
@@ -133,8 +138,10 @@ def tarball(path, files, scale):
 
 def worker_reapply(art, server, work, scale):
     k8s = load("k8s")
-    data = {n: yaml.safe_load((ROOT / "formulas" / "k8s" / n).read_text())
-            for n in ("defaults.yaml", "profiles.yaml", "catalogue.yaml")}
+    data = {
+        n: yaml.safe_load((ROOT / "formulas" / "k8s" / n).read_text())
+        for n in ("defaults.yaml", "profiles.yaml", "catalogue.yaml")
+    }
     upstream = work / "upstream"
     upstream.mkdir()
     pins = {}
@@ -144,17 +151,25 @@ def worker_reapply(art, server, work, scale):
         path = upstream / component
         if entry["type"] == "archive":
             # The catalogue's member templates decide the paths inside the archive.
-            tarball(path, {entry["members"][dest].format(version=version, arch="amd64"): size
-                           for dest, size in files.items()}, scale)
+            tarball(
+                path,
+                {entry["members"][dest].format(version=version, arch="amd64"): size for dest, size in files.items()},
+                scale,
+            )
         else:
             random_file(path, files[component] * MB * scale)
         server.serve_file(f"/upstream/{component}", str(path))
-        pins[component] = {version: {"amd64": {"sha256": sha256_file(path),
-                                               "url": server.url(f"/upstream/{component}")}}}
-    pillar = {"nodes": {"worker01": {"roles": ["worker"], "ip": "10.240.0.21"}},
-              "fs_root": str(work / "root"), "artifacts": {"pins": pins}}
-    config = k8s.settings(data["defaults.yaml"]["k8s"], data["profiles.yaml"], pillar, data["catalogue.yaml"],
-                          validate=False)
+        pins[component] = {
+            version: {"amd64": {"sha256": sha256_file(path), "url": server.url(f"/upstream/{component}")}}
+        }
+    pillar = {
+        "nodes": {"worker01": {"roles": ["worker"], "ip": "10.240.0.21"}},
+        "fs_root": str(work / "root"),
+        "artifacts": {"pins": pins},
+    }
+    config = k8s.settings(
+        data["defaults.yaml"]["k8s"], data["profiles.yaml"], pillar, data["catalogue.yaml"], validate=False
+    )
     components = k8s.needed_components(config)
     total = sum(os.path.getsize(upstream / c) for c in components) / MB
 
@@ -162,8 +177,13 @@ def worker_reapply(art, server, work, scale):
         changed = 0
         for component in components:
             a = art.resolve(component, config)
-            common = {"digest": a["digest"], "hash_type": a["hash_type"], "cache_dir": config["artifacts"]["cache_dir"],
-                      "user": None, "group": None}
+            common = {
+                "digest": a["digest"],
+                "hash_type": a["hash_type"],
+                "cache_dir": config["artifacts"]["cache_dir"],
+                "user": None,
+                "group": None,
+            }
             if a["type"] == "archive":
                 dest = config["paths"]["cni_bin_dir" if component == "cni-plugins" else "bin_dir"]
                 result = art.extract(dest, a["url"], a["members"], **common)
@@ -184,8 +204,10 @@ def worker_reapply(art, server, work, scale):
         timings.append(time.perf_counter() - start)
     print(f"worker artifacts: {', '.join(components)} ({total:.0f} MB of artifacts, scale {scale})")
     print(f"  first apply:   {first:7.3f} s, {changed} file(s) changed, {requests_first} HTTP request(s)")
-    print(f"  no-op re-apply: {min(timings):6.3f} s (best of 3; median {sorted(timings)[1]:.3f} s), {again} "
-          f"change(s), {server.count() - requests_first} HTTP request(s)")
+    print(
+        f"  no-op re-apply: {min(timings):6.3f} s (best of 3; median {sorted(timings)[1]:.3f} s), {again} "
+        f"change(s), {server.count() - requests_first} HTTP request(s)"
+    )
 
 
 def main():

@@ -40,11 +40,17 @@ from tests.support.pki_fixtures import Cluster  # noqa: E402
 def inventory(masters, workers):
     nodes = {}
     for i in range(1, masters + 1):
-        nodes[f"master{i:02d}"] = {"roles": ["master", "etcd"], "ip": f"10.240.0.{i}",
-                                   "names": [f"master{i:02d}.lab.example"]}
+        nodes[f"master{i:02d}"] = {
+            "roles": ["master", "etcd"],
+            "ip": f"10.240.0.{i}",
+            "names": [f"master{i:02d}.lab.example"],
+        }
     for i in range(1, workers + 1):
-        nodes[f"worker{i:03d}"] = {"roles": ["worker"], "ip": f"10.240.{1 + i // 250}.{i % 250 + 1}",
-                                   "names": [f"worker{i:03d}.lab.example"]}
+        nodes[f"worker{i:03d}"] = {
+            "roles": ["worker"],
+            "ip": f"10.240.{1 + i // 250}.{i % 250 + 1}",
+            "names": [f"worker{i:03d}.lab.example"],
+        }
     return nodes
 
 
@@ -62,8 +68,9 @@ def core(cluster, work, key_type):
     for _, _, ent in work:
         key = x509.generate_private_key(key_type)
         csr = x509.create_csr(key, ent["cn"], ent["o"], ent["dns"], ent["ips"])
-        x509.sign_certificate(ca_cert[ent["ca"]], ca_key[ent["ca"]], csr, ent["cn"], ent["o"], ent["dns"],
-                             ent["ips"], ent["usages"])
+        x509.sign_certificate(
+            ca_cert[ent["ca"]], ca_key[ent["ca"]], csr, ent["cn"], ent["o"], ent["dns"], ent["ips"], ent["usages"]
+        )
     return time.perf_counter() - start
 
 
@@ -85,12 +92,15 @@ def main():
     args = parser.parse_args()
 
     print(f"cluster: {args.masters} masters (+etcd), {args.workers} workers, network mode {args.network}")
-    print(f"{'key type':<12} {'certs':>6} {'core s':>8} {'ms/cert':>8} {'states s':>9} {'ms/cert':>8} "
-          f"{'no-op s':>8} {'ms/cert':>8}")
+    print(
+        f"{'key type':<12} {'certs':>6} {'core s':>8} {'ms/cert':>8} {'states s':>9} {'ms/cert':>8} "
+        f"{'no-op s':>8} {'ms/cert':>8}"
+    )
     for key_type in args.key_types.split(","):
         with tempfile.TemporaryDirectory(prefix="pki-bench-") as tmp:
-            cluster = Cluster(tmp, nodes=inventory(args.masters, args.workers), key_type=key_type,
-                              network_mode=args.network)
+            cluster = Cluster(
+                tmp, nodes=inventory(args.masters, args.workers), key_type=key_type, network_mode=args.network
+            )
             ca_minion = cluster.ca_minion
             start = time.perf_counter()
             cluster.config(ca_minion)
@@ -105,8 +115,10 @@ def main():
             t_core = core(cluster, work, key_type)
             t_states = through_states(cluster, work)
             t_noop = through_states(cluster, work)
-            print(f"{key_type:<12} {n:>6} {t_core:>8.2f} {1000 * t_core / n:>8.1f} {t_states:>9.2f} "
-                  f"{1000 * t_states / n:>8.1f} {t_noop:>8.2f} {1000 * t_noop / n:>8.1f}")
+            print(
+                f"{key_type:<12} {n:>6} {t_core:>8.2f} {1000 * t_core / n:>8.1f} {t_states:>9.2f} "
+                f"{1000 * t_states / n:>8.1f} {t_noop:>8.2f} {1000 * t_noop / n:>8.1f}"
+            )
     print(f"k8s.settings for this inventory: {1000 * t_settings:.1f} ms per call (not included above)")
 
 

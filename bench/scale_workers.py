@@ -88,27 +88,46 @@ class Cluster:
         self.master_dir = base / "master"
         self.ports = (free_port(), free_port())
         nodes = {"master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"}}
-        nodes.update({w: {"roles": ["worker"], "ip": f"10.240.{(i + 21) // 250}.{(i + 21) % 250 + 1}"}
-                      for i, w in enumerate(self.workers)})
+        nodes.update(
+            {
+                w: {"roles": ["worker"], "ip": f"10.240.{(i + 21) // 250}.{(i + 21) % 250 + 1}"}
+                for i, w in enumerate(self.workers)
+            }
+        )
         pillar_dir = base / "pillar"
         pillar_dir.mkdir(parents=True)
         (pillar_dir / "top.sls").write_text("base:\n  '*':\n    - k8s\n")
-        pillar = {"k8s": {"manage_services": False, "nodes": nodes, "versions": VERSIONS,
-                          "networks": {"node_cidr": "10.240.0.0/16", "pod_cidr": "172.16.0.0/12",
-                                       "node_pod_prefix": 24},
-                          "artifacts": {"mirror": mirror_url, "pins": pins}}}
+        pillar = {
+            "k8s": {
+                "manage_services": False,
+                "nodes": nodes,
+                "versions": VERSIONS,
+                "networks": {"node_cidr": "10.240.0.0/16", "pod_cidr": "172.16.0.0/12", "node_pod_prefix": 24},
+                "artifacts": {"mirror": mirror_url, "pins": pins},
+            }
+        }
         text = yaml.safe_dump(pillar)
-        text = text.replace("manage_services: false", "manage_services: false\n  fs_root: " + str(base / "nodes")
-                            + "/{{ grains['id'] }}")
+        text = text.replace(
+            "manage_services: false",
+            "manage_services: false\n  fs_root: " + str(base / "nodes") + "/{{ grains['id'] }}",
+        )
         (pillar_dir / "k8s.sls").write_text(text)
         self.master_conf = {
-            "root_dir": str(self.master_dir), "interface": "127.0.0.1",
-            "publish_port": self.ports[0], "ret_port": self.ports[1],
+            "root_dir": str(self.master_dir),
+            "interface": "127.0.0.1",
+            "publish_port": self.ports[0],
+            "ret_port": self.ports[1],
             "file_roots": {"base": [str(ROOT / "formulas")]},
-            "pillar_roots": {"base": [str(pillar_dir)]}, "peer": PEER_RULES, "auto_accept": True,
-            "log_level_logfile": "warning", "user": "root", "fileserver_list_cache_time": 0, "state_events": False,
-            "worker_pools": (WORKER_POOLS if not SINGLE_POOL
-                             else {"default": {"worker_count": SINGLE_POOL, "commands": ["*"]}}),
+            "pillar_roots": {"base": [str(pillar_dir)]},
+            "peer": PEER_RULES,
+            "auto_accept": True,
+            "log_level_logfile": "warning",
+            "user": "root",
+            "fileserver_list_cache_time": 0,
+            "state_events": False,
+            "worker_pools": (
+                WORKER_POOLS if not SINGLE_POOL else {"default": {"worker_count": SINGLE_POOL, "commands": ["*"]}}
+            ),
         }
         (self.master_dir / "conf").mkdir(parents=True)
         (self.master_dir / "conf" / "master").write_text(yaml.safe_dump(self.master_conf))
@@ -116,20 +135,40 @@ class Cluster:
     def _minion_conf(self, mid, role):
         mdir = self.base / "minions" / mid
         (mdir / "conf").mkdir(parents=True)
-        conf = {"id": mid, "root_dir": str(mdir), "master": "127.0.0.1", "master_port": self.ports[1],
-                "publish_port": self.ports[0], "grains": {"role": [role]}, "log_level_logfile": "warning",
-                "user": "root", "acceptance_wait_time": 1, "random_reauth_delay": 0, "state_events": False}
+        conf = {
+            "id": mid,
+            "root_dir": str(mdir),
+            "master": "127.0.0.1",
+            "master_port": self.ports[1],
+            "publish_port": self.ports[0],
+            "grains": {"role": [role]},
+            "log_level_logfile": "warning",
+            "user": "root",
+            "acceptance_wait_time": 1,
+            "random_reauth_delay": 0,
+            "state_events": False,
+        }
         (mdir / "conf" / "minion").write_text(yaml.safe_dump(conf))
         return mdir / "conf"
 
     def start(self):
-        self.procs.append(subprocess.Popen([str(VENV / "salt-master"), "-c", str(self.master_dir / "conf"),
-                                            "-l", "quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.procs.append(
+            subprocess.Popen(
+                [str(VENV / "salt-master"), "-c", str(self.master_dir / "conf"), "-l", "quiet"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         time.sleep(3)
         for mid, role in [("master01", "master")] + [(w, "worker") for w in self.workers]:
             conf = self._minion_conf(mid, role)
-            self.procs.append(subprocess.Popen([str(VENV / "salt-minion"), "-c", str(conf), "-l", "quiet"],
-                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.procs.append(
+                subprocess.Popen(
+                    [str(VENV / "salt-minion"), "-c", str(conf), "-l", "quiet"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         expected = {"master01", *self.workers}
         deadline = time.time() + 300
         while time.time() < deadline:
@@ -153,8 +192,7 @@ class Cluster:
 
     def cpu(self):
         """CPU-seconds so far: (salt-master, CA minion, all worker minions)."""
-        return (cpu_seconds(self.procs[0]), cpu_seconds(self.procs[1]),
-                sum(cpu_seconds(p) for p in self.procs[2:]))
+        return (cpu_seconds(self.procs[0]), cpu_seconds(self.procs[1]), sum(cpu_seconds(p) for p in self.procs[2:]))
 
     def stop(self):
         for proc in reversed(self.procs):
@@ -229,35 +267,52 @@ def main():
     parser.add_argument("--workers", default="5,25,50")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
     parser.add_argument("--batch", type=int, default=BATCH, help="workers converging at once (k8s:worker_batch)")
-    parser.add_argument("--single-pool", type=int, default=0, metavar="N",
-                        help="one pool of N master workers for every command instead of the README's worker pools")
+    parser.add_argument(
+        "--single-pool",
+        type=int,
+        default=0,
+        metavar="N",
+        help="one pool of N master workers for every command instead of the README's worker pools",
+    )
     args = parser.parse_args()
     BATCH, SINGLE_POOL = args.batch, args.single_pool
-    pools = (f"one pool of {SINGLE_POOL} workers" if SINGLE_POOL else
-             ", ".join(f"{name} {p['worker_count']}" for name, p in WORKER_POOLS.items()) + " (the README's)")
+    pools = (
+        f"one pool of {SINGLE_POOL} workers"
+        if SINGLE_POOL
+        else ", ".join(f"{name} {p['worker_count']}" for name, p in WORKER_POOLS.items()) + " (the README's)"
+    )
     print(f"batch {BATCH}, master worker pools: {pools}; {os.cpu_count()} CPUs shared by every process")
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
     counts = [int(c) for c in args.workers.split(",")]
     results = {}
-    print(f"{'workers':>7} {'start s':>8} {'CA s':>6} {'converge s':>10} {'per worker s':>12} {'ok':>4} "
-          f"{'changes':>7} {'no-op s':>8} {'no-op changes':>13} {'mirror GETs':>11}")
+    print(
+        f"{'workers':>7} {'start s':>8} {'CA s':>6} {'converge s':>10} {'per worker s':>12} {'ok':>4} "
+        f"{'changes':>7} {'no-op s':>8} {'no-op changes':>13} {'mirror GETs':>11}"
+    )
     for count in counts:
         f = run(count, args.keep)
         results[count] = f
-        print(f"{count:>7} {f['start']:>8.1f} {f['ca']:>6.1f} {f['workers']:>10.1f} {f['workers'] / count:>12.2f} "
-              f"{f['ok']:>4} {f['changes']:>7} {f['noop']:>8.1f} {f['noop_changes']:>13} {f['requests']:>11}",
-              flush=True)
+        print(
+            f"{count:>7} {f['start']:>8.1f} {f['ca']:>6.1f} {f['workers']:>10.1f} {f['workers'] / count:>12.2f} "
+            f"{f['ok']:>4} {f['changes']:>7} {f['noop']:>8.1f} {f['noop_changes']:>13} {f['requests']:>11}",
+            flush=True,
+        )
         master, ca, workers = f["cpu"]
-        print(f"        CPU during the converge: salt-master {master:.1f} s ({master / count:.2f} s/worker), CA minion "
-              f"{ca:.1f} s ({ca / count:.2f} s/worker), worker minions {workers:.1f} s ({workers / count:.2f} s/worker)"
-              f"; common share {100 * (master + ca) / max(master + ca + workers, 1e-9):.0f} %", flush=True)
+        print(
+            f"        CPU during the converge: salt-master {master:.1f} s ({master / count:.2f} s/worker), CA minion "
+            f"{ca:.1f} s ({ca / count:.2f} s/worker), worker minions {workers:.1f} s ({workers / count:.2f} s/worker)"
+            f"; common share {100 * (master + ca) / max(master + ca + workers, 1e-9):.0f} %",
+            flush=True,
+        )
         print(f"        master publish stalls (a request timed out inside the salt-master): {f['stalls']}", flush=True)
         if f["failures"]:
             print("   failures:", f["failures"])
     if len(counts) > 1:
         lo, hi = counts[0], counts[-1]
-        print(f"converge time {hi} vs {lo} workers: ratio {results[hi]['workers'] / results[lo]['workers']:.2f} "
-              f"({hi / lo:.0f}x the workers)")
+        print(
+            f"converge time {hi} vs {lo} workers: ratio {results[hi]['workers'] / results[lo]['workers']:.2f} "
+            f"({hi / lo:.0f}x the workers)"
+        )
         print(f"no-op time {hi} vs {lo} workers: ratio {results[hi]['noop'] / results[lo]['noop']:.2f}")
 
 

@@ -35,23 +35,25 @@ def escapes(path):
 def check_members(members):
     """Validate ``members`` ({file name: member path}) and normalise the member paths."""
     if not isinstance(members, dict) or not members:
-        raise SaltInvocationError(f"k8s_artifact: members '{members}' must be a non-empty mapping of file name -> "
-                                  "archive member path, e.g. {etcd: etcd-v3.6.14-linux-amd64/etcd}")
+        raise SaltInvocationError(
+            f"k8s_artifact: members '{members}' must be a non-empty mapping of file name -> "
+            "archive member path, e.g. {etcd: etcd-v3.6.14-linux-amd64/etcd}"
+        )
     result = {}
     for dest, member in members.items():
         dest, member = str(dest), str(member)
         if not dest or "/" in dest or "\0" in dest or dest in (".", ".."):
             raise SaltInvocationError(f"k8s_artifact: members: '{dest}' must be a plain file name (no '/')")
         if not member or member.startswith("/") or ".." in member.split("/"):
-            raise SaltInvocationError(f"k8s_artifact: members:{dest}: '{member}' must be a relative member path "
-                                      "without '..'")
+            raise SaltInvocationError(
+                f"k8s_artifact: members:{dest}: '{member}' must be a relative member path without '..'"
+            )
         result[dest] = _norm(member)
     return result
 
 
 def _unsafe(url, name, why):
-    return CommandExecutionError(f"k8s_artifact: refusing archive {url}: member '{name}' {why}. Nothing was "
-                                 "extracted.")
+    return CommandExecutionError(f"k8s_artifact: refusing archive {url}: member '{name}' {why}. Nothing was extracted.")
 
 
 def _check_member(info, url):
@@ -89,8 +91,9 @@ def _follow(info, index, url):
         else:
             target = posixpath.normpath(posixpath.join(posixpath.dirname(_norm(info.name)), info.linkname))
         if target not in index:
-            raise CommandExecutionError(f"k8s_artifact: {url}: member '{info.name}' links to '{info.linkname}', "
-                                        "which is not in the archive")
+            raise CommandExecutionError(
+                f"k8s_artifact: {url}: member '{info.name}' links to '{info.linkname}', which is not in the archive"
+            )
         info = index[target]
     raise CommandExecutionError(f"k8s_artifact: {url}: member '{info.name}': too many links (a loop?)")
 
@@ -107,8 +110,9 @@ def select_members(tf, members, url):
     for dest, member in members.items():
         if member not in index:
             names = ", ".join(sorted(n for n in index if not index[n].isdir())[:20])
-            raise CommandExecutionError(f"k8s_artifact: {url} has no member '{member}' (for {dest}); its files "
-                                        f"include: {names}")
+            raise CommandExecutionError(
+                f"k8s_artifact: {url} has no member '{member}' (for {dest}); its files include: {names}"
+            )
         selected[dest] = _follow(index[member], index, url)
     return selected
 
@@ -135,8 +139,9 @@ def extract_selected(tf, selected, paths, current, mode, uid, gid):
     temps, digests, changes = {}, {}, {}
     try:
         for dest, info in sorted(selected.items(), key=lambda item: item[1].offset_data):
-            fd, temps[dest] = tempfile.mkstemp(dir=os.path.dirname(paths[dest]), prefix=f".{dest}.",
-                                               suffix=files.TMP_SUFFIX)
+            fd, temps[dest] = tempfile.mkstemp(
+                dir=os.path.dirname(paths[dest]), prefix=f".{dest}.", suffix=files.TMP_SUFFIX
+            )
             hasher = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
                 for chunk in _member_chunks(tf, info):
@@ -158,8 +163,9 @@ def extract_selected(tf, selected, paths, current, mode, uid, gid):
                     changes[path] = meta
             else:
                 os.replace(temps.pop(dest), path)
-                changes[path] = {"digest": {"old": cache.tag("sha256", current[dest]),
-                                            "new": cache.tag("sha256", digests[dest])}}
+                changes[path] = {
+                    "digest": {"old": cache.tag("sha256", current[dest]), "new": cache.tag("sha256", digests[dest])}
+                }
     finally:
         for tmp in temps.values():
             with contextlib.suppress(FileNotFoundError):
@@ -173,7 +179,9 @@ def archive_changes(paths, current, expected, mode, uid, gid):
     changes = {}
     for dest, path in paths.items():
         if current[dest] != expected[dest]:
-            changes[path] = {"digest": {"old": cache.tag("sha256", current[dest]), "new": cache.tag("sha256", expected[dest])}}
+            changes[path] = {
+                "digest": {"old": cache.tag("sha256", current[dest]), "new": cache.tag("sha256", expected[dest])}
+            }
         elif files.meta_changes(path, mode, uid, gid):
             changes[path] = files.meta_changes(path, mode, uid, gid)
     return changes

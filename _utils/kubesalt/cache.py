@@ -69,8 +69,9 @@ def open_verified(url, hash_type, digest, cache_dir, net, stack):
                 log.debug("k8s_artifact: using verified cache entry %s", entry)
                 return fh
             fh.close()
-            log.warning("k8s_artifact: cache entry %s is corrupted (%s %s); discarding it", entry, hash_type,
-                        hasher.hexdigest())
+            log.warning(
+                "k8s_artifact: cache entry %s is corrupted (%s %s); discarding it", entry, hash_type, hasher.hexdigest()
+            )
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry)
         raise CommandExecutionError(f"k8s_artifact: cache entry {entry} was corrupted twice in a row")
@@ -102,17 +103,21 @@ def place(path, url, hash_type, digest, cache_dir, net, mode, uid, gid):
                 if actual != digest:
                     raise _Corrupt(actual)
         except _Corrupt as exc:
-            log.warning("k8s_artifact: cache entry %s is corrupted (%s %s); discarding it and downloading again",
-                        entry, hash_type, exc)
+            log.warning(
+                "k8s_artifact: cache entry %s is corrupted (%s %s); discarding it and downloading again",
+                entry,
+                hash_type,
+                exc,
+            )
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry)
             continue
         if source == "cache":
-            log.info("k8s_artifact: %s -> %s from the cache: %.1f MB, %s verified", url, path, size / 1e6,
-                     hash_type)
+            log.info("k8s_artifact: %s -> %s from the cache: %.1f MB, %s verified", url, path, size / 1e6, hash_type)
         return source
-    raise CommandExecutionError(f"k8s_artifact: cache entry {entry} was corrupted again right after download; "
-                                f"check the disk under {cache_dir}")
+    raise CommandExecutionError(
+        f"k8s_artifact: cache entry {entry} was corrupted again right after download; check the disk under {cache_dir}"
+    )
 
 
 def _checksum_cache_path(cache_dir, checksum_url, filename, hash_type):
@@ -133,13 +138,21 @@ def digest_from_checksum_file(checksum_url, url, hash_type, cache_dir, net, netw
         digest = download.parse_checksums(download.fetch_text(checksum_url, net), filename, hash_type)
     except CommandExecutionError as exc:
         raise CommandExecutionError(f"{exc} ({checksum_url})") from None
-    log.info("k8s_artifact: %s digest of %s taken from the opted-in checksum file %s: %s", hash_type, filename,
-             checksum_url, digest)
+    log.info(
+        "k8s_artifact: %s digest of %s taken from the opted-in checksum file %s: %s",
+        hash_type,
+        filename,
+        checksum_url,
+        digest,
+    )
     if cached:
         os.makedirs(os.path.dirname(cached), mode=0o700, exist_ok=True)
         with files.atomic(cached, 0o644) as fh:
-            fh.write(json.dumps({"checksum_url": checksum_url, "filename": filename, "hash_type": hash_type,
-                                 "digest": digest}).encode())
+            fh.write(
+                json.dumps(
+                    {"checksum_url": checksum_url, "filename": filename, "hash_type": hash_type, "digest": digest}
+                ).encode()
+            )
     return digest
 
 
@@ -167,8 +180,7 @@ def manifest_save(cache_dir, hash_type, digest, member_digests):
     path = _manifest_path(cache_dir, hash_type, digest)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     with files.atomic(path, 0o644) as fh:
-        fh.write(json.dumps({"archive": tag(hash_type, digest), "members": data}, indent=1,
-                            sort_keys=True).encode())
+        fh.write(json.dumps({"archive": tag(hash_type, digest), "members": data}, indent=1, sort_keys=True).encode())
 
 
 def cached_readonly(cache_dir, hash_type, digest, stack):

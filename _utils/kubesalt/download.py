@@ -60,8 +60,7 @@ def _positive(key, value, allow_zero=False):
 
 
 def _count(key, value, maximum):
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit() \
-            or int(value) > maximum:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit() or int(value) > maximum:
         raise SaltInvocationError(f"k8s_artifact: {key}: '{value}' must be an integer from 0 to {maximum}")
     return int(value)
 
@@ -79,10 +78,11 @@ def check_digest(value, hash_type, what="digest"):
         return None
     text = str(value).strip().lower()
     if text.startswith((f"{hash_type}:", f"{hash_type}=")):
-        text = text[len(hash_type) + 1:]
+        text = text[len(hash_type) + 1 :]
     if not re.fullmatch(rf"[0-9a-f]{{{HASH_TYPES[hash_type]}}}", text):
-        raise SaltInvocationError(f"k8s_artifact: {what} '{value}' is not a {hash_type} digest "
-                                  f"({HASH_TYPES[hash_type]} hex characters)")
+        raise SaltInvocationError(
+            f"k8s_artifact: {what} '{value}' is not a {hash_type} digest ({HASH_TYPES[hash_type]} hex characters)"
+        )
     return text
 
 
@@ -122,22 +122,25 @@ def parse_checksums(text, filename=None, hash_type="sha256"):
         if match:
             entries.append((match.group(2).lower(), match.group(1)))
     if not entries:
-        raise CommandExecutionError(f"k8s_artifact: no {hash_type} digest ({size} hex characters) in the checksum "
-                                    "file")
+        raise CommandExecutionError(f"k8s_artifact: no {hash_type} digest ({size} hex characters) in the checksum file")
     if filename is None or (len(entries) == 1 and entries[0][1] is None):
         found = {digest for digest, _ in entries}
         if len(found) == 1:
             return found.pop()
         raise CommandExecutionError("k8s_artifact: the checksum file lists several files; name the one to use")
     wanted = posixpath.basename(str(filename))
-    found = {digest for digest, name in entries
-             if name is not None and posixpath.basename(name.strip().lstrip("*")) == wanted}
+    found = {
+        digest
+        for digest, name in entries
+        if name is not None and posixpath.basename(name.strip().lstrip("*")) == wanted
+    }
     if len(found) == 1:
         return found.pop()
     if not found:
         names = ", ".join(sorted({str(n) for _, n in entries}))[:300]
-        raise CommandExecutionError(f"k8s_artifact: the checksum file has no {hash_type} entry for '{wanted}' "
-                                    f"(it lists: {names})")
+        raise CommandExecutionError(
+            f"k8s_artifact: the checksum file has no {hash_type} entry for '{wanted}' (it lists: {names})"
+        )
     raise CommandExecutionError(f"k8s_artifact: the checksum file lists different digests for '{wanted}'")
 
 
@@ -172,8 +175,9 @@ def checksum_hash_type(url):
 def _session(net):
     session = requests.Session()
     session.max_redirects = net.max_redirects
-    session.headers.update({"User-Agent": f"kubesalt-k8s_artifact requests/{requests.__version__}",
-                            "Accept-Encoding": "identity"})
+    session.headers.update(
+        {"User-Agent": f"kubesalt-k8s_artifact requests/{requests.__version__}", "Accept-Encoding": "identity"}
+    )
     return session
 
 
@@ -182,8 +186,10 @@ def _stream_once(session, url, fh, hasher, net, limit=None):
     try:
         resp = session.get(url, stream=True, timeout=(net.connect_timeout, net.read_timeout))
     except requests.TooManyRedirects:
-        raise CommandExecutionError(f"k8s_artifact: GET {url}: more than {net.max_redirects} redirects "
-                                    "(k8s_artifact max_redirects); not retried") from None
+        raise CommandExecutionError(
+            f"k8s_artifact: GET {url}: more than {net.max_redirects} redirects "
+            "(k8s_artifact max_redirects); not retried"
+        ) from None
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise _Retryable(f"{type(exc).__name__}: {exc}") from None
     except requests.RequestException as exc:
@@ -198,8 +204,9 @@ def _stream_once(session, url, fh, hasher, net, limit=None):
         length = resp.headers.get("Content-Length", "")
         expected = int(length) if length.isdigit() else None
         if limit is not None and expected is not None and expected > limit:
-            raise CommandExecutionError(f"k8s_artifact: GET {url}: {expected} bytes is more than the {limit} "
-                                        "allowed here")
+            raise CommandExecutionError(
+                f"k8s_artifact: GET {url}: {expected} bytes is more than the {limit} allowed here"
+            )
         size = 0
         chunks = resp.raw.stream(files.CHUNK, decode_content=False)
         while True:
@@ -227,8 +234,7 @@ def download_into(url, fh, hash_type, net, limit=None):
         for attempt in range(attempts):
             if attempt:
                 delay = min(net.backoff * 2 ** (attempt - 1), _BACKOFF_MAX)
-                log.warning("k8s_artifact: GET %s: %s; retry %d of %d in %.1fs", url, last, attempt, net.retries,
-                            delay)
+                log.warning("k8s_artifact: GET %s: %s; retry %d of %d in %.1fs", url, last, attempt, net.retries, delay)
                 time.sleep(delay)
             fh.seek(0)
             fh.truncate()
@@ -249,13 +255,21 @@ def check(url, hash_type, expected, actual, size, target):
     if actual != expected:
         raise CommandExecutionError(
             f"k8s_artifact: {hash_type} mismatch for {url}: expected {expected}, got {actual} ({size} bytes). "
-            f"The download was discarded; {target} was not changed.")
+            f"The download was discarded; {target} was not changed."
+        )
 
 
 def log_download(url, hash_type, size, seconds, target):
     rate = size / 1e6 / seconds if seconds > 0 else float("inf")
-    log.info("k8s_artifact: downloaded %s -> %s: %.1f MB in %.2fs (%.1f MB/s), %s verified", url, target,
-             size / 1e6, seconds, rate, hash_type)
+    log.info(
+        "k8s_artifact: downloaded %s -> %s: %.1f MB in %.2fs (%.1f MB/s), %s verified",
+        url,
+        target,
+        size / 1e6,
+        seconds,
+        rate,
+        hash_type,
+    )
 
 
 def fetch_text(url, net):

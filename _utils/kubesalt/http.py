@@ -60,17 +60,23 @@ def session(ca, cert=None, key=None):
 def client_cert_reason(text, cert):
     """Why the server dropped the handshake, when it looks like client-certificate trouble; else None."""
     lowered = str(text).lower()
-    alert = any(m in lowered for m in ("certificate required", "bad certificate", "unknown ca",
-                                       "certificate unknown", "handshake failure"))
+    alert = any(
+        m in lowered
+        for m in ("certificate required", "bad certificate", "unknown ca", "certificate unknown", "handshake failure")
+    )
     # Go servers (etcd, kube-apiserver) often close the connection without an alert: Python sees an EOF or a reset.
     dropped = any(m in lowered for m in ("eof occurred", "unexpected eof", "connection reset"))
     if not (alert or dropped):
         return None
     if not cert:
-        return (f"the server closed the TLS connection ({short(text)}): it requires a client certificate and none "
-                "was given (cert=..., key=...)")
-    return (f"the server {'' if alert else 'closed the TLS handshake, so it most likely '}refused client certificate "
-            f"{cert} ({short(text)}): not signed by the CA it trusts, expired, or lacking the clientAuth usage")
+        return (
+            f"the server closed the TLS connection ({short(text)}): it requires a client certificate and none "
+            "was given (cert=..., key=...)"
+        )
+    return (
+        f"the server {'' if alert else 'closed the TLS handshake, so it most likely '}refused client certificate "
+        f"{cert} ({short(text)}): not signed by the CA it trusts, expired, or lacking the clientAuth usage"
+    )
 
 
 def failure_reason(exc, ca, cert, timeout, server="the server"):
@@ -78,8 +84,10 @@ def failure_reason(exc, ca, cert, timeout, server="the server"):
     certificate, a timeout or a connection error."""
     text = str(exc)
     if "CERTIFICATE_VERIFY_FAILED" in text:
-        return (f"TLS verification of the server certificate failed with CA file {ca}: {short(text)}; is {ca} the CA "
-                f"that signed {server}'s certificate, and is the host among its SANs?")
+        return (
+            f"TLS verification of the server certificate failed with CA file {ca}: {short(text)}; is {ca} the CA "
+            f"that signed {server}'s certificate, and is the host among its SANs?"
+        )
     if isinstance(exc, requests.exceptions.Timeout):
         return f"no answer within {timeout:g}s"
     reason = client_cert_reason(text, cert)

@@ -69,7 +69,6 @@ def on_ca_minion(config, me, what):
         )
     if me != cluster["ca_minion"]:
         raise CommandExecutionError(
-            f"this minion ({me!r}) is not the CA minion: k8s:pki:ca_minion resolves to {cluster['ca_minion']!r}; "
-            f"{what}"
+            f"this minion ({me!r}) is not the CA minion: k8s:pki:ca_minion resolves to {cluster['ca_minion']!r}; {what}"
         )
     return config

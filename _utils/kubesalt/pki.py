@@ -85,8 +85,14 @@ def _split_sans(values):
 
 
 def _ent(identity, cn, o=(), dns=(), ips=(), usages=("client",)):
-    return {"ca": IDENTITIES[identity], "cn": cn, "o": list(o), "dns": data.dedupe(dns), "ips": data.dedupe(ips),
-            "usages": list(usages)}
+    return {
+        "ca": IDENTITIES[identity],
+        "cn": cn,
+        "o": list(o),
+        "dns": data.dedupe(dns),
+        "ips": data.dedupe(ips),
+        "usages": list(usages),
+    }
 
 
 def entitlements(config, minion_id):
@@ -123,34 +129,44 @@ def entitlements(config, minion_id):
             master_ips += _node_ips(nodes.get(master) or {})
         service_ip = [cluster["api_service_ip"]] if cluster.get("api_service_ip") else []
         ents["apiserver"] = _ent(
-            "apiserver", "kube-apiserver",
-            dns=master_dns + ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                              f"kubernetes.default.svc.{domain}"] + local + extra_dns,
+            "apiserver",
+            "kube-apiserver",
+            dns=master_dns
+            + ["kubernetes", "kubernetes.default", "kubernetes.default.svc", f"kubernetes.default.svc.{domain}"]
+            + local
+            + extra_dns,
             ips=master_ips + service_ip + loopback + extra_ips,
             usages=("server",),
         )
         ents["apiserver-kubelet-client"] = _ent(
-            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", o=[data.APISERVER_KUBELET_CLIENT_GROUP])
+            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", o=[data.APISERVER_KUBELET_CLIENT_GROUP]
+        )
         ents["apiserver-etcd-client"] = _ent("apiserver-etcd-client", "kube-apiserver-etcd-client")
         ents["front-proxy-client"] = _ent("front-proxy-client", "front-proxy-client")
         for component in ("kube-controller-manager", "kube-scheduler"):
             ents[component] = _ent(
-                component, f"system:{component}", o=[f"system:{component}"],
-                dns=names + local, ips=ips + loopback, usages=("server", "client"),
+                component,
+                f"system:{component}",
+                o=[f"system:{component}"],
+                dns=names + local,
+                ips=ips + loopback,
+                usages=("server", "client"),
             )
         ents["admin"] = _ent("admin", "kubernetes-admin", o=["system:masters"])
 
     if minion_id in cluster.get("masters", []) or minion_id in cluster.get("workers", []):
-        ents["kubelet"] = _ent("kubelet", f"system:node:{minion_id}", o=["system:nodes"],
-                               dns=names, ips=ips, usages=("server", "client"))
+        ents["kubelet"] = _ent(
+            "kubelet", f"system:node:{minion_id}", o=["system:nodes"], dns=names, ips=ips, usages=("server", "client")
+        )
         ents["kube-proxy"] = _ent("kube-proxy", "system:kube-proxy", o=["system:node-proxier"])
         if flannel:
             ents["flannel-etcd-client"] = _ent("flannel-etcd-client", "flannel-etcd-client")
 
     if minion_id in cluster.get("etcd_members", []):
         for identity in ("etcd-server", "etcd-peer"):
-            ents[identity] = _ent(identity, minion_id, dns=names + local, ips=ips + loopback,
-                                  usages=("server", "client"))
+            ents[identity] = _ent(
+                identity, minion_id, dns=names + local, ips=ips + loopback, usages=("server", "client")
+            )
         ents["etcd-healthcheck-client"] = _ent("etcd-healthcheck-client", "kube-etcd-healthcheck-client")
 
     return {identity: ents[identity] for identity in IDENTITIES if identity in ents}
@@ -172,13 +188,20 @@ def layout(config):
     if not pki or not ca_dir:
         raise SaltInvocationError("config: k8s:paths:pki_dir and k8s:paths:ca_dir must be set")
     return {
-        "cas": {ca: {"cert": f"{ca_dir}/{ca}.crt", "key": f"{ca_dir}/{ca}.key", "common_name": cn,
-                     "bundle": f"{pki}/{ca}.crt"} for ca, cn in CAS.items()},
-        "certificates": {identity: {"cert": f"{pki}/{identity}.crt", "key": f"{pki}/{identity}.key",
-                                    "ca_file": f"{pki}/{ca}.crt"}
-                         for identity, ca in IDENTITIES.items()},
-        "secrets": {name: {"source": f"{ca_dir}/{fname}", "path": f"{pki}/{fname}"}
-                    for name, fname in SECRETS.items()},
+        "cas": {
+            ca: {
+                "cert": f"{ca_dir}/{ca}.crt",
+                "key": f"{ca_dir}/{ca}.key",
+                "common_name": cn,
+                "bundle": f"{pki}/{ca}.crt",
+            }
+            for ca, cn in CAS.items()
+        },
+        "certificates": {
+            identity: {"cert": f"{pki}/{identity}.crt", "key": f"{pki}/{identity}.key", "ca_file": f"{pki}/{ca}.crt"}
+            for identity, ca in IDENTITIES.items()
+        },
+        "secrets": {name: {"source": f"{ca_dir}/{fname}", "path": f"{pki}/{fname}"} for name, fname in SECRETS.items()},
         "public_keys": {"service-account": f"{pki}/service-account.pub"},
     }
 
@@ -195,14 +218,21 @@ def generate_secret(name, key_type="ecdsa-p256"):
         config = {
             "apiVersion": "apiserver.config.k8s.io/v1",
             "kind": "EncryptionConfiguration",
-            "resources": [{
-                "resources": ["secrets"],
-                "providers": [
-                    {"secretbox": {"keys": [{"name": "key1",
-                                             "secret": base64.b64encode(_secrets.token_bytes(32)).decode()}]}},
-                    {"identity": {}},
-                ],
-            }],
+            "resources": [
+                {
+                    "resources": ["secrets"],
+                    "providers": [
+                        {
+                            "secretbox": {
+                                "keys": [
+                                    {"name": "key1", "secret": base64.b64encode(_secrets.token_bytes(32)).decode()}
+                                ]
+                            }
+                        },
+                        {"identity": {}},
+                    ],
+                }
+            ],
         }
         return yaml.safe_dump(config, default_flow_style=False, sort_keys=False)
     raise SaltInvocationError(f"secret: '{name}' is not a cluster secret; known: {', '.join(SECRETS)}")

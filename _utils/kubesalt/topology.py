@@ -40,8 +40,11 @@ def node_pod_cidr(config, minion_id):
     nets = config.get("networks") or {}
     pod, node_net, address = data.net(nets.get("pod_cidr")), data.net(nets.get("node_cidr")), data.ip(node.get("ip"))
     prefix = nets.get("node_pod_prefix")
-    if not (pod and node_net and address and isinstance(prefix, int)) or address not in node_net \
-            or prefix < pod.prefixlen:
+    if (
+        not (pod and node_net and address and isinstance(prefix, int))
+        or address not in node_net
+        or prefix < pod.prefixlen
+    ):
         return None
     index = int(address) - int(node_net.network_address)
     if index >= 2 ** (prefix - pod.prefixlen):

@@ -68,9 +68,7 @@ def _check_usages(usages):
     usages = data.as_list(usages)
     bad = [u for u in usages if u not in USAGES]
     if bad or not usages:
-        raise SaltInvocationError(
-            f"usages: {bad or usages!r} is not a non-empty list of {', '.join(USAGES)}"
-        )
+        raise SaltInvocationError(f"usages: {bad or usages!r} is not a non-empty list of {', '.join(USAGES)}")
     return [u for u in USAGES if u in usages]
 
 
@@ -164,8 +162,11 @@ def _sans_of(obj):
 def _usages_of(cert):
     eku = _ext(cert, x509.ExtendedKeyUsage)
     found = set(eku or ())
-    return [u for u, oid in (("server", ExtendedKeyUsageOID.SERVER_AUTH), ("client", ExtendedKeyUsageOID.CLIENT_AUTH))
-            if oid in found]
+    return [
+        u
+        for u, oid in (("server", ExtendedKeyUsageOID.SERVER_AUTH), ("client", ExtendedKeyUsageOID.CLIENT_AUTH))
+        if oid in found
+    ]
 
 
 def _is_ca(cert):
@@ -175,9 +176,17 @@ def _is_ca(cert):
 
 def _key_usage(ca, encipherment=False):
     """keyUsage: digitalSignature always; keyCertSign and cRLSign for a CA; keyEncipherment for an RSA leaf."""
-    return x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=encipherment,
-                         data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
-                         encipher_only=False, decipher_only=False)
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def _iso(moment):
@@ -259,8 +268,18 @@ def create_csr(key_pem, common_name, organizations=(), dns=(), ips=()):
     return builder.sign(key, _signing_hash(key)).public_bytes(serialization.Encoding.PEM).decode()
 
 
-def sign_certificate(ca_cert_pem, ca_key_pem, public_key_or_csr_pem, common_name, organizations=(), dns=(), ips=(),
-                     usages=("client",), days=365, now=None):
+def sign_certificate(
+    ca_cert_pem,
+    ca_key_pem,
+    public_key_or_csr_pem,
+    common_name,
+    organizations=(),
+    dns=(),
+    ips=(),
+    usages=("client",),
+    days=365,
+    now=None,
+):
     """
     Issue a leaf certificate signed by a CA and return it as PEM. Subject, SANs and usages are the arguments given
     here, never those inside a CSR (a CSR contributes its public key; its signature must verify).
@@ -301,10 +320,16 @@ def sign_certificate(ca_cert_pem, ca_key_pem, public_key_or_csr_pem, common_name
     is_rsa = isinstance(public_key, rsa.RSAPublicKey)
     not_after = min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc)
     ski = _ext(ca_cert, x509.SubjectKeyIdentifier)
-    aki = (x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski) if ski
-           else x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()))
-    eku = [oid for u, oid in (("server", ExtendedKeyUsageOID.SERVER_AUTH), ("client", ExtendedKeyUsageOID.CLIENT_AUTH))
-           if u in usages]
+    aki = (
+        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+        if ski
+        else x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key())
+    )
+    eku = [
+        oid
+        for u, oid in (("server", ExtendedKeyUsageOID.SERVER_AUTH), ("client", ExtendedKeyUsageOID.CLIENT_AUTH))
+        if u in usages
+    ]
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name, organizations))
@@ -334,8 +359,12 @@ def csr_info(csr_pem, what="CSR"):
     """What a CSR asks for: ``{"cn", "o", "dns", "ips"}``; its signature must verify (proof of possession)."""
     csr = _load_csr(csr_pem, what)
     dns, ips = _sans_of(csr)
-    return {"cn": (_attr(csr.subject, NameOID.COMMON_NAME) or [""])[0],
-            "o": _attr(csr.subject, NameOID.ORGANIZATION_NAME), "dns": list(dns), "ips": [normal_ip(i) for i in ips]}
+    return {
+        "cn": (_attr(csr.subject, NameOID.COMMON_NAME) or [""])[0],
+        "o": _attr(csr.subject, NameOID.ORGANIZATION_NAME),
+        "dns": list(dns),
+        "ips": [normal_ip(i) for i in ips],
+    }
 
 
 def certificate_info(cert_pem, now=None):
@@ -349,10 +378,14 @@ def certificate_info(cert_pem, now=None):
     dns, ips = _sans_of(cert)
     left = cert.not_valid_after_utc - now
     return {
-        "subject": {"cn": (_attr(cert.subject, NameOID.COMMON_NAME) or [""])[0],
-                    "o": _attr(cert.subject, NameOID.ORGANIZATION_NAME)},
-        "issuer": {"cn": (_attr(cert.issuer, NameOID.COMMON_NAME) or [""])[0],
-                   "o": _attr(cert.issuer, NameOID.ORGANIZATION_NAME)},
+        "subject": {
+            "cn": (_attr(cert.subject, NameOID.COMMON_NAME) or [""])[0],
+            "o": _attr(cert.subject, NameOID.ORGANIZATION_NAME),
+        },
+        "issuer": {
+            "cn": (_attr(cert.issuer, NameOID.COMMON_NAME) or [""])[0],
+            "o": _attr(cert.issuer, NameOID.ORGANIZATION_NAME),
+        },
         "dns": dns,
         "ips": ips,
         "usages": _usages_of(cert),
@@ -427,8 +460,10 @@ def needs_renewal(cert_pem, expected, renew_days, now=None):
         try:
             cert.verify_directly_issued_by(ca)
         except (ValueError, TypeError, InvalidSignature):
-            reasons.append(f"not issued by the current CA '{ca.subject.rfc4514_string()}' "
-                           f"(issuer is '{cert.issuer.rfc4514_string()}')")
+            reasons.append(
+                f"not issued by the current CA '{ca.subject.rfc4514_string()}' "
+                f"(issuer is '{cert.issuer.rfc4514_string()}')"
+            )
     fingerprint = expected.get("public_key_fingerprint")
     if expected.get("key_pem"):
         fingerprint = _fingerprint(_load_private_key(expected["key_pem"]).public_key())

@@ -54,13 +54,20 @@ ETCD_LAB_VERSION = "3.4.23"
 # reached here, so the test mirror serves STAND-INS for every binary except etcd: small executables, each with its
 # own real sha256 pinned below. The download, digest check, cache, extraction and install are the production path;
 # the daemons themselves run in tests/kube and the lab, not here (no systemd on this machine).
-VERSIONS = {"kubernetes": "1.20.2", "etcd": ETCD_LAB_VERSION, "containerd": "1.6.20", "runc": "1.1.5",
-            "cni_plugins": "1.1.1", "crictl": "1.20.0"}
+VERSIONS = {
+    "kubernetes": "1.20.2",
+    "etcd": ETCD_LAB_VERSION,
+    "containerd": "1.6.20",
+    "runc": "1.1.5",
+    "cni_plugins": "1.1.1",
+    "crictl": "1.20.0",
+}
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
 
 
 def stand_in(name):
-    return f"#!/bin/sh\n# kubesalt integration-test stand-in for {name}: the real binary runs in the lab.\nexit 0\n".encode()
+    text = f"#!/bin/sh\n# kubesalt integration-test stand-in for {name}: the real binary runs in the lab.\nexit 0\n"
+    return text.encode()
 
 
 def _tarball(members):
@@ -77,21 +84,37 @@ def _tarball(members):
 def mirror_tree(root):
     """Write the test mirror under ``root`` in upstream URL shapes; return the pins (component -> version -> digest)."""
     v = VERSIONS
+    gh = "github.com"
     files = {
-        f"github.com/etcd-io/etcd/releases/download/v{v['etcd']}/etcd-v{v['etcd']}-linux-amd64.tar.gz": ("etcd", _tarball(
-            {f"etcd-v{v['etcd']}-linux-amd64/{n}": f"/usr/bin/{n}" for n in ("etcd", "etcdctl")})),
-        f"github.com/containerd/containerd/releases/download/v{v['containerd']}/containerd-{v['containerd']}-linux-amd64.tar.gz":
-            ("containerd", _tarball({f"bin/{n}": stand_in(n) for n in ("containerd", "containerd-shim-runc-v2", "ctr")})),
+        f"github.com/etcd-io/etcd/releases/download/v{v['etcd']}/etcd-v{v['etcd']}-linux-amd64.tar.gz": (
+            "etcd",
+            _tarball({f"etcd-v{v['etcd']}-linux-amd64/{n}": f"/usr/bin/{n}" for n in ("etcd", "etcdctl")}),
+        ),
+        f"{gh}/containerd/containerd/releases/download/v{v['containerd']}/"
+        f"containerd-{v['containerd']}-linux-amd64.tar.gz": (
+            "containerd",
+            _tarball({f"bin/{n}": stand_in(n) for n in ("containerd", "containerd-shim-runc-v2", "ctr")}),
+        ),
         f"github.com/opencontainers/runc/releases/download/v{v['runc']}/runc.amd64": ("runc", stand_in("runc")),
-        f"github.com/containernetworking/plugins/releases/download/v{v['cni_plugins']}/cni-plugins-linux-amd64-v{v['cni_plugins']}.tgz":
-            ("cni-plugins", _tarball({f"./{n}": stand_in(n) for n in ("bridge", "host-local", "loopback", "portmap")})),
-        f"github.com/kubernetes-sigs/cri-tools/releases/download/v{v['crictl']}/crictl-v{v['crictl']}-linux-amd64.tar.gz":
-            ("crictl", _tarball({"crictl": stand_in("crictl")})),
+        f"{gh}/containernetworking/plugins/releases/download/v{v['cni_plugins']}/"
+        f"cni-plugins-linux-amd64-v{v['cni_plugins']}.tgz": (
+            "cni-plugins",
+            _tarball({f"./{n}": stand_in(n) for n in ("bridge", "host-local", "loopback", "portmap")}),
+        ),
+        f"{gh}/kubernetes-sigs/cri-tools/releases/download/v{v['crictl']}/crictl-v{v['crictl']}-linux-amd64.tar.gz": (
+            "crictl",
+            _tarball({"crictl": stand_in("crictl")}),
+        ),
     }
     for name in KUBE_BINARIES:
         files[f"dl.k8s.io/release/v{v['kubernetes']}/bin/linux/amd64/{name}"] = (name, stand_in(name))
-    version_of = {"etcd": "etcd", "containerd": "containerd", "runc": "runc", "cni-plugins": "cni_plugins",
-                  "crictl": "crictl"}
+    version_of = {
+        "etcd": "etcd",
+        "containerd": "containerd",
+        "runc": "runc",
+        "cni-plugins": "cni_plugins",
+        "crictl": "crictl",
+    }
     pins = {}
     for rel, (component, data) in files.items():
         path = root / rel

@@ -16,8 +16,16 @@ from tests.integration.conftest import stand_in
 pytestmark = pytest.mark.integration
 
 UNITS = {
-    "master01": ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet",
-                 "kube-proxy", "kubesalt-pod-routes"],
+    "master01": [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "containerd",
+        "kubelet",
+        "kube-proxy",
+        "kubesalt-pod-routes",
+    ],
     "worker01": ["containerd", "kubelet", "kube-proxy", "kubesalt-pod-routes"],
 }
 
@@ -49,9 +57,10 @@ def test_master_converges_then_reapplies_with_zero_changes(master, apply_sls):
 
 
 def test_binaries_come_from_the_mirror_verified(worker, master, node_root):
-    for minion, names in {"worker01": ["kubelet", "kube-proxy", "containerd", "ctr", "runc", "crictl"],
-                          "master01": ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"]
-                          }.items():
+    for minion, names in {
+        "worker01": ["kubelet", "kube-proxy", "containerd", "ctr", "runc", "crictl"],
+        "master01": ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"],
+    }.items():
         for name in names:
             path = node_root(minion) / "usr/local/bin" / name
             assert path.read_bytes() == stand_in(name), path
@@ -64,8 +73,11 @@ def test_binaries_come_from_the_mirror_verified(worker, master, node_root):
 def test_every_rendered_unit_passes_systemd_analyze_verify(worker, master, node_root, minion):
     units = [node_root(minion) / "etc/systemd/system" / f"{name}.service" for name in UNITS[minion]]
     out = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True)
-    problems = [line for line in (out.stdout + out.stderr).splitlines()
-                if any(f"{name}.service" in line for name in UNITS[minion])]
+    problems = [
+        line
+        for line in (out.stdout + out.stderr).splitlines()
+        if any(f"{name}.service" in line for name in UNITS[minion])
+    ]
     assert out.returncode == 0 and not problems, out.stdout + out.stderr
 
 
@@ -93,10 +105,19 @@ def test_only_the_ca_master_gets_admin_and_only_masters_get_cluster_secrets(work
     admin = node_root("master01") / "etc/kubernetes/admin.conf"
     assert admin.stat().st_mode & 0o777 == 0o600
     assert yaml.safe_load(admin.read_text())["users"][0]["name"] == "kubernetes-admin"
-    assert (node_root("master01") / "etc/kubernetes/pki/service-account.pub").read_text().startswith(
-        "-----BEGIN PUBLIC KEY-----")
-    for name in ("admin.conf", "pki/admin.key", "pki/service-account.key", "pki/encryption-config.yaml",
-                 "pki/apiserver.key", "kube-scheduler.yaml"):
+    assert (
+        (node_root("master01") / "etc/kubernetes/pki/service-account.pub")
+        .read_text()
+        .startswith("-----BEGIN PUBLIC KEY-----")
+    )
+    for name in (
+        "admin.conf",
+        "pki/admin.key",
+        "pki/service-account.key",
+        "pki/encryption-config.yaml",
+        "pki/apiserver.key",
+        "kube-scheduler.yaml",
+    ):
         assert not (node_root("worker01") / "etc/kubernetes" / name).exists(), name
 
 
@@ -114,8 +135,13 @@ def test_test_mode_on_a_fresh_worker_reports_every_change_and_writes_nothing(app
     assert run.states and not run.failed, run
     assert list(fresh.iterdir()) == []
     pending = " ".join(run.pending)
-    for what in ("kubelet binary", "containerd systemd unit", "kubelet file", "kube-proxy file",
-                 "kubesalt-pod-routes systemd unit"):
+    for what in (
+        "kubelet binary",
+        "containerd systemd unit",
+        "kubelet file",
+        "kube-proxy file",
+        "kubesalt-pod-routes systemd unit",
+    ):
         assert what in pending, (what, sorted(run.pending))
 
 
@@ -124,9 +150,16 @@ def test_worker_clean_removes_units_configs_and_binaries_then_changes_nothing(wo
     root = node_root("worker01")
     run = apply_sls("worker01", "k8s.worker.clean")
     assert run.ok and run.changed, run
-    for path in ("etc/systemd/system/kubelet.service", "etc/kubernetes/kubelet.yaml", "etc/kubernetes/kubelet.conf",
-                 "etc/containerd/config.toml", "usr/local/bin/kubelet", "usr/local/bin/containerd",
-                 "opt/cni/bin/bridge", "etc/cni/net.d/10-kubesalt.conflist"):
+    for path in (
+        "etc/systemd/system/kubelet.service",
+        "etc/kubernetes/kubelet.yaml",
+        "etc/kubernetes/kubelet.conf",
+        "etc/containerd/config.toml",
+        "usr/local/bin/kubelet",
+        "usr/local/bin/containerd",
+        "opt/cni/bin/bridge",
+        "etc/cni/net.d/10-kubesalt.conflist",
+    ):
         assert not (root / path).exists(), path
     assert (root / "etc/kubernetes/pki/kubelet.key").exists(), "certificates are not the node components' to remove"
     again = apply_sls("worker01", "k8s.worker.clean")

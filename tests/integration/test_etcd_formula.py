@@ -67,8 +67,9 @@ def test_etcd_runs_with_the_rendered_flags_and_demands_client_certificates(appli
     port = etcd_pillar["k8s"]["etcd"]["client_port"]
     peer = etcd_pillar["k8s"]["etcd"]["peer_port"]
     argv = [a.replace("10.240.0.11", "127.0.0.1") for a in argv]
-    argv = [f"--listen-client-urls=https://127.0.0.1:{port}" if a.startswith("--listen-client-urls") else a
-            for a in argv]
+    argv = [
+        f"--listen-client-urls=https://127.0.0.1:{port}" if a.startswith("--listen-client-urls") else a for a in argv
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         pki = root / "etc/kubernetes/pki"

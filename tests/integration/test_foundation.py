@@ -51,8 +51,9 @@ def test_synced_shared_core_is_what_the_modules_import(salt_cli):
     it from there (the answer below is computed by kubesalt.topology on the minion)."""
     ret = salt_cli.run("saltutil.sync_utils", minion_tgt="worker01")
     assert ret.returncode == 0, ret
-    where = salt_cli.run("cmd.run", "ls -1 {{ opts.extension_modules }}/utils/kubesalt", "template=jinja",
-                         minion_tgt="worker01")
+    where = salt_cli.run(
+        "cmd.run", "ls -1 {{ opts.extension_modules }}/utils/kubesalt", "template=jinja", minion_tgt="worker01"
+    )
     assert {"__init__.py", "data.py", "topology.py"} <= set(where.data.split()), where
     cluster = salt_cli.run("k8s.config", minion_tgt="worker01").data["cluster"]
     assert cluster["roles"] == ["worker"] and cluster["is_node"] and not cluster["is_master"]
@@ -152,12 +153,22 @@ def test_orchestration_runs_in_order_and_a_second_run_changes_nothing(salt_run_c
     steps = next(iter(first.data["data"].values()))  # the return is keyed by the master's id
     assert all(s["result"] for s in steps.values()), steps
     order = [s["__id__"] for s in sorted(steps.values(), key=lambda s: s["__run_num__"])]
-    assert order == ["sync kubesalt shared core", "sync kubesalt execution modules", "sync kubesalt state modules",
-                     "validate configuration on every node",
-                     "certificate authorities on the CA minion", "node certificates everywhere",
-                     "etcd members in parallel", "etcd members restarted one at a time",
-                     "pod network configuration in etcd", "control plane one master at a time", "cluster objects",
-                     "nodes (masters and workers)", "add-ons", "smoke checks"], order
+    assert order == [
+        "sync kubesalt shared core",
+        "sync kubesalt execution modules",
+        "sync kubesalt state modules",
+        "validate configuration on every node",
+        "certificate authorities on the CA minion",
+        "node certificates everywhere",
+        "etcd members in parallel",
+        "etcd members restarted one at a time",
+        "pod network configuration in etcd",
+        "control plane one master at a time",
+        "cluster objects",
+        "nodes (masters and workers)",
+        "add-ons",
+        "smoke checks",
+    ], order
     for minion in ("master01", "worker01", "worker02"):
         assert (node_root(minion) / "etc/kubernetes/kubelet.yaml").is_file(), minion
     assert (node_root("master01") / "etc/systemd/system/kube-apiserver.service").is_file()

@@ -36,21 +36,33 @@ def installed_venv(tmp_path_factory):
     subprocess.run([sys._base_executable, "-m", "venv", str(venv)], check=True)
     wheels = _wheel_dir()
     source = ["--no-index", "--find-links", str(wheels)] if wheels else []
-    subprocess.run([str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check",
-                    *source, str(src)], check=True)
+    subprocess.run(
+        [str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check", *source, str(src)], check=True
+    )
     conf = work / "conf"
     conf.mkdir()
-    (conf / "minion").write_text(yaml.safe_dump({
-        "root_dir": str(work / "root"), "file_client": "local", "log_file": str(work / "minion.log"),
-        "file_roots": {"base": [str(work / "empty")]},
-    }))
+    (conf / "minion").write_text(
+        yaml.safe_dump(
+            {
+                "root_dir": str(work / "root"),
+                "file_client": "local",
+                "log_file": str(work / "minion.log"),
+                "file_roots": {"base": [str(work / "empty")]},
+            }
+        )
+    )
     return venv, conf
 
 
 def _salt_call(installed_venv, *args):
     venv, conf = installed_venv
-    out = subprocess.run([str(venv / "bin/salt-call"), "--local", f"--config-dir={conf}", "--out=yaml", *args],
-                         capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [str(venv / "bin/salt-call"), "--local", f"--config-dir={conf}", "--out=yaml", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     return yaml.safe_load(out.stdout)["local"]
 
 
@@ -74,21 +86,36 @@ def test_pip_install_brings_the_shared_core_the_modules_import(installed_venv):
     package came with the install (nothing is synced: file_client local, no extension_modules)."""
     venv, conf = installed_venv
     defaults = yaml.safe_load((REPO / "formulas/k8s/defaults.yaml").read_text())["k8s"]
-    pillar = {"nodes": {"m1": {"roles": ["master", "etcd"], "ip": "fd00::11"}, "w1": {"roles": ["worker"],
-                                                                                    "ip": "fd00::21"}}}
-    config = _salt_call(installed_venv, "k8s.settings", f"defaults={json.dumps(defaults)}",
-                        f"pillar={json.dumps(pillar)}", "minion_id=w1", "validate=False")
+    pillar = {
+        "nodes": {"m1": {"roles": ["master", "etcd"], "ip": "fd00::11"}, "w1": {"roles": ["worker"], "ip": "fd00::21"}}
+    }
+    config = _salt_call(
+        installed_venv,
+        "k8s.settings",
+        f"defaults={json.dumps(defaults)}",
+        f"pillar={json.dumps(pillar)}",
+        "minion_id=w1",
+        "validate=False",
+    )
     assert config["cluster"]["etcd_client_urls"] == ["https://[fd00::11]:2379"]
     assert config["cluster"]["roles"] == ["worker"] and config["cluster"]["api_url"] == "https://[fd00::11]:6443"
-    site = subprocess.run([str(venv / "bin/python"), "-c", "import kubesalt.topology as t; print(t.__file__)"],
-                          capture_output=True, text=True, check=True).stdout
+    site = subprocess.run(
+        [str(venv / "bin/python"), "-c", "import kubesalt.topology as t; print(t.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "site-packages/kubesalt/topology.py" in site, site
 
 
 def test_installed_extension_is_listed_in_versions_report(installed_venv):
     venv, conf = installed_venv
-    out = subprocess.run([str(venv / "bin/salt-call"), f"--config-dir={conf}", "--versions-report"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(venv / "bin/salt-call"), f"--config-dir={conf}", "--versions-report"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "saltext.kubesalt" in out.stdout
 
 

@@ -44,8 +44,17 @@ def test_ca_private_keys_exist_only_on_the_ca_minion(ca_ready, node_root, apply_
 
 def test_master_holds_control_plane_certificates_chained_to_the_cas(ca_ready, node_root):
     pki_dir = node_root("master01") / "etc/kubernetes/pki"
-    for identity in ("apiserver", "apiserver-kubelet-client", "apiserver-etcd-client", "front-proxy-client",
-                     "kube-controller-manager", "kube-scheduler", "admin", "etcd-server", "etcd-peer"):
+    for identity in (
+        "apiserver",
+        "apiserver-kubelet-client",
+        "apiserver-etcd-client",
+        "front-proxy-client",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "admin",
+        "etcd-server",
+        "etcd-peer",
+    ):
         info = core.certificate_info((pki_dir / f"{identity}.crt").read_text())
         assert _mode(pki_dir / f"{identity}.key") == 0o600
         assert _mode(pki_dir / f"{identity}.crt") == 0o644
@@ -129,11 +138,14 @@ def test_worker_is_refused_what_it_is_not_entitled_to(ca_ready, salt_cli, worker
     assert "BEGIN CERTIFICATE" not in json.dumps(reply) and "PRIVATE KEY" not in json.dumps(reply)
 
 
-@pytest.mark.parametrize("fun,args", [
-    ("k8s_pki.sign_local", ["CSR", "admin"]),
-    ("cp.get_file_str", ["/etc/kubernetes/pki/ca/kubernetes-ca.key"]),
-    ("cmd.run", ["cat /etc/kubernetes/pki/ca/kubernetes-ca.key"]),
-])
+@pytest.mark.parametrize(
+    "fun,args",
+    [
+        ("k8s_pki.sign_local", ["CSR", "admin"]),
+        ("cp.get_file_str", ["/etc/kubernetes/pki/ca/kubernetes-ca.key"]),
+        ("cmd.run", ["cat /etc/kubernetes/pki/ca/kubernetes-ca.key"]),
+    ],
+)
 def test_functions_outside_the_peer_rules_return_nothing(ca_ready, salt_cli, worker_csr, fun, args):
     args = [worker_csr if a == "CSR" else a for a in args]
     assert _publish(salt_cli, "worker01", fun, args) == {}

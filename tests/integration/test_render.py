@@ -18,9 +18,12 @@ MINIMAL = {"k8s": {"nodes": {"solo": {"roles": ["master", "etcd", "worker"], "ip
 OLD_RELEASE = {
     # 1.20 has no digests in the catalogue: the render opts in to official checksum files (no invented digests).
     "versions": {"kubernetes": "1.20.2"},
-    "artifacts": {"checksum_urls": {c: f"https://dl.k8s.io/release/v1.20.2/bin/linux/amd64/{c}.sha256"
-                                    for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler",
-                                              "kubectl", "kubelet", "kube-proxy")}},
+    "artifacts": {
+        "checksum_urls": {
+            c: f"https://dl.k8s.io/release/v1.20.2/bin/linux/amd64/{c}.sha256"
+            for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy")
+        }
+    },
 }
 
 # (pillar name, pillar, minion id, role grain)

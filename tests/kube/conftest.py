@@ -25,8 +25,11 @@ def plane(tmp_path_factory):
 
 
 def public_functions(module, prefix):
-    return {f"{prefix}.{name}": obj for name, obj in vars(module).items()
-            if not name.startswith("_") and inspect.isfunction(obj) and obj.__module__ == module.__name__}
+    return {
+        f"{prefix}.{name}": obj
+        for name, obj in vars(module).items()
+        if not name.startswith("_") and inspect.isfunction(obj) and obj.__module__ == module.__name__
+    }
 
 
 class Minions:
@@ -104,10 +107,24 @@ def now():
 def report_ready(plane, node):
     """Set a node's Ready condition as its kubelet would report it (there is no kubelet here)."""
     stamp = now()
-    status = {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                         "message": "kubelet is posting ready status", "lastHeartbeatTime": stamp,
-                                         "lastTransitionTime": stamp}]}}
+    status = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status",
+                    "lastHeartbeatTime": stamp,
+                    "lastTransitionTime": stamp,
+                }
+            ]
+        }
+    }
     with plane.session() as admin:
-        answer = admin.patch(f"{plane.server}/api/v1/nodes/{node}/status", json=status,
-                             headers={"Content-Type": "application/merge-patch+json"})
+        answer = admin.patch(
+            f"{plane.server}/api/v1/nodes/{node}/status",
+            json=status,
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
     assert answer.status_code == 200, answer.text

@@ -82,8 +82,11 @@ def test_a_kubelet_may_create_its_own_node_and_modify_no_other(plane):
     assert other.status_code == 403
     assert 'node "worker01" is not allowed to modify node "worker09"' in other.json()["message"]
     with plane.session("kubelet", "worker02") as kubelet:
-        patched = kubelet.patch(f"{plane.server}/api/v1/nodes/worker01", json={"metadata": {"labels": {"a": "b"}}},
-                                headers={"Content-Type": "application/merge-patch+json"})
+        patched = kubelet.patch(
+            f"{plane.server}/api/v1/nodes/worker01",
+            json={"metadata": {"labels": {"a": "b"}}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
     assert patched.status_code == 403
     assert 'node "worker02" is not allowed to modify node "worker01"' in patched.json()["message"]
 
@@ -91,9 +94,11 @@ def test_a_kubelet_may_create_its_own_node_and_modify_no_other(plane):
 def test_a_kubelet_may_not_give_itself_a_role_label_which_is_why_the_ca_minion_does_it(plane):
     with plane.session("kubelet", "worker01") as kubelet:
         kubelet.post(f"{plane.server}/api/v1/nodes", json={"metadata": {"name": "worker01"}})
-        patched = kubelet.patch(f"{plane.server}/api/v1/nodes/worker01",
-                                json={"metadata": {"labels": {"node-role.kubernetes.io/worker": ""}}},
-                                headers={"Content-Type": "application/merge-patch+json"})
+        patched = kubelet.patch(
+            f"{plane.server}/api/v1/nodes/worker01",
+            json={"metadata": {"labels": {"node-role.kubernetes.io/worker": ""}}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
     assert patched.status_code == 403
     assert "is not allowed to modify labels: node-role.kubernetes.io/worker" in patched.json()["message"]
 

@@ -20,26 +20,36 @@ def ns(kube, config):
 
 
 def configmap(name, **data):
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": NS},
-            "data": data or {"a": "1"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": NS},
+        "data": data or {"a": "1"},
+    }
 
 
 def deployment(name, replicas=1, cpu="100m"):
     labels = {"app": name}
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": name, "namespace": NS, "labels": labels},
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"containers": [{
-                    "name": "main", "image": "registry.invalid/none:1",
-                    "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
-                    "resources": {"requests": {"cpu": cpu, "memory": "16Mi"}},
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
-                }]},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "registry.invalid/none:1",
+                            "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                            "resources": {"requests": {"cpu": cpu, "memory": "16Mi"}},
+                            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
+                        }
+                    ]
+                },
             },
         },
     }
@@ -57,8 +67,13 @@ def test_apply_creates_then_a_second_apply_sends_no_write(kube, config, plane, n
     assert first["object"] == f"ConfigMap {ns}/{name}"
     mark, version = plane.audit_mark(), rv(kube, config, manifest)
     second = kube.apply(config, manifest)
-    assert second == {"changed": False, "action": None, "object": f"ConfigMap {ns}/{name}", "diff": {},
-                      "resource_version": version}
+    assert second == {
+        "changed": False,
+        "action": None,
+        "object": f"ConfigMap {ns}/{name}",
+        "diff": {},
+        "resource_version": version,
+    }
     assert plane.writes(resource="configmaps", name=name, since=mark, user=ADMIN) == []
     assert rv(kube, config, manifest) == version
 
@@ -94,9 +109,11 @@ def test_apply_with_test_true_reports_the_difference_and_writes_nothing(kube, co
 def test_apply_updates_a_changed_field_and_keeps_fields_set_by_others(kube, config, plane, ns, name):
     kube.apply(config, deployment(name, replicas=1))
     with plane.session() as admin:  # another manager adds an annotation
-        answer = admin.patch(f"{plane.server}/apis/apps/v1/namespaces/{ns}/deployments/{name}",
-                             json={"metadata": {"annotations": {"example.org/owner": "team-a"}}},
-                             headers={"Content-Type": "application/merge-patch+json"})
+        answer = admin.patch(
+            f"{plane.server}/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+            json={"metadata": {"annotations": {"example.org/owner": "team-a"}}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
         assert answer.status_code == 200, answer.text
     changed = deployment(name, replicas=2)
     changed["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.invalid/none:2"
@@ -158,12 +175,15 @@ def test_an_unknown_kind_is_refused_naming_the_known_ones(kube, config, plane):
     assert plane.writes(since=mark, user=ADMIN) == []
 
 
-@pytest.mark.parametrize("manifest, message", [
-    ({"kind": "Deployment", "apiVersion": "v1", "metadata": {"name": "x"}}, "apiVersion 'v1' is not in the kind's"),
-    ({"kind": "ClusterRole", "metadata": {"name": "x", "namespace": "a"}}, "is cluster-scoped"),
-    ({"kind": "ConfigMap", "metadata": {}}, "has no metadata.name"),
-    (["kind", "ConfigMap"], "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "manifest, message",
+    [
+        ({"kind": "Deployment", "apiVersion": "v1", "metadata": {"name": "x"}}, "apiVersion 'v1' is not in the kind's"),
+        ({"kind": "ClusterRole", "metadata": {"name": "x", "namespace": "a"}}, "is cluster-scoped"),
+        ({"kind": "ConfigMap", "metadata": {}}, "has no metadata.name"),
+        (["kind", "ConfigMap"], "expected a mapping"),
+    ],
+)
 def test_a_malformed_manifest_is_refused(kube, config, manifest, message):
     with pytest.raises(SaltInvocationError, match=message):
         kube.apply(config, manifest)
@@ -173,8 +193,9 @@ def test_an_object_in_a_missing_namespace_fails_naming_the_object_and_the_answer
     with pytest.raises(CommandExecutionError) as error:
         kube.apply(config, {"kind": "ConfigMap", "metadata": {"name": "x", "namespace": "no-such-ns"}})
     message = str(error.value)
-    assert "ConfigMap no-such-ns/x" in message and "HTTP 404" in message and 'namespaces "no-such-ns" not found' \
-        in message
+    assert (
+        "ConfigMap no-such-ns/x" in message and "HTTP 404" in message and 'namespaces "no-such-ns" not found' in message
+    )
 
 
 def test_an_invalid_object_fails_with_the_api_servers_reason(kube, config, ns, name):
@@ -192,18 +213,26 @@ def pure():
     return load("k8s_kube")
 
 
-@pytest.mark.parametrize("desired, live, diff", [
-    ({"a": 1}, {"a": 1, "b": 2}, {}),
-    ({"a": {"b": [1, {"c": 2}]}}, {"a": {"b": [1, {"c": 2, "d": 3}], "e": 4}}, {}),
-    ({"a": 2}, {"a": 1}, {"a": {"old": 1, "new": 2}}),
-    ({"a": [1, 2]}, {"a": [1, 2, 3]}, {"a": {"old": [1, 2, 3], "new": [1, 2]}}),
-    ({"a": "53"}, {"a": 53}, {"a": {"old": 53, "new": "53"}}),
-    ({"a": True}, {"a": 1}, {"a": {"old": 1, "new": True}}),
-    ({"a": {}, "b": [], "c": None}, {}, {}),
-    ({"a": ""}, {}, {"a": {"old": None, "new": ""}}),
-    ({"metadata": {"labels": {"k8s-app": "x", "node-role.kubernetes.io/master": ""}}}, {"metadata": {"labels": {}}},
-     {'metadata.labels.k8s-app': {"old": None, "new": "x"},
-      'metadata.labels["node-role.kubernetes.io/master"]': {"old": None, "new": ""}}),
-])
+@pytest.mark.parametrize(
+    "desired, live, diff",
+    [
+        ({"a": 1}, {"a": 1, "b": 2}, {}),
+        ({"a": {"b": [1, {"c": 2}]}}, {"a": {"b": [1, {"c": 2, "d": 3}], "e": 4}}, {}),
+        ({"a": 2}, {"a": 1}, {"a": {"old": 1, "new": 2}}),
+        ({"a": [1, 2]}, {"a": [1, 2, 3]}, {"a": {"old": [1, 2, 3], "new": [1, 2]}}),
+        ({"a": "53"}, {"a": 53}, {"a": {"old": 53, "new": "53"}}),
+        ({"a": True}, {"a": 1}, {"a": {"old": 1, "new": True}}),
+        ({"a": {}, "b": [], "c": None}, {}, {}),
+        ({"a": ""}, {}, {"a": {"old": None, "new": ""}}),
+        (
+            {"metadata": {"labels": {"k8s-app": "x", "node-role.kubernetes.io/master": ""}}},
+            {"metadata": {"labels": {}}},
+            {
+                "metadata.labels.k8s-app": {"old": None, "new": "x"},
+                'metadata.labels["node-role.kubernetes.io/master"]': {"old": None, "new": ""},
+            },
+        ),
+    ],
+)
 def test_differences_is_empty_exactly_when_desired_is_a_recursive_subset(pure, desired, live, diff):
     assert pure.differences(desired, live) == diff

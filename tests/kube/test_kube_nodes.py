@@ -22,8 +22,10 @@ def node(kube, config, name):
 
 # node_metadata ------------------------------------------------------------------------------------------------------
 def test_node_metadata_of_a_master_and_a_worker(kube, config):
-    assert kube.node_metadata(config, "master01") == {"labels": {"node-role.kubernetes.io/master": ""},
-                                                      "taints": [MASTER_TAINT]}
+    assert kube.node_metadata(config, "master01") == {
+        "labels": {"node-role.kubernetes.io/master": ""},
+        "taints": [MASTER_TAINT],
+    }
     assert kube.node_metadata(config, "worker01") == {"labels": WORKER, "taints": []}
 
 
@@ -35,7 +37,9 @@ def test_node_metadata_comes_from_the_pillar_inventory_not_from_grains(minions, 
     promoted = copy.deepcopy(config)
     promoted["nodes"]["worker01"]["roles"] = ["master", "worker"]
     assert worker.node_metadata(promoted, "worker01") == {
-        "labels": {"node-role.kubernetes.io/master": "", **WORKER}, "taints": [MASTER_TAINT]}
+        "labels": {"node-role.kubernetes.io/master": "", **WORKER},
+        "taints": [MASTER_TAINT],
+    }
 
 
 def test_node_metadata_refuses_a_minion_outside_the_inventory(kube, config):
@@ -51,8 +55,13 @@ def test_register_node_labels_a_worker_then_changes_nothing(kube, config, plane)
     assert node(kube, config, "worker01")["metadata"]["labels"]["node-role.kubernetes.io/worker"] == ""
     mark = plane.audit_mark()
     second = kube.register_node(config, "worker01", timeout=10)
-    assert second == {"node": "worker01", "changed": False, "labels": {}, "taints": [],
-                      "comment": "Node worker01 has its labels and taints"}
+    assert second == {
+        "node": "worker01",
+        "changed": False,
+        "labels": {},
+        "taints": [],
+        "comment": "Node worker01 has its labels and taints",
+    }
     assert plane.writes(resource="nodes", since=mark, user=ADMIN) == []
 
 
@@ -60,8 +69,11 @@ def test_register_node_taints_a_master_and_keeps_the_taints_it_did_not_add(kube,
     register_kubelet(plane, "master02")
     other = {"key": "example.org/maintenance", "effect": "PreferNoSchedule"}
     with plane.session() as admin:
-        answer = admin.patch(f"{plane.server}/api/v1/nodes/master02", json={"spec": {"taints": [other]}},
-                             headers={"Content-Type": "application/merge-patch+json"})
+        answer = admin.patch(
+            f"{plane.server}/api/v1/nodes/master02",
+            json={"spec": {"taints": [other]}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
         assert answer.status_code == 200, answer.text
     result = kube.register_node(config, "master02", timeout=10)
     assert result["changed"] is True and result["taints"] == [MASTER_TAINT]
@@ -115,8 +127,12 @@ def test_register_node_remote_registers_the_caller(minions, plane):
     register_kubelet(plane, "worker02")
     result = minions.execution("master01").register_node_remote(10, __pub_id="worker02")
     assert result["node"] == "worker02"
-    assert node(minions.execution("master01"), plane.config(), "worker02")["metadata"]["labels"][
-        "node-role.kubernetes.io/worker"] == ""
+    assert (
+        node(minions.execution("master01"), plane.config(), "worker02")["metadata"]["labels"][
+            "node-role.kubernetes.io/worker"
+        ]
+        == ""
+    )
 
 
 def test_register_node_remote_refuses_a_call_without_pub_id(minions):

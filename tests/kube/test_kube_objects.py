@@ -19,6 +19,7 @@ COREDNS = yaml.safe_load((ROOT / "formulas/k8s/addons/coredns.yaml").read_text()
 def coredns_objects(config):
     return CONF.coredns_objects(config, COREDNS)
 
+
 pytestmark = pytest.mark.kube
 ADMIN = "kubernetes-admin"
 
@@ -29,17 +30,33 @@ def dry_run(plane, kube, manifest):
     kind, namespace, name = kube._ref(manifest)
     url = plane.server + kube._path(kube.kind_info(kind), name, namespace)
     with plane.session() as admin:
-        answer = admin.patch(url, params={"fieldManager": "kubesalt", "force": "true", "dryRun": "All"},
-                             json=manifest, headers={"Content-Type": "application/apply-patch+yaml"})
+        answer = admin.patch(
+            url,
+            params={"fieldManager": "kubesalt", "force": "true", "dryRun": "All"},
+            json=manifest,
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
     assert answer.status_code in (200, 201), f"{kind} {namespace}/{name}: {answer.text}"
     return answer.json()
 
 
 def allowed(plane, user, groups, verb, resource, subresource="", group="", namespace="", name=""):
-    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-              "spec": {"user": user, "groups": groups,
-                       "resourceAttributes": {"verb": verb, "group": group, "resource": resource,
-                                              "subresource": subresource, "namespace": namespace, "name": name}}}
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user,
+            "groups": groups,
+            "resourceAttributes": {
+                "verb": verb,
+                "group": group,
+                "resource": resource,
+                "subresource": subresource,
+                "namespace": namespace,
+                "name": name,
+            },
+        },
+    }
     with plane.session() as admin:
         answer = admin.post(f"{plane.server}/apis/authorization.k8s.io/v1/subjectaccessreviews", json=review)
     assert answer.status_code == 201, answer.text
@@ -85,14 +102,18 @@ def test_the_apiserver_kubelet_client_certificate_may_use_the_kubelet_api_once_b
     assert not allowed(plane, user, groups, "list", "secrets")
 
 
-@pytest.mark.parametrize("identity, verb, resource, subresource, group", [
-    ("kube-proxy", "list", "endpoints", "", ""),  # system:node-proxier
-    ("kube-scheduler", "create", "pods", "binding", ""),  # system:kube-scheduler
-    ("kube-controller-manager", "create", "serviceaccounts", "token", ""),  # system:kube-controller-manager
-    ("admin", "delete", "nodes", "", ""),  # system:masters
-])
-def test_every_other_kubesalt_identity_is_served_by_a_built_in_binding(plane, identity, verb, resource, subresource,
-                                                                        group):
+@pytest.mark.parametrize(
+    "identity, verb, resource, subresource, group",
+    [
+        ("kube-proxy", "list", "endpoints", "", ""),  # system:node-proxier
+        ("kube-scheduler", "create", "pods", "binding", ""),  # system:kube-scheduler
+        ("kube-controller-manager", "create", "serviceaccounts", "token", ""),  # system:kube-controller-manager
+        ("admin", "delete", "nodes", "", ""),  # system:masters
+    ],
+)
+def test_every_other_kubesalt_identity_is_served_by_a_built_in_binding(
+    plane, identity, verb, resource, subresource, group
+):
     user, groups = subject(plane, identity)
     assert allowed(plane, user, groups, verb, resource, subresource, group, namespace="kube-system")
 
@@ -106,8 +127,14 @@ def test_coredns_objects_are_accepted_by_a_server_side_dry_run(kube, config, pla
 
 def test_coredns_objects_apply_and_a_second_apply_changes_nothing(kube, config, plane):
     objects = coredns_objects(config)
-    assert [o["kind"] for o in objects] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
-                                            "Deployment", "Service"]
+    assert [o["kind"] for o in objects] == [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+    ]
     for manifest in objects:
         assert kube.apply(config, manifest)["action"] in ("created", None)
     mark = plane.audit_mark()
@@ -121,7 +148,10 @@ def test_the_kube_dns_service_sits_at_the_cluster_dns_ip_and_maps_53_to_coredns(
     service = kube.get(config, "Service", "kube-dns", "kube-system")
     assert service["spec"]["clusterIP"] == config["networks"]["cluster_dns_ip"] == "10.32.0.10"
     assert {(p["port"], p["protocol"], p["targetPort"]) for p in service["spec"]["ports"]} == {
-        (53, "UDP", "dns"), (53, "TCP", "dns-tcp"), (9153, "TCP", "metrics")}
+        (53, "UDP", "dns"),
+        (53, "TCP", "dns-tcp"),
+        (9153, "TCP", "metrics"),
+    }
     pod = kube.get(config, "Deployment", "coredns", "kube-system")["spec"]["template"]["spec"]
     ports = {p["name"]: p["containerPort"] for p in pod["containers"][0]["ports"]}
     assert ports == {"dns": 1053, "dns-tcp": 1053, "metrics": 9153}
@@ -133,10 +163,14 @@ def test_the_coredns_pod_runs_as_non_root_without_capabilities_and_tolerates_the
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
-    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                            "capabilities": {"drop": ["ALL"]}}
-    assert {"key": "node-role.kubernetes.io/master", "operator": "Exists", "effect": "NoSchedule"} \
-        in pod["tolerations"]  # the 1.20 profile's master taint
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert {"key": "node-role.kubernetes.io/master", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]  # the 1.20 profile's master taint
     assert pod["priorityClassName"] == "system-cluster-critical" and pod["dnsPolicy"] == "Default"
     assert container["image"] == config["addons"]["coredns"]["image"] == "k8s.gcr.io/coredns:1.7.0"
     assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 8181, "scheme": "HTTP"}
@@ -148,8 +182,13 @@ def test_coredns_may_list_and_watch_what_its_kubernetes_plugin_reads(kube, confi
         kube.apply(config, manifest)
     sa = "system:serviceaccount:kube-system:coredns"
     groups = ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"]
-    for resource, group in (("endpoints", ""), ("services", ""), ("pods", ""), ("namespaces", ""),
-                            ("endpointslices", "discovery.k8s.io")):
+    for resource, group in (
+        ("endpoints", ""),
+        ("services", ""),
+        ("pods", ""),
+        ("namespaces", ""),
+        ("endpointslices", "discovery.k8s.io"),
+    ):
         for verb in ("list", "watch"):
             assert allowed(plane, sa, groups, verb, resource, group=group), (verb, resource)
     assert not allowed(plane, sa, groups, "list", "secrets")
@@ -171,10 +210,19 @@ def test_coredns_objects_are_empty_when_the_addon_is_disabled(kube, config):
 # deployment_available -----------------------------------------------------------------------------------------------
 def deployment(name, namespace, replicas):
     labels = {"app": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "main", "image": "registry.invalid/none:1"}]}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "main", "image": "registry.invalid/none:1"}]},
+            },
+        },
+    }
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +231,9 @@ def ns(kube, config):
     return "kubesalt-rollout"
 
 
-def test_deployment_available_reports_a_deployment_without_nodes_as_unavailable_within_its_timeout(kube, config,
-                                                                                                    ns, name):
+def test_deployment_available_reports_a_deployment_without_nodes_as_unavailable_within_its_timeout(
+    kube, config, ns, name
+):
     kube.apply(config, deployment(name, ns, replicas=2))
     start = time.monotonic()
     with pytest.raises(CommandExecutionError) as error:
@@ -193,8 +242,10 @@ def test_deployment_available_reports_a_deployment_without_nodes_as_unavailable_
     message = str(error.value)
     assert f"waiting for Deployment {ns}/{name} to be available: not done after 4 s" in message
     # The controller-manager's real status: both replicas exist, none is available.
-    assert ("0 of 2 updated replicas available (Available: False, MinimumReplicasUnavailable: Deployment does not "
-            "have minimum availability.)") in message
+    assert (
+        "0 of 2 updated replicas available (Available: False, MinimumReplicasUnavailable: Deployment does not "
+        "have minimum availability.)"
+    ) in message
     live = kube.get(config, "Deployment", name, ns)
     assert kube.deployment_rollout(live)["available"] is False
 
@@ -219,27 +270,42 @@ def test_deployment_available_once_its_pod_is_ready(kube, config, plane, ns, nam
         kube.apply(config, deployment(name, ns, replicas=1))
         pods = []
         for _ in range(60):
-            pods = admin.get(f"{plane.server}/api/v1/namespaces/{ns}/pods", params={"labelSelector": f"app={name}"}
-                             ).json()["items"]
+            pods = admin.get(
+                f"{plane.server}/api/v1/namespaces/{ns}/pods", params={"labelSelector": f"app={name}"}
+            ).json()["items"]
             if pods:
                 break
             time.sleep(0.5)
         assert pods, "the ReplicaSet controller created no pod"
         pod = pods[0]["metadata"]["name"]
         waiter = {}
-        thread = threading.Thread(target=lambda: waiter.update(
-            result=kube.deployment_available(config, ns, name, timeout=60, interval=0.5)))
+        thread = threading.Thread(
+            target=lambda: waiter.update(result=kube.deployment_available(config, ns, name, timeout=60, interval=0.5))
+        )
         thread.start()
-        binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod},
-                   "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": pod},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
         answer = admin.post(f"{plane.server}/api/v1/namespaces/{ns}/pods/{pod}/binding", json=binding)
         assert answer.status_code == 201, answer.text
         stamp = now()
-        status = {"status": {"phase": "Running", "conditions": [
-            {"type": t, "status": "True", "lastTransitionTime": stamp}
-            for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")]}}
-        answer = admin.patch(f"{plane.server}/api/v1/namespaces/{ns}/pods/{pod}/status", json=status,
-                             headers={"Content-Type": "application/merge-patch+json"})
+        status = {
+            "status": {
+                "phase": "Running",
+                "conditions": [
+                    {"type": t, "status": "True", "lastTransitionTime": stamp}
+                    for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
+                ],
+            }
+        }
+        answer = admin.patch(
+            f"{plane.server}/api/v1/namespaces/{ns}/pods/{pod}/status",
+            json=status,
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
         assert answer.status_code == 200, answer.text
         thread.join(70)
     assert waiter["result"] == {"available": True, "message": f"Deployment {ns}/{name}: 1 of 1 replicas available"}

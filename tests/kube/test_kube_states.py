@@ -55,8 +55,9 @@ def test_object_present_with_test_true_returns_none_and_writes_nothing(minions, 
 
 
 def test_object_present_fails_with_the_reason(minions, plane):
-    ret = minions.states("master01").object_present("demo", configmap("x", namespace="no-such-ns"),
-                                                    config=plane.config())
+    ret = minions.states("master01").object_present(
+        "demo", configmap("x", namespace="no-such-ns"), config=plane.config()
+    )
     assert ret["result"] is False and ret["changes"] == {}
     assert "ConfigMap no-such-ns/x" in ret["comment"] and "HTTP 404" in ret["comment"]
 
@@ -65,13 +66,22 @@ def test_objects_present_applies_a_list_keyed_by_kind_namespace_and_name(minions
     states, config = minions.states("master01"), plane.config()
     manifests = [
         {"kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}},
-        {"kind": "Role", "metadata": {"name": name, "namespace": ns},
-         "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]},
-        {"kind": "RoleBinding", "metadata": {"name": name, "namespace": ns},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]},
-        {"kind": "ClusterRole", "metadata": {"name": f"kubesalt-{name}"},
-         "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]},
+        {
+            "kind": "Role",
+            "metadata": {"name": name, "namespace": ns},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+        },
+        {
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+        },
+        {
+            "kind": "ClusterRole",
+            "metadata": {"name": f"kubesalt-{name}"},
+            "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}],
+        },
     ]
     before = plane.audit_mark()
     test_ret = minions.states("master01", test=True).objects_present("rbac", manifests, config=config)
@@ -79,10 +89,12 @@ def test_objects_present_applies_a_list_keyed_by_kind_namespace_and_name(minions
     assert plane.writes(since=before, user=ADMIN) == []
     ret = states.objects_present("rbac", manifests, config=config)
     assert ret["result"] is True
-    assert ret["changes"] == {f"ServiceAccount/{ns}/{name}": {"action": "created"},
-                              f"Role/{ns}/{name}": {"action": "created"},
-                              f"RoleBinding/{ns}/{name}": {"action": "created"},
-                              f"ClusterRole/kubesalt-{name}": {"action": "created"}}
+    assert ret["changes"] == {
+        f"ServiceAccount/{ns}/{name}": {"action": "created"},
+        f"Role/{ns}/{name}": {"action": "created"},
+        f"RoleBinding/{ns}/{name}": {"action": "created"},
+        f"ClusterRole/kubesalt-{name}": {"action": "created"},
+    }
     mark = plane.audit_mark()
     again = states.objects_present("rbac", manifests, config=config)
     assert again["result"] is True and again["changes"] == {}
@@ -119,8 +131,9 @@ def test_the_coredns_objects_through_the_state_converge_in_one_run(minions, plan
 # waits --------------------------------------------------------------------------------------------------------------
 def test_api_ready_succeeds_without_changes_also_in_test_mode(minions, plane):
     for test in (False, True):
-        ret = minions.states("worker01", test=test).api_ready("api", config=plane.config("worker01"),
-                                                              identity="kubelet")
+        ret = minions.states("worker01", test=test).api_ready(
+            "api", config=plane.config("worker01"), identity="kubelet"
+        )
         assert ret["result"] is True and ret["changes"] == {}, ret
 
 
@@ -144,11 +157,11 @@ def test_node_ready_and_nodes_ready_states(minions, plane):
     report_ready(plane, "worker01")
     ret = minions.states("worker01").node_ready("node worker01 is Ready", config=config, timeout=10)
     assert ret["result"] is True and ret["changes"] == {} and ret["comment"] == "Node worker01 is Ready."
-    other = minions.states("master01").node_ready("worker01 from master01", config=plane.config(), node="worker01",
-                                                  identity="admin", timeout=5)
+    other = minions.states("master01").node_ready(
+        "worker01 from master01", config=plane.config(), node="worker01", identity="admin", timeout=5
+    )
     assert other["result"] is True
-    both = minions.states("master01").nodes_ready("nodes", ["worker01", "master03"], config=plane.config(),
-                                                  timeout=1)
+    both = minions.states("master01").nodes_ready("nodes", ["worker01", "master03"], config=plane.config(), timeout=1)
     assert both["result"] is False and "master03: NotRegistered" in both["comment"]
     assert "worker01" not in both["comment"].split("not Ready:")[1]
     one = minions.states("master01").nodes_ready("nodes", ["worker01"], config=plane.config(), timeout=5)
@@ -158,10 +171,18 @@ def test_node_ready_and_nodes_ready_states(minions, plane):
 def test_deployment_available_state(minions, plane, ns, name):
     kube, config = minions.execution("master01"), plane.config()
     labels = {"app": name}
-    manifest = {"kind": "Deployment", "metadata": {"name": name, "namespace": ns},
-                "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                         "template": {"metadata": {"labels": labels},
-                                      "spec": {"containers": [{"name": "c", "image": "registry.invalid/x:1"}]}}}}
+    manifest = {
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "registry.invalid/x:1"}]},
+            },
+        },
+    }
     kube.apply(config, manifest)
     ret = minions.states("master01").deployment_available(name, ns, config=config, timeout=2)
     assert ret["result"] is False and f"Deployment {ns}/{name}" in ret["comment"]
@@ -177,11 +198,14 @@ def test_deployment_available_state(minions, plane, ns, name):
 def unlabel(plane, node):
     """Strip kubesalt's role labels and taints from ``node`` (as admin), so registration has work to do."""
     with plane.session() as admin:
-        answer = admin.patch(f"{plane.server}/api/v1/nodes/{node}",
-                             json={"metadata": {"labels": {f"node-role.kubernetes.io/{r}": None
-                                                           for r in ("master", "worker")}},
-                                   "spec": {"taints": None}},
-                             headers={"Content-Type": "application/merge-patch+json"})
+        answer = admin.patch(
+            f"{plane.server}/api/v1/nodes/{node}",
+            json={
+                "metadata": {"labels": {f"node-role.kubernetes.io/{r}": None for r in ("master", "worker")}},
+                "spec": {"taints": None},
+            },
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
         assert answer.status_code == 200, answer.text
 
 
@@ -204,16 +228,19 @@ def test_node_registered_reports_the_labels_it_added_and_test_mode_writes_nothin
     register_kubelet(plane, "master02")
     config = plane.config("master02")
     with plane.session() as admin:  # start from a node without kubesalt's labels and taints
-        answer = admin.patch(f"{plane.server}/api/v1/nodes/master02",
-                             json={"metadata": {"labels": {"node-role.kubernetes.io/master": None}},
-                                   "spec": {"taints": None}},
-                             headers={"Content-Type": "application/merge-patch+json"})
+        answer = admin.patch(
+            f"{plane.server}/api/v1/nodes/master02",
+            json={"metadata": {"labels": {"node-role.kubernetes.io/master": None}}, "spec": {"taints": None}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
         assert answer.status_code == 200, answer.text
     mark = plane.audit_mark()
     pending = minions.states("master02", test=True).node_registered("master02", config=config, timeout=10)
     assert pending["result"] is None
-    assert pending["changes"] == {"labels": {"node-role.kubernetes.io/master": ""},
-                                  "taints": [{"key": "node-role.kubernetes.io/master", "effect": "NoSchedule"}]}
+    assert pending["changes"] == {
+        "labels": {"node-role.kubernetes.io/master": ""},
+        "taints": [{"key": "node-role.kubernetes.io/master", "effect": "NoSchedule"}],
+    }
     assert plane.writes(resource="nodes", since=mark, user=ADMIN) == []
     ret = minions.states("master02").node_registered("master02", config=config, timeout=10)
     assert ret["result"] is True and ret["changes"] == pending["changes"]
@@ -242,8 +269,9 @@ def test_node_registered_without_a_peer_rule_fails_naming_the_rule_to_add(minion
 def test_node_registered_on_a_worker_registers_that_worker_whatever_the_state_is_called(minions, plane):
     register_kubelet(plane, "worker01")
     unlabel(plane, "worker01")
-    ret = minions.states("worker01").node_registered("node worker02 registered", config=plane.config("worker01"),
-                                                     timeout=5)
+    ret = minions.states("worker01").node_registered(
+        "node worker02 registered", config=plane.config("worker01"), timeout=5
+    )
     assert ret["result"] is True and "worker01" in ret["comment"]
     assert minions.published[-1][:3] == ("worker01", "master01", "k8s_kube.register_node_remote")
 

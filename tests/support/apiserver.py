@@ -73,8 +73,14 @@ class KubeCluster(Cluster):
 
     def config(self, minion_id):
         pillar = dict(self.pillar, fs_root=str(self.root / minion_id))
-        return self._k8s.settings(formula_yaml("defaults.yaml")["k8s"], formula_yaml("profiles.yaml"), pillar,
-                                  formula_yaml("catalogue.yaml"), minion_id=minion_id, validate=False)
+        return self._k8s.settings(
+            formula_yaml("defaults.yaml")["k8s"],
+            formula_yaml("profiles.yaml"),
+            pillar,
+            formula_yaml("catalogue.yaml"),
+            minion_id=minion_id,
+            validate=False,
+        )
 
 
 def kubeconfig(path, server, ca, cert, key, user):
@@ -135,8 +141,9 @@ class ControlPlane:
         self.logs[name] = log
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD", "KUBE"))}
         with open(log, "ab") as out:
-            self.processes[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            self.processes[name] = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            )
         return self.processes[name]
 
     def log_tail(self, name, chars=4000):
@@ -147,11 +154,22 @@ class ControlPlane:
 
     def _issue_certificates(self):
         self.cluster.create_cas()
-        self.cluster.issue_all(only=(
-            "apiserver", "apiserver-kubelet-client", "apiserver-etcd-client", "front-proxy-client",
-            "kube-controller-manager", "kube-scheduler", "admin", "kubelet", "kube-proxy", "etcd-server", "etcd-peer",
-            "etcd-healthcheck-client",
-        ))
+        self.cluster.issue_all(
+            only=(
+                "apiserver",
+                "apiserver-kubelet-client",
+                "apiserver-etcd-client",
+                "front-proxy-client",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "admin",
+                "kubelet",
+                "kube-proxy",
+                "etcd-server",
+                "etcd-peer",
+                "etcd-healthcheck-client",
+            )
+        )
         # The cluster secrets, copied to master01's pki_dir as the k8s_pki secret_present state does on masters.
         config = self.config()
         states = self.cluster.states("master01")
@@ -162,28 +180,44 @@ class ControlPlane:
         # keys only in SEC1 form ("EC PRIVATE KEY"); k8s_pki writes PKCS#8 ("PRIVATE KEY"), which 1.20 refuses with
         # "data does not contain any valid RSA or ECDSA public keys". Give it the public key, as kubeadm does (sa.pub).
         key = serialization.load_pem_private_key((self.pki_dir / "service-account.key").read_bytes(), None)
-        (self.pki_dir / "service-account.pub").write_bytes(key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        (self.pki_dir / "service-account.pub").write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
 
     def _start_etcd(self):
         pki = self.pki_dir
         client, peer = f"https://127.0.0.1:{self.etcd_port}", f"https://127.0.0.1:{self.peer_port}"
         flags = [
-            "--name=master01", f"--data-dir={self.dir / 'etcd'}",
-            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=master01={peer}", "--initial-cluster-token=kubesalt-kube-test",
+            "--name=master01",
+            f"--data-dir={self.dir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=master01={peer}",
+            "--initial-cluster-token=kubesalt-kube-test",
             "--initial-cluster-state=new",
-            "--client-cert-auth", f"--trusted-ca-file={pki / 'etcd-ca.crt'}",
-            f"--cert-file={pki / 'etcd-server.crt'}", f"--key-file={pki / 'etcd-server.key'}",
-            "--peer-client-cert-auth", f"--peer-trusted-ca-file={pki / 'etcd-ca.crt'}",
-            f"--peer-cert-file={pki / 'etcd-peer.crt'}", f"--peer-key-file={pki / 'etcd-peer.key'}",
-            "--logger=zap", "--log-outputs=stderr",
+            "--client-cert-auth",
+            f"--trusted-ca-file={pki / 'etcd-ca.crt'}",
+            f"--cert-file={pki / 'etcd-server.crt'}",
+            f"--key-file={pki / 'etcd-server.key'}",
+            "--peer-client-cert-auth",
+            f"--peer-trusted-ca-file={pki / 'etcd-ca.crt'}",
+            f"--peer-cert-file={pki / 'etcd-peer.crt'}",
+            f"--peer-key-file={pki / 'etcd-peer.key'}",
+            "--logger=zap",
+            "--log-outputs=stderr",
         ]
         process = self._spawn("etcd", [etcd_cluster.ETCD, *flags])
-        etcd_cluster.wait_healthy(client, str(pki / "etcd-ca.crt"), str(pki / "etcd-healthcheck-client.crt"),
-                                  str(pki / "etcd-healthcheck-client.key"), START_TIMEOUT, process,
-                                  self.logs["etcd"])
+        etcd_cluster.wait_healthy(
+            client,
+            str(pki / "etcd-ca.crt"),
+            str(pki / "etcd-healthcheck-client.crt"),
+            str(pki / "etcd-healthcheck-client.key"),
+            START_TIMEOUT,
+            process,
+            self.logs["etcd"],
+        )
         return client
 
     def apiserver_flags(self, etcd_url):
@@ -192,13 +226,17 @@ class ControlPlane:
         policy = self.dir / "audit-policy.yaml"
         policy.write_text(yaml.safe_dump(AUDIT_POLICY))
         return [
-            "--advertise-address=127.0.0.1", "--bind-address=127.0.0.1", f"--secure-port={self.port}",
+            "--advertise-address=127.0.0.1",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.port}",
             *config["apiserver"]["version_flags"],  # --insecure-port=0 on 1.20
-            f"--etcd-servers={etcd_url}", f"--etcd-cafile={pki / 'etcd-ca.crt'}",
+            f"--etcd-servers={etcd_url}",
+            f"--etcd-cafile={pki / 'etcd-ca.crt'}",
             f"--etcd-certfile={pki / 'apiserver-etcd-client.crt'}",
             f"--etcd-keyfile={pki / 'apiserver-etcd-client.key'}",
             f"--client-ca-file={pki / 'kubernetes-ca.crt'}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--kubelet-certificate-authority={pki / 'kubernetes-ca.crt'}",
             f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
             f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
@@ -207,11 +245,13 @@ class ControlPlane:
             f"--service-account-issuer=https://kubernetes.default.svc.{config['cluster_domain']}",
             f"--service-cluster-ip-range={config['networks']['service_cidr']}",
             f"--encryption-provider-config={pki / 'encryption-config.yaml'}",
-            "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
             "--allow-privileged=true",
             # 127.0.0.1 may not be an endpoint of the kubernetes Service (loopback is refused there); no test needs it.
             "--endpoint-reconciler-type=none",
-            f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
         ]
 
     def _start_apiserver(self, etcd_url):
@@ -242,16 +282,27 @@ class ControlPlane:
     def _start_controller_manager(self):
         pki, config = self.pki_dir, self.config()
         files = self.files("kube-controller-manager")
-        kcfg = kubeconfig(self.dir / "kube-controller-manager.conf", self.server, str(pki / "kubernetes-ca.crt"),
-                          files["cert"], files["key"], "system:kube-controller-manager")
+        kcfg = kubeconfig(
+            self.dir / "kube-controller-manager.conf",
+            self.server,
+            str(pki / "kubernetes-ca.crt"),
+            files["cert"],
+            files["key"],
+            "system:kube-controller-manager",
+        )
         flags = [
-            f"--kubeconfig={kcfg}", "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=0",
+            f"--kubeconfig={kcfg}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
             *config["controller_manager"]["version_flags"],  # --port=0 on 1.20
             f"--service-account-private-key-file={pki / 'service-account.key'}",
-            f"--root-ca-file={pki / 'kubernetes-ca.crt'}", "--use-service-account-credentials=true",
+            f"--root-ca-file={pki / 'kubernetes-ca.crt'}",
+            "--use-service-account-credentials=true",
             f"--service-cluster-ip-range={config['networks']['service_cidr']}",
             # The node lifecycle controller must not evict the test's kubelet-less pods while a test runs.
-            "--node-monitor-grace-period=120s", "--pod-eviction-timeout=10m",
+            "--node-monitor-grace-period=120s",
+            "--pod-eviction-timeout=10m",
         ]
         process = self._spawn("kube-controller-manager", [f"{BIN_DIR}/kube-controller-manager", *flags])
         # Its controllers run once the service-account controller has created default/default.
@@ -265,8 +316,10 @@ class ControlPlane:
                 time.sleep(0.5)
         finally:
             session.close()
-        raise RuntimeError(f"kube-controller-manager did not start its controllers (exit code {process.poll()})\n"
-                           f"{self.log_tail('kube-controller-manager')}")
+        raise RuntimeError(
+            f"kube-controller-manager did not start its controllers (exit code {process.poll()})\n"
+            f"{self.log_tail('kube-controller-manager')}"
+        )
 
     def start(self):
         self._issue_certificates()
@@ -301,8 +354,14 @@ class ControlPlane:
                 continue
             if user and (event.get("user") or {}).get("username") != user:
                 continue
-            events.append({"verb": event.get("verb"), "user": (event.get("user") or {}).get("username"),
-                           "objectRef": ref, "requestURI": event.get("requestURI")})
+            events.append(
+                {
+                    "verb": event.get("verb"),
+                    "user": (event.get("user") or {}).get("username"),
+                    "objectRef": ref,
+                    "requestURI": event.get("requestURI"),
+                }
+            )
         return events
 
     def audit_mark(self):

@@ -60,8 +60,9 @@ class Pki:
         """Write ``<basename>.crt`` and ``<basename>.key`` (into ``directory`` or the CA's); return both paths."""
         key_pem = x509.generate_private_key()
         csr_pem = x509.create_csr(key_pem, common_name)
-        cert_pem = x509.sign_certificate(self.cert_pem, self.key_pem, csr_pem, common_name, dns=tuple(dns),
-                                             ips=tuple(ips), usages=tuple(usages))
+        cert_pem = x509.sign_certificate(
+            self.cert_pem, self.key_pem, csr_pem, common_name, dns=tuple(dns), ips=tuple(ips), usages=tuple(usages)
+        )
         directory = pathlib.Path(directory or self.dir)
         return write_file(directory / f"{basename}.crt", cert_pem), write_file(directory / f"{basename}.key", key_pem)
 
@@ -86,8 +87,14 @@ def start_etcd(flags, log_path):
     """Start the etcd binary with ``flags``; its output goes to ``log_path``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
     with open(log_path, "ab") as log:
-        return subprocess.Popen([ETCD, *flags], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
+        return subprocess.Popen(
+            [ETCD, *flags],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
 
 
 def stop_process(process, timeout=10):
@@ -135,9 +142,14 @@ class EtcdCluster:
             name = f"etcd{index + 1}"
             member = Member(name, ports[2 * index], ports[2 * index + 1], self.dir / name)
             member.dir.mkdir(parents=True)
-            member.cert, member.key = self.pki.issue("server", name, usages=("server", "client"),
-                                                     ips=("127.0.0.1",), dns=("localhost", name),
-                                                     directory=member.dir)
+            member.cert, member.key = self.pki.issue(
+                "server",
+                name,
+                usages=("server", "client"),
+                ips=("127.0.0.1",),
+                dns=("localhost", name),
+                directory=member.dir,
+            )
             self.members[name] = member
 
     @property
@@ -146,23 +158,38 @@ class EtcdCluster:
 
     def conn(self, **overrides):
         """Connection arguments for k8s_etcd functions and states."""
-        conn = {"endpoints": self.endpoints, "ca": self.ca, "cert": self.client_cert, "key": self.client_key,
-                "timeout": 5}
+        conn = {
+            "endpoints": self.endpoints,
+            "ca": self.ca,
+            "cert": self.client_cert,
+            "key": self.client_key,
+            "timeout": 5,
+        }
         conn.update(overrides)
         return conn
 
     def _flags(self, member):
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members.values())
         return [
-            f"--name={member.name}", f"--data-dir={member.dir / 'data'}",
-            f"--listen-client-urls={member.client_url}", f"--advertise-client-urls={member.client_url}",
-            f"--listen-peer-urls={member.peer_url}", f"--initial-advertise-peer-urls={member.peer_url}",
-            f"--initial-cluster={initial}", f"--initial-cluster-token={self.token}", "--initial-cluster-state=new",
-            "--client-cert-auth", f"--trusted-ca-file={self.ca}",
-            f"--cert-file={member.cert}", f"--key-file={member.key}",
-            "--peer-client-cert-auth", f"--peer-trusted-ca-file={self.ca}",
-            f"--peer-cert-file={member.cert}", f"--peer-key-file={member.key}",
-            "--logger=zap", "--log-outputs=stderr",
+            f"--name={member.name}",
+            f"--data-dir={member.dir / 'data'}",
+            f"--listen-client-urls={member.client_url}",
+            f"--advertise-client-urls={member.client_url}",
+            f"--listen-peer-urls={member.peer_url}",
+            f"--initial-advertise-peer-urls={member.peer_url}",
+            f"--initial-cluster={initial}",
+            f"--initial-cluster-token={self.token}",
+            "--initial-cluster-state=new",
+            "--client-cert-auth",
+            f"--trusted-ca-file={self.ca}",
+            f"--cert-file={member.cert}",
+            f"--key-file={member.key}",
+            "--peer-client-cert-auth",
+            f"--peer-trusted-ca-file={self.ca}",
+            f"--peer-cert-file={member.cert}",
+            f"--peer-key-file={member.key}",
+            "--logger=zap",
+            "--log-outputs=stderr",
         ]
 
     def start(self):
@@ -184,8 +211,9 @@ class EtcdCluster:
     def wait_healthy(self, names=None, timeout=START_TIMEOUT):
         for name in names or list(self.members):
             member = self.members[name]
-            wait_healthy(member.client_url, self.ca, self.client_cert, self.client_key, timeout,
-                         member.process, member.log)
+            wait_healthy(
+                member.client_url, self.ca, self.client_cert, self.client_key, timeout, member.process, member.log
+            )
 
     def stop(self):
         for member in self.members.values():

@@ -33,8 +33,7 @@ FAULTS = (None, "truncate", "reset", "stall", "stall_headers", "no_length")
 class Route:
     """What one path answers."""
 
-    def __init__(self, body=b"", status=200, headers=None, fault=None, times=None, stall=5.0, location=None,
-                 file=None):
+    def __init__(self, body=b"", status=200, headers=None, fault=None, times=None, stall=5.0, location=None, file=None):
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; use one of {FAULTS}")
         self.body, self.status, self.headers = body, status, dict(headers or {})
@@ -61,8 +60,9 @@ class LocalHTTPServer:
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._httpd.handle_error = lambda request, client_address: None
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="LocalHTTPServer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="LocalHTTPServer", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -129,7 +129,7 @@ class LocalHTTPServer:
     def _lookup_file(self, path):
         for prefix, directory in self.directories.items():
             if path.startswith(prefix + "/"):
-                rel = posixpath.normpath(urllib.parse.unquote(path[len(prefix) + 1:]))
+                rel = posixpath.normpath(urllib.parse.unquote(path[len(prefix) + 1 :]))
                 if rel.startswith(("..", "/")):
                     return None
                 candidate = os.path.join(directory, *rel.split("/"))

@@ -19,8 +19,14 @@ def load(name, kind="modules", **dunders):
     spec = importlib.util.spec_from_file_location(f"kubesalt_{kind}_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    defaults = {"__salt__": {}, "__opts__": {"test": False, "id": "unit"}, "__context__": {}, "__pillar__": {},
-                "__grains__": {}, "__states__": {}}
+    defaults = {
+        "__salt__": {},
+        "__opts__": {"test": False, "id": "unit"},
+        "__context__": {},
+        "__pillar__": {},
+        "__grains__": {},
+        "__states__": {},
+    }
     defaults.update({f"__{k.strip('_')}__": v for k, v in dunders.items()})
     for key, value in defaults.items():
         setattr(module, key, value)

@@ -65,8 +65,14 @@ class Cluster:
     def config(self, minion_id):
         pillar = dict(self.pillar, fs_root=str(self.root / minion_id))
         validate = self.pillar["network"]["mode"] != "flannel"  # flannel's CNI plugin has no pinned digest
-        return self._k8s.settings(formula_yaml("defaults.yaml")["k8s"], formula_yaml("profiles.yaml"), pillar,
-                                  formula_yaml("catalogue.yaml"), minion_id=minion_id, validate=validate)
+        return self._k8s.settings(
+            formula_yaml("defaults.yaml")["k8s"],
+            formula_yaml("profiles.yaml"),
+            pillar,
+            formula_yaml("catalogue.yaml"),
+            minion_id=minion_id,
+            validate=validate,
+        )
 
     @property
     def ca_minion(self):
@@ -80,8 +86,11 @@ class Cluster:
         """This minion's k8s_pki execution module (loaded once per minion, like a minion's loader does)."""
         key = ("modules", minion_id)
         if key not in self._modules:
-            self._modules[key] = load("k8s_pki", opts={"id": minion_id, "test": False},
-                                      salt={"k8s.config": lambda validate=False: self.config(minion_id)})
+            self._modules[key] = load(
+                "k8s_pki",
+                opts={"id": minion_id, "test": False},
+                salt={"k8s.config": lambda validate=False: self.config(minion_id)},
+            )
         return self._modules[key]
 
     def states(self, minion_id, test=False):
@@ -128,7 +137,8 @@ class Cluster:
     def issue(self, minion_id, identity, test=False):
         spec = self.layout(minion_id)["certificates"][identity]
         return self.states(minion_id, test=test).certificate_managed(
-            spec["cert"], spec["key"], identity, config=self.config(minion_id), ca_file=spec["ca_file"])
+            spec["cert"], spec["key"], identity, config=self.config(minion_id), ca_file=spec["ca_file"]
+        )
 
     def issue_all(self, only=None):
         """Every certificate every node is entitled to (or those in ``only``), through certificate_managed;
@@ -154,8 +164,10 @@ class Cluster:
 def tree(root):
     """Every path under ``root`` with its mode and content, to show that nothing changed."""
     root = pathlib.Path(root)
-    return {str(p.relative_to(root)): (p.stat().st_mode, p.read_bytes() if p.is_file() else None)
-            for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): (p.stat().st_mode, p.read_bytes() if p.is_file() else None)
+        for p in sorted(root.rglob("*"))
+    }
 
 
 @pytest.fixture
@@ -172,8 +184,10 @@ def issued_cluster(tmp_path_factory):
     return cluster
 
 
-RSA_NODES = {"master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"},
-             "worker01": {"roles": ["worker"], "ip": "10.240.0.21"}}
+RSA_NODES = {
+    "master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"},
+    "worker01": {"roles": ["worker"], "ip": "10.240.0.21"},
+}
 RSA_IDENTITIES = ("apiserver", "admin", "apiserver-etcd-client", "etcd-server", "etcd-peer", "kubelet")
 
 

@@ -44,8 +44,12 @@ def tgz(entries):
     return buffer.getvalue()
 
 
-GOOD = [("etcd-v3.6.14-linux-amd64", tarfile.DIRTYPE, None), ("etcd-v3.6.14-linux-amd64/etcd", ETCD),
-        ("etcd-v3.6.14-linux-amd64/etcdctl", ETCDCTL), ("etcd-v3.6.14-linux-amd64/README.md", README)]
+GOOD = [
+    ("etcd-v3.6.14-linux-amd64", tarfile.DIRTYPE, None),
+    ("etcd-v3.6.14-linux-amd64/etcd", ETCD),
+    ("etcd-v3.6.14-linux-amd64/etcdctl", ETCDCTL),
+    ("etcd-v3.6.14-linux-amd64/README.md", README),
+]
 
 
 @pytest.fixture
@@ -55,8 +59,9 @@ def archive(http_server):
 
 
 def run(art, dest, url, digest, cache, **kwargs):
-    return art.extract(str(dest), url, MEMBERS, digest, cache_dir=str(cache) if cache else None, user=None,
-                       group=None, **kwargs)
+    return art.extract(
+        str(dest), url, MEMBERS, digest, cache_dir=str(cache) if cache else None, user=None, group=None, **kwargs
+    )
 
 
 def tree(path):
@@ -70,8 +75,10 @@ def test_selected_members_are_extracted_with_mode(art, http_server, archive, tmp
     assert (dest / "etcd").read_bytes() == ETCD and (dest / "etcdctl").read_bytes() == ETCDCTL
     assert tree(dest) == ["etcd", "etcdctl"]
     assert (dest / "etcd").stat().st_mode & 0o7777 == 0o755
-    assert result["changes"] == {str(dest / "etcd"): {"digest": {"old": None, "new": f"sha256:{sha(ETCD)}"}},
-                                 str(dest / "etcdctl"): {"digest": {"old": None, "new": f"sha256:{sha(ETCDCTL)}"}}}
+    assert result["changes"] == {
+        str(dest / "etcd"): {"digest": {"old": None, "new": f"sha256:{sha(ETCD)}"}},
+        str(dest / "etcdctl"): {"digest": {"old": None, "new": f"sha256:{sha(ETCDCTL)}"}},
+    }
 
 
 def test_second_extract_changes_nothing_and_makes_no_request(art, http_server, archive, tmp_path):
@@ -128,8 +135,10 @@ HOSTILE = {
     "dotdot": ([("../evil", b"x")], "'..'"),
     "nested_dotdot": ([("etcd-v3.6.14-linux-amd64/../../evil", b"x")], "'..'"),
     "absolute": ([("/tmp/k8s-artifact-evil", b"x")], "absolute path"),
-    "symlink_escaping": ([("etcd-v3.6.14-linux-amd64/link", tarfile.SYMTYPE, "../../../etc/passwd")],
-                         "symlink to '../../../etc/passwd', outside"),
+    "symlink_escaping": (
+        [("etcd-v3.6.14-linux-amd64/link", tarfile.SYMTYPE, "../../../etc/passwd")],
+        "symlink to '../../../etc/passwd', outside",
+    ),
     "symlink_absolute": ([("etcd-v3.6.14-linux-amd64/link", tarfile.SYMTYPE, "/etc/passwd")], "symlink to"),
     "hardlink_escaping": ([("etcd-v3.6.14-linux-amd64/hard", tarfile.LNKTYPE, "../evil")], "hardlink to"),
     "hardlink_absolute": ([("etcd-v3.6.14-linux-amd64/hard", tarfile.LNKTYPE, "/etc/shadow")], "hardlink to"),
@@ -152,14 +161,25 @@ def test_archive_with_unsafe_member_is_refused_whole(art, http_server, tmp_path,
     assert tree(tmp_path) == sorted(["cache", "cache/sha256", f"cache/sha256/{sha(data)}"])
 
 
-def test_selected_member_that_is_a_link_inside_the_archive_is_written_as_a_regular_file(art, http_server,
-                                                                                      tmp_path):
-    data = tgz(GOOD + [("bin/etcd", tarfile.SYMTYPE, "../etcd-v3.6.14-linux-amd64/etcd"),
-                       ("bin/etcdctl", tarfile.LNKTYPE, "etcd-v3.6.14-linux-amd64/etcdctl")])
+def test_selected_member_that_is_a_link_inside_the_archive_is_written_as_a_regular_file(art, http_server, tmp_path):
+    data = tgz(
+        GOOD
+        + [
+            ("bin/etcd", tarfile.SYMTYPE, "../etcd-v3.6.14-linux-amd64/etcd"),
+            ("bin/etcdctl", tarfile.LNKTYPE, "etcd-v3.6.14-linux-amd64/etcdctl"),
+        ]
+    )
     url = http_server.serve("/links.tar.gz", data)
     dest = tmp_path / "bin"
-    art.extract(str(dest), url, {"etcd": "bin/etcd", "etcdctl": "./bin/etcdctl"}, sha(data), cache_dir=None,
-                user=None, group=None)
+    art.extract(
+        str(dest),
+        url,
+        {"etcd": "bin/etcd", "etcdctl": "./bin/etcdctl"},
+        sha(data),
+        cache_dir=None,
+        user=None,
+        group=None,
+    )
     assert not (dest / "etcd").is_symlink() and (dest / "etcd").read_bytes() == ETCD
     assert (dest / "etcdctl").read_bytes() == ETCDCTL
 
@@ -167,17 +187,19 @@ def test_selected_member_that_is_a_link_inside_the_archive_is_written_as_a_regul
 def test_missing_member_is_reported_with_what_the_archive_has(art, http_server, archive, tmp_path):
     url, digest = archive
     with pytest.raises(CommandExecutionError, match="no member 'etcd-v3.6.14-linux-amd64/etcdutl'.*etcdctl"):
-        art.extract(str(tmp_path / "bin"), url, {"etcdutl": "etcd-v3.6.14-linux-amd64/etcdutl"}, digest,
-                    cache_dir=None)
+        art.extract(str(tmp_path / "bin"), url, {"etcdutl": "etcd-v3.6.14-linux-amd64/etcdutl"}, digest, cache_dir=None)
     assert not (tmp_path / "bin").exists()
 
 
-@pytest.mark.parametrize("members, bad", [
-    ({"../etcd": "etcd"}, "'../etcd'"),
-    ({"etcd": "../etcd"}, "'../etcd'"),
-    ({"etcd": "/etcd"}, "'/etcd'"),
-    ({}, "members"),
-])
+@pytest.mark.parametrize(
+    "members, bad",
+    [
+        ({"../etcd": "etcd"}, "'../etcd'"),
+        ({"etcd": "../etcd"}, "'../etcd'"),
+        ({"etcd": "/etcd"}, "'/etcd'"),
+        ({}, "members"),
+    ],
+)
 def test_unsafe_members_argument_is_rejected_before_any_request(art, http_server, archive, tmp_path, members, bad):
     url, digest = archive
     with pytest.raises(SaltInvocationError, match=bad):

@@ -122,8 +122,16 @@ def test_stalled_server_times_out_within_bounded_time(art, http_server, target, 
     read_timeout, retries = 0.5, 1
     start = time.monotonic()
     with pytest.raises(CommandExecutionError, match="(?i)timed out"):
-        art.install(str(target), url, DIGEST, cache_dir=None, connect_timeout=1, read_timeout=read_timeout,
-                    retries=retries, backoff=0.01)
+        art.install(
+            str(target),
+            url,
+            DIGEST,
+            cache_dir=None,
+            connect_timeout=1,
+            read_timeout=read_timeout,
+            retries=retries,
+            backoff=0.01,
+        )
     elapsed = time.monotonic() - start
     # Loose bound: (attempts x read timeout) is 1 s; the server would stall 20 s per attempt.
     assert elapsed < 3 * (retries + 1) * (1 + read_timeout)
@@ -154,8 +162,9 @@ def test_cache_hit_makes_no_second_request_even_from_another_url(art, http_serve
     url = http_server.serve("/kube-proxy", BODY)
     cache = str(tmp_path / "cache")
     art.install(str(tmp_path / "a" / "one"), url, DIGEST, cache_dir=cache, user=None, group=None)
-    result = art.install(str(tmp_path / "b" / "two"), http_server.url("/gone"), DIGEST, cache_dir=cache,
-                         user=None, group=None)
+    result = art.install(
+        str(tmp_path / "b" / "two"), http_server.url("/gone"), DIGEST, cache_dir=cache, user=None, group=None
+    )
     assert (tmp_path / "b" / "two").read_bytes() == BODY
     assert "from the cache" in result["comment"]
     assert http_server.count() == 1
@@ -214,14 +223,17 @@ def test_missing_digest_is_refused_naming_the_pins_key(art, http_server, target,
     assert target.read_bytes() == OLD
 
 
-@pytest.mark.parametrize("kwargs, bad", [
-    ({"digest": "abc"}, "'abc'"),
-    ({"hash_type": "md5"}, "'md5'"),
-    ({"mode": "rwx"}, "'rwx'"),
-    ({"url": "ftp://example/x"}, "'ftp://example/x'"),
-    ({"user": "no-such-user-k8s"}, "'no-such-user-k8s'"),
-    ({"retries": -1}, "'-1'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, bad",
+    [
+        ({"digest": "abc"}, "'abc'"),
+        ({"hash_type": "md5"}, "'md5'"),
+        ({"mode": "rwx"}, "'rwx'"),
+        ({"url": "ftp://example/x"}, "'ftp://example/x'"),
+        ({"user": "no-such-user-k8s"}, "'no-such-user-k8s'"),
+        ({"retries": -1}, "'-1'"),
+    ],
+)
 def test_bad_arguments_are_rejected_naming_the_value(art, target, kwargs, bad):
     args = {"url": "http://127.0.0.1:9/kubelet", "digest": DIGEST, "cache_dir": None, **kwargs}
     with pytest.raises(SaltInvocationError, match=bad):

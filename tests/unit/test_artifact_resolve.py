@@ -14,8 +14,10 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 from tests.support.httpserver import http_server  # noqa: F401 - pytest fixture
 from tests.support.loader import load
 
-NODES = {"master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"},
-         "worker01": {"roles": ["worker"], "ip": "10.240.0.21"}}
+NODES = {
+    "master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"},
+    "worker01": {"roles": ["worker"], "ip": "10.240.0.21"},
+}
 KUBELET = os.urandom(300_000)
 KUBE_PROXY = os.urandom(200_000)
 CATALOGUE_KUBELET = "59669fd1233989fda877aa8a785bd56d4c73e739afcd90596c62e0172af2738c"
@@ -33,11 +35,19 @@ def settings(make_settings, **artifacts):
 def test_resolve_binary_from_the_catalogue(art, make_settings):
     a = art.resolve("kubelet", settings(make_settings))
     assert a == {
-        "component": "kubelet", "version": "1.34.10", "arch": "amd64",
+        "component": "kubelet",
+        "version": "1.34.10",
+        "arch": "amd64",
         "url": "https://dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubelet",
         "upstream_url": "https://dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubelet",
-        "hash_type": "sha256", "digest": CATALOGUE_KUBELET, "checksum_url": None, "upstream_checksum_url": None,
-        "type": "binary", "members": {}, "target": "/usr/local/bin/kubelet", "files": ["/usr/local/bin/kubelet"],
+        "hash_type": "sha256",
+        "digest": CATALOGUE_KUBELET,
+        "checksum_url": None,
+        "upstream_checksum_url": None,
+        "type": "binary",
+        "members": {},
+        "target": "/usr/local/bin/kubelet",
+        "files": ["/usr/local/bin/kubelet"],
     }
 
 
@@ -53,8 +63,9 @@ def test_resolve_archive_formats_members_for_version_and_arch(art, make_settings
 
 def test_installed_files_follow_the_catalogue_install_dir_without_needing_a_digest(art, make_settings):
     config = make_settings({"nodes": NODES, "network": {"mode": "flannel"}})
-    assert art.installed_files("cni-plugins", config) == [f"/opt/cni/bin/{n}" for n in
-                                                           ("bridge", "host-local", "loopback", "portmap")]
+    assert art.installed_files("cni-plugins", config) == [
+        f"/opt/cni/bin/{n}" for n in ("bridge", "host-local", "loopback", "portmap")
+    ]
     assert art.installed_files("flannel-cni-plugin", config) == ["/opt/cni/bin/flannel"]  # no digest is known
     assert art.installed_files("runc", config) == ["/usr/local/bin/runc"]
 
@@ -73,14 +84,16 @@ def test_bad_mirror_url_is_rejected_naming_the_pillar_key(art, make_settings):
 
 
 def test_download_goes_through_the_mirror_path(art, http_server, make_settings, tmp_path):
-    config = settings(make_settings, mirror=http_server.url("/mirror"),
-                      pins={"kubelet": {"1.34.10": {"amd64": {"sha256": sha(KUBELET)}}}})
+    config = settings(
+        make_settings,
+        mirror=http_server.url("/mirror"),
+        pins={"kubelet": {"1.34.10": {"amd64": {"sha256": sha(KUBELET)}}}},
+    )
     a = art.resolve("kubelet", config)
     path = "/mirror/dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubelet"
     assert a["url"] == http_server.url(path)
     http_server.serve(path, KUBELET)
-    art.install(str(tmp_path / "kubelet"), a["url"], a["digest"], a["hash_type"], cache_dir=None, user=None,
-                group=None)
+    art.install(str(tmp_path / "kubelet"), a["url"], a["digest"], a["hash_type"], cache_dir=None, user=None, group=None)
     assert (tmp_path / "kubelet").read_bytes() == KUBELET
     assert http_server.requests == [path]
 
@@ -111,24 +124,30 @@ HEX = sha(b"x")
 OTHER = sha(b"y")
 
 
-@pytest.mark.parametrize("text, expected", [
-    (f"{HEX}\n", HEX),
-    (f"{HEX}  kubelet\n", HEX),
-    (f"{OTHER}  kubectl\n{HEX} *kubelet\n", HEX),
-    (f"# SHA256SUMS\n{OTHER}  ./bin/kubectl\n{HEX}  ./bin/kubelet\n", HEX),
-    (f"SHA256 (kubelet) = {HEX}\nSHA256 (kubectl) = {OTHER}\n", HEX),
-    (f"{HEX.upper()}  kubelet\n", HEX),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (f"{HEX}\n", HEX),
+        (f"{HEX}  kubelet\n", HEX),
+        (f"{OTHER}  kubectl\n{HEX} *kubelet\n", HEX),
+        (f"# SHA256SUMS\n{OTHER}  ./bin/kubectl\n{HEX}  ./bin/kubelet\n", HEX),
+        (f"SHA256 (kubelet) = {HEX}\nSHA256 (kubectl) = {OTHER}\n", HEX),
+        (f"{HEX.upper()}  kubelet\n", HEX),
+    ],
+)
 def test_checksum_file_formats_are_parsed(art, text, expected):
     assert art.parse_checksums(text, "kubelet") == expected
 
 
-@pytest.mark.parametrize("text, error", [
-    (f"{HEX}  kubectl\n", "no sha256 entry for 'kubelet'"),
-    ("not a checksum\n", "no sha256 digest"),
-    (f"{HEX}  kubelet\n{OTHER}  kubelet\n", "different digests"),
-    (f"{sha(b'x')[:40]}  kubelet\n", "no sha256 digest"),
-])
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        (f"{HEX}  kubectl\n", "no sha256 entry for 'kubelet'"),
+        ("not a checksum\n", "no sha256 digest"),
+        (f"{HEX}  kubelet\n{OTHER}  kubelet\n", "different digests"),
+        (f"{sha(b'x')[:40]}  kubelet\n", "no sha256 digest"),
+    ],
+)
 def test_checksum_file_without_a_usable_entry_is_refused(art, text, error):
     with pytest.raises(CommandExecutionError, match=error):
         art.parse_checksums(text, "kubelet")
@@ -153,21 +172,39 @@ def flannel_opt_in(http_server, make_settings, sums):
     name = "cni-plugin-flannel-linux-amd64-v1.7.1.tgz"
     http_server.serve(f"/flannel/v1.7.1/{name}", data)
     http_server.serve("/flannel/v1.7.1/SHA256SUMS", sums(data, name).encode())
-    config = settings(make_settings,
-                      pins={"flannel-cni-plugin": {"1.7.1": {"amd64": {"url": http_server.url(
-                          "/flannel/v{version}/cni-plugin-flannel-linux-{arch}-v{version}.tgz")}}}},
-                      checksum_urls={"flannel-cni-plugin": http_server.url("/flannel/v{version}/SHA256SUMS")})
+    config = settings(
+        make_settings,
+        pins={
+            "flannel-cni-plugin": {
+                "1.7.1": {
+                    "amd64": {
+                        "url": http_server.url("/flannel/v{version}/cni-plugin-flannel-linux-{arch}-v{version}.tgz")
+                    }
+                }
+            }
+        },
+        checksum_urls={"flannel-cni-plugin": http_server.url("/flannel/v{version}/SHA256SUMS")},
+    )
     return config, data
 
 
 def test_checksum_url_opt_in_verifies_against_sha256sums_and_is_cached(art, http_server, make_settings, tmp_path):
-    config, data = flannel_opt_in(http_server, make_settings, lambda data, name: (
-        f"{OTHER}  cni-plugin-flannel-linux-arm64-v1.7.1.tgz\n{sha(data)}  {name}\n"))
+    config, data = flannel_opt_in(
+        http_server,
+        make_settings,
+        lambda data, name: f"{OTHER}  cni-plugin-flannel-linux-arm64-v1.7.1.tgz\n{sha(data)}  {name}\n",
+    )
     a = art.resolve("flannel-cni-plugin", config)
     assert a["digest"] is None and a["checksum_url"] == http_server.url("/flannel/v1.7.1/SHA256SUMS")
     assert a["members"] == {"flannel": "flannel-amd64"}
-    kwargs = {"digest": a["digest"], "hash_type": a["hash_type"], "checksum_url": a["checksum_url"],
-              "cache_dir": str(tmp_path / "cache"), "user": None, "group": None}
+    kwargs = {
+        "digest": a["digest"],
+        "hash_type": a["hash_type"],
+        "checksum_url": a["checksum_url"],
+        "cache_dir": str(tmp_path / "cache"),
+        "user": None,
+        "group": None,
+    }
     art.extract(str(tmp_path / "cni"), a["url"], a["members"], **kwargs)
     assert (tmp_path / "cni" / "flannel").read_bytes() == KUBE_PROXY
     assert http_server.count() == 2
@@ -179,8 +216,14 @@ def test_checksum_file_digest_mismatch_is_refused(art, http_server, make_setting
     config, data = flannel_opt_in(http_server, make_settings, lambda data, name: f"{OTHER}  {name}\n")
     a = art.resolve("flannel-cni-plugin", config)
     with pytest.raises(CommandExecutionError, match=f"expected {OTHER}, got {sha(data)}"):
-        art.extract(str(tmp_path / "cni"), a["url"], a["members"], a["digest"], checksum_url=a["checksum_url"],
-                    cache_dir=str(tmp_path / "cache"))
+        art.extract(
+            str(tmp_path / "cni"),
+            a["url"],
+            a["members"],
+            a["digest"],
+            checksum_url=a["checksum_url"],
+            cache_dir=str(tmp_path / "cache"),
+        )
     assert not (tmp_path / "cni").exists()
 
 
@@ -203,10 +246,19 @@ def upstream_pins(http_server, kubelet_digest=None):
     http_server.serve("/dl/v1.34.10/amd64/kubelet", KUBELET)
     http_server.serve("/dl/v1.34.10/amd64/kube-proxy", KUBE_PROXY)
     return {
-        "kubelet": {"1.34.10": {"amd64": {"sha256": kubelet_digest or sha(KUBELET),
-                                          "url": http_server.url("/dl/v{version}/{arch}/kubelet")}}},
-        "kube-proxy": {"1.34.10": {"amd64": {"sha256": sha(KUBE_PROXY),
-                                             "url": http_server.url("/dl/v{version}/{arch}/kube-proxy")}}},
+        "kubelet": {
+            "1.34.10": {
+                "amd64": {
+                    "sha256": kubelet_digest or sha(KUBELET),
+                    "url": http_server.url("/dl/v{version}/{arch}/kubelet"),
+                }
+            }
+        },
+        "kube-proxy": {
+            "1.34.10": {
+                "amd64": {"sha256": sha(KUBE_PROXY), "url": http_server.url("/dl/v{version}/{arch}/kube-proxy")}
+            }
+        },
     }
 
 

@@ -40,8 +40,12 @@ def test_managed_installs_then_second_apply_changes_nothing_without_request(stat
     assert first["result"] is True
     assert first["changes"] == {"digest": {"old": None, "new": f"sha256:{DIGEST}"}}
     second = managed(state, tmp_path, url)
-    assert second == {"name": str(tmp_path / "bin" / "kube-apiserver"), "result": True, "changes": {},
-                      "comment": second["comment"]}
+    assert second == {
+        "name": str(tmp_path / "bin" / "kube-apiserver"),
+        "result": True,
+        "changes": {},
+        "comment": second["comment"],
+    }
     assert "up to date" in second["comment"]
     assert http_server.count() == 1
 
@@ -51,8 +55,7 @@ def test_managed_reports_old_and_new_digest_on_upgrade(state, http_server, tmp_p
     (tmp_path / "bin" / "kube-apiserver").write_bytes(OLD)
     url = http_server.serve("/kube-apiserver", BODY)
     ret = managed(state, tmp_path, url)
-    assert ret["changes"]["digest"] == {"old": f"sha256:{hashlib.sha256(OLD).hexdigest()}",
-                                        "new": f"sha256:{DIGEST}"}
+    assert ret["changes"]["digest"] == {"old": f"sha256:{hashlib.sha256(OLD).hexdigest()}", "new": f"sha256:{DIGEST}"}
     assert (tmp_path / "bin" / "kube-apiserver").read_bytes() == BODY
 
 
@@ -87,11 +90,33 @@ def test_managed_without_digest_fails_naming_the_pins_key(state, http_server, tm
 
 def test_managed_from_resolve_as_the_formulas_use_it(art, state, http_server, make_settings, tmp_path):
     url = http_server.serve("/release/v1.34.10/amd64/kube-apiserver", BODY)
-    config = make_settings({"nodes": NODES, "artifacts": {"pins": {"kube-apiserver": {"1.34.10": {"amd64": {
-        "sha256": DIGEST, "url": http_server.url("/release/v{version}/{arch}/kube-apiserver")}}}}}})
+    config = make_settings(
+        {
+            "nodes": NODES,
+            "artifacts": {
+                "pins": {
+                    "kube-apiserver": {
+                        "1.34.10": {
+                            "amd64": {
+                                "sha256": DIGEST,
+                                "url": http_server.url("/release/v{version}/{arch}/kube-apiserver"),
+                            }
+                        }
+                    }
+                }
+            },
+        }
+    )
     a = art.resolve("kube-apiserver", config)
-    ret = state().managed(str(tmp_path / "kube-apiserver"), url=a["url"], digest=a["digest"],
-                          hash_type=a["hash_type"], cache_dir=str(tmp_path / "cache"), user=None, group=None)
+    ret = state().managed(
+        str(tmp_path / "kube-apiserver"),
+        url=a["url"],
+        digest=a["digest"],
+        hash_type=a["hash_type"],
+        cache_dir=str(tmp_path / "cache"),
+        user=None,
+        group=None,
+    )
     assert ret["result"] is True and a["url"] == url
     assert (tmp_path / "kube-apiserver").read_bytes() == BODY
 
@@ -109,9 +134,14 @@ def tgz(files):
 def test_extracted_is_idempotent_and_honest_in_test_mode(state, http_server, tmp_path):
     data = tgz({"bin/containerd": BODY, "bin/ctr": OLD})
     url = http_server.serve("/containerd.tar.gz", data)
-    args = {"url": url, "members": {"containerd": "bin/containerd", "ctr": "bin/ctr"},
-            "digest": hashlib.sha256(data).hexdigest(), "cache_dir": str(tmp_path / "cache"), "user": None,
-            "group": None}
+    args = {
+        "url": url,
+        "members": {"containerd": "bin/containerd", "ctr": "bin/ctr"},
+        "digest": hashlib.sha256(data).hexdigest(),
+        "cache_dir": str(tmp_path / "cache"),
+        "user": None,
+        "group": None,
+    }
     dest = str(tmp_path / "bin")
     dry = state(test=True).extracted(dest, **args)
     assert dry["result"] is None and len(dry["changes"]) == 2

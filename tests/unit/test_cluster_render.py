@@ -19,16 +19,30 @@ def master_opts(tmp_path, extra):
     effective worker pools resolved)."""
     path = tmp_path / "master"
     # file_roots as conf/master.d/kubesalt.conf serves them: the orchestration imports k8s/defaults.yaml
-    path.write_text(salt.utils.yaml.safe_dump({"root_dir": str(tmp_path), "file_client": "local",
-                                               "file_roots": {"base": [str(CLUSTER_SLS.parents[1])]}, **extra}))
+    path.write_text(
+        salt.utils.yaml.safe_dump(
+            {
+                "root_dir": str(tmp_path),
+                "file_client": "local",
+                "file_roots": {"base": [str(CLUSTER_SLS.parents[1])]},
+                **extra,
+            }
+        )
+    )
     return salt.config.master_config(str(path))
 
 
 def render(opts, pillar_get=lambda key, default=None: default):
     result = salt.utils.templates.render_jinja_tmpl(
         CLUSTER_SLS.read_text(),
-        {"opts": opts, "salt": {"pillar.get": pillar_get}, "pillar": {}, "grains": {},
-         "saltenv": "base", "sls": "k8s.cluster"},
+        {
+            "opts": opts,
+            "salt": {"pillar.get": pillar_get},
+            "pillar": {},
+            "grains": {},
+            "saltenv": "base",
+            "sls": "k8s.cluster",
+        },
     )
     return salt.utils.yaml.safe_load(result)
 
@@ -50,8 +64,10 @@ def test_batch_size_is_the_defaults_yaml_value_unless_the_master_pillar_sets_one
     step = {k: v for item in states["nodes (masters and workers)"]["salt.state"] for k, v in item.items()}
     assert step["batch"] == defaults["worker_batch"]
     pillar = {"k8s:worker_batch": "25%"}
-    states = render(master_opts(tmp_path, {"worker_pools": WORKER_POOLS}),
-                    pillar_get=lambda key, default=None: pillar.get(key, default))
+    states = render(
+        master_opts(tmp_path, {"worker_pools": WORKER_POOLS}),
+        pillar_get=lambda key, default=None: pillar.get(key, default),
+    )
     step = {k: v for item in states["nodes (masters and workers)"]["salt.state"] for k, v in item.items()}
     assert step["batch"] == "25%"
 

@@ -55,9 +55,13 @@ def test_containerd_config_parses_as_toml_with_systemd_cgroups_and_sandbox_image
 
 
 def test_containerd_config_pillar_overrides_are_merged(conf, make_settings):
-    cfg = settings(make_settings, versions={"containerd": "1.7.32"},
-                   container_runtime={"config": {"plugins": {"io.containerd.grpc.v1.cri": {
-                       "containerd": {"snapshotter": "native"}}}}})
+    cfg = settings(
+        make_settings,
+        versions={"containerd": "1.7.32"},
+        container_runtime={
+            "config": {"plugins": {"io.containerd.grpc.v1.cri": {"containerd": {"snapshotter": "native"}}}}
+        },
+    )
     parsed = tomllib.loads(conf.to_toml(conf.containerd_config(cfg)))
     cri = parsed["plugins"]["io.containerd.grpc.v1.cri"]
     assert cri["containerd"]["snapshotter"] == "native"
@@ -66,10 +70,15 @@ def test_containerd_config_pillar_overrides_are_merged(conf, make_settings):
 
 def test_registry_mirrors_and_private_ca_are_written_per_registry(conf, make_settings):
     pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
-    cfg = settings(make_settings, container_runtime={"registries": {
-        "docker.io": {"mirrors": ["https://mirror.example:5000"]},
-        "registry.example:5000": {"ca": pem},
-    }})
+    cfg = settings(
+        make_settings,
+        container_runtime={
+            "registries": {
+                "docker.io": {"mirrors": ["https://mirror.example:5000"]},
+                "registry.example:5000": {"ca": pem},
+            }
+        },
+    )
     files = conf.registry_hosts(cfg)
     hub = tomllib.loads(files["/etc/containerd/certs.d/docker.io/hosts.toml"]["contents"])
     assert hub["server"] == "https://registry-1.docker.io"
@@ -92,7 +101,7 @@ def test_to_toml_refuses_values_it_cannot_represent(conf):
         conf.to_toml({"bad": object()})
 
 
-# -- kubelet ------------------------------------------------------------------------------------------------------------
+# -- kubelet -----------------------------------------------------------------------------------------------------------
 def test_kubelet_config_is_locked_down(conf, make_settings):
     cfg = settings(make_settings)
     obj = yaml.safe_load(file_of(conf.kubelet(cfg, "worker01"), "/kubelet.yaml")["contents"])
@@ -109,11 +118,24 @@ def test_kubelet_config_is_locked_down(conf, make_settings):
 
 def test_kubelet_runtime_endpoint_is_a_field_on_1_34_and_flags_on_1_20(conf, make_settings):
     new = conf.kubelet(settings(make_settings), "worker01")
-    assert yaml.safe_load(file_of(new, "/kubelet.yaml")["contents"])["containerRuntimeEndpoint"] == \
-        "unix:///run/containerd/containerd.sock"
+    assert (
+        yaml.safe_load(file_of(new, "/kubelet.yaml")["contents"])["containerRuntimeEndpoint"]
+        == "unix:///run/containerd/containerd.sock"
+    )
     assert not [f for f in new["flags"] if f.startswith("--container-runtime")]
-    old = conf.kubelet(settings(make_settings, versions={"kubernetes": "1.20.2"},
-                                artifacts={"checksum_urls": dict.fromkeys(("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy"), "https://dl.k8s.io/x.sha256")}), "worker01")
+    old = conf.kubelet(
+        settings(
+            make_settings,
+            versions={"kubernetes": "1.20.2"},
+            artifacts={
+                "checksum_urls": dict.fromkeys(
+                    ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy"),
+                    "https://dl.k8s.io/x.sha256",
+                )
+            },
+        ),
+        "worker01",
+    )
     assert "containerRuntimeEndpoint" not in yaml.safe_load(file_of(old, "/kubelet.yaml")["contents"])
     assert "--container-runtime=remote" in old["flags"]
     assert "--container-runtime-endpoint=unix:///run/containerd/containerd.sock" in old["flags"]
@@ -126,13 +148,14 @@ def test_kubelet_node_name_and_ip_come_from_the_inventory(conf, make_settings):
 
 
 def test_kubelet_pillar_config_is_merged_and_swap_setting_honoured(conf, make_settings):
-    cfg = settings(make_settings, kubelet={"fail_swap_on": False, "config": {"evictionHard": {"memory.available":
-                                                                                              "200Mi"}}})
+    cfg = settings(
+        make_settings, kubelet={"fail_swap_on": False, "config": {"evictionHard": {"memory.available": "200Mi"}}}
+    )
     obj = conf.kubelet_config(cfg, "worker01")
     assert obj["failSwapOn"] is False and obj["evictionHard"] == {"memory.available": "200Mi"}
 
 
-# -- kubeconfigs ---------------------------------------------------------------------------------------------------------
+# -- kubeconfigs -------------------------------------------------------------------------------------------------------
 def test_workers_reach_the_first_master_or_the_configured_endpoint_and_masters_their_own(conf, make_settings):
     cfg = settings(make_settings, nodes=THREE_MASTERS)
     worker = yaml.safe_load(file_of(conf.kubelet(cfg, "worker01"), "/kubelet.conf")["contents"])
@@ -149,8 +172,10 @@ def test_kubeconfigs_reference_files_and_are_private(conf, make_settings):
     entry = file_of(spec, "/kubelet.conf")
     assert entry["mode"] == "0600"
     user = yaml.safe_load(entry["contents"])["users"][0]["user"]
-    assert user == {"client-certificate": "/etc/kubernetes/pki/kubelet.crt",
-                    "client-key": "/etc/kubernetes/pki/kubelet.key"}
+    assert user == {
+        "client-certificate": "/etc/kubernetes/pki/kubelet.crt",
+        "client-key": "/etc/kubernetes/pki/kubelet.key",
+    }
 
 
 def test_admin_kubeconfig_only_on_the_ca_minion(conf, make_settings):
@@ -163,7 +188,7 @@ def test_admin_kubeconfig_only_on_the_ca_minion(conf, make_settings):
     assert conf.admin(cfg, "master02") == {} and conf.admin(cfg, "worker01") == {}
 
 
-# -- control plane -------------------------------------------------------------------------------------------------------
+# -- control plane -----------------------------------------------------------------------------------------------------
 def test_apiserver_flags_secure_defaults(conf, make_settings):
     flags = flag_map(conf.apiserver(settings(make_settings, nodes=THREE_MASTERS), "master02")["flags"])
     assert flags["authorization-mode"] == "Node,RBAC"
@@ -191,7 +216,16 @@ def test_apiserver_audit_policy_only_when_rules_are_given(conf, make_settings):
 
 
 def test_version_flags_differ_between_releases(conf, make_settings):
-    old = settings(make_settings, versions={"kubernetes": "1.20.2"}, artifacts={"checksum_urls": dict.fromkeys(("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy"), "https://x/y.sha256")})
+    old = settings(
+        make_settings,
+        versions={"kubernetes": "1.20.2"},
+        artifacts={
+            "checksum_urls": dict.fromkeys(
+                ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy"),
+                "https://x/y.sha256",
+            )
+        },
+    )
     new = settings(make_settings)
     assert "--insecure-port=0" in conf.apiserver(old, "master01")["flags"]
     assert "--insecure-port=0" not in conf.apiserver(new, "master01")["flags"]
@@ -236,7 +270,7 @@ def test_control_plane_is_refused_for_a_worker(conf, make_settings):
         conf.kubelet(settings(make_settings), "nobody")
 
 
-# -- kube-proxy and network ---------------------------------------------------------------------------------------------
+# -- kube-proxy and network --------------------------------------------------------------------------------------------
 def test_kube_proxy_config(conf, make_settings):
     cfg = settings(make_settings, kube_proxy={"mode": "ipvs"})
     obj = yaml.safe_load(file_of(conf.kube_proxy(cfg, "worker01"), "/kube-proxy.yaml")["contents"])
@@ -252,14 +286,19 @@ def test_routes_mode_bridges_the_node_subnet_and_routes_to_every_other_node(conf
     bridge = conflist["plugins"][0]
     assert bridge["type"] == "bridge" and bridge["ipam"]["ranges"] == [[{"subnet": "10.200.21.0/24"}]]
     assert conflist["plugins"][1]["type"] == "portmap"
-    assert spec["commands"] == ["/sbin/ip route replace 10.200.11.0/24 via 10.240.0.11",
-                                "/sbin/ip route replace 10.200.22.0/24 via 10.240.0.22"]
+    assert spec["commands"] == [
+        "/sbin/ip route replace 10.200.11.0/24 via 10.240.0.11",
+        "/sbin/ip route replace 10.200.22.0/24 via 10.240.0.22",
+    ]
     assert spec["service"]["Type"] == "oneshot"
 
 
 def test_flannel_mode_uses_etcd_with_its_own_certificate(conf, make_settings):
-    cfg = settings(make_settings, network={"mode": "flannel"},
-                   artifacts={"pins": {"flannel-cni-plugin": {"1.7.1": {"amd64": {"sha256": "a" * 64}}}}})
+    cfg = settings(
+        make_settings,
+        network={"mode": "flannel"},
+        artifacts={"pins": {"flannel-cni-plugin": {"1.7.1": {"amd64": {"sha256": "a" * 64}}}}},
+    )
     spec = conf.network(cfg, "worker02")
     flags = flag_map(spec["flags"])
     assert flags["etcd-endpoints"] == "https://10.240.0.11:2379"
@@ -272,7 +311,7 @@ def test_flannel_mode_uses_etcd_with_its_own_certificate(conf, make_settings):
     assert "containerd.service" in spec["before"]
 
 
-# -- units ---------------------------------------------------------------------------------------------------------------
+# -- units -------------------------------------------------------------------------------------------------------------
 def test_unit_exec_start_carries_every_flag(conf, make_settings):
     spec = conf.kubelet(settings(make_settings), "worker01")
     text = conf.unit(spec)
@@ -291,9 +330,14 @@ def test_the_group_bound_for_the_kubelet_client_is_the_one_in_its_certificate(co
 
 def test_coredns_objects_come_from_the_addon_data_with_the_settings_filled_in(conf, make_settings):
     objects = yaml.safe_load((ROOT / "formulas/k8s/addons/coredns.yaml").read_text())
-    config = make_settings({"nodes": make_settings()["nodes"], "cluster_domain": "k8s.example",
-                            "networks": {"cluster_dns_ip": "10.32.0.53"},
-                            "addons": {"coredns": {"image": "example.org/coredns:1", "replicas": 3}}})
+    config = make_settings(
+        {
+            "nodes": make_settings()["nodes"],
+            "cluster_domain": "k8s.example",
+            "networks": {"cluster_dns_ip": "10.32.0.53"},
+            "addons": {"coredns": {"image": "example.org/coredns:1", "replicas": 3}},
+        }
+    )
     built = {o["kind"]: o for o in conf.coredns_objects(config, objects)}
     assert list(built) == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Service"]
     assert all(o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kubesalt" for o in built.values())
@@ -301,8 +345,9 @@ def test_coredns_objects_come_from_the_addon_data_with_the_settings_filled_in(co
     deployment = built["Deployment"]["spec"]
     assert deployment["replicas"] == 3
     assert deployment["template"]["spec"]["containers"][0]["image"] == "example.org/coredns:1"
-    assert {"key": config["master_taint"], "operator": "Exists", "effect": "NoSchedule"} in \
-        deployment["template"]["spec"]["tolerations"]
+    assert {"key": config["master_taint"], "operator": "Exists", "effect": "NoSchedule"} in deployment["template"][
+        "spec"
+    ]["tolerations"]
     assert built["Service"]["spec"]["clusterIP"] == "10.32.0.53"
     assert "CLUSTER_DOMAIN" in objects[3]["data"]["Corefile"]  # the data itself is left as it was
     disabled = make_settings({"nodes": make_settings()["nodes"], "addons": {"coredns": {"enabled": False}}})

@@ -26,8 +26,9 @@ def test_execution_function_has_a_docstring_with_a_cli_example(module, function,
     assert doc.strip(), f"{module}.{function} has no docstring"
     example = re.search(r"CLI Example:\s*\n\s*\.\. code-block:: bash\s*\n((?:\s+.*\n?)+)", doc)
     assert example, f"{module}.{function}: no 'CLI Example:' with a bash code block"
-    assert re.search(rf"\bsalt(-call)?\b.*\b{re.escape(module)}\.{re.escape(function)}\b", example.group(1)), \
+    assert re.search(rf"\bsalt(-call)?\b.*\b{re.escape(module)}\.{re.escape(function)}\b", example.group(1)), (
         f"{module}.{function}: the CLI example does not call {module}.{function}"
+    )
 
 
 @pytest.mark.parametrize("module, function, obj", list(exposed("states")))
@@ -36,8 +37,9 @@ def test_state_function_has_a_docstring_with_an_sls_example(module, function, ob
     assert doc.strip(), f"state {module}.{function} has no docstring"
     example = re.search(r"\.\. code-block:: (?:yaml|jinja)\s*\n((?:\s+.*\n?)+)", doc)
     assert example, f"state {module}.{function}: no SLS example (a yaml or jinja code block)"
-    assert re.search(rf"^\s+{re.escape(module)}\.{re.escape(function)}:\s*$", example.group(1), re.M), \
+    assert re.search(rf"^\s+{re.escape(module)}\.{re.escape(function)}:\s*$", example.group(1), re.M), (
         f"state {module}.{function}: the SLS example does not use {module}.{function}"
+    )
 
 
 def test_the_check_finds_every_module():

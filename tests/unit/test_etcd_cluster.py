@@ -117,8 +117,9 @@ def test_concurrent_cas_on_revision_loses_no_update(etcd, cluster, key):
             for _ in range(times):
                 while True:
                     entry = etcd.get(key, meta=True, **cluster.conn())
-                    done = etcd.cas(key, str(int(entry["value"]) + 1), prev_revision=entry["mod_revision"],
-                                    **cluster.conn())
+                    done = etcd.cas(
+                        key, str(int(entry["value"]) + 1), prev_revision=entry["mod_revision"], **cluster.conn()
+                    )
                     if done["succeeded"]:
                         break
                     conflicts.append(1)
@@ -223,14 +224,21 @@ def test_missing_tls_files_are_named(etcd, cluster, key, tmp_path):
         etcd.get(key, **cluster.conn(cert=str(tmp_path / "nope.crt")))
 
 
-def test_a_minion_takes_missing_connection_arguments_from_its_k8s_config(etcd, cluster, key, make_settings,
-                                                                         tmp_path):
-    for name, source in (("etcd-ca.crt", cluster.ca), ("apiserver-etcd-client.crt", cluster.client_cert),
-                         ("apiserver-etcd-client.key", cluster.client_key)):  # named as k8s_pki.layout names them
+def test_a_minion_takes_missing_connection_arguments_from_its_k8s_config(etcd, cluster, key, make_settings, tmp_path):
+    for name, source in (
+        ("etcd-ca.crt", cluster.ca),
+        ("apiserver-etcd-client.crt", cluster.client_cert),
+        ("apiserver-etcd-client.key", cluster.client_key),
+    ):  # named as k8s_pki.layout names them
         (tmp_path / name).symlink_to(source)
-    config = make_settings({"nodes": {"m1": {"roles": ["master", "etcd"], "ip": "127.0.0.1"}},
-                            "etcd": {"client_port": cluster.members["etcd1"].client_port},
-                            "paths": {"pki_dir": str(tmp_path)}}, minion_id="m1")
+    config = make_settings(
+        {
+            "nodes": {"m1": {"roles": ["master", "etcd"], "ip": "127.0.0.1"}},
+            "etcd": {"client_port": cluster.members["etcd1"].client_port},
+            "paths": {"pki_dir": str(tmp_path)},
+        },
+        minion_id="m1",
+    )
     minion = load("k8s_etcd", salt={"k8s.config": lambda: config})
     minion.put(key, "from k8s.config")
     assert etcd.get(key, **cluster.conn()) == "from k8s.config"
@@ -244,8 +252,11 @@ def test_explicit_connection_arguments_do_not_consult_k8s_config(etcd, cluster, 
     explicit = {name: value for name, value in cluster.conn().items() if name != "timeout"}
     minion.put(key, "v", **explicit)
     assert etcd.get(key, **cluster.conn()) == "v"
-    with pytest.raises(CommandExecutionError, match=r"argument\(s\) cert, key not given, and k8s.config could not "
-                                                    "supply them: no k8s pillar here"):
+    with pytest.raises(
+        CommandExecutionError,
+        match=r"argument\(s\) cert, key not given, and k8s.config could not "
+        "supply them: no k8s pillar here",
+    ):
         minion.get(key, **cluster.conn(cert=None, key=None))
 
 
@@ -401,7 +412,10 @@ def test_network_config_present_writes_the_flannel_config_once(etcd, cluster, ke
     assert first["name"] == key and first["result"] is True and first["changes"]["old"] is None
     assert second["result"] is True and second["changes"] == {}
     assert etcd.get(key + "/config", json=True, **cluster.conn()) == {
-        "Network": "10.200.0.0/16", "SubnetLen": 24, "Backend": {"Type": "vxlan"}}
+        "Network": "10.200.0.0/16",
+        "SubnetLen": 24,
+        "Backend": {"Type": "vxlan"},
+    }
 
 
 def test_network_config_present_refuses_an_overlapping_pod_network(etcd, cluster, key, make_settings):

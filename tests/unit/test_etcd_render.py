@@ -35,9 +35,14 @@ def test_network_config_is_flannel_json_under_the_network_prefix(etcd, make_sett
 
 
 def test_network_config_follows_prefix_backend_and_subnet_length(etcd, make_settings):
-    config = make_settings({"nodes": THREE_MEMBERS, "etcd": {"network_prefix": "/kubesalt/net"},
-                            "network": {"backend": {"Type": "host-gw"}},
-                            "networks": {"pod_cidr": "10.100.0.0/16", "node_pod_prefix": 25}})
+    config = make_settings(
+        {
+            "nodes": THREE_MEMBERS,
+            "etcd": {"network_prefix": "/kubesalt/net"},
+            "network": {"backend": {"Type": "host-gw"}},
+            "networks": {"pod_cidr": "10.100.0.0/16", "node_pod_prefix": 25},
+        }
+    )
     result = etcd.network_config(config)
     assert result["key"] == "/kubesalt/net/config"
     assert result["value"] == {"Network": "10.100.0.0/16", "SubnetLen": 25, "Backend": {"Type": "host-gw"}}
@@ -77,13 +82,17 @@ def test_etcd_spec_describes_a_mutual_tls_member_of_every_etcd_node(conf, make_s
     assert "--peer-key-file=/etc/kubernetes/pki/etcd-peer.key" in flags
     unit = conf.unit(spec)
     assert "Type=notify" in unit and "ExecStartPre=/bin/chmod 0700 /var/lib/etcd" in unit
-    assert conf.etcd(make_settings({"nodes": THREE_MEMBERS, "etcd": {"install": "package"}}),
-                     "etcd02")["exec"] == "/usr/bin/etcd"
+    assert (
+        conf.etcd(make_settings({"nodes": THREE_MEMBERS, "etcd": {"install": "package"}}), "etcd02")["exec"]
+        == "/usr/bin/etcd"
+    )
 
 
 def test_etcd_urls_put_an_ipv6_member_address_in_brackets(conf, etcd, make_settings):
-    nodes = {"m1": {"roles": ["master", "etcd"], "ip": "fd00:10::11"}, "m2": {"roles": ["master", "etcd"],
-                                                                           "ip": "fd00:10::12"}}
+    nodes = {
+        "m1": {"roles": ["master", "etcd"], "ip": "fd00:10::11"},
+        "m2": {"roles": ["master", "etcd"], "ip": "fd00:10::12"},
+    }
     config = make_settings({"nodes": nodes, "networks": {"node_cidr": "fd00:10::/64"}}, minion_id="m1")
     flags = conf.etcd(config, "m2")["flags"]
     assert "--advertise-client-urls=https://[fd00:10::12]:2379" in flags
@@ -112,26 +121,27 @@ def test_etcd_spec_refuses_a_node_without_the_etcd_role(conf, make_settings):
 
 def test_this_etcd_binary_runs_a_member_from_the_rendered_flags(etcd, conf, make_settings, tmp_path):
     client_port, peer_port = etcd_cluster.free_ports(2)
-    config = make_settings({
-        "nodes": {"solo": {"roles": ["master", "etcd"], "ip": "127.0.0.1"}},
-        "etcd": {"client_port": client_port, "peer_port": peer_port},
-        "paths": {"etcd_data_dir": str(tmp_path / "data"), "pki_dir": str(tmp_path / "etc")},
-    })
+    config = make_settings(
+        {
+            "nodes": {"solo": {"roles": ["master", "etcd"], "ip": "127.0.0.1"}},
+            "etcd": {"client_port": client_port, "peer_port": peer_port},
+            "paths": {"etcd_data_dir": str(tmp_path / "data"), "pki_dir": str(tmp_path / "etc")},
+        }
+    )
     etc = tmp_path / "etc"
     etc.mkdir()
     pki = etcd_cluster.Pki(tmp_path / "ca")
     (etc / "etcd-ca.crt").write_text(pki.cert_pem)
     for kind in ("server", "peer"):  # named as k8s_pki.layout names them
-        pki.issue(f"etcd-{kind}", "solo", usages=("server", "client"), ips=("127.0.0.1",), dns=("solo",),
-                  directory=etc)
+        pki.issue(f"etcd-{kind}", "solo", usages=("server", "client"), ips=("127.0.0.1",), dns=("solo",), directory=etc)
     client = pki.issue("client", "kubesalt-test-client")
-    conn = {"endpoints": [f"https://127.0.0.1:{client_port}"], "ca": pki.ca_file, "cert": client[0],
-            "key": client[1]}
+    conn = {"endpoints": [f"https://127.0.0.1:{client_port}"], "ca": pki.ca_file, "cert": client[0], "key": client[1]}
 
     process = etcd_cluster.start_etcd(conf.etcd(config, "solo")["flags"], tmp_path / "etcd.log")
     try:
-        etcd_cluster.wait_healthy(conn["endpoints"][0], conn["ca"], conn["cert"], conn["key"], process=process,
-                                  log=tmp_path / "etcd.log")
+        etcd_cluster.wait_healthy(
+            conn["endpoints"][0], conn["ca"], conn["cert"], conn["key"], process=process, log=tmp_path / "etcd.log"
+        )
         assert etcd.endpoint_health(**conn) == {conn["endpoints"][0]: {"healthy": True, "error": ""}}
         assert [m["name"] for m in etcd.member_list(**conn)] == ["solo"]
     finally:

@@ -37,8 +37,13 @@ def leaf_key():
 
 
 def issue(ca, key, **kwargs):
-    args = {"common_name": "system:node:worker01", "organizations": ["system:nodes"], "dns": ["worker01"],
-            "ips": ["10.240.0.21"], "usages": ["server", "client"]}
+    args = {
+        "common_name": "system:node:worker01",
+        "organizations": ["system:nodes"],
+        "dns": ["worker01"],
+        "ips": ["10.240.0.21"],
+        "usages": ["server", "client"],
+    }
     args.update(kwargs)
     return core.sign_certificate(ca["cert"], ca["key"], core.create_csr(key, "ignored"), **args)
 
@@ -97,8 +102,9 @@ def test_a_ca_re_signed_with_the_same_key_still_verifies_what_it_issued(ca, leaf
 
 # CSR ----------------------------------------------------------------------------------------------------------------
 def test_create_csr_carries_subject_and_sans_and_is_signed_by_its_key(leaf_key):
-    csr = x509.load_pem_x509_csr(core.create_csr(leaf_key, "kube-apiserver", ["a", "b"], ["kubernetes"], ["10.32.0.1"])
-                                 .encode())
+    csr = x509.load_pem_x509_csr(
+        core.create_csr(leaf_key, "kube-apiserver", ["a", "b"], ["kubernetes"], ["10.32.0.1"]).encode()
+    )
     assert csr.is_signature_valid
     assert [a.value for a in csr.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)] == ["a", "b"]
     san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -106,10 +112,15 @@ def test_create_csr_carries_subject_and_sans_and_is_signed_by_its_key(leaf_key):
     assert [str(i) for i in san.get_values_for_type(x509.IPAddress)] == ["10.32.0.1"]
 
 
-@pytest.mark.parametrize("dns, ips, bad", [(["under_score.example"], [], "under_score.example"),
-                                           (["-lead.example"], [], "-lead.example"),
-                                           ([], ["10.0.0.300"], "10.0.0.300"),
-                                           ([], ["kubernetes"], "kubernetes")])
+@pytest.mark.parametrize(
+    "dns, ips, bad",
+    [
+        (["under_score.example"], [], "under_score.example"),
+        (["-lead.example"], [], "-lead.example"),
+        ([], ["10.0.0.300"], "10.0.0.300"),
+        ([], ["kubernetes"], "kubernetes"),
+    ],
+)
 def test_malformed_san_is_refused_naming_it(leaf_key, dns, ips, bad):
     with pytest.raises(SaltInvocationError, match=f"malformed .* SAN '{bad}'"):
         core.create_csr(leaf_key, "x", dns=dns, ips=ips)
@@ -125,10 +136,14 @@ def test_sign_certificate_sets_usages_key_usage_sans_and_key_identifiers(ca, key
     ku = ext(c, x509.KeyUsage)
     assert ku.critical and ku.value.digital_signature and not ku.value.key_cert_sign
     assert ku.value.key_encipherment is (key_type == "rsa-2048")  # RSA key transport only
-    assert set(ext(c, x509.ExtendedKeyUsage).value) == {ExtendedKeyUsageOID.SERVER_AUTH,
-                                                          ExtendedKeyUsageOID.CLIENT_AUTH}
-    assert ext(c, x509.AuthorityKeyIdentifier).value.key_identifier == \
-        ext(cert(ca["cert"]), x509.SubjectKeyIdentifier).value.digest
+    assert set(ext(c, x509.ExtendedKeyUsage).value) == {
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+    }
+    assert (
+        ext(c, x509.AuthorityKeyIdentifier).value.key_identifier
+        == ext(cert(ca["cert"]), x509.SubjectKeyIdentifier).value.digest
+    )
     assert ext(c, x509.SubjectKeyIdentifier).value == x509.SubjectKeyIdentifier.from_public_key(c.public_key())
     assert isinstance(c.public_key(), ec.EllipticCurvePublicKey if key_type == "ecdsa-p256" else rsa.RSAPublicKey)
     info = core.certificate_info(issue(ca, key))
@@ -150,8 +165,9 @@ def test_sign_certificate_uses_random_serials_and_backdates_five_minutes(ca, lea
 
 def test_sign_certificate_takes_the_subject_from_its_arguments_not_from_the_csr(ca, leaf_key):
     csr = core.create_csr(leaf_key, "kubernetes-admin", ["system:masters"], ["evil.example"])
-    info = core.certificate_info(core.sign_certificate(ca["cert"], ca["key"], csr, "system:kube-proxy",
-                                                     ["system:node-proxier"]))
+    info = core.certificate_info(
+        core.sign_certificate(ca["cert"], ca["key"], csr, "system:kube-proxy", ["system:node-proxier"])
+    )
     assert info["subject"] == {"cn": "system:kube-proxy", "o": ["system:node-proxier"]}
     assert info["dns"] == []
 
@@ -160,8 +176,12 @@ def test_sign_certificate_accepts_a_bare_public_key(ca, leaf_key):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    pub = load_pem_private_key(leaf_key.encode(), None).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    pub = (
+        load_pem_private_key(leaf_key.encode(), None)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     c = core.sign_certificate(ca["cert"], ca["key"], pub, "front-proxy-client")
     assert core.needs_renewal(c, {"key_pem": leaf_key, "ca_pem": ca["cert"]}, 30) == []
 
@@ -169,8 +189,9 @@ def test_sign_certificate_accepts_a_bare_public_key(ca, leaf_key):
 def test_sign_certificate_refuses_a_csr_whose_signature_does_not_verify(ca, leaf_key):
     from cryptography.hazmat.primitives import serialization
 
-    der = bytearray(x509.load_pem_x509_csr(core.create_csr(leaf_key, "x").encode())
-                    .public_bytes(serialization.Encoding.DER))
+    der = bytearray(
+        x509.load_pem_x509_csr(core.create_csr(leaf_key, "x").encode()).public_bytes(serialization.Encoding.DER)
+    )
     der[-1] ^= 0x01  # last byte of the signature's s value: still well-formed, no longer valid
     forged = x509.load_der_x509_csr(bytes(der))
     assert not forged.is_signature_valid
@@ -179,8 +200,9 @@ def test_sign_certificate_refuses_a_csr_whose_signature_does_not_verify(ca, leaf
 
 
 def test_sign_certificate_refuses_a_ca_key_that_is_not_the_ca_certificates(ca, leaf_key):
-    with pytest.raises(CommandExecutionError,
-                       match="CA private key does not belong to the CA certificate 'CN=kubernetes'"):
+    with pytest.raises(
+        CommandExecutionError, match="CA private key does not belong to the CA certificate 'CN=kubernetes'"
+    ):
         core.sign_certificate(ca["cert"], core.generate_private_key(), core.create_csr(leaf_key, "x"), "x")
 
 
@@ -226,8 +248,13 @@ def test_certificate_info_reports_subject_issuer_sans_dates_serial_and_key(ca, l
 
 
 # needs_renewal ------------------------------------------------------------------------------------------------------
-EXPECTED = {"cn": "system:node:worker01", "o": ["system:nodes"], "dns": ["worker01"], "ips": ["10.240.0.21"],
-            "usages": ["server", "client"]}
+EXPECTED = {
+    "cn": "system:node:worker01",
+    "o": ["system:nodes"],
+    "dns": ["worker01"],
+    "ips": ["10.240.0.21"],
+    "usages": ["server", "client"],
+}
 
 
 def test_a_valid_matching_certificate_needs_no_renewal(ca, leaf_key):
@@ -257,13 +284,16 @@ def test_a_certificate_not_yet_valid_needs_renewal(ca, leaf_key):
     assert core.needs_renewal(pem, EXPECTED, 30)[0].startswith("not valid before")
 
 
-@pytest.mark.parametrize("field, value, reason", [
-    ("cn", "system:node:worker02", "CN is"),
-    ("o", ["system:masters"], "O is"),
-    ("dns", ["worker01", "worker01.lab.example"], "DNS SANs are"),
-    ("ips", ["10.240.0.99"], "IP SANs are"),
-    ("usages", ["client"], "usages are"),
-])
+@pytest.mark.parametrize(
+    "field, value, reason",
+    [
+        ("cn", "system:node:worker02", "CN is"),
+        ("o", ["system:masters"], "O is"),
+        ("dns", ["worker01", "worker01.lab.example"], "DNS SANs are"),
+        ("ips", ["10.240.0.99"], "IP SANs are"),
+        ("usages", ["client"], "usages are"),
+    ],
+)
 def test_a_certificate_differing_from_the_policy_needs_renewal(ca, leaf_key, field, value, reason):
     pem = issue(ca, leaf_key)
     reasons = core.needs_renewal(pem, dict(EXPECTED, **{field: value}), 30)
@@ -272,8 +302,10 @@ def test_a_certificate_differing_from_the_policy_needs_renewal(ca, leaf_key, fie
 
 def test_san_comparison_ignores_order_case_and_ip_spelling(ca, leaf_key):
     pem = issue(ca, leaf_key, dns=["Worker01", "a.example"], ips=["fd00::1", "10.240.0.21"])
-    assert core.needs_renewal(pem, dict(EXPECTED, dns=["a.example", "worker01"],
-                                       ips=["10.240.0.21", "fd00:0::1"]), 30) == []
+    assert (
+        core.needs_renewal(pem, dict(EXPECTED, dns=["a.example", "worker01"], ips=["10.240.0.21", "fd00:0::1"]), 30)
+        == []
+    )
 
 
 def test_a_certificate_from_another_ca_with_the_same_name_needs_renewal(ca, leaf_key):

@@ -9,8 +9,15 @@ from salt.exceptions import CommandExecutionError
 from kubesalt import x509
 from tests.support.pki_fixtures import NODES, Cluster, cluster  # noqa: F401  (fixture)
 
-CONTROL_PLANE = ["apiserver", "apiserver-kubelet-client", "apiserver-etcd-client", "front-proxy-client",
-                 "kube-controller-manager", "kube-scheduler", "admin"]
+CONTROL_PLANE = [
+    "apiserver",
+    "apiserver-kubelet-client",
+    "apiserver-etcd-client",
+    "front-proxy-client",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "admin",
+]
 ETCD = ["etcd-server", "etcd-peer", "etcd-healthcheck-client"]
 
 
@@ -31,11 +38,22 @@ def test_a_worker_is_entitled_to_its_own_kubelet_and_kube_proxy_only(policy):
     _, config, exe = policy
     ents = exe.entitlements(config, "worker01")
     assert list(ents) == ["kubelet", "kube-proxy"]
-    assert ents["kubelet"] == {"ca": "kubernetes-ca", "cn": "system:node:worker01", "o": ["system:nodes"],
-                               "dns": ["worker01", "worker01.lab.example"], "ips": ["10.240.0.21"],
-                               "usages": ["server", "client"]}
-    assert ents["kube-proxy"] == {"ca": "kubernetes-ca", "cn": "system:kube-proxy", "o": ["system:node-proxier"],
-                                  "dns": [], "ips": [], "usages": ["client"]}
+    assert ents["kubelet"] == {
+        "ca": "kubernetes-ca",
+        "cn": "system:node:worker01",
+        "o": ["system:nodes"],
+        "dns": ["worker01", "worker01.lab.example"],
+        "ips": ["10.240.0.21"],
+        "usages": ["server", "client"],
+    }
+    assert ents["kube-proxy"] == {
+        "ca": "kubernetes-ca",
+        "cn": "system:kube-proxy",
+        "o": ["system:node-proxier"],
+        "dns": [],
+        "ips": [],
+        "usages": ["client"],
+    }
 
 
 def test_in_flannel_mode_every_node_also_gets_the_flannel_etcd_client(tmp_path):
@@ -77,9 +95,19 @@ def test_apiserver_sans_cover_every_master_the_service_ip_cluster_names_loopback
     ent = exe.entitlements(config, "master01")["apiserver"]
     assert ent["cn"] == "kube-apiserver" and ent["usages"] == ["server"]
     assert set(ent["dns"]) == {
-        "master01", "master01.lab.example", "master02", "master02.lab.example", "master03", "master03.lab.example",
-        "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
-        "localhost", "k8s.lab.example"}
+        "master01",
+        "master01.lab.example",
+        "master02",
+        "master02.lab.example",
+        "master03",
+        "master03.lab.example",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "localhost",
+        "k8s.lab.example",
+    }
     assert set(ent["ips"]) == {"10.240.0.11", "10.240.0.12", "10.240.0.13", "10.32.0.1", "127.0.0.1", "192.0.2.10"}
 
 
@@ -89,13 +117,21 @@ def test_control_plane_client_identities_have_the_documented_subjects(policy):
     subjects = {k: (v["ca"], v["cn"], v["o"], v["usages"]) for k, v in ents.items()}
     assert subjects["admin"] == ("kubernetes-ca", "kubernetes-admin", ["system:masters"], ["client"])
     assert subjects["apiserver-kubelet-client"] == (
-        "kubernetes-ca", "kube-apiserver-kubelet-client", ["kubesalt:apiserver-kubelet-client"], ["client"])
+        "kubernetes-ca",
+        "kube-apiserver-kubelet-client",
+        ["kubesalt:apiserver-kubelet-client"],
+        ["client"],
+    )
     assert subjects["apiserver-etcd-client"] == ("etcd-ca", "kube-apiserver-etcd-client", [], ["client"])
     assert subjects["front-proxy-client"] == ("front-proxy-ca", "front-proxy-client", [], ["client"])
     assert subjects["etcd-healthcheck-client"] == ("etcd-ca", "kube-etcd-healthcheck-client", [], ["client"])
     for component in ("kube-controller-manager", "kube-scheduler"):
-        assert subjects[component] == ("kubernetes-ca", f"system:{component}", [f"system:{component}"],
-                                       ["server", "client"])
+        assert subjects[component] == (
+            "kubernetes-ca",
+            f"system:{component}",
+            [f"system:{component}"],
+            ["server", "client"],
+        )
         assert ents[component]["dns"] == ["master01", "master01.lab.example", "localhost"]
         assert ents[component]["ips"] == ["10.240.0.11", "127.0.0.1"]
 
@@ -119,13 +155,17 @@ def test_a_worker_obtains_its_own_kubelet_certificate_through_sign_remote(cluste
     assert "PRIVATE KEY" not in reply["ca"] and set(reply) == {"certificate", "ca"}
 
 
-@pytest.mark.parametrize("identity", ["admin", "apiserver", "etcd-peer", "apiserver-etcd-client",
-                                      "front-proxy-client", "flannel-etcd-client"])
+@pytest.mark.parametrize(
+    "identity",
+    ["admin", "apiserver", "etcd-peer", "apiserver-etcd-client", "front-proxy-client", "flannel-etcd-client"],
+)
 def test_a_worker_is_refused_control_plane_and_etcd_certificates(cluster, identity):
     _, csr = csr_for(cluster, "worker01")
-    with pytest.raises(CommandExecutionError,
-                       match=f"minion 'worker01' is not entitled to the '{identity}' certificate .*'worker'.*"
-                             "may obtain: kubelet, kube-proxy"):
+    with pytest.raises(
+        CommandExecutionError,
+        match=f"minion 'worker01' is not entitled to the '{identity}' certificate .*'worker'.*"
+        "may obtain: kubelet, kube-proxy",
+    ):
         cluster.execution("master01").sign_remote(csr, identity, __pub_id="worker01")
 
 
@@ -145,8 +185,10 @@ def test_a_worker_csr_asking_for_system_masters_gets_a_certificate_without_it(cl
     _, csr = csr_for(cluster, "worker01", cn="kubernetes-admin", o=["system:masters"])
     with caplog.at_level(logging.WARNING):
         reply = ca.sign_remote(csr, "kube-proxy", __pub_id="worker01")
-    assert ca.certificate_info(reply["certificate"])["subject"] == {"cn": "system:kube-proxy",
-                                                                    "o": ["system:node-proxier"]}
+    assert ca.certificate_info(reply["certificate"])["subject"] == {
+        "cn": "system:kube-proxy",
+        "o": ["system:node-proxier"],
+    }
     assert "system:masters" not in reply["certificate"]
     assert "minion 'worker01' asked for" in caplog.text and "system:masters" in caplog.text
 
@@ -171,9 +213,11 @@ def test_a_minion_outside_the_inventory_is_refused(cluster):
 
 def test_a_csr_that_is_not_a_csr_is_refused(cluster):
     with pytest.raises(CommandExecutionError, match="CSR from minion 'worker01' for 'kubelet': not a PEM"):
-        cluster.execution("master01").sign_remote("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
-                                                  "-----END CERTIFICATE REQUEST-----\n", "kubelet",
-                                                  __pub_id="worker01")
+        cluster.execution("master01").sign_remote(
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+            "kubelet",
+            __pub_id="worker01",
+        )
 
 
 def test_sign_local_signs_for_the_ca_minion_itself(cluster):
@@ -224,8 +268,10 @@ def test_a_master_fetches_the_service_account_key(cluster):
 
 
 def test_a_worker_may_not_fetch_cluster_secrets(cluster):
-    with pytest.raises(CommandExecutionError,
-                       match="minion 'worker01' may not fetch secret 'service-account': only nodes with the master"):
+    with pytest.raises(
+        CommandExecutionError,
+        match="minion 'worker01' may not fetch secret 'service-account': only nodes with the master",
+    ):
         cluster.execution("master01").fetch_secret_remote("service-account", __pub_id="worker01")
 
 

@@ -30,8 +30,18 @@ def plant(cluster, minion, identity, now=None, days=365, ca=None, **subject):
     if ca is None:
         cert, key = ca_files(cluster, ent["ca"])
         ca = {"cert": cert.read_text(), "key": key.read_text()}
-    pem = x509.sign_certificate(ca["cert"], ca["key"], x509.create_csr(files["key"].read_text(), "x"), ent["cn"],
-                               ent["o"], ent["dns"], ent["ips"], ent["usages"], days=days, now=now)
+    pem = x509.sign_certificate(
+        ca["cert"],
+        ca["key"],
+        x509.create_csr(files["key"].read_text(), "x"),
+        ent["cn"],
+        ent["o"],
+        ent["dns"],
+        ent["ips"],
+        ent["usages"],
+        days=days,
+        now=now,
+    )
     files["cert"].write_text(pem)
     return pem
 
@@ -206,8 +216,9 @@ def test_a_valid_certificate_is_left_untouched(cluster):
     assert tree(cluster.root / "worker01") == before
 
 
-@pytest.mark.parametrize("case", ["expired", "near-expiry", "past-two-thirds", "wrong-ca", "san-mismatch",
-                                  "o-mismatch"])
+@pytest.mark.parametrize(
+    "case", ["expired", "near-expiry", "past-two-thirds", "wrong-ca", "san-mismatch", "o-mismatch"]
+)
 def test_a_certificate_that_is_due_or_wrong_is_reissued_with_the_same_key(cluster, case):
     cluster.issue("worker01", "kubelet")
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -237,8 +248,9 @@ def test_a_certificate_that_is_due_or_wrong_is_reissued_with_the_same_key(cluste
 
 def test_a_node_renamed_in_the_pillar_gets_its_sans_updated(cluster):
     cluster.issue("worker02", "kubelet")
-    cluster.pillar["nodes"] = dict(cluster.pillar["nodes"],
-                                   worker02={"roles": ["worker"], "ip": "10.240.0.22", "names": ["w2.lab.example"]})
+    cluster.pillar["nodes"] = dict(
+        cluster.pillar["nodes"], worker02={"roles": ["worker"], "ip": "10.240.0.22", "names": ["w2.lab.example"]}
+    )
     ret = cluster.issue("worker02", "kubelet")
     assert any(r.startswith("DNS SANs are") for r in ret["changes"]["certificate"]["reasons"])
     cert = cluster.files("worker02", "kubelet")["cert"].read_text()
@@ -305,19 +317,24 @@ def test_the_ca_refusal_reaches_the_node_and_nothing_is_written(cluster):
     files = cluster.files("worker01", "admin")
     ret = states.certificate_managed(str(files["cert"]), str(files["key"]), "admin", config=config)
     assert ret["result"] is False
-    assert "CA minion 'master01' refused k8s_pki.sign_remote for minion 'worker01': ERROR: minion 'worker01' " \
-           "is not entitled to the 'admin' certificate" in ret["comment"]
+    assert (
+        "CA minion 'master01' refused k8s_pki.sign_remote for minion 'worker01': ERROR: minion 'worker01' "
+        "is not entitled to the 'admin' certificate" in ret["comment"]
+    )
     assert not files["cert"].exists() and not files["key"].exists()
 
 
 def test_an_unknown_identity_fails_naming_it(cluster):
-    ret = cluster.states("worker01").certificate_managed("/nonexistent/x.crt", "/nonexistent/x.key", "root",
-                                                         config=cluster.config("worker01"))
+    ret = cluster.states("worker01").certificate_managed(
+        "/nonexistent/x.crt", "/nonexistent/x.key", "root", config=cluster.config("worker01")
+    )
     assert ret["result"] is False and "unknown certificate identity 'root'" in ret["comment"]
 
 
-@pytest.mark.parametrize("fault, message", [("peer", "peer configuration does not allow minion 'worker01'"),
-                                            ("down", "no reply from CA minion 'master01'")])
+@pytest.mark.parametrize(
+    "fault, message",
+    [("peer", "peer configuration does not allow minion 'worker01'"), ("down", "no reply from CA minion 'master01'")],
+)
 def test_no_reply_from_the_ca_minion_fails_clearly_and_writes_nothing(cluster, fault, message):
     if fault == "peer":
         cluster.peer_allowed = r"master\d+"
@@ -339,12 +356,14 @@ def test_an_unreadable_key_fails_naming_it_and_is_left_alone(cluster):
 
 def test_a_ca_reply_that_differs_from_the_nodes_view_is_not_written(cluster):
     # The node's pillar view lists an extra name the CA does not know: the CA issues by its own view.
-    node_view = dict(cluster.pillar["nodes"], worker01={"roles": ["worker"], "ip": "10.240.0.21",
-                                                         "names": ["stale.lab.example"]})
+    node_view = dict(
+        cluster.pillar["nodes"], worker01={"roles": ["worker"], "ip": "10.240.0.21", "names": ["stale.lab.example"]}
+    )
     config = dict(cluster.config("worker01"), nodes=node_view)
     files = cluster.files("worker01", "kubelet")
-    ret = cluster.states("worker01").certificate_managed(str(files["cert"]), str(files["key"]), "kubelet",
-                                                         config=config)
+    ret = cluster.states("worker01").certificate_managed(
+        str(files["cert"]), str(files["key"]), "kubelet", config=config
+    )
     assert ret["result"] is False and "refresh_pillar" in ret["comment"] and "DNS SANs are" in ret["comment"]
     assert not files["cert"].exists()
 
@@ -367,8 +386,7 @@ def test_the_ca_minion_copies_its_own_secret_and_never_regenerates_it(cluster):
     path = cluster.layout("master01")["secrets"]["encryption-config"]["path"]
     states = cluster.states("master01")
     assert states.secret_present(path, "encryption-config", config=cluster.config("master01"))["result"] is True
-    assert states.secret_present(str(source), "encryption-config",
-                                 config=cluster.config("master01"))["changes"] == {}
+    assert states.secret_present(str(source), "encryption-config", config=cluster.config("master01"))["changes"] == {}
     assert pathlib.Path(path).read_text() == source.read_text() == original
 
 
@@ -382,8 +400,7 @@ def test_a_worker_cannot_obtain_the_service_account_key(cluster):
 def test_secret_present_with_test_true_writes_nothing(tmp_path):
     c = Cluster(tmp_path)
     spec = c.layout("master01")["secrets"]["service-account"]
-    ret = c.states("master01", test=True).secret_present(spec["source"], "service-account",
-                                                         config=c.config("master01"))
+    ret = c.states("master01", test=True).secret_present(spec["source"], "service-account", config=c.config("master01"))
     assert ret["result"] is None and "source" in ret["changes"] and list(tmp_path.iterdir()) == []
 
 

@@ -31,8 +31,9 @@ def verifier(ca_cert, server_name=None):
     if server_name is not None:
         return builder.build_server_verifier(server_name)
     ee = ExtensionPolicy.webpki_defaults_ee().may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
-    return builder.extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee) \
-        .build_client_verifier()
+    return builder.extension_policies(
+        ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee
+    ).build_client_verifier()
 
 
 def everything_issued(cluster):
@@ -53,8 +54,9 @@ def test_every_issued_certificate_validates_against_its_ca_for_each_of_its_usage
         if "client" in ent["usages"]:
             verifier(ca).verify(leaf, [])
         if "server" in ent["usages"]:
-            names = [x509.DNSName(d) for d in ent["dns"]] + [x509.IPAddress(ipaddress.ip_address(i))
-                                                           for i in ent["ips"]]
+            names = [x509.DNSName(d) for d in ent["dns"]] + [
+                x509.IPAddress(ipaddress.ip_address(i)) for i in ent["ips"]
+            ]
             for name in names:
                 verifier(ca, name).verify(leaf, [])
         checked += 1
@@ -85,8 +87,11 @@ def test_every_certificate_carries_exactly_the_subject_and_sans_of_its_entitleme
         info = core.certificate_info(issued_cluster.files(minion, identity)["cert"].read_text())
         assert info["subject"] == {"cn": ent["cn"], "o": ent["o"]}, (minion, identity)
         assert (sorted(info["dns"]), sorted(info["ips"])) == (sorted(ent["dns"]), sorted(ent["ips"]))
-        assert info["usages"] == ent["usages"] and info["issuer"]["cn"] == {
-            "kubernetes-ca": "kubernetes", "etcd-ca": "etcd-ca", "front-proxy-ca": "front-proxy-ca"}[ent["ca"]]
+        assert (
+            info["usages"] == ent["usages"]
+            and info["issuer"]["cn"]
+            == {"kubernetes-ca": "kubernetes", "etcd-ca": "etcd-ca", "front-proxy-ca": "front-proxy-ca"}[ent["ca"]]
+        )
 
 
 # mutual TLS with Python's ssl ---------------------------------------------------------------------------------------
@@ -120,8 +125,10 @@ def tls_exchange(server, client, server_ca, client_ca, hostname):
     if client:
         cctx.load_cert_chain(client["cert"], client["key"])
     try:
-        with socket.create_connection(listener.getsockname(), timeout=10) as raw, \
-                cctx.wrap_socket(raw, server_hostname=hostname) as tls:
+        with (
+            socket.create_connection(listener.getsockname(), timeout=10) as raw,
+            cctx.wrap_socket(raw, server_hostname=hostname) as tls,
+        ):
             result["reply"] = tls.recv(100).decode()
     except (ssl.SSLError, OSError) as exc:
         result["client_error"] = str(exc)
@@ -168,8 +175,10 @@ def test_the_client_refuses_an_apiserver_name_that_is_not_in_its_sans(issued_clu
 
 
 def test_a_kubelet_serving_certificate_is_valid_only_for_its_own_node(issued_cluster):
-    kubelet, apiserver_client = issued_cluster.files("worker01", "kubelet"), \
-        issued_cluster.files("master01", "apiserver-kubelet-client")
+    kubelet, apiserver_client = (
+        issued_cluster.files("worker01", "kubelet"),
+        issued_cluster.files("master01", "apiserver-kubelet-client"),
+    )
     ok = tls_exchange(kubelet, apiserver_client, kubelet["ca_file"], kubelet["ca_file"], "10.240.0.21")
     assert ok == {"reply": "hello kube-apiserver-kubelet-client"}
     wrong = tls_exchange(kubelet, apiserver_client, kubelet["ca_file"], kubelet["ca_file"], "worker02")
@@ -186,8 +195,9 @@ def etcd(issued_cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("etcd")
     members = ("master01", "master02", "master03")
     ports = etcd_cluster.free_ports(2 * len(members))
-    urls = {m: (f"https://127.0.0.1:{ports[2 * i]}", f"https://127.0.0.1:{ports[2 * i + 1]}")
-            for i, m in enumerate(members)}
+    urls = {
+        m: (f"https://127.0.0.1:{ports[2 * i]}", f"https://127.0.0.1:{ports[2 * i + 1]}") for i, m in enumerate(members)
+    }
     initial = ",".join(f"{m}={urls[m][1]}" for m in members)
     processes = []
     try:
@@ -195,20 +205,35 @@ def etcd(issued_cluster, tmp_path_factory):
             server, peer = issued_cluster.files(member, "etcd-server"), issued_cluster.files(member, "etcd-peer")
             client_url, peer_url = urls[member]
             flags = [
-                f"--name={member}", f"--data-dir={root / member}",
-                f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
-                f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-                f"--initial-cluster={initial}", "--initial-cluster-state=new", "--initial-cluster-token=pki-test",
-                "--client-cert-auth", f"--trusted-ca-file={server['ca_file']}",
-                f"--cert-file={server['cert']}", f"--key-file={server['key']}",
-                "--peer-client-cert-auth", f"--peer-trusted-ca-file={peer['ca_file']}",
-                f"--peer-cert-file={peer['cert']}", f"--peer-key-file={peer['key']}",
+                f"--name={member}",
+                f"--data-dir={root / member}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster={initial}",
+                "--initial-cluster-state=new",
+                "--initial-cluster-token=pki-test",
+                "--client-cert-auth",
+                f"--trusted-ca-file={server['ca_file']}",
+                f"--cert-file={server['cert']}",
+                f"--key-file={server['key']}",
+                "--peer-client-cert-auth",
+                f"--peer-trusted-ca-file={peer['ca_file']}",
+                f"--peer-cert-file={peer['cert']}",
+                f"--peer-key-file={peer['key']}",
             ]
             processes.append((etcd_cluster.start_etcd(flags, root / f"{member}.log"), root / f"{member}.log"))
         client = issued_cluster.files("master01", "apiserver-etcd-client")
         for (process, log), member in zip(processes, members, strict=True):
-            etcd_cluster.wait_healthy(urls[member][0], str(client["ca_file"]), str(client["cert"]),
-                                      str(client["key"]), process=process, log=log)
+            etcd_cluster.wait_healthy(
+                urls[member][0],
+                str(client["ca_file"]),
+                str(client["cert"]),
+                str(client["key"]),
+                process=process,
+                log=log,
+            )
         yield {m: urls[m][0] for m in members}
     finally:
         for process, _ in processes:
@@ -225,8 +250,11 @@ def b64(text):
 
 
 def test_etcd_peers_formed_a_cluster_over_mutual_tls_with_their_peer_certificates(etcd, issued_cluster):
-    answer = requests.post(f"{etcd['master02']}/v3/cluster/member/list", json={},
-                           **etcd_client(issued_cluster, "master01", "apiserver-etcd-client"))
+    answer = requests.post(
+        f"{etcd['master02']}/v3/cluster/member/list",
+        json={},
+        **etcd_client(issued_cluster, "master01", "apiserver-etcd-client"),
+    )
     assert answer.status_code == 200
     assert sorted(m["name"] for m in answer.json()["members"]) == ["master01", "master02", "master03"]
 

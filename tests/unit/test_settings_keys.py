@@ -27,8 +27,13 @@ def leaves(mapping, prefix=()):
 
 def code():
     texts = []
-    for pattern, base in (("*.py", ROOT / "_modules"), ("*.py", ROOT / "_states"), ("*.py", ROOT / "_utils"),
-                          ("*.sls", FORMULAS.parent), ("*.jinja", FORMULAS.parent)):
+    for pattern, base in (
+        ("*.py", ROOT / "_modules"),
+        ("*.py", ROOT / "_states"),
+        ("*.py", ROOT / "_utils"),
+        ("*.sls", FORMULAS.parent),
+        ("*.jinja", FORMULAS.parent),
+    ):
         texts += [p.read_text() for p in base.rglob(pattern)]
     # k8s:versions:<component> is read through the catalogue's version_key
     texts.append((FORMULAS / "catalogue.yaml").read_text())
