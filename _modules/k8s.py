@@ -13,20 +13,15 @@ never from grains (a minion sets its own grains).
 
 import copy
 import logging
-import re
 
 from salt.exceptions import CommandExecutionError
 
-from kubesalt import data, topology
+from kubesalt import data, schema, topology
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "k8s"
 
-ARCHES = ("amd64", "arm64")
-NETWORK_MODES = ("routes", "flannel")
-ETCD_INSTALL = ("artifact", "package")
-PROXY_MODES = ("iptables", "ipvs")
 
 # Which catalogue components each role needs; validated only for the roles present in the inventory. Masters are
 # nodes too (kubelet, kube-proxy, runtime; tainted NoSchedule), so they need the node components as well.
@@ -121,21 +116,63 @@ def settings(defaults, profiles=None, pillar=None, catalogue=None, minion_id=Non
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Validation
+# Validation: types first (kubesalt.schema), then the rules between keys
 # --------------------------------------------------------------------------------------------------------------------
+# Ports every node binds for itself, and who binds them.
+FIXED_PORTS = {
+    10250: "kubelet",
+    10256: "kube-proxy health",
+    10249: "kube-proxy metrics",
+    10257: "kube-controller-manager",
+    10259: "kube-scheduler",
+}
+# Directories a setting under k8s:paths must never be: kubesalt writes into them and removes the files it wrote, so
+# they must be its own or, for binaries and units, a directory of their kind -- never a top-level system directory.
+_SYSTEM_DIRS = {
+    "/usr",
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/lib",
+    "/usr/local",
+    "/usr/share",
+    "/var",
+    "/var/lib",
+    "/var/log",
+    "/var/cache",
+    "/var/run",
+    "/etc",
+    "/etc/systemd",
+    "/opt",
+    "/home",
+    "/root",
+    "/boot",
+    "/dev",
+    "/proc",
+    "/sys",
+    "/run",
+    "/tmp",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/srv",
+    "/mnt",
+    "/media",
+}
+_SHARED_DIRS = ("bin_dir", "unit_dir", "cni_bin_dir")  # meant to be shared with the rest of the host
+
+
 def _check_networks(config, err):
-    nets = config.get("networks") or {}
-    parsed = {}
-    for key in ("node_cidr", "pod_cidr", "service_cidr"):
-        value = nets.get(key)
-        net = data.net(value)
-        if net is None:
-            err(
-                f"k8s:networks:{key}: '{value}' is not a network in CIDR notation with no host bits set "
-                "(e.g. 10.200.0.0/16)"
-            )
-        else:
-            parsed[key] = net
+    nets = config["networks"]
+    parsed = {key: data.net(nets[key]) for key in ("node_cidr", "pod_cidr", "service_cidr")}
+    parsed = {key: net for key, net in parsed.items() if net is not None}
+    families = {net.version for net in parsed.values()}
+    if len(families) > 1:
+        err(
+            "k8s:networks: "
+            + ", ".join(f"{k} {v} is IPv{v.version}" for k, v in sorted(parsed.items()))
+            + "; kubesalt builds single-stack clusters: use one address family for all of them"
+        )
     keys = sorted(parsed)
     for i, a in enumerate(keys):
         for b in keys[i + 1 :]:
@@ -144,15 +181,13 @@ def _check_networks(config, err):
                     f"k8s:networks:{a}: {parsed[a]} overlaps k8s:networks:{b} ({parsed[b]}); "
                     "node, pod and service networks must be disjoint"
                 )
-
-    service = parsed.get("service_cidr")
+    service, dns = parsed.get("service_cidr"), data.ip(nets["cluster_dns_ip"])
     if service is not None:
         if service.num_addresses < 4:
             err(f"k8s:networks:service_cidr: {service} is too small; it needs the API service IP and the DNS IP")
-        dns = data.ip(nets.get("cluster_dns_ip"))
         if dns is None:
-            err(f"k8s:networks:cluster_dns_ip: '{nets.get('cluster_dns_ip')}' is not an IP address")
-        elif dns not in service:
+            pass  # reported by the schema
+        elif dns.version != service.version or dns not in service:
             err(f"k8s:networks:cluster_dns_ip: {dns} is outside k8s:networks:service_cidr ({service})")
         elif service.num_addresses >= 4 and dns == next(service.hosts()):
             err(
@@ -161,94 +196,70 @@ def _check_networks(config, err):
             )
         elif dns in (service.network_address, service.broadcast_address):
             err(f"k8s:networks:cluster_dns_ip: {dns} is the network or broadcast address of {service}")
-
-    prefix = nets.get("node_pod_prefix")
-    pod = parsed.get("pod_cidr")
-    if not isinstance(prefix, int) or isinstance(prefix, bool) or not 1 <= prefix <= 32:
-        err(f"k8s:networks:node_pod_prefix: '{prefix}' must be an integer prefix length (e.g. 24)")
-    elif pod is not None:
-        if prefix < pod.prefixlen:
-            err(f"k8s:networks:node_pod_prefix: /{prefix} is larger than k8s:networks:pod_cidr ({pod})")
+    prefix, pod = nets["node_pod_prefix"], parsed.get("pod_cidr")
+    if pod is not None and isinstance(prefix, int):
+        if not pod.prefixlen <= prefix <= pod.max_prefixlen:
+            err(f"k8s:networks:node_pod_prefix: /{prefix} does not fit in k8s:networks:pod_cidr ({pod})")
         else:
-            capacity = 2 ** (prefix - pod.prefixlen)
-            count = len(config.get("nodes") or {})
+            capacity, count = 2 ** (prefix - pod.prefixlen), len(config["nodes"] or {})
             if count > capacity:
                 err(
                     f"k8s:networks:pod_cidr: {pod} holds only {capacity} node subnets of /{prefix}, "
                     f"but k8s:nodes has {count} nodes"
                 )
-
-    npr = str(nets.get("node_port_range", ""))
-    match = re.match(r"^(\d+)-(\d+)$", npr)
-    if not match or not 1 <= int(match.group(1)) < int(match.group(2)) <= 65535:
-        err(f"k8s:networks:node_port_range: '{npr}' must be 'LOW-HIGH' with 1 <= LOW < HIGH <= 65535")
     return parsed
 
 
 def _check_nodes(config, nets, err, warn):
-    nodes = config.get("nodes")
-    if not isinstance(nodes, dict) or not nodes:
+    nodes = config["nodes"]
+    if not nodes:
         err("k8s:nodes: no nodes defined; give a mapping of minion id -> {roles: [...], ip: ...}")
         return
     seen_ips, seen_names = {}, {}
     for node_id in sorted(nodes, key=str):
-        node = nodes[node_id]
-        key = f"k8s:nodes:{node_id}"
-        if not isinstance(node, dict):
-            err(f"{key}: must be a mapping with roles and ip, got {node!r}")
-            continue
+        node, key = nodes[node_id], f"k8s:nodes:{node_id}"
         roles = topology.roles_of(node)
         if not roles:
             err(f"{key}:roles: no roles; use any of {', '.join(data.ROLES)}")
-        for role in roles:
-            if role not in data.ROLES:
-                err(f"{key}:roles: unknown role '{role}'; known roles: {', '.join(data.ROLES)}")
         if len(set(roles)) != len(roles):
             err(f"{key}:roles: a role is listed twice: {roles}")
         ip = data.ip(node.get("ip"))
         if ip is None:
-            err(f"{key}:ip: '{node.get('ip')}' is not an IP address")
+            if "ip" not in node:
+                err(f"{key}:ip: missing; every node needs its address on the node network")
         else:
             if "node_cidr" in nets and ip not in nets["node_cidr"]:
                 err(f"{key}:ip: {ip} is outside k8s:networks:node_cidr ({nets['node_cidr']})")
             if str(ip) in seen_ips:
                 err(f"{key}:ip: {ip} is already used by k8s:nodes:{seen_ips[str(ip)]}; a node is listed twice")
             seen_ips[str(ip)] = node_id
-        names = node.get("names") or []
-        if isinstance(names, str) or not isinstance(names, list):
-            err(f"{key}:names: must be a list of DNS names")
-            names = []
-        for name in [str(node_id)] + [str(n) for n in names]:
-            lowered = name.lower()
-            if not data.is_dns_name(lowered):
-                err(f"{key}: '{name}' is not a valid DNS name (it becomes a certificate SAN and a node name)")
-            if lowered in seen_names and seen_names[lowered] != node_id:
-                err(f"{key}: name '{name}' is already used by k8s:nodes:{seen_names[lowered]}; a node is listed twice")
-            seen_names[lowered] = node_id
-        if node.get("pod_cidr"):
-            pc = data.net(node["pod_cidr"])
-            pod = nets.get("pod_cidr")
-            prefix = (config.get("networks") or {}).get("node_pod_prefix")
-            if pc is None:
-                err(f"{key}:pod_cidr: '{node['pod_cidr']}' is not a network in CIDR notation")
-            elif pod is not None and (pc.version != pod.version or not pc.subnet_of(pod)):
-                err(f"{key}:pod_cidr: {pc} is outside k8s:networks:pod_cidr ({pod})")
-            elif isinstance(prefix, int) and pc.prefixlen != prefix:
-                err(f"{key}:pod_cidr: {pc} is not a /{prefix} (k8s:networks:node_pod_prefix)")
+        for name in [str(node_id)] + [str(n) for n in node.get("names") or []]:
+            if name in seen_names and seen_names[name] != node_id:
+                err(f"{key}: name '{name}' is already used by k8s:nodes:{seen_names[name]}; a node is listed twice")
+            seen_names[name] = node_id
+        pinned, pod, prefix = (
+            data.net(node.get("pod_cidr")),
+            nets.get("pod_cidr"),
+            config["networks"]["node_pod_prefix"],
+        )
+        if pinned is not None:
+            if pod is not None and (pinned.version != pod.version or not pinned.subnet_of(pod)):
+                err(f"{key}:pod_cidr: {pinned} is outside k8s:networks:pod_cidr ({pod})")
+            elif isinstance(prefix, int) and pinned.prefixlen != prefix:
+                err(f"{key}:pod_cidr: {pinned} is not a /{prefix} (k8s:networks:node_pod_prefix)")
         elif (
-            "pod_cidr" in nets
+            pod is not None
             and "node_cidr" in nets
             and ip is not None
             and ip in nets["node_cidr"]
+            and isinstance(prefix, int)
             and topology.node_pod_cidr(config, node_id) is None
         ):
             err(
                 f"{key}:ip: host number of {ip} in {nets['node_cidr']} is beyond the "
-                f"{2 ** max(0, (config['networks'].get('node_pod_prefix') or 0) - nets['pod_cidr'].prefixlen)}"
-                f" node subnets of k8s:networks:pod_cidr ({nets['pod_cidr']}); pin k8s:nodes:{node_id}:pod_cidr "
-                "or enlarge the pod network"
+                f"{2 ** max(0, prefix - pod.prefixlen)} node subnets of k8s:networks:pod_cidr ({pod}); pin "
+                f"k8s:nodes:{node_id}:pod_cidr or enlarge the pod network"
             )
-
     pod_cidrs = {}
     for node_id in sorted(nodes, key=str):
         cidr = topology.node_pod_cidr(config, node_id)
@@ -256,33 +267,25 @@ def _check_nodes(config, nets, err, warn):
             err(f"k8s:nodes:{node_id}:pod_cidr: {cidr} is also the pod subnet of k8s:nodes:{pod_cidrs[cidr]}")
         elif cidr:
             pod_cidrs[cidr] = node_id
-
-    ids = [str(n) for n in nodes]
-    masters = [n for n in ids if isinstance(nodes[n], dict) and "master" in topology.roles_of(nodes[n])]
-    etcd = [n for n in ids if isinstance(nodes[n], dict) and "etcd" in topology.roles_of(nodes[n])]
+    masters = sorted(n for n in nodes if "master" in topology.roles_of(nodes[n]))
+    etcd = sorted(n for n in nodes if "etcd" in topology.roles_of(nodes[n]))
     if not masters:
         err("k8s:nodes: no node has the 'master' role; a cluster needs at least one control-plane node")
     if not etcd:
         err("k8s:nodes: no node has the 'etcd' role; the cluster needs at least one etcd member")
     elif len(etcd) % 2 == 0:
         warn(
-            f"k8s:nodes: {len(etcd)} etcd members ({', '.join(sorted(etcd))}) is an even number; it tolerates no "
+            f"k8s:nodes: {len(etcd)} etcd members ({', '.join(etcd)}) is an even number; it tolerates no "
             f"more failures than {len(etcd) - 1} members. Use an odd count"
         )
-
-    ca_minion = (config.get("pki") or {}).get("ca_minion")
+    ca_minion = config["pki"]["ca_minion"]
     if ca_minion and ca_minion not in nodes:
         err(f"k8s:pki:ca_minion: '{ca_minion}' is not a node in k8s:nodes")
-
-
-def _check_versions(config, err):
-    versions = config.get("versions") or {}
-    if not isinstance(versions, dict):
-        err("k8s:versions: must be a mapping of component -> MAJOR.MINOR.PATCH")
-        return
-    for name, value in versions.items():
-        if not data.is_version(value):
-            err(f"k8s:versions:{name}: '{value}' is not a MAJOR.MINOR.PATCH version (e.g. 1.34.10)")
+    elif ca_minion and ca_minion not in masters:
+        err(
+            f"k8s:pki:ca_minion: '{ca_minion}' is not a master in k8s:nodes; the CA minion holds the admin "
+            "credential and applies the cluster objects, so it must be one of the masters"
+        )
 
 
 def needed_components(config):
@@ -296,52 +299,25 @@ def needed_components(config):
         salt-call k8s.needed_components "$(salt-call --out=json k8s.config | jq -c .local)"
     """
     nodes = config.get("nodes") or {}
-    roles = {r for n in nodes.values() if isinstance(n, dict) for r in topology.roles_of(n)}
+    roles = {r for n in nodes.values() for r in topology.roles_of(n)}
     needed = list(COMPONENTS_BY_ROLE["master"]) if "master" in roles else []
     if roles & {"master", "worker"}:
         needed.extend(COMPONENTS_BY_ROLE["node"])
-        runtime = config.get("container_runtime") or {}
-        if runtime.get("install", "artifact") == "artifact":
+        runtime = config["container_runtime"]
+        if runtime["install"] == "artifact":
             needed.extend(COMPONENTS_RUNTIME)
-        if runtime.get("crictl", True):
+        if runtime["crictl"]:
             needed.append("crictl")
-    if "etcd" in roles and (config.get("etcd") or {}).get("install") == "artifact":
+    if "etcd" in roles and config["etcd"]["install"] == "artifact":
         needed.append("etcd")
-    if (config.get("network") or {}).get("mode") == "flannel" and roles & {"master", "worker"}:
+    if config["network"]["mode"] == "flannel" and roles & {"master", "worker"}:
         needed.extend(COMPONENTS_FLANNEL)
     return needed
 
 
 def _check_artifacts(config, err):
-    artifacts = config.get("artifacts") or {}
-    arch = config.get("arch")
-    if arch not in ARCHES:
-        err(f"k8s:arch: '{arch}' is not supported; use one of {', '.join(ARCHES)}")
-        return
-    mirror = artifacts.get("mirror")
-    if mirror and not re.match(r"^https?://[A-Za-z0-9.\-\[\]:]+(:\d+)?(/[^\s?#]*)?$", str(mirror)):
-        err(f"k8s:artifacts:mirror: '{mirror}' is not an http(s) base URL (e.g. http://mirror.example:8080/k8s)")
-    checksum_urls = artifacts.get("checksum_urls") or {}
-    for comp, url in checksum_urls.items():
-        if not re.match(r"^https?://\S+$", str(url)):
-            err(f"k8s:artifacts:checksum_urls:{comp}: '{url}' is not an http(s) URL of a checksum file")
-    catalogue = config.get("catalogue") or {}
-    versions = config.get("versions") or {}
-    # Every pinned digest must be well formed, in use or not: a typo in a pin for the next upgrade is found now,
-    # not on the day the version changes.
-    for comp, entry in sorted(catalogue.items()):
-        for version, arches in sorted(((entry or {}).get("versions") or {}).items(), key=lambda kv: str(kv[0])):
-            for pin_arch, digests in sorted((arches or {}).items()):
-                for hash_type, value in sorted((digests or {}).items()):
-                    if (
-                        hash_type in data.HASH_SIZES
-                        and value
-                        and not re.fullmatch(rf"[0-9a-f]{{{data.HASH_SIZES[hash_type]}}}", str(value))
-                    ):
-                        err(
-                            f"k8s:artifacts:pins:{comp}:{version}:{pin_arch}:{hash_type}: '{value}' is not a "
-                            f"lowercase hex {hash_type} digest ({data.HASH_SIZES[hash_type]} characters)"
-                        )
+    catalogue, versions, arch = config.get("catalogue") or {}, config["versions"], config["arch"]
+    checksum_urls = config["artifacts"]["checksum_urls"]
     for comp in needed_components(config):
         entry = catalogue.get(comp)
         if not entry:
@@ -350,7 +326,7 @@ def _check_artifacts(config, err):
         vkey = entry.get("version_key", comp)
         version = str(versions.get(vkey, ""))
         if not data.is_version(version):
-            continue  # reported by _check_versions
+            continue  # the schema reports a malformed version; a missing one is a catalogue error below
         digests = ((entry.get("versions") or {}).get(version) or {}).get(arch) or {}
         pinned = {h: digests.get(h) for h in data.HASH_SIZES if digests.get(h)}
         if not pinned and comp not in checksum_urls:
@@ -362,125 +338,71 @@ def _check_artifacts(config, err):
 
 
 def _check_pki(config, err):
-    pki = config.get("pki") or {}
-    if pki.get("key_type") not in data.KEY_TYPES:
-        err(f"k8s:pki:key_type: '{pki.get('key_type')}' is not supported; use one of {', '.join(data.KEY_TYPES)}")
-    days = {}
-    for key in ("ca_days", "cert_days", "renew_days"):
-        value = pki.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            err(f"k8s:pki:{key}: '{value}' must be a positive number of days")
-        else:
-            days[key] = value
-    if "ca_days" in days and "cert_days" in days and days["ca_days"] < days["cert_days"]:
+    pki = config["pki"]
+    if pki["ca_days"] < pki["cert_days"]:
         err(
-            f"k8s:pki:ca_days: a CA lifetime of {days['ca_days']} days is shorter than the leaf lifetime "
-            f"k8s:pki:cert_days ({days['cert_days']} days); leaves would outlive their CA"
+            f"k8s:pki:ca_days: a CA lifetime of {pki['ca_days']} days is shorter than the leaf lifetime "
+            f"k8s:pki:cert_days ({pki['cert_days']} days); leaves would outlive their CA"
         )
-    if "renew_days" in days and "cert_days" in days and days["renew_days"] >= days["cert_days"]:
+    if pki["renew_days"] >= pki["cert_days"]:
         err(
-            f"k8s:pki:renew_days: {days['renew_days']} must be less than k8s:pki:cert_days ({days['cert_days']}), "
+            f"k8s:pki:renew_days: {pki['renew_days']} must be less than k8s:pki:cert_days ({pki['cert_days']}), "
             "or every run would renew every certificate"
         )
-    sans = pki.get("apiserver_extra_sans") or []
-    if not isinstance(sans, list):
-        err("k8s:pki:apiserver_extra_sans: must be a list of DNS names or IP addresses")
-        sans = []
-    for san in sans:
-        if data.ip(san) is None and not data.is_dns_name(str(san).lower(), wildcard=True):
-            err(f"k8s:pki:apiserver_extra_sans: '{san}' is neither an IP address nor a DNS name")
+
+
+def _check_ports(config, err):
+    """Two services of one host on the same port, or a NodePort range that takes a port a node service binds."""
+    ports = {
+        "k8s:apiserver:port": config["apiserver"]["port"],
+        "k8s:etcd:client_port": config["etcd"]["client_port"],
+        "k8s:etcd:peer_port": config["etcd"]["peer_port"],
+    }
+    owners = dict(FIXED_PORTS)
+    for key, port in ports.items():
+        if port in owners:
+            err(f"{key}: {port} is already the port of {owners[port]}; two services of one host cannot share a port")
+        owners.setdefault(port, key)
+    low, high = (int(p) for p in config["networks"]["node_port_range"].split("-"))
+    for port, what in sorted(owners.items()):
+        if low <= port <= high:
+            err(
+                f"k8s:networks:node_port_range: {low}-{high} includes port {port} of {what}; kube-proxy opens every "
+                "NodePort on every node"
+            )
+
+
+def _check_paths(config, err):
+    for key, path in config["paths"].items():
+        norm = "/" + str(path).strip("/")
+        if norm == "/" or (key not in _SHARED_DIRS and norm in _SYSTEM_DIRS) or norm.count("/") < 2:
+            err(
+                f"k8s:paths:{key}: '{path}' is a system directory, not one kubesalt may own; use a directory of its "
+                f"own, e.g. the default in defaults.yaml"
+            )
+    if config["artifacts"]["cache_dir"].rstrip("/") in _SYSTEM_DIRS | {""}:
+        err(
+            f"k8s:artifacts:cache_dir: '{config['artifacts']['cache_dir']}' is a system directory; use a directory "
+            "of its own, e.g. /var/cache/kubesalt/artifacts"
+        )
+    for path in config["admin"]["kubeconfig_paths"]:
+        if path.rstrip("/") in _SYSTEM_DIRS | {""}:
+            err(f"k8s:admin:kubeconfig_paths: '{path}' is a directory; name the kubeconfig file")
 
 
 def _check_misc(config, err):
-    domain = str(config.get("cluster_domain", ""))
-    if not data.is_dns_name(domain):
-        err(f"k8s:cluster_domain: '{domain}' is not a valid DNS domain (e.g. cluster.local)")
-    name = str(config.get("cluster_name", ""))
-    if not data.is_dns_label(name):
-        err(f"k8s:cluster_name: '{name}' must be a lowercase DNS label (letters, digits, '-')")
-    mode = (config.get("network") or {}).get("mode")
-    if mode not in NETWORK_MODES:
-        err(f"k8s:network:mode: '{mode}' is not supported; use one of {', '.join(NETWORK_MODES)}")
-    etcd = config.get("etcd") or {}
-    if etcd.get("install") not in ETCD_INSTALL:
-        err(f"k8s:etcd:install: '{etcd.get('install')}' is not supported; use one of {', '.join(ETCD_INSTALL)}")
-    for key in ("client_port", "peer_port"):
-        port = etcd.get(key)
-        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-            err(f"k8s:etcd:{key}: '{port}' is not a TCP port")
-    if etcd.get("client_port") == etcd.get("peer_port"):
-        err(f"k8s:etcd:peer_port: {etcd.get('peer_port')} is the same as k8s:etcd:client_port")
-    prefix = str(etcd.get("network_prefix", ""))
-    if not prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
-        err(
-            f"k8s:etcd:network_prefix: '{prefix}' must be an absolute key prefix such as /coreos.com/network "
-            "(leading '/', no trailing '/')"
-        )
-    proxy = (config.get("kube_proxy") or {}).get("mode")
-    if proxy not in PROXY_MODES:
-        err(f"k8s:kube_proxy:mode: '{proxy}' is not supported; use one of {', '.join(PROXY_MODES)}")
-    for key, value in (config.get("paths") or {}).items():
-        if not str(value).startswith("/"):
-            err(f"k8s:paths:{key}: '{value}' must be an absolute path")
-    root = str(config.get("fs_root") or "")
-    if root and not root.startswith("/"):
-        err(f"k8s:fs_root: '{root}' must be an absolute path (or empty)")
-    _check_components(config, err)
-
-
-def _check_components(config, err):
-    api = config.get("apiserver") or {}
-    port = api.get("port")
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        err(f"k8s:apiserver:port: '{port}' is not a TCP port")
-    endpoint = str(api.get("endpoint") or "")
-    if endpoint and not re.match(r"^https://[A-Za-z0-9.\-\[\]:]+(:\d+)?/?$", endpoint):
-        err(f"k8s:apiserver:endpoint: '{endpoint}' is not an https URL of the API (e.g. https://k8s-api.example:6443)")
-    for section in ("apiserver", "controller_manager", "scheduler", "kubelet", "kube_proxy"):
-        flags = (config.get(section) or {}).get("extra_flags") or []
-        for flag in flags if isinstance(flags, list) else [flags]:
-            if not re.match(r"^--[a-z0-9][a-z0-9-]*(=.*)?$", str(flag)):
-                err(f"k8s:{section}:extra_flags: '{flag}' is not a --flag or --flag=value")
-    runtime = config.get("container_runtime") or {}
-    if runtime.get("install") not in ETCD_INSTALL:
-        err(
-            f"k8s:container_runtime:install: '{runtime.get('install')}' is not supported; use one of "
-            f"{', '.join(ETCD_INSTALL)}"
-        )
-    for registry, spec in (runtime.get("registries") or {}).items():
-        for mirror in (spec or {}).get("mirrors") or []:
-            if not re.match(r"^https?://[A-Za-z0-9.\-\[\]:]+(/\S*)?$", str(mirror)):
-                err(f"k8s:container_runtime:registries:{registry}:mirrors: '{mirror}' is not an http(s) URL")
-        ca = (spec or {}).get("ca")
-        if ca and "-----BEGIN CERTIFICATE-----" not in str(ca):
-            err(f"k8s:container_runtime:registries:{registry}:ca: not a PEM certificate")
-    for index, image in enumerate(runtime.get("images") or []):
-        image = image if isinstance(image, dict) else {}
-        where = f"k8s:container_runtime:images:{index}"
-        if not image.get("name"):
-            err(f"{where}:name: the image reference the archive holds is missing")
-        if not re.match(r"^https?://\S+$", str(image.get("url", ""))):
-            err(f"{where}:url: '{image.get('url')}' is not an http(s) URL")
-        if not re.match(r"^[0-9a-f]{64}$", str(image.get("sha256", ""))):
-            err(
-                f"{where}:sha256: '{image.get('sha256')}' is not a sha256 digest (64 lowercase hex digits); an image "
-                "archive is verified like every download"
-            )
-    batch = str(config.get("worker_batch", ""))
-    if not re.match(r"^([1-9]\d*|([1-9]\d?|100)%)$", batch):
-        err(f"k8s:worker_batch: '{batch}' must be a node count (e.g. 5) or a percentage (e.g. 25%)")
-    for path in (config.get("admin") or {}).get("kubeconfig_paths") or []:
-        if not str(path).startswith("/"):
-            err(f"k8s:admin:kubeconfig_paths: '{path}' must be an absolute path")
-    coredns = (config.get("addons") or {}).get("coredns") or {}
-    if coredns.get("enabled") and not coredns.get("image"):
+    if config["etcd"]["client_port"] == config["etcd"]["peer_port"]:
+        err(f"k8s:etcd:peer_port: {config['etcd']['peer_port']} is the same as k8s:etcd:client_port")
+    coredns = config["addons"]["coredns"]
+    if coredns["enabled"] and not coredns["image"]:
         err("k8s:addons:coredns:image: empty, but k8s:addons:coredns:enabled is true")
 
 
 def check(config):
     """
     Validate merged settings (the output of :py:func:`settings` with ``validate=False``). Returns
-    ``{"errors": [...], "warnings": [...]}``; every message starts with the pillar key it is about.
+    ``{"errors": [...], "warnings": [...]}``; every message starts with the pillar key it is about. The types of
+    every key are checked first (``kubesalt.schema``); the rules between keys then run on what is well typed.
 
     CLI Example:
 
@@ -488,13 +410,40 @@ def check(config):
 
         salt-call k8s.check "$(salt-call --out=json k8s.config | jq -c .local)"
     """
-    errors, warnings = [], []
-    nets = _check_networks(config, errors.append)
-    _check_nodes(config, nets, errors.append, warnings.append)
-    _check_versions(config, errors.append)
-    _check_artifacts(config, errors.append)
-    _check_pki(config, errors.append)
-    _check_misc(config, errors.append)
+    errors, warnings = list(schema.errors(config)), []
+    if errors:
+        # The rules below read typed values: run them only on the sections that are well typed.
+        broken = {e.split(": ", 1)[0].split(":")[1] if e.count(":") > 1 else "" for e in errors}
+    else:
+        broken = set()
+    sections = (
+        ("networks", _check_networks),
+        ("nodes", None),
+        ("artifacts", _check_artifacts),
+        ("pki", _check_pki),
+        ("ports", _check_ports),
+        ("paths", _check_paths),
+        ("misc", _check_misc),
+    )
+    needs = {
+        "networks": {"networks", "nodes"},
+        "nodes": {"nodes", "networks", "pki"},
+        "artifacts": {"versions", "arch", "artifacts", "container_runtime", "etcd", "network", "nodes"},
+        "pki": {"pki"},
+        "ports": {"apiserver", "etcd", "networks"},
+        "paths": {"paths", "artifacts", "admin"},
+        "misc": {"etcd", "addons"},
+    }
+    nets = {}
+    for name, rule in sections:
+        if needs[name] & broken or "" in broken:
+            continue
+        if name == "networks":
+            nets = _check_networks(config, errors.append)
+        elif name == "nodes":
+            _check_nodes(config, nets, errors.append, warnings.append)
+        else:
+            rule(config, errors.append)
     return {"errors": errors, "warnings": warnings}
 
 

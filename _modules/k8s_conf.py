@@ -327,7 +327,7 @@ def etcd(config, minion_id):
         certificates=["etcd-server", "etcd-peer"],
         after=["network-online.target"],
         service={
-            "ExecStartPre": f"/bin/chmod 0700 {data_dir}",
+            "ExecStartPre": ["/bin/chmod", "0700", data_dir],
             "Type": "notify",
             "Restart": "on-failure",
             "RestartSec": 5,
@@ -664,7 +664,7 @@ def containerd(config, minion_id):
         files=files,
         after=["network.target", "local-fs.target"],
         service={
-            "ExecStartPre": "-/sbin/modprobe overlay",
+            "ExecStartPre": ["-/sbin/modprobe", "overlay"],
             "Type": "notify",
             "Delegate": "yes",
             "KillMode": "process",
@@ -915,7 +915,7 @@ def network(config, minion_id):
         ],
     }
     routes = pod_routes(config, minion_id)
-    commands = [f"/sbin/ip route replace {r['cidr']} via {r['via']}" for r in routes]
+    commands = [["/sbin/ip", "route", "replace", r["cidr"], "via", r["via"]] for r in routes]
     return _spec(
         "kubesalt-pod-routes",
         "Routes to the other nodes' pod subnets (kubesalt network mode routes)",
@@ -925,7 +925,7 @@ def network(config, minion_id):
         after=["network-online.target"],
         before=["kubelet.service"],
         service={"Type": "oneshot", "RemainAfterExit": "yes"},
-        commands=commands or ["/bin/true"],
+        commands=commands or [["/bin/true"]],
         routes=routes,
     )
 
@@ -1013,10 +1013,32 @@ def coredns_objects(config, objects=None):
 # --------------------------------------------------------------------------------------------------------------------
 # Units
 # --------------------------------------------------------------------------------------------------------------------
+def _arg(value):
+    """One command-line argument as systemd reads it back as exactly one argument (systemd.syntax "Quoting"):
+    ``%`` and ``$`` doubled (no specifier or variable expansion), and quoted, with C escapes, when it holds
+    whitespace, a quote, a backslash, a ``;`` or a control character. A value validation missed can therefore
+    never end the line (add a directive) or split into two arguments (add a flag)."""
+    text = str(value).replace("%", "%%").replace("$", "$$")
+    if text and not re.search(r"[\s\"'\\;\x00-\x1f\x7f]", text):
+        return text
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = re.sub(r"[\x00-\x1f\x7f]", lambda m: _C_ESCAPES.get(m.group(0), f"\\x{ord(m.group(0)):02x}"), escaped)
+    return f'"{escaped}"'
+
+
+_C_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _command(argv):
+    """A command line (a list of arguments, or one word) for ExecStart/ExecStartPre, every argument quoted."""
+    return " ".join(_arg(a) for a in ([argv] if isinstance(argv, str) else argv))
+
+
 def unit(spec):
     """
     The text of the systemd unit for a component ``spec`` (see the module docstring): ``ExecStart`` from its
-    ``exec`` and ``flags`` (or one ``ExecStart`` per entry of ``commands`` for oneshot units).
+    ``exec`` and ``flags`` (or one ``ExecStart`` per entry of ``commands`` for oneshot units). Every argument is
+    quoted for systemd (a value can never add a directive or a flag).
 
     CLI Example:
 
@@ -1038,12 +1060,12 @@ def unit(spec):
     service = dict(spec.get("service") or {})
     pre = service.pop("ExecStartPre", None)
     if pre:
-        lines.append(f"ExecStartPre={pre}")
+        lines.append(f"ExecStartPre={_command(pre)}")
     if spec.get("exec"):
         flags = spec.get("flags") or []
-        lines.append(f"ExecStart={spec['exec']}" + "".join(f" \\\n  {flag}" for flag in flags))
+        lines.append(f"ExecStart={_arg(spec['exec'])}" + "".join(f" \\\n  {_arg(flag)}" for flag in flags))
     for command in spec.get("commands") or []:
-        lines.append(f"ExecStart={command}")
+        lines.append(f"ExecStart={_command(command)}")
     for key, value in service.items():
         lines.append(f"{key}={value}")
     lines += ["", "[Install]", "WantedBy=multi-user.target", ""]

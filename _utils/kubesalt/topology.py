@@ -17,7 +17,9 @@ from kubesalt import data
 def roles_of(node):
     """The roles of one ``k8s:nodes`` entry, as a list."""
     roles = (node.get("roles") or []) if isinstance(node, dict) else []
-    return [roles] if isinstance(roles, str) else list(roles)
+    if isinstance(roles, str):
+        return [roles]
+    return [r for r in roles if isinstance(r, str)] if isinstance(roles, list) else []
 
 
 def url(host, port, scheme="https"):

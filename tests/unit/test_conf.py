@@ -287,8 +287,8 @@ def test_routes_mode_bridges_the_node_subnet_and_routes_to_every_other_node(conf
     assert bridge["type"] == "bridge" and bridge["ipam"]["ranges"] == [[{"subnet": "10.200.21.0/24"}]]
     assert conflist["plugins"][1]["type"] == "portmap"
     assert spec["commands"] == [
-        "/sbin/ip route replace 10.200.11.0/24 via 10.240.0.11",
-        "/sbin/ip route replace 10.200.22.0/24 via 10.240.0.22",
+        ["/sbin/ip", "route", "replace", "10.200.11.0/24", "via", "10.240.0.11"],
+        ["/sbin/ip", "route", "replace", "10.200.22.0/24", "via", "10.240.0.22"],
     ]
     assert spec["service"]["Type"] == "oneshot"
 

@@ -124,7 +124,7 @@ BROKEN = {
             master01={"roles": ["master", "etcd"], "ip": "10.240.0.11"},
             worker01={"roles": ["wroker"], "ip": "10.240.0.21"},
         ),
-        "k8s:nodes:worker01:roles: unknown role 'wroker'",
+        "k8s:nodes:worker01:roles: 'wroker' is not a known role",
     ),
     "no_master": (_nodes(e1={"roles": ["etcd", "worker"], "ip": "10.240.0.11"}), "no node has the 'master' role"),
     "no_etcd_member": (_nodes(m1={"roles": ["master"], "ip": "10.240.0.11"}), "no node has the 'etcd' role"),
@@ -148,7 +148,7 @@ BROKEN = {
     ),
     "node_name_not_dns": (
         _nodes(Master_01={"roles": ["master", "etcd"], "ip": "10.240.0.11"}),
-        "'Master_01' is not a valid DNS name",
+        "k8s:nodes: key 'Master_01' is not a Kubernetes node name",
     ),
     "bad_kubernetes_version": (
         _pillar(versions__kubernetes="v1.34"),
@@ -181,7 +181,7 @@ BROKEN = {
     "unknown_network_mode": (_pillar(network__mode="weave"), "k8s:network:mode: 'weave' is not supported"),
     "etcd_prefix_without_slash": (_pillar(etcd__network_prefix="coreos.com/network"), "k8s:etcd:network_prefix"),
     "unknown_arch": (_pillar(arch="s390x"), "k8s:arch: 's390x' is not supported"),
-    "relative_path": (_pillar(paths__pki_dir="etc/pki"), "k8s:paths:pki_dir: 'etc/pki' must be an absolute path"),
+    "relative_path": (_pillar(paths__pki_dir="etc/pki"), "k8s:paths:pki_dir: 'etc/pki' is not an absolute path"),
     "apiserver_endpoint_not_https": (
         _pillar(apiserver__endpoint="http://lb:6443"),
         "k8s:apiserver:endpoint: 'http://lb:6443' is not an https URL",
@@ -197,7 +197,7 @@ BROKEN = {
     ),
     "image_archive_without_digest": (
         _pillar(container_runtime__images=[{"name": "x/pause:1", "url": "http://m/p.tar"}]),
-        "k8s:container_runtime:images:0:sha256: 'None' is not a sha256 digest",
+        "k8s:container_runtime:images:0:sha256: missing",
     ),
     "registry_mirror_not_a_url": (
         _pillar(container_runtime__registries={"docker.io": {"mirrors": ["mirror:5000"]}}),
@@ -205,14 +205,123 @@ BROKEN = {
     ),
     "registry_ca_not_pem": (
         _pillar(container_runtime__registries={"r.example": {"ca": "not a cert"}}),
-        "k8s:container_runtime:registries:r.example:ca: not a PEM certificate",
+        "k8s:container_runtime:registries:r.example:ca: 'not a cert' is not a PEM certificate",
     ),
-    "bad_worker_batch": (_pillar(worker_batch="all"), "k8s:worker_batch: 'all' must be a node count"),
+    "bad_worker_batch": (_pillar(worker_batch="all"), "k8s:worker_batch: 'all' is not a node count"),
     "relative_admin_kubeconfig_path": (
         _pillar(admin__kubeconfig_paths=["kube/config"]),
-        "k8s:admin:kubeconfig_paths: 'kube/config' must be an absolute path",
+        "k8s:admin:kubeconfig_paths: 'kube/config' is not an absolute path",
+    ),
+    # -- hostile input: every value reaches a unit, a flag, a config file or a path --------------------------------
+    "node_ip_zone_id_with_a_line_break": (
+        _nodes(
+            master01={"roles": ["master", "etcd"], "ip": "10.240.0.11"},
+            worker01={"roles": ["worker"], "ip": "fe80::1%eth0\nExecStartPre=/bin/sh -c id"},
+        ),
+        "k8s:nodes:worker01:ip: 'fe80::1%eth0\\nExecStartPre=/bin/sh -c id' contains a control character",
+    ),
+    "node_ip_with_a_zone_id": (
+        _nodes(master01={"roles": ["master", "etcd"], "ip": "fe80::1%eth0"}),
+        "k8s:nodes:master01:ip: 'fe80::1%eth0' is not an IP address (no zone id)",
+    ),
+    "version_with_a_trailing_line_break": (
+        _pillar(versions__kubernetes="1.34.10\n"),
+        "k8s:versions:kubernetes: '1.34.10\\n' contains a control character",
+    ),
+    "cluster_name_with_a_trailing_line_break": (_pillar(cluster_name="prod\n"), "k8s:cluster_name: 'prod\\n'"),
+    "extra_flag_that_adds_a_unit_directive": (
+        _pillar(apiserver__extra_flags=["--v=2\nExecStartPost=/bin/sh -c id"]),
+        "k8s:apiserver:extra_flags: '--v=2\\nExecStartPost=/bin/sh -c id' contains a control character",
+    ),
+    "extra_flag_that_is_two_flags": (
+        _pillar(kubelet__extra_flags=["--v=2 --anonymous-auth"]),
+        None,  # allowed: the unit writer quotes it into ONE argument (tests/unit/test_conf.py checks)
+    ),
+    "path_with_parent_components": (
+        _pillar(paths__config_dir="/etc/kubernetes/../../root"),
+        "k8s:paths:config_dir: '/etc/kubernetes/../../root' is not an absolute path",
+    ),
+    "path_with_whitespace": (
+        _pillar(paths__kubelet_dir="/var/lib/kube let"),
+        "k8s:paths:kubelet_dir: '/var/lib/kube let'",
+    ),
+    "root_as_a_kubesalt_directory": (_pillar(paths__config_dir="/"), "k8s:paths:config_dir: '/' is a system directory"),
+    "etc_as_a_kubesalt_directory": (_pillar(paths__pki_dir="/etc"), "k8s:paths:pki_dir: '/etc' is a system directory"),
+    "unknown_key_with_a_suggestion": (
+        _pillar(apiserver__extra_flag=["--v=2"]),
+        "k8s:apiserver:extra_flag: unknown key; did you mean 'extra_flags'?",
+    ),
+    "unknown_top_level_key": (_pillar(worker_btach=5), "k8s:worker_btach: unknown key; did you mean 'worker_batch'?"),
+    "unknown_node_key": (
+        _nodes(master01={"roles": ["master", "etcd"], "ip": "10.240.0.11", "role": ["worker"]}),
+        "k8s:nodes:master01:role: unknown key; did you mean 'roles'?",
+    ),
+    "node_id_uppercase": (
+        _nodes(Master01={"roles": ["master", "etcd"], "ip": "10.240.0.11"}),
+        "k8s:nodes: key 'Master01' is not a Kubernetes node name",
+    ),
+    "node_id_too_long_for_a_certificate_cn": (
+        _nodes(**{"m" * 53: {"roles": ["master", "etcd"], "ip": "10.240.0.11"}}),
+        f"k8s:nodes: key '{'m' * 53}' is not a Kubernetes node name of at most 52 characters",
+    ),
+    "node_without_an_ip": (_nodes(master01={"roles": ["master", "etcd"]}), "k8s:nodes:master01:ip: missing"),
+    "roles_not_a_list": (
+        _nodes(master01={"roles": 5, "ip": "10.240.0.11"}),
+        "k8s:nodes:master01:roles: '5' is not a list",
+    ),
+    "apiserver_on_the_etcd_port": (
+        _pillar(apiserver__port=2379),
+        "k8s:etcd:client_port: 2379 is already the port of k8s:apiserver:port",
+    ),
+    "apiserver_on_the_kubelet_port": (
+        _pillar(apiserver__port=10250),
+        "k8s:apiserver:port: 10250 is already the port of kubelet",
+    ),
+    "node_port_range_over_the_apiserver": (
+        _pillar(networks__node_port_range="6000-7000"),
+        "k8s:networks:node_port_range: 6000-7000 includes port 6443 of k8s:apiserver:port",
+    ),
+    "address_family_mix": (
+        _pillar(networks__service_cidr="fd00:32::/112", networks__cluster_dns_ip="fd00:32::a"),
+        "kubesalt builds single-stack clusters",
+    ),
+    "ca_minion_not_a_master": (_pillar(pki__ca_minion="worker01"), "k8s:pki:ca_minion: 'worker01' is not a master"),
+    "sandbox_image_with_a_space": (
+        _pillar(container_runtime__sandbox_image="registry.k8s.io/pause:3.10 --x"),
+        "k8s:container_runtime:sandbox_image: 'registry.k8s.io/pause:3.10 --x' is not an image reference",
+    ),
+    "registry_host_with_a_path": (
+        _pillar(container_runtime__registries={"r.example/../../etc": {"mirrors": []}}),
+        "k8s:container_runtime:registries: key 'r.example/../../etc' is not a registry host",
+    ),
+    "image_url_not_http": (
+        _pillar(container_runtime__images=[{"name": "x/pause:1", "url": "file:///etc/shadow", "sha256": "a" * 64}]),
+        "k8s:container_runtime:images:0:url: 'file:///etc/shadow' is not an http(s) URL",
+    ),
+    "mirror_with_a_line_break": (
+        _pillar(artifacts__mirror="http://mirror.example\nx"),
+        "k8s:artifacts:mirror: 'http://mirror.example\\nx' contains a control character",
+    ),
+    "pin_url_not_http": (
+        _pillar(artifacts__pins={"runc": {"1.4.3": {"amd64": {"url": "file:///bin/sh"}}}}),
+        "k8s:artifacts:pins:runc:1.4.3:amd64:url: 'file:///bin/sh' is not an http(s) URL",
+    ),
+    "boolean_as_a_string": (_pillar(manage_services="no"), "k8s:manage_services: 'no' is not true or false"),
+    "audit_log_path_relative": (
+        _pillar(apiserver__audit_log_path="audit.log"),
+        "k8s:apiserver:audit_log_path: 'audit.log' is not an absolute path",
+    ),
+    "taint_with_a_line_break": (_pillar(master_taint="node-role\nx"), "k8s:master_taint: 'node-role\\nx'"),
+    "package_name_with_an_option": (
+        _pillar(node_packages=["iptables", "-o Dpkg::x"]),
+        "k8s:node_packages: '-o Dpkg::x'",
     ),
 }
+
+
+ALLOWED = {case for case, (_, message) in BROKEN.items() if message is None}
+for _case in ALLOWED:
+    BROKEN.pop(_case)
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
@@ -220,8 +329,25 @@ def test_broken_configuration_is_refused_naming_the_key(make_settings, k8s_modul
     pillar, message = BROKEN[case]
     errors = k8s_module.check(make_settings(pillar))["errors"]
     assert any(message in e for e in errors), errors
+    assert all("\n" not in e for e in errors), errors  # a message never spans lines
     with pytest.raises(CommandExecutionError, match="nothing was changed"):
         make_settings(pillar, validate=True)
+
+
+def test_a_flag_value_with_spaces_is_allowed_and_stays_one_argument(make_settings, k8s_module):
+    config = make_settings(_pillar(kubelet__extra_flags=["--v=2 --anonymous-auth"]))
+    assert k8s_module.check(config)["errors"] == []
+
+
+def test_every_default_has_a_type_and_every_type_a_default():
+    from kubesalt import schema
+
+    defaults = yaml.safe_load((REPO / "formulas/k8s/defaults.yaml").read_text())["k8s"]
+    assert schema.errors(defaults) == []
+    assert set(schema.SCHEMA.fields) == set(defaults)
+    for key, kind in schema.SCHEMA.fields.items():
+        if isinstance(kind, schema.Struct) and key != "nodes":
+            assert set(kind.fields) == set(defaults[key]), key
 
 
 def test_even_etcd_membership_is_a_warning_not_an_error(make_settings, k8s_module):
