@@ -13,6 +13,7 @@ never from grains (a minion sets its own grains).
 
 import copy
 import logging
+import os
 
 from salt.exceptions import CommandExecutionError
 
@@ -489,3 +490,46 @@ def validate():
     if not result["valid"]:
         __context__["retcode"] = 1
     return result
+
+
+def _minion_age(pid=None, proc="/proc"):
+    """Seconds since the salt-minion this job runs under started: the oldest ancestor of this process (or of ``pid``)
+    whose command line names salt-minion."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    with open(f"{proc}/uptime", encoding="ascii") as fh:
+        uptime = float(fh.read().split()[0])
+    oldest, pid = None, pid or os.getpid()
+    while pid > 1:
+        try:
+            with open(f"{proc}/{pid}/stat", encoding="ascii", errors="replace") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            with open(f"{proc}/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            break
+        if "salt-minion" in cmdline:
+            oldest = uptime - int(fields[19]) / ticks
+        pid = int(fields[1])
+    return oldest
+
+
+def boot_converge(max_age=600):
+    """
+    Run highstate on this minion when its salt-minion started less than ``max_age`` seconds ago; otherwise change
+    nothing. kubesalt's reactor (``k8s/reactor/converge.sls``) calls this on the minion named in a
+    ``salt/minion/<id>/start`` event. Any minion can fire an event with that tag for another one, but only the named
+    minion answers here, from its own process table: a forged start event converges nobody.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt worker01 k8s.boot_converge
+    """
+    age = _minion_age()
+    if age is None or age > float(max_age):
+        what = "not found" if age is None else f"running for {age:.0f} s"
+        log.warning("kubesalt: start event for this minion ignored: its salt-minion is %s (limit %s s)", what,
+                    max_age)
+        return {"converged": False, "minion_age": age, "comment": f"salt-minion {what}; no highstate"}
+    return {"converged": True, "minion_age": age, "highstate": __salt__["state.highstate"]()}

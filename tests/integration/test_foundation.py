@@ -183,3 +183,14 @@ def test_orchestration_runs_in_order_and_a_second_run_changes_nothing(salt_run_c
         assert step["result"], (sid, step)
         if sid.endswith("_|-state"):  # salt.state steps: the minions' state changes
             assert step["changes"] == {}, (sid, step["changes"])
+
+
+def test_the_master_serves_the_formulas_and_the_modules_and_nothing_else(salt_cli):
+    """Every file under a file root can be fetched by any minion (cp.get_file): conf/master.d/kubesalt.conf serves
+    formulas/ only, so the repository's .git, tests and documents stay out of reach."""
+    served = salt_cli.run("cp.list_master", minion_tgt="worker01").data
+    assert "k8s/map.jinja" in served and "_modules/k8s_pki.py" in served and "_utils/kubesalt/x509.py" in served
+    outside = [f for f in served if not f.startswith(("k8s/", "_modules/", "_states/", "_utils/")) and f != "top.sls"]
+    assert outside == [], outside
+    for path in ("README.md", "tests/conftest.py", ".git/HEAD", "conf/master.d/kubesalt.conf", "pillar.example"):
+        assert not salt_cli.run("cp.get_file_str", f"salt://{path}", minion_tgt="worker01").data, path
