@@ -529,7 +529,6 @@ def boot_converge(max_age=600):
     age = _minion_age()
     if age is None or age > float(max_age):
         what = "not found" if age is None else f"running for {age:.0f} s"
-        log.warning("kubesalt: start event for this minion ignored: its salt-minion is %s (limit %s s)", what,
-                    max_age)
+        log.warning("kubesalt: start event for this minion ignored: its salt-minion is %s (limit %s s)", what, max_age)
         return {"converged": False, "minion_age": age, "comment": f"salt-minion {what}; no highstate"}
     return {"converged": True, "minion_age": age, "highstate": __salt__["state.highstate"]()}

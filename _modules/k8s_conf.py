@@ -36,11 +36,15 @@ FLANNEL_SUBNET_FILE = "/run/flannel/subnet.env"
 KUBECONFIGS = {
     # identity -> kubeconfig file name in k8s:paths:config_dir
     "admin": "admin.conf",
+    "super-admin": "super-admin.conf",
     "kube-controller-manager": "controller-manager.conf",
     "kube-scheduler": "scheduler.conf",
     "kubelet": "kubelet.conf",
     "kube-proxy": "kube-proxy.conf",
+    "flannel": "flannel.conf",
 }
+# The user name in a kubeconfig, where it is not the identity itself (kubeadm's names).
+KUBECONFIG_USERS = {"admin": "kubernetes-admin", "super-admin": "kubernetes-super-admin"}
 
 
 def __virtual__():
@@ -204,7 +208,7 @@ def kubeconfig(config, identity, server):
         salt-call k8s_conf.kubeconfig "$(salt-call --out=json k8s.config | jq -c .local)" admin https://10.240.0.11:6443
     """
     name = str(config["cluster_name"])
-    user = "kubernetes-admin" if identity == "admin" else identity
+    user = KUBECONFIG_USERS.get(identity, identity)
     cert, key = _cert(config, identity)
     return {
         "apiVersion": "v1",
@@ -241,7 +245,8 @@ def _kubeconfig_file(config, identity, server):
 def admin(config, minion_id):
     """
     The admin kubeconfig files of the CA minion (``<config_dir>/admin.conf`` and every ``k8s:admin:kubeconfig_paths``
-    entry), or ``{}`` on any other node: the admin certificate exists only there.
+    entry, and with ``k8s:pki:super_admin`` the break-glass ``<config_dir>/super-admin.conf``), or ``{}`` on any other
+    node: the admin certificates exist only there.
 
     CLI Example:
 
@@ -256,7 +261,10 @@ def admin(config, minion_id):
     paths = [kubeconfig_path(config, "admin")] + [
         str(p) for p in ((config.get("admin") or {}).get("kubeconfig_paths") or [])
     ]
-    return {path: {"contents": text, "mode": "0600"} for path in paths}
+    files = {path: {"contents": text, "mode": "0600"} for path in paths}
+    if config["pki"]["super_admin"]:
+        files.update(_kubeconfig_file(config, "super-admin", server))
+    return files
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -457,7 +465,8 @@ def controller_manager(config, minion_id):
     nets = config["networks"]
     cm = config.get("controller_manager") or {}
     is_ca = minion_id == config["cluster"]["ca_minion"]
-    allocate = bool(cm.get("allocate_node_cidrs"))
+    # flanneld's kube subnet manager takes each node's subnet from node.spec.podCIDR
+    allocate = bool(cm.get("allocate_node_cidrs")) or config["network"]["mode"] == "flannel"
     flags = _flags(
         {
             "kubeconfig": kubeconfig_path(config, "kube-controller-manager"),
@@ -714,6 +723,9 @@ def kubelet_config(config, minion_id):
         "maxPods": int(kubelet["max_pods"]),
         "registerNode": True,
     }
+    if minion_id in config["cluster"]["masters"]:
+        # Tainted from its first registration: no ordinary pod lands on a master before kubesalt labels it.
+        obj["registerWithTaints"] = [{"key": config["master_taint"], "effect": "NoSchedule"}]
     if kubelet["runtime_endpoint_in_config"]:
         obj["containerRuntimeEndpoint"] = CONTAINERD_SOCKET
     return data.merge(obj, kubelet.get("config"))
@@ -850,8 +862,9 @@ def network(config, minion_id):
 
     - ``routes``: a CNI bridge + host-local conflist for the node's pod subnet (with portmap), and a oneshot unit
       ``kubesalt-pod-routes`` that installs the routes of :py:func:`pod_routes` at boot;
-    - ``flannel``: ``10-flannel.conflist`` (flannel delegating to bridge, with portmap) and the flanneld unit, which
-      reads the network configuration kubesalt writes into etcd, with its etcd client certificate.
+    - ``flannel``: ``10-flannel.conflist`` (flannel delegating to bridge, with portmap) and the flanneld unit with its
+      kube subnet manager: it reads its node's subnet (node.spec.podCIDR, assigned by kube-controller-manager) from
+      the API server with its own ``flannel`` credential. No node holds an etcd credential for it.
 
     CLI Example:
 
@@ -872,29 +885,34 @@ def network(config, minion_id):
                 {"type": "portmap", "capabilities": {"portMappings": True}},
             ],
         }
-        cert, key = _cert(config, "flannel-etcd-client")
-        etcd = config.get("etcd") or {}
+        net_conf = f"{config['paths']['config_dir']}/flannel-net-conf.json"
+        files = _kubeconfig_file(config, "flannel", topology.api_url_for(config, minion_id))
+        files[net_conf] = {
+            "contents": _json({"Network": config["networks"]["pod_cidr"], "Backend": config["network"]["backend"]}),
+            "mode": "0644",
+        }
+        files[f"{conf_dir}/10-flannel.conflist"] = {"contents": _json(conflist), "mode": "0644"}
         return _spec(
             "flanneld",
             "flannel pod network (kubesalt)",
             _bin(config, "flanneld"),
             _flags(
                 {
-                    "etcd-endpoints": topology.etcd_client_urls(config),
-                    "etcd-prefix": etcd["network_prefix"],
-                    "etcd-cafile": _ca(config, "etcd-ca"),
-                    "etcd-certfile": cert,
-                    "etcd-keyfile": key,
+                    "kube-subnet-mgr": True,
+                    "kubeconfig-file": kubeconfig_path(config, "flannel"),
+                    "net-config-path": net_conf,
                     "iface": node["ip"],
                     "public-ip": node["ip"],
                     "subnet-file": FLANNEL_SUBNET_FILE,
                     "ip-masq": True,
                 }
             ),
-            files={f"{conf_dir}/10-flannel.conflist": {"contents": _json(conflist), "mode": "0644"}},
-            certificates=["flannel-etcd-client"],
+            files=files,
+            certificates=["flannel"],
             after=["network-online.target"],
             before=["containerd.service", "kubelet.service"],
+            # Outside a pod the kube subnet manager learns its node name from the environment.
+            service={"Environment": f"NODE_NAME={minion_id}", "Restart": "on-failure", "RestartSec": 5},
         )
     pod_cidr = config["cluster"]["pod_cidrs"].get(minion_id)
     if not pod_cidr:
@@ -939,15 +957,30 @@ KUBELET_API_ADMIN_ROLE = "system:kubelet-api-admin"
 COREDNS_OBJECTS = "salt://k8s/addons/coredns.yaml"
 
 
+def _binding(name, role, kind, subject):
+    """A ClusterRoleBinding of ``role`` to one Group or User."""
+    rbac = "rbac.authorization.k8s.io"
+    return {
+        "apiVersion": f"{rbac}/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name, "labels": dict(MANAGED_BY)},
+        "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": rbac, "kind": kind, "name": subject}],
+    }
+
+
 def cluster_objects(config):
     """
-    The cluster-wide objects kubesalt applies once, from the CA minion, as ``admin`` (a list of manifests): the
-    ClusterRoleBinding ``kubesalt:apiserver-kubelet-client`` that binds the group of the API server's kubelet client
-    certificate to the built-in ClusterRole ``system:kubelet-api-admin`` (``kubectl logs/exec/port-forward``).
+    The cluster-wide objects kubesalt applies from the CA minion (a list of manifests):
 
-    That is all: ``kube-system`` exists in every cluster, and every other kubesalt identity maps onto a binding that
-    is built in: ``system:node:<id>`` in ``system:nodes`` (Node authorizer), ``system:kube-proxy``
-    (``system:node-proxier``), ``system:kube-controller-manager``, ``system:kube-scheduler`` and ``system:masters``.
+    - the ClusterRoleBinding ``kubesalt:apiserver-kubelet-client``: the group of the API server's kubelet client
+      certificate may use the kubelet API (built-in ``system:kubelet-api-admin``: ``kubectl logs/exec``);
+    - with ``k8s:pki:super_admin``: ``kubesalt:cluster-admins`` (the admin credential's group) bound to
+      ``cluster-admin`` -- applied with the super-admin credential, since admin has no rights before it;
+    - in network mode flannel: flanneld's ClusterRole (read Nodes, patch their status) bound to its user.
+
+    Everything else is built in: ``system:node:<id>`` in ``system:nodes`` (Node authorizer), ``system:kube-proxy``
+    (``system:node-proxier``), ``system:kube-controller-manager``, ``system:kube-scheduler``.
 
     CLI Example:
 
@@ -956,15 +989,37 @@ def cluster_objects(config):
         salt-call k8s_conf.cluster_objects "$(salt-call --out=json k8s.config | jq -c .local)"
     """
     group = data.APISERVER_KUBELET_CLIENT_GROUP
-    return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": group, "labels": dict(MANAGED_BY)},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": KUBELET_API_ADMIN_ROLE},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
-        }
-    ]
+    objects = [_binding(group, KUBELET_API_ADMIN_ROLE, "Group", group)]
+    if config["pki"]["super_admin"]:
+        objects.append(_binding(pki.ADMIN_GROUP, "cluster-admin", "Group", pki.ADMIN_GROUP))
+    if config["network"]["mode"] == "flannel":
+        objects.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": pki.FLANNEL_USER, "labels": dict(MANAGED_BY)},
+                "rules": [
+                    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+                    {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]},
+                ],
+            }
+        )
+        objects.append(_binding(pki.FLANNEL_USER, pki.FLANNEL_USER, "User", pki.FLANNEL_USER))
+    return objects
+
+
+def bootstrap_identity(config):
+    """
+    The credential that applies the cluster objects: ``super-admin`` where the admin credential gets its rights from
+    those very objects (``k8s:pki:super_admin``), else ``admin``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.bootstrap_identity "$(salt-call --out=json k8s.config | jq -c .local)"
+    """
+    return "super-admin" if config["pki"]["super_admin"] else "admin"
 
 
 def coredns_objects(config, objects=None):
@@ -1067,6 +1122,6 @@ def unit(spec):
     for command in spec.get("commands") or []:
         lines.append(f"ExecStart={_command(command)}")
     for key, value in service.items():
-        lines.append(f"{key}={value}")
+        lines.append(f"{key}={_arg(value) if key == 'Environment' else value}")
     lines += ["", "[Install]", "WantedBy=multi-user.target", ""]
     return "\n".join(lines)

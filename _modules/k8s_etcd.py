@@ -1,7 +1,6 @@
 """
-kubesalt etcd client: keys, compare-and-swap, membership and health of a TLS etcd cluster, and the pod-network
-configuration the formula writes into etcd. (The etcd member itself -- flags, unit -- is built by ``k8s_conf.etcd``
-like every other component.)
+kubesalt etcd client: keys, compare-and-swap, membership and health of a TLS etcd cluster. (The etcd member itself --
+flags, unit -- is built by ``k8s_conf.etcd`` like every other component.)
 
 How it talks to etcd
 --------------------
@@ -54,7 +53,7 @@ import logging
 import requests  # a dependency of Salt itself
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from kubesalt import data, http, pki
+from kubesalt import http, pki
 
 log = logging.getLogger(__name__)
 
@@ -394,51 +393,6 @@ class EtcdClient(http.Client):
 # --------------------------------------------------------------------------------------------------------------------
 # Rendered data for the formula (pure)
 # --------------------------------------------------------------------------------------------------------------------
-def network_config(config):
-    """
-    The pod-network configuration that flanneld reads from etcd, computed from the cluster settings:
-    ``{"key": "<k8s:etcd:network_prefix>/config", "value": {"Network": <k8s:networks:pod_cidr>,
-    "SubnetLen": <k8s:networks:node_pod_prefix>, "Backend": <k8s:network:backend>}}``.
-    Refuses (CommandExecutionError naming the keys) a pod network that overlaps the node or service network.
-    The formula writes it with the ``k8s_etcd.network_config_present`` state.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call k8s_etcd.network_config "$(salt-call --out=json k8s.config | jq .local)"
-    """
-    errors = []
-    nets = config.get("networks") or {}
-    pod = data.net(nets.get("pod_cidr"))
-    if pod is None:
-        errors.append(f"k8s:networks:pod_cidr: {nets.get('pod_cidr')!r} is not a network in CIDR notation")
-    for other in ("node_cidr", "service_cidr"):
-        net = data.net(nets.get(other))
-        if pod is not None and net is not None and net.version == pod.version and net.overlaps(pod):
-            errors.append(
-                f"k8s:networks:pod_cidr ({pod}) overlaps k8s:networks:{other} ({net}); the pod network (flannel "
-                "Network) must be disjoint from it"
-            )
-    subnet_len = nets.get("node_pod_prefix")
-    if not isinstance(subnet_len, int) or isinstance(subnet_len, bool):
-        errors.append(f"k8s:networks:node_pod_prefix: {subnet_len!r} is not a prefix length")
-    elif pod is not None and not pod.prefixlen <= subnet_len <= pod.max_prefixlen:
-        errors.append(f"k8s:networks:node_pod_prefix: /{subnet_len} does not fit in k8s:networks:pod_cidr ({pod})")
-    backend = (config.get("network") or {}).get("backend")
-    if not isinstance(backend, dict) or not backend.get("Type"):
-        errors.append(f"k8s:network:backend: {backend!r} must be a mapping with a Type (e.g. {{Type: vxlan}})")
-    prefix = str((config.get("etcd") or {}).get("network_prefix", ""))
-    if not prefix.startswith("/") or prefix.endswith("/"):
-        errors.append(f"k8s:etcd:network_prefix: {prefix!r} must start with '/' and not end with '/'")
-    if errors:
-        raise CommandExecutionError("cannot build the pod-network configuration:\n  - " + "\n  - ".join(errors))
-    return {
-        "key": f"{prefix}/config",
-        "value": {"Network": str(pod), "SubnetLen": subnet_len, "Backend": dict(backend)},
-    }
-
-
 def connection_defaults(config, identity=None):
     """
     The connection parameters a minion uses when none are given: the client URL of every etcd member, the etcd CA

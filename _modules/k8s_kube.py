@@ -746,6 +746,24 @@ def _ca_config(config=None):
     return peer.on_ca_minion(config, __opts__["id"], "nodes are registered there")
 
 
+def _bounded(config, timeout, requester):
+    """A timeout another minion asked for, held to the CA minion's own k8s:timeouts:node_ready: a caller must not be
+    able to keep a job (and a salt-master worker) of the CA minion busy for as long as it likes."""
+    limit = config["timeouts"]["node_ready"]
+    if timeout is None:
+        return limit
+    try:
+        value = float(timeout)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0 <= value <= limit or isinstance(timeout, bool):
+        raise SaltInvocationError(
+            f"k8s_kube.register_node_remote: minion {requester!r} asked to wait {timeout!r} s; the CA minion waits at "
+            f"most k8s:timeouts:node_ready ({limit} s)"
+        )
+    return value
+
+
 def register_node_remote(timeout=None, test=False, **kwargs):
     """
     Register the node of the minion that calls this through peer publish, on the CA minion (which holds the admin
@@ -765,7 +783,8 @@ def register_node_remote(timeout=None, test=False, **kwargs):
         kwargs, "k8s_kube.register_node_remote", "the node is always the caller (__pub_id), never an argument"
     )
     requester = peer.requester(kwargs, "k8s_kube.register_node_remote")
-    return register_node(_ca_config(), requester, timeout=timeout, test=test)
+    config = _ca_config()
+    return register_node(config, requester, timeout=_bounded(config, timeout, requester), test=test is True)
 
 
 def register_node_local(minion_id=None, config=None, timeout=None, test=False, **kwargs):

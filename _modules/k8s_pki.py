@@ -230,7 +230,14 @@ def _requested_differs(asked, ent):
 def _issue(config, requester, csr_pem, identity):
     """Sign ``csr_pem`` for ``requester`` as ``identity`` with the policy's subject; the CSR gives only its key."""
     ent = _entitlement_for(config, requester, identity)
-    differs = _requested_differs(x509.csr_info(csr_pem, f"CSR from minion '{requester}' for '{identity}'"), ent)
+    asked = x509.csr_info(csr_pem, f"CSR from minion '{requester}' for '{identity}'")
+    wanted = config["pki"]["key_type"]
+    if x509.strength(asked["key_type"]) < x509.strength(wanted):
+        raise CommandExecutionError(
+            f"minion '{requester}' sent a {asked['key_type']} key for '{identity}'; k8s:pki:key_type is {wanted}, "
+            f"which needs at least {x509.strength(wanted)}-bit strength: refusing to sign a weaker key"
+        )
+    differs = _requested_differs(asked, ent)
     if differs:
         log.warning(
             "k8s_pki: minion '%s' asked for %s in its '%s' CSR; issuing the policy's subject/SANs instead",

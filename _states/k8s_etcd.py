@@ -1,23 +1,8 @@
 """
-kubesalt etcd states: keys written with compare-and-swap, the pod-network configuration, and a bounded wait for a
-healthy etcd quorum.
+kubesalt etcd states: keys written with compare-and-swap, and a bounded wait for a healthy etcd quorum.
 
 Every state takes the connection parameters of the ``k8s_etcd`` execution module (``endpoints``, ``ca``, ``cert``,
 ``key``, ``timeout``) as keyword arguments; left out, they come from ``k8s.config`` on the minion.
-
-.. code-block:: jinja
-
-    {%- from "k8s/map.jinja" import k8s with context %}
-    etcd quorum:
-      k8s_etcd.healthy:
-        - timeout: 120
-
-    pod network configuration in etcd:
-      k8s_etcd.network_config_present:
-        - name: {{ k8s.etcd.network_prefix }}
-        - config: {{ k8s | json }}
-        - require:
-          - k8s_etcd: etcd quorum
 """
 
 import time
@@ -223,37 +208,3 @@ def healthy(name, timeout=60, interval=2, **conn):
             ret["comment"] = f"etcd has no quorum after waiting {timeout:g}s: {state}"
             return ret
         time.sleep(interval)
-
-
-def network_config_present(name, config=None, **conn):
-    """
-    Ensure ``<name>/config`` holds the pod-network configuration flanneld reads (``Network``, ``SubnetLen``,
-    ``Backend``; see ``k8s_etcd.network_config``), written like :py:func:`key_present` with ``json=True``.
-
-    name
-        the key prefix, normally ``k8s:etcd:network_prefix``
-    config
-        the resolved kubesalt settings; default ``k8s.config`` of this minion
-
-    .. code-block:: yaml
-
-        pod network configuration in etcd:
-          k8s_etcd.network_config_present:
-            - name: {{ k8s.etcd.network_prefix }}
-            - config: {{ k8s | json }}
-    """
-    ret = _ret(name)
-    try:
-        if not isinstance(name, str) or not name.startswith("/") or name.endswith("/"):
-            raise SaltInvocationError(
-                f"network prefix {name!r} must start with '/' and not end with '/' (e.g. /coreos.com/network)"
-            )
-        if config is None:
-            config = __salt__["k8s.config"]()
-        value = __salt__["k8s_etcd.network_config"](config)["value"]
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        ret["comment"] = str(exc)
-        return ret
-    ret.update(key_present(f"{name}/config", value, json=True, **conn))
-    ret["name"] = name
-    return ret

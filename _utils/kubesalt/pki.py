@@ -7,14 +7,16 @@ The policy reads roles and addresses from ``k8s:nodes`` only (master-side pillar
 ``k8s.settings``), never from grains, which a minion sets for itself. The CA minion applies it to the minion id the
 salt-master stamps on a request (``__pub_id``); what a CSR asks for is never used.
 
-- **Admin identity**: ``admin`` is ``CN=kubernetes-admin, O=system:masters``, the pre-1.29 kubeadm ``admin.conf``.
-  Kubernetes 1.29 split this into ``kubeadm:cluster-admins`` (bound by a ClusterRoleBinding) and a break-glass
-  ``super-admin.conf`` with ``system:masters``. kubesalt supports releases back to 1.20 and creates no RBAC objects
-  before the API server is up, so the admin credential is the ``system:masters`` one, held by the CA minion only.
 - **apiserver-kubelet-client** is ``CN=kube-apiserver-kubelet-client, O=kubesalt:apiserver-kubelet-client``; the
   cluster objects bind that group to the ``system:kubelet-api-admin`` ClusterRole (logs, exec, port-forward).
-- ``flannel-etcd-client`` is issued only in network mode ``flannel``: etcd without its own auth gives any client
-  certificate from the etcd CA full access to all keys. In ``routes`` mode no worker needs etcd access.
+- **Who etcd accepts**: only etcd members and masters hold a certificate of the etcd CA (etcd without its own auth
+  gives any client certificate of its CA every key, ``/registry`` included). flanneld (network mode ``flannel``)
+  uses the Kubernetes API instead (its kube subnet manager, with the ``flannel`` identity and an RBAC role limited
+  to Node objects), so a worker holds no etcd credential in either network mode.
+- **Admin credentials** are the CA minion's only. With ``k8s:pki:super_admin`` (Kubernetes >= 1.29, as kubeadm
+  does) ``admin`` belongs to ``kubesalt:cluster-admins``, bound to ``cluster-admin`` by the cluster objects, and
+  the break-glass ``super-admin`` carries ``system:masters``; without it (older releases) ``admin`` is
+  ``system:masters``.
 """
 
 import base64
@@ -38,13 +40,19 @@ IDENTITIES = {
     "kube-controller-manager": "kubernetes-ca",
     "kube-scheduler": "kubernetes-ca",
     "admin": "kubernetes-ca",
+    "super-admin": "kubernetes-ca",
     "kubelet": "kubernetes-ca",
     "kube-proxy": "kubernetes-ca",
-    "flannel-etcd-client": "etcd-ca",
+    "flannel": "kubernetes-ca",
     "etcd-server": "etcd-ca",
     "etcd-peer": "etcd-ca",
     "etcd-healthcheck-client": "etcd-ca",
 }
+
+# The group of the admin credential when a super-admin exists (k8s:pki:super_admin), bound to cluster-admin.
+ADMIN_GROUP = "kubesalt:cluster-admins"
+# flanneld's user: the cluster objects give it exactly what its kube subnet manager needs.
+FLANNEL_USER = "kubesalt:flannel"
 
 # Cluster secrets held on the CA minion: name -> file name (in ca_dir on the CA minion, pki_dir on masters).
 SECRETS = {"service-account": "service-account.key", "encryption-config": "encryption-config.yaml"}
@@ -100,10 +108,10 @@ def entitlements(config, minion_id):
     Every certificate ``minion_id`` may hold: ``{identity: {ca, cn, o, dns, ips, usages}}``. Computed only from
     the roles and addresses in ``k8s:nodes`` (``config`` is the output of ``k8s.settings``), never from grains.
 
-    - worker: its own ``kubelet`` and ``kube-proxy`` (and ``flannel-etcd-client`` in network mode flannel);
+    - worker: its own ``kubelet`` and ``kube-proxy`` (and ``flannel`` in network mode flannel);
     - master: ``apiserver``, ``apiserver-kubelet-client``, ``apiserver-etcd-client``, ``front-proxy-client``,
-      ``kube-controller-manager``, ``kube-scheduler``, ``admin``, and its own ``kubelet``/``kube-proxy``
-      (and ``flannel-etcd-client`` in network mode flannel);
+      ``kube-controller-manager``, ``kube-scheduler``, and its own ``kubelet``/``kube-proxy`` (and ``flannel``);
+    - the CA minion (a master): also ``admin``, and ``super-admin`` with ``k8s:pki:super_admin``;
     - etcd: its own ``etcd-server``, ``etcd-peer`` and ``etcd-healthcheck-client``.
 
     A minion that is not in ``k8s:nodes`` gets nothing.
@@ -152,7 +160,11 @@ def entitlements(config, minion_id):
                 ips=ips + loopback,
                 usages=("server", "client"),
             )
-        ents["admin"] = _ent("admin", "kubernetes-admin", o=["system:masters"])
+        if minion_id == cluster["ca_minion"]:
+            super_admin = bool((config.get("pki") or {}).get("super_admin"))
+            ents["admin"] = _ent("admin", "kubernetes-admin", o=[ADMIN_GROUP if super_admin else "system:masters"])
+            if super_admin:
+                ents["super-admin"] = _ent("super-admin", "kubernetes-super-admin", o=["system:masters"])
 
     if minion_id in cluster.get("masters", []) or minion_id in cluster.get("workers", []):
         ents["kubelet"] = _ent(
@@ -160,7 +172,7 @@ def entitlements(config, minion_id):
         )
         ents["kube-proxy"] = _ent("kube-proxy", "system:kube-proxy", o=["system:node-proxier"])
         if flannel:
-            ents["flannel-etcd-client"] = _ent("flannel-etcd-client", "flannel-etcd-client")
+            ents["flannel"] = _ent("flannel", FLANNEL_USER)
 
     if minion_id in cluster.get("etcd_members", []):
         for identity in ("etcd-server", "etcd-peer"):

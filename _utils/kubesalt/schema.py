@@ -252,13 +252,6 @@ BATCH = Scalar(
     lambda v: bool(_BATCH.fullmatch(str(v))) and not isinstance(v, bool),
     "e.g. 5 or 25%",
 )
-ETCD_PREFIX = Scalar(
-    "an absolute etcd key prefix",
-    lambda v: (
-        isinstance(v, str) and v.startswith("/") and not v.endswith("/") and "//" not in v and not re.search(r"\s", v)
-    ),
-    "e.g. /coreos.com/network: leading '/', no trailing '/'",
-)
 SHA256 = Scalar(
     "a sha256 digest",
     lambda v: isinstance(v, str) and bool(re.fullmatch(r"[0-9a-f]{64}", v)),
@@ -325,6 +318,7 @@ SCHEMA = Struct(
         cert_days=DAYS,
         renew_days=DAYS,
         rotate_keys=BOOL,
+        super_admin=BOOL,
         apiserver_extra_sans=ListOf(SAN),
     ),
     etcd=Struct(
@@ -332,7 +326,6 @@ SCHEMA = Struct(
         packages=ListOf(PACKAGE),
         client_port=PORT,
         peer_port=PORT,
-        network_prefix=ETCD_PREFIX,
         restart_on_change=BOOL,
         health_timeout=SECONDS,
     ),

@@ -350,6 +350,20 @@ def sign_certificate(
     return builder.sign(ca_key, _signing_hash(ca_key)).public_bytes(serialization.Encoding.PEM).decode()
 
 
+# Security strength in bits (NIST SP 800-57 part 1) of the key types kubesalt may meet.
+STRENGTH = {"rsa-2048": 112, "rsa-3072": 128, "ecdsa-p256": 128, "rsa-4096": 140, "ecdsa-secp384r1": 192}
+
+
+def strength(key_type):
+    """Bits of security of a key type (``ecdsa-p256``, ``rsa-3072``, ...); 0 for a type kubesalt does not know."""
+    if key_type in STRENGTH:
+        return STRENGTH[key_type]
+    if key_type.startswith("rsa-") and key_type[4:].isdigit():
+        bits = int(key_type[4:])
+        return 0 if bits < 2048 else 112 if bits < 3072 else 128 if bits < 4096 else 140
+    return 0
+
+
 def normal_ip(value):
     """An IP address in its normal text form (``::1`` for ``0:0::1``)."""
     return str(_check_ip(value))
@@ -360,6 +374,7 @@ def csr_info(csr_pem, what="CSR"):
     csr = _load_csr(csr_pem, what)
     dns, ips = _sans_of(csr)
     return {
+        "key_type": _key_type(csr.public_key()),
         "cn": (_attr(csr.subject, NameOID.COMMON_NAME) or [""])[0],
         "o": _attr(csr.subject, NameOID.ORGANIZATION_NAME),
         "dns": list(dns),

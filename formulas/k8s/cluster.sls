@@ -5,7 +5,7 @@
     node a CA or an etcd member.
 
     sync -> validate -> CAs -> node certificates -> etcd members (parallel, restarts deferred) -> etcd restarts one
-    at a time with a quorum wait -> pod network config in etcd -> control plane one master at a time (each waits for
+    at a time with a quorum wait -> control plane one master at a time (each waits for
     its /readyz) -> cluster objects -> nodes (batch k8s:worker_batch; each registers and waits until Ready) ->
     add-ons -> smoke checks (every node Ready, CoreDNS available). #}
 {%- set nodes = "G@role:master or G@role:worker or G@role:etcd" %}
@@ -117,15 +117,6 @@ etcd members restarted one at a time:
     - require:
       - salt: etcd members in parallel
 
-pod network configuration in etcd:
-  salt.state:
-    - tgt: "{{ etcd_hosts }}"
-    - tgt_type: compound
-    - sls: k8s.etcd.network
-    - failhard: true
-    - require:
-      - salt: etcd members restarted one at a time
-
 control plane one master at a time:
   salt.state:
     - tgt: "G@role:master"
@@ -136,7 +127,7 @@ control plane one master at a time:
     - batch: 1
     - failhard: true
     - require:
-      - salt: pod network configuration in etcd
+      - salt: etcd members restarted one at a time
 
 cluster objects:
   salt.state:

@@ -120,10 +120,18 @@ def broken_pillar(salt_cli, pillar_dir):
 BROKEN = [
     ("k8s:\n  networks:\n    pod_cidr: 10.32.0.0/16\n", "k8s:networks:pod_cidr: 10.32.0.0/16 overlaps"),
     ("k8s:\n  networks:\n    cluster_dns_ip: 10.99.0.10\n", "k8s:networks:cluster_dns_ip: 10.99.0.10 is outside"),
-    ("k8s:\n  nodes:\n    worker02:\n      roles: [wrker]\n", "k8s:nodes:worker02:roles: unknown role 'wrker'"),
+    ("k8s:\n  nodes:\n    worker02:\n      roles: [wrker]\n", "k8s:nodes:worker02:roles: 'wrker' is not a known role"),
     ("k8s:\n  versions:\n    kubernetes: 1.34\n", "k8s:versions:kubernetes: '1.34' is not a MAJOR.MINOR.PATCH"),
     ("k8s:\n  pki:\n    ca_days: 100\n", "k8s:pki:ca_days: a CA lifetime of 100 days is shorter"),
     ("k8s:\n  versions:\n    etcd: 3.4.99\n", "k8s:artifacts:pins:etcd:3.4.99:amd64: no pinned"),
+    (
+        "k8s:\n  apiserver:\n    extra_flag: [--v=2]\n",
+        "k8s:apiserver:extra_flag: unknown key; did you mean 'extra_flags'?",
+    ),
+    (
+        'k8s:\n  nodes:\n    worker02:\n      ip: "10.240.0.22\\nUser=root"\n',
+        "k8s:nodes:worker02:ip: '10.240.0.22\\nUser=root'",
+    ),
 ]
 
 
@@ -162,7 +170,6 @@ def test_orchestration_runs_in_order_and_a_second_run_changes_nothing(salt_run_c
         "node certificates everywhere",
         "etcd members in parallel",
         "etcd members restarted one at a time",
-        "pod network configuration in etcd",
         "control plane one master at a time",
         "cluster objects",
         "nodes (masters and workers)",

@@ -169,3 +169,9 @@ def test_nodes_ready_lists_each_node_that_is_not_ready_with_its_reason(kube, con
         kube.nodes_ready(config, ["worker01", "master03"], timeout=1, interval=0.5)
     message = str(error.value)
     assert "worker01: NoReadyCondition" in message and "master03: NotRegistered" in message
+
+
+@pytest.mark.parametrize("timeout", [10**6, -1, "forever", True])
+def test_register_node_remote_holds_the_callers_timeout_to_the_ca_minions_own(minions, timeout):
+    with pytest.raises(SaltInvocationError, match="waits at most k8s:timeouts:node_ready"):
+        minions.execution("master01").register_node_remote(timeout, __pub_id="worker02")

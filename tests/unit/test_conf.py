@@ -181,10 +181,16 @@ def test_kubeconfigs_reference_files_and_are_private(conf, make_settings):
 def test_admin_kubeconfig_only_on_the_ca_minion(conf, make_settings):
     cfg = settings(make_settings, nodes=THREE_MASTERS, admin={"kubeconfig_paths": ["/root/.kube/config"]})
     files = conf.admin(cfg, "master01")
-    assert sorted(files) == ["/etc/kubernetes/admin.conf", "/root/.kube/config"]
+    assert sorted(files) == ["/etc/kubernetes/admin.conf", "/etc/kubernetes/super-admin.conf", "/root/.kube/config"]
     assert all(f["mode"] == "0600" for f in files.values())
     user = yaml.safe_load(files["/root/.kube/config"]["contents"])["users"][0]
     assert user["name"] == "kubernetes-admin"
+    breakglass = yaml.safe_load(files["/etc/kubernetes/super-admin.conf"]["contents"])["users"][0]
+    assert breakglass["name"] == "kubernetes-super-admin" and breakglass["user"]["client-key"].endswith(
+        "/super-admin.key"
+    )
+    old = settings(make_settings, nodes=THREE_MASTERS, pki={"super_admin": False})  # the pre-1.29 profile
+    assert sorted(conf.admin(old, "master01")) == ["/etc/kubernetes/admin.conf"]
     assert conf.admin(cfg, "master02") == {} and conf.admin(cfg, "worker01") == {}
 
 
@@ -293,7 +299,7 @@ def test_routes_mode_bridges_the_node_subnet_and_routes_to_every_other_node(conf
     assert spec["service"]["Type"] == "oneshot"
 
 
-def test_flannel_mode_uses_etcd_with_its_own_certificate(conf, make_settings):
+def test_flannel_mode_uses_the_kube_subnet_manager_with_its_own_api_credential(conf, make_settings):
     cfg = settings(
         make_settings,
         network={"mode": "flannel"},
@@ -301,11 +307,20 @@ def test_flannel_mode_uses_etcd_with_its_own_certificate(conf, make_settings):
     )
     spec = conf.network(cfg, "worker02")
     flags = flag_map(spec["flags"])
-    assert flags["etcd-endpoints"] == "https://10.240.0.11:2379"
-    assert flags["etcd-certfile"].endswith("/flannel-etcd-client.crt")
-    assert flags["etcd-prefix"] == "/coreos.com/network"
+    assert flags["kube-subnet-mgr"] == "true" and not any(f.startswith("etcd") for f in flags)
+    kubeconfig = yaml.safe_load(file_of(spec, "/flannel.conf")["contents"])
+    assert kubeconfig["users"][0]["user"]["client-certificate"].endswith("/flannel.crt")
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://10.240.0.11:6443"
+    assert json.loads(file_of(spec, "/flannel-net-conf.json")["contents"]) == {
+        "Network": "10.200.0.0/16",
+        "Backend": {"Type": "vxlan"},
+    }
     assert flags["iface"] == flags["public-ip"] == "10.240.0.22"
-    assert spec["certificates"] == ["flannel-etcd-client"]
+    assert spec["certificates"] == ["flannel"] and spec["service"]["Environment"] == "NODE_NAME=worker02"
+    manager = flag_map(conf.controller_manager(cfg, "master01")["flags"])
+    assert manager["allocate-node-cidrs"] == "true" and manager["node-cidr-mask-size"] == "24"
+    rbac = [o for o in conf.cluster_objects(cfg) if o["metadata"]["name"] == "kubesalt:flannel"]
+    assert [o["kind"] for o in rbac] == ["ClusterRole", "ClusterRoleBinding"]
     conflist = json.loads(file_of(spec, "/10-flannel.conflist")["contents"])
     assert [p["type"] for p in conflist["plugins"]] == ["flannel", "portmap"]
     assert "containerd.service" in spec["before"]
@@ -352,3 +367,11 @@ def test_coredns_objects_come_from_the_addon_data_with_the_settings_filled_in(co
     assert "CLUSTER_DOMAIN" in objects[3]["data"]["Corefile"]  # the data itself is left as it was
     disabled = make_settings({"nodes": make_settings()["nodes"], "addons": {"coredns": {"enabled": False}}})
     assert conf.coredns_objects(disabled, objects) == []
+
+
+def test_masters_register_tainted_and_workers_untainted(conf, make_settings):
+    cfg = settings(make_settings, nodes=THREE_MASTERS)
+    master = yaml.safe_load(file_of(conf.kubelet(cfg, "master02"), "/kubelet.yaml")["contents"])
+    assert master["registerWithTaints"] == [{"key": cfg["master_taint"], "effect": "NoSchedule"}]
+    worker = yaml.safe_load(file_of(conf.kubelet(cfg, "worker01"), "/kubelet.yaml")["contents"])
+    assert "registerWithTaints" not in worker

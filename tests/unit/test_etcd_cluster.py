@@ -10,7 +10,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 from tests.support import etcd_cluster
 from tests.support.loader import load
 
-PUBLIC = ("get", "put", "cas", "delete", "ls", "render_value", "same_value", "cluster_health", "network_config")
+PUBLIC = ("get", "put", "cas", "delete", "ls", "render_value", "same_value", "cluster_health")
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +283,7 @@ def test_endpoint_health_of_a_healthy_cluster(etcd, cluster):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# States: key_present / key_absent / network_config_present
+# States: key_present / key_absent
 # --------------------------------------------------------------------------------------------------------------------
 def test_key_present_creates_the_key_and_a_second_run_changes_nothing(etcd, cluster, key):
     state = states(etcd)
@@ -401,29 +401,6 @@ def test_key_absent_deletes_the_key_and_a_second_run_changes_nothing(etcd, clust
     assert first["result"] is True and first["changes"] == {"old": "v", "new": None}
     assert second["result"] is True and second["changes"] == {}
     assert etcd.get(key, **cluster.conn()) is None
-
-
-def test_network_config_present_writes_the_flannel_config_once(etcd, cluster, key, make_settings):
-    config = make_settings()
-    dry = states(etcd, test=True).network_config_present(key, config=config, **cluster.conn())
-    assert dry["result"] is None and etcd.get(key + "/config", **cluster.conn()) is None
-    first = states(etcd).network_config_present(key, config=config, **cluster.conn())
-    second = states(etcd).network_config_present(key, config=config, **cluster.conn())
-    assert first["name"] == key and first["result"] is True and first["changes"]["old"] is None
-    assert second["result"] is True and second["changes"] == {}
-    assert etcd.get(key + "/config", json=True, **cluster.conn()) == {
-        "Network": "10.200.0.0/16",
-        "SubnetLen": 24,
-        "Backend": {"Type": "vxlan"},
-    }
-
-
-def test_network_config_present_refuses_an_overlapping_pod_network(etcd, cluster, key, make_settings):
-    config = make_settings()
-    config["networks"]["service_cidr"] = "10.200.0.0/24"
-    result = states(etcd).network_config_present(key, config=config, **cluster.conn())
-    assert result["result"] is False and "k8s:networks:pod_cidr (10.200.0.0/16) overlaps" in result["comment"]
-    assert etcd.get(key + "/config", **cluster.conn()) is None
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
-"""etcd data for the formula: the flannel pod-network configuration (k8s_etcd) and the etcd member's spec
-(k8s_conf.etcd, the same path as every other component), on settings built by the real k8s.settings(); the rendered
-flags are run by the real etcd binary."""
+"""The etcd member's spec (k8s_conf.etcd, the same path as every other component) and the client's connection
+defaults (k8s_etcd), on settings built by the real k8s.settings(); the rendered flags are run by the real etcd
+binary."""
 
 import pytest
-from salt.exceptions import CommandExecutionError, SaltInvocationError
+from salt.exceptions import SaltInvocationError
 
 from tests.support import etcd_cluster
 from tests.support.loader import load
@@ -24,37 +24,6 @@ def etcd():
 @pytest.fixture(scope="module")
 def conf():
     return load("k8s_conf")
-
-
-def test_network_config_is_flannel_json_under_the_network_prefix(etcd, make_settings):
-    result = etcd.network_config(make_settings())
-    assert result == {
-        "key": "/coreos.com/network/config",
-        "value": {"Network": "10.200.0.0/16", "SubnetLen": 24, "Backend": {"Type": "vxlan"}},
-    }
-
-
-def test_network_config_follows_prefix_backend_and_subnet_length(etcd, make_settings):
-    config = make_settings(
-        {
-            "nodes": THREE_MEMBERS,
-            "etcd": {"network_prefix": "/kubesalt/net"},
-            "network": {"backend": {"Type": "host-gw"}},
-            "networks": {"pod_cidr": "10.100.0.0/16", "node_pod_prefix": 25},
-        }
-    )
-    result = etcd.network_config(config)
-    assert result["key"] == "/kubesalt/net/config"
-    assert result["value"] == {"Network": "10.100.0.0/16", "SubnetLen": 25, "Backend": {"Type": "host-gw"}}
-
-
-@pytest.mark.parametrize("other,cidr", [("service_cidr", "10.200.128.0/24"), ("node_cidr", "10.0.0.0/8")])
-def test_network_config_refuses_a_pod_network_overlapping_node_or_service_network(etcd, make_settings, other, cidr):
-    config = make_settings({"nodes": THREE_MEMBERS, "networks": {other: cidr}})
-    with pytest.raises(CommandExecutionError) as error:
-        etcd.network_config(config)
-    assert "k8s:networks:pod_cidr (10.200.0.0/16) overlaps" in str(error.value)
-    assert f"k8s:networks:{other} ({cidr})" in str(error.value)
 
 
 def test_etcd_spec_describes_a_mutual_tls_member_of_every_etcd_node(conf, make_settings):

@@ -16,8 +16,8 @@ CONTROL_PLANE = [
     "front-proxy-client",
     "kube-controller-manager",
     "kube-scheduler",
-    "admin",
 ]
+ADMIN = ["admin", "super-admin"]  # the CA minion's only (Kubernetes >= 1.29: k8s:pki:super_admin)
 ETCD = ["etcd-server", "etcd-peer", "etcd-healthcheck-client"]
 
 
@@ -56,22 +56,42 @@ def test_a_worker_is_entitled_to_its_own_kubelet_and_kube_proxy_only(policy):
     }
 
 
-def test_in_flannel_mode_every_node_also_gets_the_flannel_etcd_client(tmp_path):
+def test_in_flannel_mode_every_node_gets_an_api_credential_for_flanneld_and_none_from_the_etcd_ca(tmp_path):
     c = Cluster(tmp_path, network_mode="flannel")
     exe = c.execution("master01")
     for minion in ("worker01", "master02"):
-        ent = exe.entitlements(c.config(minion), minion)["flannel-etcd-client"]
-        assert (ent["ca"], ent["cn"], ent["usages"]) == ("etcd-ca", "flannel-etcd-client", ["client"])
+        ent = exe.entitlements(c.config(minion), minion)["flannel"]
+        assert (ent["ca"], ent["cn"], ent["o"], ent["usages"]) == ("kubernetes-ca", "kubesalt:flannel", [], ["client"])
+    worker = exe.entitlements(c.config("worker01"), "worker01")
+    assert [i for i, e in worker.items() if e["ca"] == "etcd-ca"] == []
 
 
-def test_in_routes_mode_no_node_gets_an_etcd_client_certificate_for_flannel(policy):
-    _, config, exe = policy
-    assert all("flannel-etcd-client" not in exe.entitlements(config, m) for m in NODES)
+def test_only_etcd_members_and_masters_hold_a_certificate_etcd_accepts(tmp_path):
+    """etcd gives any client certificate of its CA every key, /registry included: in either network mode only etcd
+    members and masters may hold one."""
+    for mode in ("routes", "flannel"):
+        c = Cluster(tmp_path / mode, network_mode=mode)
+        exe = c.execution("master01")
+        for minion, node in NODES.items():
+            etcd_ca = [i for i, e in exe.entitlements(c.config(minion), minion).items() if e["ca"] == "etcd-ca"]
+            if not {"master", "etcd"} & set(node["roles"]):
+                assert etcd_ca == [], (mode, minion, etcd_ca)
 
 
 def test_a_master_that_is_an_etcd_member_gets_the_control_plane_its_node_and_its_etcd_identities(policy):
     _, config, exe = policy
     assert list(exe.entitlements(config, "master02")) == CONTROL_PLANE + ["kubelet", "kube-proxy"] + ETCD
+    assert list(exe.entitlements(config, "master01")) == CONTROL_PLANE + ADMIN + ["kubelet", "kube-proxy"] + ETCD
+
+
+def test_admin_credentials_follow_the_release_the_ca_minion_holds_them_all(tmp_path):
+    old = Cluster(tmp_path / "old", pki={"super_admin": False})
+    ents = old.execution("master01").entitlements(old.config("master01"), "master01")
+    assert ents["admin"]["o"] == ["system:masters"] and "super-admin" not in ents
+    new = Cluster(tmp_path / "new")
+    ents = new.execution("master01").entitlements(new.config("master01"), "master01")
+    assert ents["admin"]["o"] == ["kubesalt:cluster-admins"]
+    assert (ents["super-admin"]["cn"], ents["super-admin"]["o"]) == ("kubernetes-super-admin", ["system:masters"])
 
 
 def test_an_etcd_only_node_gets_only_its_etcd_identities(tmp_path):
@@ -115,7 +135,8 @@ def test_control_plane_client_identities_have_the_documented_subjects(policy):
     _, config, exe = policy
     ents = exe.entitlements(config, "master01")
     subjects = {k: (v["ca"], v["cn"], v["o"], v["usages"]) for k, v in ents.items()}
-    assert subjects["admin"] == ("kubernetes-ca", "kubernetes-admin", ["system:masters"], ["client"])
+    assert subjects["admin"] == ("kubernetes-ca", "kubernetes-admin", ["kubesalt:cluster-admins"], ["client"])
+    assert subjects["super-admin"] == ("kubernetes-ca", "kubernetes-super-admin", ["system:masters"], ["client"])
     assert subjects["apiserver-kubelet-client"] == (
         "kubernetes-ca",
         "kube-apiserver-kubelet-client",
@@ -157,7 +178,7 @@ def test_a_worker_obtains_its_own_kubelet_certificate_through_sign_remote(cluste
 
 @pytest.mark.parametrize(
     "identity",
-    ["admin", "apiserver", "etcd-peer", "apiserver-etcd-client", "front-proxy-client", "flannel-etcd-client"],
+    ["admin", "super-admin", "apiserver", "etcd-peer", "apiserver-etcd-client", "front-proxy-client"],
 )
 def test_a_worker_is_refused_control_plane_and_etcd_certificates(cluster, identity):
     _, csr = csr_for(cluster, "worker01")
@@ -223,8 +244,8 @@ def test_a_csr_that_is_not_a_csr_is_refused(cluster):
 def test_sign_local_signs_for_the_ca_minion_itself(cluster):
     ca = cluster.execution("master01")
     _, csr = csr_for(cluster, "master01")
-    info = ca.certificate_info(ca.sign_local(csr, "admin")["certificate"])
-    assert info["subject"] == {"cn": "kubernetes-admin", "o": ["system:masters"]}
+    info = ca.certificate_info(ca.sign_local(csr, "super-admin")["certificate"])
+    assert info["subject"] == {"cn": "kubernetes-super-admin", "o": ["system:masters"]}
 
 
 def test_sign_local_cannot_be_reached_through_peer_publish(cluster):
@@ -281,3 +302,13 @@ def test_fetch_secret_remote_without_pub_id_or_for_an_unknown_secret_is_refused(
         ca.fetch_secret_remote("service-account")
     with pytest.raises(CommandExecutionError, match="unknown secret 'ca-key' requested by minion 'master02'"):
         ca.fetch_secret_remote("ca-key", __pub_id="master02")
+
+
+def test_the_ca_refuses_a_csr_whose_key_is_weaker_than_the_key_type_asks(cluster):
+    """k8s:pki:key_type ecdsa-p256 (128-bit strength): an RSA-2048 key (112 bits) is refused, RSA-3072 is not."""
+    ca = cluster.execution("master01")
+    weak = x509.create_csr(x509.generate_private_key("rsa-2048"), "x")
+    with pytest.raises(CommandExecutionError, match="sent a rsa-2048 key for 'kubelet'.*ecdsa-p256.*128-bit"):
+        ca.sign_remote(weak, "kubelet", __pub_id="worker01")
+    strong = x509.create_csr(x509.generate_private_key("rsa-3072"), "x")
+    assert ca.sign_remote(strong, "kubelet", __pub_id="worker01")["certificate"]

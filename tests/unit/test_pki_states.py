@@ -194,9 +194,9 @@ def test_a_worker_gets_its_kubelet_certificate_through_peer_publish_then_nothing
 
 
 def test_the_ca_minion_signs_its_own_certificates_locally(cluster):
-    ret = cluster.issue("master01", "admin")
+    ret = cluster.issue("master01", "super-admin")
     assert ret["result"] is True and cluster.published == []
-    cert = cluster.files("master01", "admin")["cert"].read_text()
+    cert = cluster.files("master01", "super-admin")["cert"].read_text()
     assert x509.certificate_info(cert)["subject"]["o"] == ["system:masters"]
 
 
@@ -314,12 +314,12 @@ def test_the_ca_refusal_reaches_the_node_and_nothing_is_written(cluster):
     states = cluster.states("worker01")
     config = dict(cluster.config("worker01"), nodes=node_view)
     config["cluster"] = dict(config["cluster"], masters=config["cluster"]["masters"] + ["worker01"])
-    files = cluster.files("worker01", "admin")
-    ret = states.certificate_managed(str(files["cert"]), str(files["key"]), "admin", config=config)
+    files = cluster.files("worker01", "apiserver")
+    ret = states.certificate_managed(str(files["cert"]), str(files["key"]), "apiserver", config=config)
     assert ret["result"] is False
     assert (
         "CA minion 'master01' refused k8s_pki.sign_remote for minion 'worker01': ERROR: minion 'worker01' "
-        "is not entitled to the 'admin' certificate" in ret["comment"]
+        "is not entitled to the 'apiserver' certificate" in ret["comment"]
     )
     assert not files["cert"].exists() and not files["key"].exists()
 

@@ -179,7 +179,6 @@ BROKEN = {
     "ca_minion_not_a_node": (_pillar(pki__ca_minion="ghost"), "k8s:pki:ca_minion: 'ghost' is not a node"),
     "malformed_mirror_url": (_pillar(artifacts__mirror="ftp//mirror"), "k8s:artifacts:mirror: 'ftp//mirror'"),
     "unknown_network_mode": (_pillar(network__mode="weave"), "k8s:network:mode: 'weave' is not supported"),
-    "etcd_prefix_without_slash": (_pillar(etcd__network_prefix="coreos.com/network"), "k8s:etcd:network_prefix"),
     "unknown_arch": (_pillar(arch="s390x"), "k8s:arch: 's390x' is not supported"),
     "relative_path": (_pillar(paths__pki_dir="etc/pki"), "k8s:paths:pki_dir: 'etc/pki' is not an absolute path"),
     "apiserver_endpoint_not_https": (

@@ -1,6 +1,6 @@
-{#- The admin kubeconfig (cluster-admin: group system:masters), on the CA minion only -- the admin certificate
-    exists nowhere else -- at <config_dir>/admin.conf and every k8s:admin:kubeconfig_paths entry, mode 0600. A no-op
-    on every other node: workers never get it. #}
+{#- The admin kubeconfigs, on the CA minion only -- the admin certificates exist nowhere else: <config_dir>/admin.conf
+    and every k8s:admin:kubeconfig_paths entry, and with k8s:pki:super_admin the break-glass super-admin.conf, all
+    mode 0600. A no-op on every other node. #}
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- set files = salt["k8s_conf.admin"](k8s, opts.id) %}
 {%- if files %}
@@ -18,7 +18,7 @@ admin kubeconfig {{ path }}:
     - group: root
     - makedirs: true
     - require:
-      - k8s_pki: admin certificate
+      - k8s_pki: {{ "super-admin" if path.endswith("/super-admin.conf") else "admin" }} certificate
 {%-   endfor %}
 {%- else %}
 

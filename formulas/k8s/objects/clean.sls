@@ -7,6 +7,7 @@ cluster objects removed:
   k8s_kube.objects_absent:
     - manifests: {{ salt["k8s_conf.cluster_objects"](k8s) | json }}
     - config: {{ k8s | json }}
+    - identity: {{ salt["k8s_conf.bootstrap_identity"](k8s) }}
 {%- else %}
 
 cluster objects are removed by the CA minion:

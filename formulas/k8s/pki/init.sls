@@ -7,15 +7,13 @@
 {%- set me = opts.id %}
 {%- set is_ca = k8s.cluster.is_ca %}
 {%- set is_master = k8s.cluster.is_master %}
-{#- The admin certificate is held by the CA minion only (it backs the admin kubeconfig); other masters may be
-    entitled to it but do not need it. #}
 {%- set entitled = salt["k8s_pki.entitlements"](k8s, me) %}
 
 include:
   - k8s.common
   - k8s.pki.ca
 
-{%- for identity, policy in entitled | dictsort if identity != "admin" or is_ca %}
+{%- for identity, policy in entitled | dictsort %}
 {%-   set files = layout.certificates[identity] %}
 
 {{ identity }} certificate:
