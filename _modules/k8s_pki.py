@@ -36,7 +36,7 @@ import stat
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from kubesalt import peer, pki, x509
+from kubesalt import peer, pki, seal, x509
 
 log = logging.getLogger(__name__)
 
@@ -320,16 +320,19 @@ def sign_local(csr, identity, config=None, **kwargs):
     return _issue(_ca_config(config), str(__opts__["id"]), csr, identity)
 
 
-def fetch_secret_remote(name, **kwargs):
+def fetch_secret_remote(name, recipient=None, **kwargs):
     """
-    Return a cluster secret (``service-account`` or ``encryption-config``) to a minion with the master role in
-    ``k8s:nodes``, called through peer publish on the CA minion. Returns ``{"secret": value}``.
+    Hand a cluster secret (``service-account`` or ``encryption-config``) to a minion with the master role in
+    ``k8s:nodes``, called through peer publish on the CA minion. The secret is sealed to ``recipient``, the caller's
+    one-time X25519 public key (base64; see ``kubesalt.seal``), and bound to the secret's name and the caller's id:
+    the reply, which Salt keeps in its job cache and sends over its event bus, holds ciphertext only. Returns
+    ``{"sealed": {...}}``.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call publish.publish master01 k8s_pki.fetch_secret_remote arg="[service-account]"
+        salt-call publish.publish master01 k8s_pki.fetch_secret_remote arg="[service-account, <base64 X25519 key>]"
     """
     requester = peer.requester(kwargs, "k8s_pki.fetch_secret_remote")
     config = _ca_config()
@@ -341,7 +344,12 @@ def fetch_secret_remote(name, **kwargs):
         raise CommandExecutionError(
             f"minion '{requester}' may not fetch secret '{name}': only nodes with the master role in k8s:nodes may"
         )
-    return {"secret": _read_secret(config, name)}
+    if not recipient:
+        raise SaltInvocationError(
+            f"k8s_pki.fetch_secret_remote: minion '{requester}' sent no recipient key; a secret is only handed over "
+            "sealed to a one-time key of the requester (an older kubesalt on that minion?)"
+        )
+    return {"sealed": seal.seal(_read_secret(config, name), recipient, seal.context(name, requester))}
 
 
 def fetch_secret_local(name, config=None, **kwargs):

@@ -19,7 +19,7 @@ import os
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from kubesalt import files, outcome, peer, pki, x509
+from kubesalt import files, outcome, peer, pki, seal, x509
 
 __virtualname__ = "k8s_pki"
 
@@ -326,7 +326,8 @@ def secret_present(name, secret, config=None, timeout=30):
     Ensure a cluster secret (``service-account``: the service-account signing key; ``encryption-config``: the
     API server's EncryptionConfiguration) is at ``name`` (0600). On the CA minion the secret is generated in the CA
     directory the first time (and never rotated by this state) and copied from there; other minions fetch it with
-    ``k8s_pki.fetch_secret_remote``, which the CA minion grants to masters only. Use ``name`` = the secret's
+    ``k8s_pki.fetch_secret_remote``, which the CA minion grants to masters only, sealed to a one-time key of this
+    minion (``kubesalt.seal``): the secret never passes through Salt in the clear. Use ``name`` = the secret's
     ``source`` from ``k8s_pki.layout`` on the CA minion to only create it there.
 
     name
@@ -368,9 +369,10 @@ def secret_present(name, secret, config=None, timeout=30):
             else:
                 value = __salt__["k8s_pki.fetch_secret_local"](secret, config=config)["secret"]
         else:
-            value = _peer(ca_minion, "k8s_pki.fetch_secret_remote", [secret], timeout).get("secret")
-            if not value:
-                raise CommandExecutionError(f"CA minion '{ca_minion}' replied without the secret '{secret}'")
+            # Sealed to a one-time key: the reply passes through Salt's job cache and event bus as ciphertext.
+            private, public = seal.keypair()
+            reply = _peer(ca_minion, "k8s_pki.fetch_secret_remote", [secret, public], timeout)
+            value = seal.unseal(reply.get("sealed"), private, seal.context(secret, me))
         copy = me != ca_minion or os.path.abspath(name) != os.path.abspath(source)
         if copy and (value is None or files.read_text(name) != value):
             changes["secret"] = f"{name} written (content not shown)"

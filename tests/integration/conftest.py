@@ -265,6 +265,20 @@ def apply_sls(salt_cli):
     return _apply
 
 
+@pytest.fixture
+def pillar_override(salt_cli, pillar_dir):
+    """pillar_override(text): write a pillar override (merged over the test pillar), refresh pillar on every minion;
+    restored on exit."""
+
+    def _write(text):
+        (pillar_dir / "override.sls").write_text(text)
+        ret = salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
+        assert ret.returncode == 0, ret
+
+    yield _write
+    _write("{}\n")
+
+
 @pytest.fixture(scope="session")
 def node_root(fs_root):
     """node_root(minion) -> the pathlib.Path that minion's states treat as '/'."""

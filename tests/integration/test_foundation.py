@@ -105,16 +105,8 @@ def test_test_mode_reports_pending_changes_and_writes_nothing(apply_sls, tmp_pat
 
 
 @pytest.fixture
-def broken_pillar(salt_cli, pillar_dir):
-    """Write a pillar override, refresh pillar on every minion; restore on exit."""
-
-    def _write(text):
-        (pillar_dir / "override.sls").write_text(text)
-        ret = salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*")
-        assert ret.returncode == 0, ret
-
-    yield _write
-    _write("{}\n")
+def broken_pillar(pillar_override):
+    return pillar_override
 
 
 BROKEN = [

@@ -4,9 +4,9 @@ import logging
 import os
 
 import pytest
-from salt.exceptions import CommandExecutionError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from kubesalt import x509
+from kubesalt import seal, x509
 from tests.support.pki_fixtures import NODES, Cluster, cluster  # noqa: F401  (fixture)
 
 CONTROL_PLANE = [
@@ -280,12 +280,39 @@ def test_signing_with_a_missing_ca_names_the_ca_and_its_file(cluster):
 
 
 # secrets ------------------------------------------------------------------------------------------------------------
-def test_a_master_fetches_the_service_account_key(cluster):
+def fetch(ca, name, requester):
+    private, public = seal.keypair()
+    reply = ca.fetch_secret_remote(name, public, __pub_id=requester)
+    return reply, private
+
+
+def test_a_master_fetches_the_service_account_key_sealed_to_its_one_time_key(cluster):
     ca = cluster.execution("master01")
-    secret = ca.fetch_secret_remote("service-account", __pub_id="master02")["secret"]
+    reply, private = fetch(ca, "service-account", "master02")
+    assert set(reply) == {"sealed"} and "PRIVATE KEY" not in str(reply)
+    secret = seal.unseal(reply["sealed"], private, seal.context("service-account", "master02"))
     assert x509.private_key_info(secret)["key_type"] == "ecdsa-p256"
-    config = ca.fetch_secret_remote("encryption-config", __pub_id="master03")["secret"]
+    reply, private = fetch(ca, "encryption-config", "master03")
+    config = seal.unseal(reply["sealed"], private, seal.context("encryption-config", "master03"))
     assert "kind: EncryptionConfiguration" in config and "secretbox" in config
+
+
+def test_a_sealed_secret_opens_only_for_its_key_its_name_and_its_requester(cluster):
+    ca = cluster.execution("master01")
+    reply, private = fetch(ca, "service-account", "master02")
+    other, _ = seal.keypair()
+    for key, info in (
+        (other, seal.context("service-account", "master02")),
+        (private, seal.context("encryption-config", "master02")),
+        (private, seal.context("service-account", "master03")),
+    ):
+        with pytest.raises(CommandExecutionError, match="does not decrypt"):
+            seal.unseal(reply["sealed"], key, info)
+
+
+def test_a_secret_is_never_handed_over_without_a_recipient_key(cluster):
+    with pytest.raises(SaltInvocationError, match="sent no recipient key"):
+        cluster.execution("master01").fetch_secret_remote("service-account", __pub_id="master02")
 
 
 def test_a_worker_may_not_fetch_cluster_secrets(cluster):
