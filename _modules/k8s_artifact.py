@@ -14,6 +14,10 @@ What it guarantees
   mode and owner, then renamed over the old one (``os.replace``) and the directory is fsync'ed. Any failure leaves
   the previous file byte-identical and removes the temporary file. Archive members are extracted the same way, one
   file at a time.
+* **Bounded size.** A download larger than ``max_bytes`` (``k8s:artifacts:max_size_mib``, default 512 MiB) is
+  refused while it streams, whatever its Content-Length says: a hostile mirror cannot fill the disk.
+* **A cache that is ours.** ``cache_dir`` must be a directory of this user that group and others cannot write;
+  kubesalt creates it 0700.
 * **Bounded network behaviour.** Connect and read timeouts (the read timeout bounds every stall, including one
   mid-body); ``retries`` extra attempts on connection errors, timeouts, truncated bodies, HTTP 5xx, 408 and 429,
   with exponential backoff (``backoff * 2**n`` seconds, each wait capped at 30 s); HTTP 4xx fails at once; at most
@@ -41,8 +45,9 @@ What it guarantees
 
 Mirrors (air-gapped sites)
 --------------------------
-``k8s:artifacts:mirror`` (a base URL) rewrites every artifact and checksum URL: the scheme and host are replaced and
-the upstream host becomes the first path segment::
+``k8s:artifacts:mirror`` (a base URL) rewrites every artifact URL: the scheme and host are replaced and the upstream
+host becomes the first path segment (an opted-in checksum file is always fetched from upstream: a mirror that served
+both a file and its checksum could vouch for anything)::
 
     https://dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubelet
     -> http://mirror.example:8080/dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubelet
@@ -198,7 +203,8 @@ def _resolve(component, config, arch=None, mirror=None):
             _format(opt_in, f"k8s:artifacts:checksum_urls:{component}", version=version, arch=arch),
             f"k8s:artifacts:checksum_urls:{component}",
         )
-        checksum_url = mirror_url(upstream_checksum, mirror)
+        # Never through the mirror: a mirror that served both the file and its checksum could vouch for anything.
+        checksum_url = upstream_checksum
         hash_type = download.checksum_hash_type(upstream_checksum)
     kind, target, members = _layout(component, entry, config)
     members = {
@@ -287,7 +293,17 @@ def resolve(component, config):
 
 
 def _source(
-    url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff, max_redirects
+    url,
+    hash_type,
+    digest,
+    checksum_url,
+    cache_dir,
+    connect_timeout,
+    read_timeout,
+    retries,
+    backoff,
+    max_redirects,
+    max_bytes,
 ):
     """The checked arguments that say where an artifact comes from and how it is verified and fetched."""
     hash_type = download.check_hash_type(hash_type)
@@ -296,8 +312,8 @@ def _source(
         hash_type,
         download.check_digest(digest, hash_type),
         None if checksum_url in download.NO_DIGEST else download.check_url(checksum_url, "checksum_url"),
-        _abspath(cache_dir, "cache_dir") if cache_dir else None,
-        download.Net(connect_timeout, read_timeout, retries, backoff, max_redirects),
+        cache.check_dir(_abspath(cache_dir, "cache_dir")) if cache_dir else None,
+        download.Net(connect_timeout, read_timeout, retries, backoff, max_redirects, max_bytes),
     )
 
 
@@ -325,6 +341,7 @@ def install(
     retries=3,
     backoff=1.0,
     max_redirects=5,
+    max_bytes=download.DEFAULT_MAX_BYTES,
     test=False,
 ):
     """
@@ -347,7 +364,17 @@ def install(
     """
     path = _abspath(name)
     url, hash_type, digest, checksum_url, cache_dir, net = _source(
-        url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff, max_redirects
+        url,
+        hash_type,
+        digest,
+        checksum_url,
+        cache_dir,
+        connect_timeout,
+        read_timeout,
+        retries,
+        backoff,
+        max_redirects,
+        max_bytes,
     )
     mode, uid, gid = files.parse_mode(mode), files.owner_id(user, "user"), files.owner_id(group, "group")
 
@@ -388,6 +415,7 @@ def fetch(
     retries=3,
     backoff=1.0,
     max_redirects=5,
+    max_bytes=download.DEFAULT_MAX_BYTES,
 ):
     """
     Download ``url`` into the cache (verified; nothing is fetched when a valid entry exists) and return the path of
@@ -403,7 +431,17 @@ def fetch(
     if not cache_dir:
         raise SaltInvocationError("k8s_artifact.fetch: cache_dir is required")
     url, hash_type, digest, checksum_url, cache_dir, net = _source(
-        url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff, max_redirects
+        url,
+        hash_type,
+        digest,
+        checksum_url,
+        cache_dir,
+        connect_timeout,
+        read_timeout,
+        retries,
+        backoff,
+        max_redirects,
+        max_bytes,
     )
     if digest is None:
         if checksum_url is None:
@@ -430,6 +468,7 @@ def extract(
     retries=3,
     backoff=1.0,
     max_redirects=5,
+    max_bytes=download.DEFAULT_MAX_BYTES,
     test=False,
 ):
     """
@@ -454,7 +493,17 @@ def extract(
     dest_dir = _abspath(name)
     members = archive.check_members(members)
     url, hash_type, digest, checksum_url, cache_dir, net = _source(
-        url, hash_type, digest, checksum_url, cache_dir, connect_timeout, read_timeout, retries, backoff, max_redirects
+        url,
+        hash_type,
+        digest,
+        checksum_url,
+        cache_dir,
+        connect_timeout,
+        read_timeout,
+        retries,
+        backoff,
+        max_redirects,
+        max_bytes,
     )
     mode, uid, gid = files.parse_mode(mode), files.owner_id(user, "user"), files.owner_id(group, "group")
     if os.path.exists(dest_dir) and not os.path.isdir(dest_dir):
@@ -589,6 +638,7 @@ def mirror_populate(
     retries=None,
     backoff=1.0,
     max_redirects=5,
+    max_bytes=download.DEFAULT_MAX_BYTES,
 ):
     """
     Download every artifact the cluster needs (or ``components``) from upstream into ``directory``, laid out as

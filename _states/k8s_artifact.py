@@ -36,11 +36,12 @@ directory in the other. Keeping them apart keeps each state's arguments and chan
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from kubesalt import cache
+from kubesalt import cache, download
 
 __virtualname__ = "k8s_artifact"
 
 DEFAULT_CACHE_DIR = cache.DEFAULT_DIR
+DEFAULT_MAX_BYTES = download.DEFAULT_MAX_BYTES
 
 
 def __virtual__():
@@ -81,6 +82,7 @@ def managed(
     read_timeout=30,
     retries=3,
     max_redirects=5,
+    max_bytes=DEFAULT_MAX_BYTES,
 ):
     """
     Install the single file at ``url`` as ``name`` once its digest is verified (atomically; the old file is kept
@@ -124,6 +126,7 @@ def managed(
         read_timeout=read_timeout,
         retries=retries,
         max_redirects=max_redirects,
+        max_bytes=max_bytes,
     )
 
 
@@ -142,6 +145,7 @@ def extracted(
     read_timeout=30,
     retries=3,
     max_redirects=5,
+    max_bytes=DEFAULT_MAX_BYTES,
 ):
     """
     Extract selected members of the tar archive at ``url`` into the directory ``name``, once the archive's digest is
@@ -182,4 +186,5 @@ def extracted(
         read_timeout=read_timeout,
         retries=retries,
         max_redirects=max_redirects,
+        max_bytes=max_bytes,
     )

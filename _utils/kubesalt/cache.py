@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -21,6 +22,32 @@ from kubesalt import download, files
 log = logging.getLogger(__name__)
 
 DEFAULT_DIR = "/var/cache/kubesalt/artifacts"
+
+
+def check_dir(cache_dir):
+    """
+    Refuse a cache directory that is not this process's own: a symlink, not a directory, owned by another user, or
+    writable by group or others. Entries are re-hashed at every use, but a cache others can write to could still be
+    filled up or raced; kubesalt creates it 0700. A missing directory is fine (it is created at first use).
+    """
+    try:
+        info = os.lstat(cache_dir)
+    except FileNotFoundError:
+        return cache_dir
+    mode = stat.S_IMODE(info.st_mode)
+    if not stat.S_ISDIR(info.st_mode):
+        raise CommandExecutionError(f"k8s_artifact: cache_dir {cache_dir} is not a directory (a symlink?); refusing")
+    if info.st_uid != os.geteuid():
+        raise CommandExecutionError(
+            f"k8s_artifact: cache_dir {cache_dir} is owned by uid {info.st_uid}, not by uid "
+            f"{os.geteuid()} that installs from it; refusing (chown it or remove it)"
+        )
+    if mode & 0o022:
+        raise CommandExecutionError(
+            f"k8s_artifact: cache_dir {cache_dir} is mode {mode:04o}: group or others can "
+            f"write to it; refusing (chmod 0700 {cache_dir})"
+        )
+    return cache_dir
 
 
 class _Corrupt(Exception):

@@ -32,6 +32,9 @@ HASH_TYPES = data.HASH_SIZES
 NO_DIGEST = (None, "", "None", "none", "null", "Null", "NULL", "~")
 _BACKOFF_MAX = 30.0
 CHECKSUM_FILE_LIMIT = 1024 * 1024
+# The most a download may be, unless the caller says otherwise (k8s:artifacts:max_size_mib): a hostile or broken
+# mirror cannot fill the disk.
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 
 
 class _Retryable(Exception):
@@ -41,7 +44,10 @@ class _Retryable(Exception):
 class Net:
     """Network settings of one operation (validated)."""
 
-    def __init__(self, connect_timeout=10, read_timeout=30, retries=3, backoff=1.0, max_redirects=5):
+    def __init__(
+        self, connect_timeout=10, read_timeout=30, retries=3, backoff=1.0, max_redirects=5, max_bytes=DEFAULT_MAX_BYTES
+    ):
+        self.max_bytes = _count("max_bytes", max_bytes, 1 << 40)
         self.connect_timeout = _positive("connect_timeout", connect_timeout)
         self.read_timeout = _positive("read_timeout", read_timeout)
         self.backoff = _positive("backoff", backoff, allow_zero=True)
@@ -227,7 +233,9 @@ def _stream_once(session, url, fh, hasher, net, limit=None):
 
 
 def download_into(url, fh, hash_type, net, limit=None):
-    """Stream ``url`` into ``fh`` with retries; return (hex digest, size, seconds)."""
+    """Stream ``url`` into ``fh`` with retries, at most ``limit`` bytes (default ``net.max_bytes``); return (hex
+    digest, size, seconds)."""
+    limit = net.max_bytes if limit is None else limit
     attempts = net.retries + 1
     last = None
     with _session(net) as session:

@@ -343,6 +343,7 @@ SCHEMA = Struct(
         checksum_urls=MapOf(WORD, HTTP_URL),
         connect_timeout=SECONDS,
         read_timeout=SECONDS,
+        max_size_mib=Scalar("a size in MiB", _int_in(1, 1 << 20)),
         retries=Scalar("a number of retries", _int_in(0, 20)),
     ),
     apiserver=Struct(

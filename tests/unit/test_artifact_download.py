@@ -239,3 +239,36 @@ def test_bad_arguments_are_rejected_naming_the_value(art, target, kwargs, bad):
     with pytest.raises(SaltInvocationError, match=bad):
         art.install(str(target), **args)
     assert target.read_bytes() == OLD
+
+
+# -- what a hostile mirror cannot do ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "no-content-length"])
+def test_a_download_larger_than_max_bytes_is_refused_and_nothing_is_written(
+    art, http_server, target, tmp_path, chunked
+):
+    url = http_server.serve("/release/kubelet", BODY, fault="no_length" if chunked else None)
+    cache = tmp_path / "cache"
+    with pytest.raises(CommandExecutionError, match="allowed here"):
+        art.install(str(target), url, DIGEST, cache_dir=str(cache), max_bytes=1024 * 1024, **FAST)
+    assert target.read_bytes() == OLD and leftovers(target.parent) == []
+    assert not any(p.is_file() for p in cache.rglob("*"))
+
+
+@pytest.mark.parametrize("problem", ["group-writable", "other owner", "symlink"])
+def test_a_cache_directory_others_can_write_is_refused(art, http_server, target, tmp_path, problem):
+    url = http_server.serve("/release/kubelet", BODY)
+    cache = tmp_path / "cache"
+    if problem == "symlink":
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        cache.symlink_to(tmp_path / "elsewhere")
+    else:
+        cache.mkdir(mode=0o700)
+    if problem == "group-writable":
+        cache.chmod(0o770)
+    if problem == "other owner":
+        if os.geteuid() != 0:
+            pytest.skip("needs root to give the directory to another user")
+        os.chown(cache, 65534, 65534)
+    with pytest.raises(CommandExecutionError, match=f"cache_dir {cache} "):
+        art.install(str(target), url, DIGEST, cache_dir=str(cache), **FAST)
+    assert target.read_bytes() == OLD and http_server.requests == []

@@ -78,6 +78,19 @@ def test_mirror_rewrites_scheme_and_host_keeping_upstream_host_as_first_segment(
     assert art.mirror_url("https://github.com/a/b", "") == "https://github.com/a/b"
 
 
+def test_a_checksum_file_never_comes_through_the_mirror(art, make_settings):
+    """A mirror that served both a file and the checksum it is checked against could vouch for anything."""
+    config = settings(
+        make_settings,
+        mirror="http://mirror.example:8080",
+        pins={"flannel-cni-plugin": {"1.7.1": {"amd64": {"url": "https://github.com/f/{version}/x.tgz"}}}},
+        checksum_urls={"flannel-cni-plugin": "https://github.com/f/{version}/SHA256SUMS"},
+    )
+    a = art.resolve("flannel-cni-plugin", config)
+    assert a["url"] == "http://mirror.example:8080/github.com/f/1.7.1/x.tgz"
+    assert a["checksum_url"] == a["upstream_checksum_url"] == "https://github.com/f/1.7.1/SHA256SUMS"
+
+
 def test_bad_mirror_url_is_rejected_naming_the_pillar_key(art, make_settings):
     with pytest.raises(SaltInvocationError, match="k8s:artifacts:mirror 'ftp://mirror'"):
         art.resolve("kubelet", settings(make_settings, mirror="ftp://mirror"))

@@ -114,6 +114,7 @@ image archive {{ image.name }}:
     - connect_timeout: {{ k8s.artifacts.connect_timeout }}
     - read_timeout: {{ k8s.artifacts.read_timeout }}
     - retries: {{ k8s.artifacts.retries }}
+    - max_bytes: {{ k8s.artifacts.max_size_mib * 1048576 }}
 {%-     if k8s.manage_services and image.name not in held %}
 
 image {{ image.name }} in containerd:
