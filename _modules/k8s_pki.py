@@ -332,9 +332,11 @@ def fetch_secret_remote(name, recipient=None, **kwargs):
 
     .. code-block:: bash
 
-        salt-call publish.publish master01 k8s_pki.fetch_secret_remote arg="[service-account, <base64 X25519 key>]"
+        salt-call publish.publish master01 k8s_pki.fetch_secret_remote \\
+            arg='[service-account, {__kwarg__: true, recipient: <base64 X25519 key>}]'
     """
     requester = peer.requester(kwargs, "k8s_pki.fetch_secret_remote")
+    peer.refuse_arguments(kwargs, "k8s_pki.fetch_secret_remote", "it takes a secret name and recipient=<key>")
     config = _ca_config()
     if name not in pki.SECRETS:
         raise CommandExecutionError(

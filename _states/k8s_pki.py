@@ -371,7 +371,7 @@ def secret_present(name, secret, config=None, timeout=30):
         else:
             # Sealed to a one-time key: the reply passes through Salt's job cache and event bus as ciphertext.
             private, public = seal.keypair()
-            reply = _peer(ca_minion, "k8s_pki.fetch_secret_remote", [secret, public], timeout)
+            reply = _peer(ca_minion, "k8s_pki.fetch_secret_remote", [secret, peer.named(recipient=public)], timeout)
             value = seal.unseal(reply.get("sealed"), private, seal.context(secret, me))
         copy = me != ca_minion or os.path.abspath(name) != os.path.abspath(source)
         if copy and (value is None or files.read_text(name) != value):

@@ -2,11 +2,13 @@
 
 import logging
 import os
+import re
 
 import pytest
+import salt.minion
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from kubesalt import seal, x509
+from kubesalt import peer, seal, x509
 from tests.support.pki_fixtures import NODES, Cluster, cluster  # noqa: F401  (fixture)
 
 CONTROL_PLANE = [
@@ -339,3 +341,32 @@ def test_the_ca_refuses_a_csr_whose_key_is_weaker_than_the_key_type_asks(cluster
         ca.sign_remote(weak, "kubelet", __pub_id="worker01")
     strong = x509.create_csr(x509.generate_private_key("rsa-3072"), "x")
     assert ca.sign_remote(strong, "kubelet", __pub_id="worker01")["certificate"]
+
+
+def padded_word_key():
+    """A one-time key whose base64 is word characters and '=' only: the shape Salt reads as ``name=value``."""
+    for _ in range(500):
+        private, public = seal.keypair()
+        if re.fullmatch(r"[A-Za-z]\w*=", public):
+            return private, public
+    raise AssertionError("no such key in 500 tries (each has a ~20% chance)")
+
+
+def test_the_recipient_key_reaches_the_ca_minion_whatever_its_characters(cluster):
+    """The request as the state builds it, unpacked by the target minion's own argument loader: before kubesalt
+    sent the key as a named argument, one run in five lost it (it arrived as a keyword argument named after it)."""
+    ca = cluster.execution("master01")
+    private, public = padded_word_key()
+    plain, _ = salt.minion.load_args_and_kwargs(ca.fetch_secret_remote, ["service-account", public])
+    assert plain == ["service-account"], "Salt no longer parses such a string as name=value?"
+    args, kwargs = salt.minion.load_args_and_kwargs(
+        ca.fetch_secret_remote, ["service-account", peer.named(recipient=public)]
+    )
+    reply = ca.fetch_secret_remote(*args, **kwargs, __pub_id="master02")
+    secret = seal.unseal(reply["sealed"], private, seal.context("service-account", "master02"))
+    assert "PRIVATE KEY" in secret
+
+
+def test_a_secret_request_with_unknown_named_arguments_is_refused(cluster):
+    with pytest.raises(SaltInvocationError, match="unexpected argument"):
+        cluster.execution("master01").fetch_secret_remote("service-account", "k", mode="plain", __pub_id="master02")
