@@ -10,7 +10,7 @@ without a minion.
 Each ``<component>(config, minion_id)`` function returns a *component spec*::
 
     {"unit": "kube-apiserver", "description": "...", "exec": "/usr/local/bin/kube-apiserver",
-     "flags": ["--flag=value", ...], "files": {path: {"contents": text, "mode": "0644"}},
+     "flags": ["--flag=value", ...], "files": {path: {"contents": text, "mode": "0600"}},
      "certificates": [identities the service must restart for], "secrets": [...], "after": [...],
      "requires": [...], "service": {extra [Service] settings}}
 
@@ -324,6 +324,7 @@ def etcd(config, minion_id):
                 "peer-trusted-ca-file": ca,
                 "peer-cert-file": peer_cert,
                 "peer-key-file": peer_key,
+                "cipher-suites": config["tls"]["cipher_suites"],
             }
         )
     )
@@ -364,12 +365,12 @@ def apiserver(config, minion_id):
     _require_role(config, minion_id, "master")
     node, api = _node(config, minion_id), config.get("apiserver") or {}
     nets, domain = config["networks"], config["cluster_domain"]
-    files, audit = {}, {}
+    files, audit, admission = {}, {}, {}
     if api.get("audit_rules"):
         policy = f"{config['paths']['config_dir']}/audit-policy.yaml"
         files[policy] = {
             "contents": _yaml({"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": api["audit_rules"]}),
-            "mode": "0644",
+            "mode": "0600",
         }
         audit = {
             "audit-policy-file": policy,
@@ -378,6 +379,10 @@ def apiserver(config, minion_id):
             "audit-log-maxbackup": 10,
             "audit-log-maxsize": 100,
         }
+    if api["pod_security_api_version"]:
+        admission_file = f"{config['paths']['config_dir']}/admission.yaml"
+        files[admission_file] = {"contents": _yaml(admission_config(config)), "mode": "0600"}
+        admission = {"admission-control-config-file": admission_file}
     tls_cert, tls_key = _cert(config, "apiserver")
     etcd_cert, etcd_key = _cert(config, "apiserver-etcd-client")
     kubelet_cert, kubelet_key = _cert(config, "apiserver-kubelet-client")
@@ -416,7 +421,9 @@ def apiserver(config, minion_id):
             "proxy-client-cert-file": proxy_cert,
             "proxy-client-key-file": proxy_key,
             "profiling": False,
+            **_tls(config),
             **audit,
+            **admission,
         }
     ) + _extra(config, "apiserver")
     return _spec(
@@ -433,6 +440,49 @@ def apiserver(config, minion_id):
     )
 
 
+def _tls(config):
+    """The TLS floor and the TLS 1.2 cipher suites of a Kubernetes server (``k8s:tls``)."""
+    return {"tls-min-version": config["tls"]["min_version"], "tls-cipher-suites": config["tls"]["cipher_suites"]}
+
+
+def admission_config(config):
+    """
+    The kube-apiserver's AdmissionConfiguration: PodSecurity admission with ``k8s:apiserver:pod_security`` (the level
+    enforced in every namespace but the exempt ones, and the stricter level audit logs and warnings report).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.admission_config "$(salt-call --out=json k8s.config | jq -c .local)"
+    """
+    api = config["apiserver"]
+    levels = api["pod_security"]
+    return {
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "AdmissionConfiguration",
+        "plugins": [
+            {
+                "name": "PodSecurity",
+                "configuration": {
+                    "apiVersion": api["pod_security_api_version"],
+                    "kind": "PodSecurityConfiguration",
+                    "defaults": {
+                        f"{mode}{suffix}": value
+                        for mode in ("enforce", "audit", "warn")
+                        for suffix, value in (("", levels[mode]), ("-version", "latest"))
+                    },
+                    "exemptions": {
+                        "usernames": [],
+                        "runtimeClasses": [],
+                        "namespaces": list(levels["exempt_namespaces"]),
+                    },
+                },
+            }
+        ],
+    }
+
+
 def _secure_serving(config, identity):
     """The serving flags of kube-controller-manager and kube-scheduler: authenticate and authorize requests through
     the API server with their own kubeconfig, serve on 127.0.0.1 with their own certificate."""
@@ -445,6 +495,7 @@ def _secure_serving(config, identity):
         "tls-cert-file": cert,
         "tls-private-key-file": key,
         "client-ca-file": _ca(config, "kubernetes-ca"),
+        **_tls(config),
     }
 
 
@@ -483,6 +534,7 @@ def controller_manager(config, minion_id):
             "root-ca-file": _ca(config, "kubernetes-ca"),
             "service-account-private-key-file": _secret(config, "service-account"),
             "use-service-account-credentials": True,
+            "terminated-pod-gc-threshold": cm["terminated_pod_gc_threshold"],
             "leader-elect": True,
             "profiling": False,
         }
@@ -524,7 +576,7 @@ def scheduler(config, minion_id):
         sched.get("config"),
     )
     files = _kubeconfig_file(config, "kube-scheduler", topology.local_api_url(config))
-    files[config_file] = {"contents": _yaml(obj), "mode": "0644"}
+    files[config_file] = {"contents": _yaml(obj), "mode": "0600"}
     flags = _flags(
         {
             "config": config_file,
@@ -629,7 +681,7 @@ def registry_hosts(config):
         doc = {"server": server}
         ca_file = f"{directory}/ca.crt" if spec.get("ca") else None
         if ca_file:
-            files[ca_file] = {"contents": str(spec["ca"]).strip() + "\n", "mode": "0644"}
+            files[ca_file] = {"contents": str(spec["ca"]).strip() + "\n", "mode": "0600"}
         hosts = {}
         for mirror in spec.get("mirrors") or []:
             entry = {"capabilities": ["pull", "resolve"]}
@@ -641,7 +693,7 @@ def registry_hosts(config):
         text = to_toml({k: v for k, v in doc.items() if k != "host"})
         for mirror, entry in hosts.items():
             text += "\n" + to_toml(entry, ("host", mirror))
-        files[f"{directory}/hosts.toml"] = {"contents": text.rstrip("\n") + "\n", "mode": "0644"}
+        files[f"{directory}/hosts.toml"] = {"contents": text.rstrip("\n") + "\n", "mode": "0600"}
     return files
 
 
@@ -661,7 +713,7 @@ def containerd(config, minion_id):
     files = {
         config_file: {
             "contents": "# Managed by kubesalt (k8s_conf.containerd_config).\n" + to_toml(containerd_config(config)),
-            "mode": "0644",
+            "mode": "0600",
         }
     }
     files.update(registry_hosts(config))
@@ -722,6 +774,10 @@ def kubelet_config(config, minion_id):
         "failSwapOn": bool(kubelet["fail_swap_on"]),
         "maxPods": int(kubelet["max_pods"]),
         "registerNode": True,
+        "podPidsLimit": int(kubelet["pod_pids_limit"]),
+        "protectKernelDefaults": bool(kubelet["protect_kernel_defaults"]),
+        "tlsMinVersion": config["tls"]["min_version"],
+        "tlsCipherSuites": list(config["tls"]["cipher_suites"]),
     }
     if minion_id in config["cluster"]["masters"]:
         # Tainted from its first registration: no ordinary pod lands on a master before kubesalt labels it.
@@ -729,6 +785,34 @@ def kubelet_config(config, minion_id):
     if kubelet["runtime_endpoint_in_config"]:
         obj["containerRuntimeEndpoint"] = CONTAINERD_SOCKET
     return data.merge(obj, kubelet.get("config"))
+
+
+# The kernel tunables a kubelet with protectKernelDefaults insists on (pkg/kubelet/cm: setupKernelTunables).
+KUBELET_SYSCTLS = {
+    "vm.overcommit_memory": 1,
+    "vm.panic_on_oom": 0,
+    "kernel.panic": 10,
+    "kernel.panic_on_oops": 1,
+    "kernel.keys.root_maxkeys": 1000000,
+    "kernel.keys.root_maxbytes": 25000000,
+}
+
+
+def sysctls(config):
+    """
+    The kernel settings a node needs: IP forwarding, bridged traffic through iptables, and -- with
+    ``k8s:kubelet:protect_kernel_defaults`` -- the values the kubelet then refuses to start without.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.sysctls "$(salt-call --out=json k8s.config | jq -c .local)"
+    """
+    wanted = {"net.ipv4.ip_forward": 1, "net.bridge.bridge-nf-call-iptables": 1}
+    if config["kubelet"]["protect_kernel_defaults"]:
+        wanted.update(KUBELET_SYSCTLS)
+    return wanted
 
 
 def kubelet(config, minion_id):
@@ -746,7 +830,7 @@ def kubelet(config, minion_id):
     node, kubelet_settings = _node(config, minion_id), config.get("kubelet") or {}
     config_file = f"{config['paths']['config_dir']}/kubelet.yaml"
     files = _kubeconfig_file(config, "kubelet", topology.api_url_for(config, minion_id))
-    files[config_file] = {"contents": _yaml(kubelet_config(config, minion_id)), "mode": "0644"}
+    files[config_file] = {"contents": _yaml(kubelet_config(config, minion_id)), "mode": "0600"}
     flags = _flags(
         {
             "config": config_file,
@@ -808,7 +892,7 @@ def kube_proxy(config, minion_id):
     _require_role(config, minion_id, "node")
     config_file = f"{config['paths']['config_dir']}/kube-proxy.yaml"
     files = _kubeconfig_file(config, "kube-proxy", topology.api_url_for(config, minion_id))
-    files[config_file] = {"contents": _yaml(kube_proxy_config(config, minion_id)), "mode": "0644"}
+    files[config_file] = {"contents": _yaml(kube_proxy_config(config, minion_id)), "mode": "0600"}
     return _spec(
         "kube-proxy",
         "Kubernetes service proxy (kubesalt)",
@@ -889,9 +973,9 @@ def network(config, minion_id):
         files = _kubeconfig_file(config, "flannel", topology.api_url_for(config, minion_id))
         files[net_conf] = {
             "contents": _json({"Network": config["networks"]["pod_cidr"], "Backend": config["network"]["backend"]}),
-            "mode": "0644",
+            "mode": "0600",
         }
-        files[f"{conf_dir}/10-flannel.conflist"] = {"contents": _json(conflist), "mode": "0644"}
+        files[f"{conf_dir}/10-flannel.conflist"] = {"contents": _json(conflist), "mode": "0600"}
         return _spec(
             "flanneld",
             "flannel pod network (kubesalt)",
@@ -939,7 +1023,7 @@ def network(config, minion_id):
         "Routes to the other nodes' pod subnets (kubesalt network mode routes)",
         None,
         [],
-        files={f"{conf_dir}/10-kubesalt.conflist": {"contents": _json(conflist), "mode": "0644"}},
+        files={f"{conf_dir}/10-kubesalt.conflist": {"contents": _json(conflist), "mode": "0600"}},
         after=["network-online.target"],
         before=["kubelet.service"],
         service={"Type": "oneshot", "RemainAfterExit": "yes"},

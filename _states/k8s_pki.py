@@ -9,7 +9,8 @@ kubesalt PKI states: thin wrappers over the ``k8s_pki`` execution module (compar
 
 Every state computes the difference first; with ``test=True`` it returns ``result: None`` and the changes it would
 make, and touches nothing. Files are written atomically (temporary file in the same directory, fsync, rename): keys
-and secrets 0600, certificates 0644; directories it creates are 0755 (the CA directory 0700).
+and secrets and certificates 0600 (CIS 1.1.20/1.1.21; every reader is root); directories it creates are 0755 (the
+CA directory 0700).
 
 The examples of each state take their paths from the PKI layout, as the formulas do:
 ``{%- set pki = salt["k8s_pki.layout"](k8s) %}`` with ``k8s`` from ``k8s/map.jinja``.
@@ -63,7 +64,7 @@ def _peer(ca_minion, fun, arg, timeout):
 def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_days=30):
     """
     Ensure a CA exists on the CA minion: a private key (``key``, 0600, in a 0700 directory) and a self-signed CA
-    certificate (``name``, 0644). A due certificate (see ``k8s_pki.needs_renewal``: expiry, ``renew_days``, two
+    certificate (``name``, 0600). A due certificate (see ``k8s_pki.needs_renewal``: expiry, ``renew_days``, two
     thirds of the lifetime) is re-signed with the same key and name, so everything it issued keeps verifying. An
     existing key is never replaced and an existing CA is never renamed (either would orphan every certificate it
     issued; the comment says when they differ from the arguments), and a certificate without its key is an error,
@@ -124,7 +125,7 @@ def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_d
             if reasons:
                 changes["certificate"] = {"renew": reasons, "old_not_after": info["not_after"]}
         rewritten = {p for p, c in ((key, "key"), (name, "certificate")) if c in changes}
-        _fix_modes([(p, m) for p, m in ((key, 0o600), (name, 0o644)) if p not in rewritten], changes, test)
+        _fix_modes([(p, m) for p, m in ((key, 0o600), (name, 0o600)) if p not in rewritten], changes, test)
         if changes and test:
             ret.update(
                 result=None, changes=changes, comment=" ".join([f"CA '{common_name}' would be updated."] + notes)
@@ -135,7 +136,7 @@ def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_d
             files.write(key, key_pem, 0o600, dir_mode=0o700)
         if "certificate" in changes:
             cert_pem = x509.create_ca(key_pem, common_name, days=days)
-            files.write(name, cert_pem, 0o644)
+            files.write(name, cert_pem, 0o600)
             changes["certificate"]["not_after"] = x509.certificate_info(cert_pem)["not_after"]
         ret["changes"] = changes
         ret["comment"] = " ".join([f"CA '{common_name}' {'updated' if changes else 'is present'}."] + notes)
@@ -198,7 +199,7 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
     matches the policy.
 
     name
-        Path of the certificate (0644).
+        Path of the certificate (0600).
     key
         Path of the private key (0600).
     identity
@@ -206,7 +207,7 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
     config
         The settings from ``k8s/map.jinja``; loaded with ``k8s.config`` when omitted.
     ca_file
-        Where to write the issuing CA's certificate (0644); also used to check that the certificate was issued by it.
+        Where to write the issuing CA's certificate (0600); also used to check that the certificate was issued by it.
     timeout
         Seconds to wait for the CA minion's reply.
 
@@ -267,7 +268,7 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
             changes["certificate"] = {"reasons": reasons}
         rewritten = ({key} if new_key else set()) | ({name} if reasons else set())  # the bundle may stay as it is
         _fix_modes(
-            [(p, m) for p, m in ((key, 0o600), (name, 0o644), (ca_file, 0o644)) if p and p not in rewritten],
+            [(p, m) for p, m in ((key, 0o600), (name, 0o600), (ca_file, 0o600)) if p and p not in rewritten],
             changes,
             test,
         )
@@ -308,9 +309,9 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
             )
         if new_key:
             files.write(key, key_pem, 0o600)
-        files.write(name, cert, 0o644)
+        files.write(name, cert, 0o600)
         if ca_file and ca != ca_pem:
-            files.write(ca_file, ca, 0o644)
+            files.write(ca_file, ca, 0o600)
             changes["ca_file"] = f"{ca_file} updated"
         info = x509.certificate_info(cert)
         changes["certificate"].update(serial=info["serial"], not_after=info["not_after"])
@@ -390,7 +391,7 @@ def secret_present(name, secret, config=None, timeout=30):
         return outcome.failed(ret, exc)
 
 
-def public_key_present(name, key, mode="0644"):
+def public_key_present(name, key, mode="0600"):
     """
     Ensure ``name`` holds the public key (PEM SubjectPublicKeyInfo) of the private key file ``key``; rewritten when
     the private key changes. kube-apiserver verifies service-account tokens with it (``--service-account-key-file``).

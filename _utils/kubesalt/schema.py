@@ -273,6 +273,7 @@ def digest(hash_type):
     )
 
 
+POD_SECURITY_LEVEL = enum("privileged", "baseline", "restricted")
 ROLE = Scalar("a known role", lambda v: v in data.ROLES, f"use any of {', '.join(data.ROLES)}")
 ARCH = enum("amd64", "arm64")
 COMPONENT_FLAGS = {"version_flags": ListOf(FLAG), "extra_flags": ListOf(FLAG)}
@@ -347,20 +348,39 @@ SCHEMA = Struct(
         retries=Scalar("a number of retries", _int_in(0, 20)),
     ),
     apiserver=Struct(
-        port=PORT, endpoint=Optional(API_URL), audit_rules=ListOf(Free()), audit_log_path=PATH, **COMPONENT_FLAGS
+        port=PORT,
+        endpoint=Optional(API_URL),
+        audit_rules=ListOf(Free()),
+        audit_log_path=PATH,
+        pod_security=Struct(
+            enforce=POD_SECURITY_LEVEL,
+            audit=POD_SECURITY_LEVEL,
+            warn=POD_SECURITY_LEVEL,
+            exempt_namespaces=ListOf(DNS_LABEL),
+        ),
+        pod_security_api_version=Optional(API_VERSION),
+        **COMPONENT_FLAGS,
     ),
-    controller_manager=Struct(allocate_node_cidrs=BOOL, **COMPONENT_FLAGS),
+    controller_manager=Struct(allocate_node_cidrs=BOOL, terminated_pod_gc_threshold=COUNT, **COMPONENT_FLAGS),
     scheduler=Struct(config_api_version=API_VERSION, config=Free(), **COMPONENT_FLAGS),
     kubelet=Struct(
         runtime_flags=ListOf(FLAG),
         runtime_endpoint_in_config=BOOL,
         fail_swap_on=BOOL,
         max_pods=Scalar("a number of pods", _int_in(1)),
+        pod_pids_limit=Scalar("a number of processes", _int_in(-1)),
+        protect_kernel_defaults=BOOL,
         config=Free(),
         extra_flags=ListOf(FLAG),
     ),
     kube_proxy=Struct(
         config_api_version=API_VERSION, mode=enum("iptables", "ipvs"), config=Free(), extra_flags=ListOf(FLAG)
+    ),
+    tls=Struct(
+        min_version=enum("VersionTLS12", "VersionTLS13"),
+        cipher_suites=ListOf(
+            Scalar("a TLS cipher suite name", lambda v: bool(re.fullmatch(r"TLS_[A-Z0-9_]+", str(v))))
+        ),
     ),
     master_taint=TAINT_KEY,
     node_packages=ListOf(PACKAGE),

@@ -57,7 +57,7 @@ def test_master_holds_control_plane_certificates_chained_to_the_cas(ca_ready, no
     ):
         info = core.certificate_info((pki_dir / f"{identity}.crt").read_text())
         assert _mode(pki_dir / f"{identity}.key") == 0o600
-        assert _mode(pki_dir / f"{identity}.crt") == 0o644
+        assert _mode(pki_dir / f"{identity}.crt") == 0o600  # CIS 1.1.20: certificates 600 too
         assert info["issuer"]["cn"], identity
     apiserver = core.certificate_info((pki_dir / "apiserver.crt").read_text())
     assert {"10.32.0.1", "10.240.0.11", "127.0.0.1"} <= set(apiserver["ips"])

@@ -5,7 +5,7 @@ import logging
 import pathlib
 
 import pytest
-import yaml
+import salt.utils.yaml
 
 from tests.support.loader import load
 
@@ -21,7 +21,8 @@ INVENTORY = {
 
 
 def data(name):
-    return yaml.safe_load((FORMULAS / name).read_text())
+    """A formula data file read as the master's import_yaml reads it (Salt's loader: a key twice is an error)."""
+    return salt.utils.yaml.safe_load((FORMULAS / name).read_text())
 
 
 @pytest.fixture(scope="session")

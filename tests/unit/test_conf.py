@@ -211,8 +211,15 @@ def test_apiserver_flags_secure_defaults(conf, make_settings):
     assert flags["service-node-port-range"] == "30000-32767"
 
 
-def test_apiserver_audit_policy_only_when_rules_are_given(conf, make_settings):
-    assert "audit-policy-file" not in flag_map(conf.apiserver(settings(make_settings), "master01")["flags"])
+def test_apiserver_audits_by_default_and_not_when_the_rules_are_emptied(conf, make_settings):
+    flags = flag_map(conf.apiserver(settings(make_settings), "master01")["flags"])
+    assert (
+        flags["audit-log-maxage"] == "30"
+        and flags["audit-log-maxbackup"] == "10"
+        and flags["audit-log-maxsize"] == "100"
+    )
+    off = settings(make_settings, apiserver={"audit_rules": []})
+    assert "audit-policy-file" not in flag_map(conf.apiserver(off, "master01")["flags"])
     cfg = settings(make_settings, apiserver={"audit_rules": [{"level": "Metadata"}]})
     spec = conf.apiserver(cfg, "master01")
     flags = flag_map(spec["flags"])

@@ -51,13 +51,13 @@ def serial(cluster, minion, identity):
 
 
 # ca_present ---------------------------------------------------------------------------------------------------------
-def test_ca_present_creates_a_0600_key_in_a_0700_dir_and_a_0644_certificate_then_changes_nothing(tmp_path):
+def test_ca_present_creates_a_0600_key_in_a_0700_dir_and_a_0600_certificate_then_changes_nothing(tmp_path):
     c = Cluster(tmp_path)
     states = c.states("master01")
     cert, key = ca_files(c)
     ret = states.ca_present(str(cert), str(key), "kubernetes")
     assert ret["result"] is True and set(ret["changes"]) == {"key", "certificate"}
-    assert (mode(key.parent), mode(key), mode(cert)) == (0o700, 0o600, 0o644)
+    assert (mode(key.parent), mode(key), mode(cert)) == (0o700, 0o600, 0o600)
     assert mode(key.parent.parent) == 0o755  # pki_dir itself is not private
     assert x509.certificate_info(cert.read_text())["is_ca"] is True
     before = tree(tmp_path)
@@ -152,7 +152,7 @@ def test_public_key_present_follows_the_private_key_and_is_readable_by_cryptogra
     loaded = serialization.load_pem_public_key(pub.read_bytes())
     private = serialization.load_pem_private_key(key.read_bytes(), password=None)
     assert loaded.public_numbers() == private.public_key().public_numbers()
-    assert pub.read_text().startswith("-----BEGIN PUBLIC KEY-----") and mode(pub) == 0o644
+    assert pub.read_text().startswith("-----BEGIN PUBLIC KEY-----") and mode(pub) == 0o600
     assert states.public_key_present(str(pub), key=str(key))["changes"] == {}
     key.unlink()
     states.private_key_present(str(key))
@@ -184,7 +184,7 @@ def test_a_worker_gets_its_kubelet_certificate_through_peer_publish_then_nothing
     assert ret["changes"]["key"] == "generated" and "ca_file" in ret["changes"]
     assert ("worker01", "master01", "k8s_pki.sign_remote") in cluster.published
     files = cluster.files("worker01", "kubelet")
-    assert (mode(files["key"]), mode(files["cert"]), mode(files["ca_file"])) == (0o600, 0o644, 0o644)
+    assert (mode(files["key"]), mode(files["cert"]), mode(files["ca_file"])) == (0o600, 0o600, 0o600)
     assert x509.certificate_info(files["cert"].read_text())["subject"]["cn"] == "system:node:worker01"
     before = tree(cluster.root / "worker01")
     cluster.published.clear()
@@ -283,20 +283,20 @@ def test_only_the_mode_is_fixed_when_only_the_mode_is_wrong(cluster):
     files = cluster.files("worker01", "kubelet")
     old_serial = serial(cluster, "worker01", "kubelet")
     os.chmod(files["key"], 0o644)
-    os.chmod(files["cert"], 0o600)
+    os.chmod(files["cert"], 0o644)
     ret = cluster.issue("worker01", "kubelet")
     assert set(ret["changes"]) == {"mode"} and serial(cluster, "worker01", "kubelet") == old_serial
-    assert (mode(files["key"]), mode(files["cert"])) == (0o600, 0o644)
+    assert (mode(files["key"]), mode(files["cert"])) == (0o600, 0o600)
 
 
 def test_a_reissue_also_fixes_the_mode_of_an_unchanged_ca_bundle(cluster):
     cluster.issue("worker01", "kubelet")
     files = cluster.files("worker01", "kubelet")
-    os.chmod(files["ca_file"], 0o600)
+    os.chmod(files["ca_file"], 0o644)
     plant(cluster, "worker01", "kubelet", now=datetime.datetime.now(datetime.timezone.utc) - 400 * DAY)
     ret = cluster.issue("worker01", "kubelet")
     assert ret["result"] is True and str(files["ca_file"]) in ret["changes"]["mode"]
-    assert mode(files["ca_file"]) == 0o644 and cluster.issue("worker01", "kubelet")["changes"] == {}
+    assert mode(files["ca_file"]) == 0o600 and cluster.issue("worker01", "kubelet")["changes"] == {}
 
 
 def test_a_worker_asking_for_the_admin_certificate_fails_and_writes_nothing(cluster):

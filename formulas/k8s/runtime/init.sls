@@ -25,19 +25,16 @@ kernel module {{ mod }}:
 {%-       endfor %}
 {%-     endif %}
 
-kernel ip forwarding:
-  sysctl.present:
-    - name: net.ipv4.ip_forward
-    - value: 1
-    - config: /etc/sysctl.d/99-kubesalt.conf
-{%-     if salt["file.file_exists"]("/proc/sys/net/bridge/bridge-nf-call-iptables") %}
+{#-     bridge-nf-call-iptables exists only once br_netfilter is loaded (not in every kernel or container). #}
+{%-     for name, value in salt["k8s_conf.sysctls"](k8s) | dictsort
+          if salt["file.file_exists"]("/proc/sys/" ~ name.replace(".", "/")) %}
 
-kernel bridged traffic through iptables:
+kernel setting {{ name }}:
   sysctl.present:
-    - name: net.bridge.bridge-nf-call-iptables
-    - value: 1
+    - name: {{ name }}
+    - value: {{ value }}
     - config: /etc/sysctl.d/99-kubesalt.conf
-{%-     endif %}
+{%-     endfor %}
 {%-     if k8s.kubelet.fail_swap_on %}
 {#-     Whether swap is on is read at render time (/proc/swaps past its header line): an onlyif shell-out cost ~0.9 s
         of every no-op run. #}
