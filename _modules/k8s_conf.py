@@ -20,6 +20,7 @@ carry ``fs_root``; sockets and kernel paths never do.
 
 import json
 import logging
+import os
 import re
 
 import salt.utils.yaml
@@ -270,13 +271,33 @@ def admin(config, minion_id):
 # --------------------------------------------------------------------------------------------------------------------
 # etcd
 # --------------------------------------------------------------------------------------------------------------------
+# systemd's credentials directory of a system unit is CREDENTIALS_DIR/<unit> (``%d``; systemd >= 247).
+CREDENTIALS_DIR = "/run/credentials"
+
+
+def etcd_user(config):
+    """
+    The user etcd runs as (``k8s:etcd:user``), or None for root.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.etcd_user "$(salt-call --out=json k8s.config | jq -c .local)"
+    """
+    user = config["etcd"]["user"]
+    return user if user not in ("", "root") else None
+
+
 def etcd(config, minion_id):
     """
     The etcd member ``minion_id`` (a node with the ``etcd`` role): mutual TLS on both ports -- clients and peers must
     present a certificate of the etcd CA -- with the PKI's ``etcd-server`` and ``etcd-peer`` certificates. Clients are
     served on the member's address and on 127.0.0.1, peers on the member's address only; the initial cluster is every
     etcd member of ``k8s:nodes``. etcd from the catalogue (``k8s:etcd:install: artifact``) runs from ``bin_dir``, the
-    distribution's package from /usr/bin. Accepted by etcd 3.4, 3.5 and 3.6.
+    distribution's package from /usr/bin. Accepted by etcd 3.4, 3.5 and 3.6. With ``k8s:etcd:user`` (default ``etcd``)
+    the member runs as that user and owns its data directory, and reads its certificates and keys -- root's, 0600 --
+    from the copies systemd makes for this service alone (``LoadCredential=``).
 
     CLI Example:
 
@@ -293,9 +314,31 @@ def etcd(config, minion_id):
     settings, data_dir = config["etcd"], config["paths"]["etcd_data_dir"]
     client_url = topology.url(node["ip"], settings["client_port"])
     peers = topology.etcd_peer_urls(config)
-    ca = _ca(config, "etcd-ca")
-    server_cert, server_key = _cert(config, "etcd-server")
-    peer_cert, peer_key = _cert(config, "etcd-peer")
+    tls = {
+        "trusted-ca-file": _ca(config, "etcd-ca"),
+        "cert-file": _cert(config, "etcd-server")[0],
+        "key-file": _cert(config, "etcd-server")[1],
+        "peer-trusted-ca-file": _ca(config, "etcd-ca"),
+        "peer-cert-file": _cert(config, "etcd-peer")[0],
+        "peer-key-file": _cert(config, "etcd-peer")[1],
+    }
+    user = etcd_user(config)
+    service = {"Type": "notify", "Restart": "on-failure", "RestartSec": 5, "LimitNOFILE": 65536}
+    if user:
+        # The PKI's files stay root's; systemd copies them for this service only (LoadCredential=).
+        credentials = {source: f"{CREDENTIALS_DIR}/etcd.service/{os.path.basename(source)}" for source in tls.values()}
+        tls = {flag: credentials[source] for flag, source in tls.items()}
+        service = {
+            "User": user,
+            "Group": user,
+            # '+': with full privileges, before the switch to the user (a data directory restored or written by an
+            # earlier root-run etcd becomes the user's).
+            "ExecStartPre": [["+/bin/chown", "-R", f"{user}:{user}", data_dir], ["+/bin/chmod", "0700", data_dir]],
+            "LoadCredential": [f"{os.path.basename(source)}:{source}" for source in credentials],
+            **service,
+        }
+    else:
+        service = {"ExecStartPre": [["/bin/chmod", "0700", data_dir]], **service}
     flags = (
         _flags(
             {
@@ -311,19 +354,11 @@ def etcd(config, minion_id):
             }
         )
         + ["--client-cert-auth"]
-        + _flags(
-            {
-                "trusted-ca-file": ca,
-                "cert-file": server_cert,
-                "key-file": server_key,
-            }
-        )
+        + _flags({k: tls[k] for k in ("trusted-ca-file", "cert-file", "key-file")})
         + ["--peer-client-cert-auth"]
         + _flags(
             {
-                "peer-trusted-ca-file": ca,
-                "peer-cert-file": peer_cert,
-                "peer-key-file": peer_key,
+                **{k: tls[k] for k in ("peer-trusted-ca-file", "peer-cert-file", "peer-key-file")},
                 "cipher-suites": config["tls"]["cipher_suites"],
             }
         )
@@ -335,13 +370,7 @@ def etcd(config, minion_id):
         flags,
         certificates=["etcd-server", "etcd-peer"],
         after=["network-online.target"],
-        service={
-            "ExecStartPre": ["/bin/chmod", "0700", data_dir],
-            "Type": "notify",
-            "Restart": "on-failure",
-            "RestartSec": 5,
-            "LimitNOFILE": 65536,
-        },
+        service=service,
         documentation="https://etcd.io/docs/",
     )
 
@@ -1166,6 +1195,15 @@ def _arg(value):
 
 
 _C_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _setting(key, value):
+    """A [Service] setting's value as written: one line, nothing systemd would expand."""
+    text = str(value)
+    if _CONTROL.search(text) or "%" in text or "$" in text:
+        raise SaltInvocationError(f"unit setting {key}={text!r}: control characters, '%' and '$' are not written")
+    return text
 
 
 def _command(argv):
@@ -1197,15 +1235,16 @@ def unit(spec):
             lines.append(f"{key}={' '.join(values)}")
     lines += ["", "[Service]"]
     service = dict(spec.get("service") or {})
-    pre = service.pop("ExecStartPre", None)
-    if pre:
-        lines.append(f"ExecStartPre={_command(pre)}")
+    pre = service.pop("ExecStartPre", None) or []
+    for command in pre if pre and isinstance(pre[0], list) else [pre] if pre else []:
+        lines.append(f"ExecStartPre={_command(command)}")
     if spec.get("exec"):
         flags = spec.get("flags") or []
         lines.append(f"ExecStart={_arg(spec['exec'])}" + "".join(f" \\\n  {_arg(flag)}" for flag in flags))
     for command in spec.get("commands") or []:
         lines.append(f"ExecStart={_command(command)}")
-    for key, value in service.items():
-        lines.append(f"{key}={_arg(value) if key == 'Environment' else value}")
+    for key, values in service.items():
+        for value in values if isinstance(values, list) else [values]:
+            lines.append(f"{key}={_arg(value) if key == 'Environment' else _setting(key, value)}")
     lines += ["", "[Install]", "WantedBy=multi-user.target", ""]
     return "\n".join(lines)

@@ -26,6 +26,7 @@ _PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:@-]*(:[A-Za-z0-9_.-]+)?(@sha256:[0-9a-f]{64})?")
 _API_VERSION = re.compile(r"([a-z0-9.-]+/)?v[0-9]+((alpha|beta)[0-9]+)?")
 _TAINT_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _BATCH = re.compile(r"[1-9]\d*|([1-9]\d?|100)%")
 # The certificate CN of a node is "system:node:<minion id>", and a CN holds at most 64 characters.
 NODE_ID_MAX = 64 - len("system:node:")
@@ -273,6 +274,11 @@ def digest(hash_type):
     )
 
 
+USER = Scalar(
+    "a system user name",
+    lambda v: v == "" or (isinstance(v, str) and bool(_USER.fullmatch(v))),
+    "e.g. etcd; empty: root",
+)
 POD_SECURITY_LEVEL = enum("privileged", "baseline", "restricted")
 ROLE = Scalar("a known role", lambda v: v in data.ROLES, f"use any of {', '.join(data.ROLES)}")
 ARCH = enum("amd64", "arm64")
@@ -329,6 +335,7 @@ SCHEMA = Struct(
         peer_port=PORT,
         restart_on_change=BOOL,
         health_timeout=SECONDS,
+        user=USER,
     ),
     network=Struct(mode=enum("routes", "flannel"), backend=Free()),
     artifacts=Struct(

@@ -2,6 +2,7 @@
 etcd-server) and answers over mutual TLS with the certificates the PKI formula issued; idempotent; test=True."""
 
 import os
+import pathlib
 import re
 import shlex
 import socket
@@ -43,6 +44,15 @@ def _exec_start(unit_text):
     return shlex.split(body.replace("\\\n", " "))
 
 
+def _with_credentials(argv, unit_text, directory):
+    """What systemd does for LoadCredential=name:path: copy each path to <directory>/name, for the service alone;
+    the unit's %d (/run/credentials/etcd.service) then points there."""
+    directory.mkdir(mode=0o700, exist_ok=True)
+    for name, source in re.findall(r"^LoadCredential=([^:\n]+):(.+)$", unit_text, re.M):
+        (directory / name).write_bytes(pathlib.Path(source).read_bytes())
+    return [a.replace("/run/credentials/etcd.service", str(directory)) for a in argv]
+
+
 def test_member_unit_requires_client_and_peer_certificates(applied, node_root):
     argv = _exec_start((node_root("master01") / "etc/systemd/system/etcd.service").read_text())
     assert argv[0] == ETCD
@@ -59,9 +69,11 @@ def test_rendered_unit_passes_systemd_analyze_verify(applied, node_root):
     assert out.returncode == 0 and not problems, out.stdout + out.stderr
 
 
-def test_etcd_runs_with_the_rendered_flags_and_demands_client_certificates(applied, node_root, etcd_pillar):
+def test_etcd_runs_with_the_rendered_flags_and_demands_client_certificates(applied, node_root, etcd_pillar, tmp_path):
     root = node_root("master01")
-    argv = _exec_start((root / "etc/systemd/system/etcd.service").read_text())
+    unit = (root / "etc/systemd/system/etcd.service").read_text()
+    assert "User=etcd" in unit
+    argv = _with_credentials(_exec_start(unit), unit, tmp_path / "credentials")
     # The member's inventory address (10.240.0.11) does not exist on this machine: listen on loopback only, every
     # other flag exactly as rendered.
     port = etcd_pillar["k8s"]["etcd"]["client_port"]

@@ -12,6 +12,7 @@ import pathlib
 import re
 
 import pytest
+import salt.minion
 import yaml
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -115,7 +116,9 @@ class Cluster:
             if func is None:
                 return {tgt: f"'{fun}' is not available."}
             try:
-                return {tgt: func(*(arg or []), __pub_id=caller, __pub_fun=fun)}
+                # Unpacked as the target minion unpacks a publish (a plain "name=value" string is a named argument).
+                args, kwargs = salt.minion.load_args_and_kwargs(func, list(arg or []))
+                return {tgt: func(*args, **kwargs, __pub_id=caller, __pub_fun=fun)}
             except (CommandExecutionError, SaltInvocationError) as exc:
                 return {tgt: f"ERROR: {exc}"}
 

@@ -45,12 +45,31 @@ def test_etcd_spec_describes_a_mutual_tls_member_of_every_etcd_node(conf, make_s
         "--initial-cluster-state=new",
     ]
     assert "--client-cert-auth" in flags and "--peer-client-cert-auth" in flags
-    assert "--trusted-ca-file=/etc/kubernetes/pki/etcd-ca.crt" in flags
-    assert "--peer-trusted-ca-file=/etc/kubernetes/pki/etcd-ca.crt" in flags
-    assert "--cert-file=/etc/kubernetes/pki/etcd-server.crt" in flags
-    assert "--peer-key-file=/etc/kubernetes/pki/etcd-peer.key" in flags
+    root = make_settings({"nodes": THREE_MEMBERS, "cluster_name": "prod", "etcd": {"user": ""}})
+    root_flags = conf.etcd(root, "etcd02")["flags"]
+    assert "--trusted-ca-file=/etc/kubernetes/pki/etcd-ca.crt" in root_flags
+    assert "--peer-trusted-ca-file=/etc/kubernetes/pki/etcd-ca.crt" in root_flags
+    assert "--cert-file=/etc/kubernetes/pki/etcd-server.crt" in root_flags
+    assert "--peer-key-file=/etc/kubernetes/pki/etcd-peer.key" in root_flags
+    assert "ExecStartPre=/bin/chmod 0700 /var/lib/etcd" in conf.unit(conf.etcd(root, "etcd02"))
+    assert "User=" not in conf.unit(conf.etcd(root, "etcd02"))
     unit = conf.unit(spec)
-    assert "Type=notify" in unit and "ExecStartPre=/bin/chmod 0700 /var/lib/etcd" in unit
+    assert "Type=notify" in unit and "User=etcd\nGroup=etcd\n" in unit
+    assert "ExecStartPre=+/bin/chown -R etcd:etcd /var/lib/etcd\nExecStartPre=+/bin/chmod 0700 /var/lib/etcd\n" in unit
+
+
+def test_etcd_as_its_user_reads_each_tls_file_as_a_credential_of_root_s_file(conf, make_settings):
+    """Every TLS file the member opens is a LoadCredential= of the same file the root-run member would open."""
+    default = conf.etcd(make_settings({"nodes": THREE_MEMBERS}), "etcd02")
+    root = conf.etcd(make_settings({"nodes": THREE_MEMBERS, "etcd": {"user": ""}}), "etcd02")
+    loaded = dict(c.split(":", 1) for c in default["service"]["LoadCredential"])
+    assert sorted(loaded) == ["etcd-ca.crt", "etcd-peer.crt", "etcd-peer.key", "etcd-server.crt", "etcd-server.key"]
+    changed = [(a, b) for a, b in zip(default["flags"], root["flags"], strict=True) if a != b]
+    assert len(changed) == 6
+    for as_user, as_root in changed:
+        flag, credential = as_user.split("=", 1)
+        assert credential.startswith("/run/credentials/etcd.service/")
+        assert as_root == f"{flag}={loaded[credential.rsplit('/', 1)[1]]}"
     assert (
         conf.etcd(make_settings({"nodes": THREE_MEMBERS, "etcd": {"install": "package"}}), "etcd02")["exec"]
         == "/usr/bin/etcd"
@@ -93,8 +112,9 @@ def test_this_etcd_binary_runs_a_member_from_the_rendered_flags(etcd, conf, make
     config = make_settings(
         {
             "nodes": {"solo": {"roles": ["master", "etcd"], "ip": "127.0.0.1"}},
-            "etcd": {"client_port": client_port, "peer_port": peer_port},
             "paths": {"etcd_data_dir": str(tmp_path / "data"), "pki_dir": str(tmp_path / "etc")},
+            # No systemd here to hand over credentials: the member as root reads the files themselves.
+            "etcd": {"client_port": client_port, "peer_port": peer_port, "user": ""},
         }
     )
     etc = tmp_path / "etc"

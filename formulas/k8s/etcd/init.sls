@@ -1,5 +1,6 @@
 {#- etcd member (only on nodes with the etcd role in k8s:nodes; a no-op elsewhere): the binary (a verified catalogue
-    artifact, or the distribution's package with k8s:etcd:install 'package'), its data directory (0700) and the unit
+    artifact, or the distribution's package with k8s:etcd:install 'package'), the user it runs as (k8s:etcd:user),
+    its data directory (0700, that user's) and the unit
     from k8s_conf.etcd -- mutual TLS for clients and peers with the PKI's etcd certificates, the initial cluster from
     the pillar inventory.
 
@@ -11,6 +12,8 @@
 {%- import "k8s/macros.jinja" as m with context %}
 {%- if k8s.cluster.is_etcd %}
 {%-   set spec = salt["k8s_conf.etcd"](k8s, opts.id) %}
+{#-   The user owns the data directory only where kubesalt manages services (not in a files-only fs_root run). #}
+{%-   set user = salt["k8s_conf.etcd_user"](k8s) if k8s.manage_services else None %}
 
 include:
   - k8s.pki
@@ -23,14 +26,34 @@ etcd binary:
     - pkgs: {{ k8s.etcd.packages | json }}
     - refresh: false
 {%-   endif %}
+{%-   if user %}
+
+etcd user:
+  group.present:
+    - name: {{ user }}
+    - system: true
+  user.present:
+    - name: {{ user }}
+    - gid: {{ user }}
+    - system: true
+    - home: {{ k8s.paths.etcd_data_dir }}
+    - createhome: false
+    - shell: /usr/sbin/nologin
+    - require:
+      - group: etcd user
+{%-   endif %}
 
 etcd data directory:
   file.directory:
     - name: {{ k8s.paths.etcd_data_dir }}
-    - user: root
-    - group: root
+    - user: {{ user or "root" }}
+    - group: {{ user or "root" }}
     - mode: "0700"
     - makedirs: true
+{%-   if user %}
+    - require:
+      - user: etcd user
+{%-   endif %}
 {{ m.service(k8s, spec, watch=["etcd binary"], require=["etcd data directory"],
              restart_marker=None if k8s.etcd.restart_on_change else k8s.cluster.etcd_restart_marker) }}
 {%-   if k8s.manage_services %}
