@@ -22,7 +22,7 @@ import textwrap
 
 import pytest
 
-from tests.support.master_conf import PEER_RULES, WORKER_POOLS
+from tests.support.master_conf import MASTER_CONF
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -169,12 +169,11 @@ def pillar_dir(tmp_path_factory, fs_root, artifact_mirror):
 @pytest.fixture(scope="session")
 def salt_master(salt_factories, pillar_dir):
     config = {
+        # conf/master.d/kubesalt.conf as users install it (copies: salt-factories adds its own peer rules), with the
+        # test's own roots, and keys auto-accepted: the test minions' keys are made by salt-factories itself.
+        **copy.deepcopy(MASTER_CONF),
         "file_roots": {"base": [str(REPO / "formulas")]},
         "pillar_roots": {"base": [str(pillar_dir)]},
-        # copies: salt-factories adds its own rules to the mapping it is given
-        "peer": copy.deepcopy(PEER_RULES),
-        "worker_pools": copy.deepcopy(WORKER_POOLS),
-        "open_mode": False,
         "auto_accept": True,
         "fileserver_list_cache_time": 0,
     }

@@ -1,8 +1,9 @@
 {#- Pod network of a Kubernetes node, k8s:network:mode
     - routes (default, Kubernetes the Hard Way): a CNI bridge + host-local config for this node's pod subnet and a
       oneshot unit `kubesalt-pod-routes` with a route to every other node's pod subnet (from the pillar inventory).
-    - flannel: flanneld (reads the network configuration k8s.etcd.network wrote into etcd, with its own etcd client
-      certificate) and 10-flannel.conflist; started before containerd and the kubelet. #}
+    - flannel: flanneld with its kube subnet manager (this node's subnet from node.spec.podCIDR, through the API with
+      its own `flannel` credential; no etcd access) and 10-flannel.conflist; started before containerd and the
+      kubelet. #}
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- import "k8s/macros.jinja" as m with context %}
 {%- set me = opts.id %}
