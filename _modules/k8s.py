@@ -359,6 +359,8 @@ def _check_ports(config, err):
         "k8s:etcd:client_port": config["etcd"]["client_port"],
         "k8s:etcd:peer_port": config["etcd"]["peer_port"],
     }
+    if config["api_balancer"]["enabled"]:
+        ports["k8s:api_balancer:port"] = config["api_balancer"]["port"]
     owners = dict(FIXED_PORTS)
     for key, port in ports.items():
         if port in owners:

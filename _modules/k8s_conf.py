@@ -12,7 +12,8 @@ Each ``<component>(config, minion_id)`` function returns a *component spec*::
     {"unit": "kube-apiserver", "description": "...", "exec": "/usr/local/bin/kube-apiserver",
      "flags": ["--flag=value", ...], "files": {path: {"contents": text, "mode": "0600"}},
      "certificates": [identities the service must restart for], "secrets": [...], "after": [...],
-     "requires": [...], "service": {extra [Service] settings}}
+     "requires": [...], "service": {extra [Service] settings}, "reload": True if a file or certificate change
+     reloads instead of restarting}
 
 ``config`` is the resolved settings mapping from ``k8s.settings`` (``k8s`` in ``k8s/map.jinja``). Paths in it already
 carry ``fs_root``; sockets and kernel paths never do.
@@ -257,7 +258,7 @@ def admin(config, minion_id):
     """
     if minion_id != config["cluster"]["ca_minion"]:
         return {}
-    server = config["cluster"]["apiserver_url"] or topology.local_api_url(config)
+    server = topology.admin_api_url(config, minion_id)
     text = _yaml(kubeconfig(config, "admin", server))
     paths = [kubeconfig_path(config, "admin")] + [
         str(p) for p in ((config.get("admin") or {}).get("kubeconfig_paths") or [])
@@ -573,7 +574,7 @@ def controller_manager(config, minion_id):
         "Kubernetes controller manager (kubesalt)",
         _bin(config, "kube-controller-manager"),
         flags,
-        files=_kubeconfig_file(config, "kube-controller-manager", topology.local_api_url(config)),
+        files=_kubeconfig_file(config, "kube-controller-manager", topology.daemon_api_url(config, minion_id)),
         certificates=["kube-controller-manager"],
         secrets=["service-account"],
         after=["kube-apiserver.service"],
@@ -604,7 +605,7 @@ def scheduler(config, minion_id):
         },
         sched.get("config"),
     )
-    files = _kubeconfig_file(config, "kube-scheduler", topology.local_api_url(config))
+    files = _kubeconfig_file(config, "kube-scheduler", topology.daemon_api_url(config, minion_id))
     files[config_file] = {"contents": _yaml(obj), "mode": "0600"}
     flags = _flags(
         {
@@ -858,7 +859,7 @@ def kubelet(config, minion_id):
     _require_role(config, minion_id, "node")
     node, kubelet_settings = _node(config, minion_id), config.get("kubelet") or {}
     config_file = f"{config['paths']['config_dir']}/kubelet.yaml"
-    files = _kubeconfig_file(config, "kubelet", topology.api_url_for(config, minion_id))
+    files = _kubeconfig_file(config, "kubelet", topology.daemon_api_url(config, minion_id))
     files[config_file] = {"contents": _yaml(kubelet_config(config, minion_id)), "mode": "0600"}
     flags = _flags(
         {
@@ -920,7 +921,7 @@ def kube_proxy(config, minion_id):
     """
     _require_role(config, minion_id, "node")
     config_file = f"{config['paths']['config_dir']}/kube-proxy.yaml"
-    files = _kubeconfig_file(config, "kube-proxy", topology.api_url_for(config, minion_id))
+    files = _kubeconfig_file(config, "kube-proxy", topology.daemon_api_url(config, minion_id))
     files[config_file] = {"contents": _yaml(kube_proxy_config(config, minion_id)), "mode": "0600"}
     return _spec(
         "kube-proxy",
@@ -930,6 +931,158 @@ def kube_proxy(config, minion_id):
         files=files,
         certificates=["kube-proxy"],
         after=["network-online.target"],
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Node-local API load balancer
+# --------------------------------------------------------------------------------------------------------------------
+HAPROXY = "/usr/sbin/haproxy"
+_HAPROXY_WORD = re.compile(r"[^\s#'\"\\\x00-\x1f\x7f]+")
+
+
+def _haproxy(sections):
+    """haproxy configuration text from ``[(section header, [[word, ...], ...]), ...]``; every word checked to be one
+    haproxy word (a value can never add a keyword, an argument or a comment)."""
+    out = ["# Managed by kubesalt (k8s_conf.api_balancer): built from the k8s pillar; edit the pillar, not this file."]
+    for header, lines in sections:
+        out.append(" ".join(_haproxy_words(header)))
+        out += ["    " + " ".join(_haproxy_words(line)) for line in lines]
+    return "\n".join(out) + "\n"
+
+
+def _haproxy_words(words):
+    for word in words:
+        if not _HAPROXY_WORD.fullmatch(str(word)):
+            raise SaltInvocationError(f"{word!r} cannot be written into the haproxy configuration as one word")
+    return [str(w) for w in words]
+
+
+def _haproxy_address(ip, port):
+    return f"ipv6@{ip}:{port}" if ":" in str(ip) else f"{ip}:{port}"
+
+
+def api_balancer_config(config, minion_id):
+    """
+    The haproxy configuration of node ``minion_id``'s API balancer (``k8s:api_balancer``): TCP pass-through from
+    127.0.0.1:<port> to every master of ``k8s:nodes``, each checked with ``GET /readyz`` over TLS (the server
+    verified against the Kubernetes CA and its name, the node's ``kube-proxy`` certificate presented) every
+    ``check_interval`` seconds. A master marked down has its connections closed, so clients reconnect to another
+    (a watch resumes there); new connections go to the master with the fewest.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.api_balancer_config "$(salt-call --out=json k8s.config | jq -c .local)" worker01
+    """
+    _require_role(config, minion_id, "node")
+    balancer, port = config["api_balancer"], config["apiserver"]["port"]
+    cert, _key = _cert(config, "kube-proxy")  # the key beside it: kube-proxy.key (ssl-load-extra-del-ext)
+    every = f"{int(balancer['check_interval'])}s"
+    servers = [
+        ["server", m, _haproxy_address(config["nodes"][m]["ip"], port), "check-sni", m, "verifyhost", m]
+        for m in config["cluster"]["masters"]
+    ]
+    return _haproxy(
+        [
+            (
+                ["global"],
+                [
+                    ["user", "haproxy"],
+                    ["group", "haproxy"],
+                    ["maxconn", 4096],  # a node's own daemons: a few dozen connections
+                    ["log", "stderr", "format", "short", "daemon", "notice"],
+                    ["ssl-server-verify", "required"],
+                    ["ssl-load-extra-del-ext"],
+                    ["ssl-default-server-options", "ssl-min-ver", "TLSv1.2"],
+                ],
+            ),
+            (
+                ["defaults"],
+                [
+                    ["mode", "tcp"],
+                    ["log", "global"],
+                    ["option", "dontlognull"],
+                    ["timeout", "connect", "5s"],
+                    ["timeout", "check", "5s"],
+                    # Watches are long-lived connections; the API server ends them itself.
+                    ["timeout", "client", "24h"],
+                    ["timeout", "server", "24h"],
+                ],
+            ),
+            (
+                ["frontend", "kube-apiserver"],
+                [["bind", _haproxy_address("127.0.0.1", balancer["port"])], ["default_backend", "kube-apiserver"]],
+            ),
+            (
+                ["backend", "kube-apiserver"],
+                [
+                    ["balance", "leastconn"],
+                    ["option", "httpchk"],
+                    ["http-check", "send", "meth", "GET", "uri", "/readyz"],
+                    ["http-check", "expect", "status", "200"],
+                    [
+                        "default-server",
+                        "check",
+                        "check-ssl",
+                        "inter",
+                        every,
+                        "fall",
+                        2,
+                        "rise",
+                        2,
+                        "ca-file",
+                        _ca(config, "kubernetes-ca"),
+                        "crt",
+                        cert,
+                        "verify",
+                        "required",
+                        "on-marked-down",
+                        "shutdown-sessions",
+                    ],
+                ]
+                + servers,
+            ),
+        ]
+    )
+
+
+def api_balancer(config, minion_id):
+    """
+    The node-local API load balancer of node ``minion_id`` (``k8s:api_balancer``): haproxy from the distribution in
+    master-worker mode as the unit ``kubesalt-api-balancer``, configured by :py:func:`api_balancer_config`. A
+    changed configuration or ``kube-proxy`` certificate reloads it (``reload``: the new process takes new
+    connections, open ones stay with the old); a changed unit restarts it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.api_balancer "$(salt-call --out=json k8s.config | jq -c .local)" worker01
+    """
+    config_file = f"{config['paths']['config_dir']}/api-balancer.cfg"
+    check = [HAPROXY, "-Ws", "-f", config_file, "-c", "-q"]
+    return _spec(
+        "kubesalt-api-balancer",
+        "Node-local Kubernetes API load balancer (kubesalt)",
+        HAPROXY,
+        ["-Ws", "-f", config_file],
+        files={config_file: {"contents": api_balancer_config(config, minion_id), "mode": "0600"}},
+        certificates=["kube-proxy"],
+        after=["network-online.target"],
+        service={
+            "ExecStartPre": [check],
+            "ExecReload": [check, ["/bin/kill", "-USR2", "$MAINPID"]],
+            "Type": "notify",
+            "KillMode": "mixed",
+            "LimitNOFILE": 16384,
+            "Restart": "always",
+            "RestartSec": 2,
+            "SuccessExitStatus": 143,
+        },
+        documentation="https://docs.haproxy.org/",
+        reload=True,
     )
 
 
@@ -999,7 +1152,7 @@ def network(config, minion_id):
             ],
         }
         net_conf = f"{config['paths']['config_dir']}/flannel-net-conf.json"
-        files = _kubeconfig_file(config, "flannel", topology.api_url_for(config, minion_id))
+        files = _kubeconfig_file(config, "flannel", topology.daemon_api_url(config, minion_id))
         files[net_conf] = {
             "contents": _json({"Network": config["networks"]["pod_cidr"], "Backend": config["network"]["backend"]}),
             "mode": "0600",
@@ -1183,9 +1336,12 @@ def coredns_objects(config, objects=None):
 # --------------------------------------------------------------------------------------------------------------------
 def _arg(value):
     """One command-line argument as systemd reads it back as exactly one argument (systemd.syntax "Quoting"):
-    ``%`` and ``$`` doubled (no specifier or variable expansion), and quoted, with C escapes, when it holds
+    ``%`` and ``$`` doubled (no specifier or variable expansion; the whole argument ``$MAINPID`` alone is kept for
+    ExecReload), and quoted, with C escapes, when it holds
     whitespace, a quote, a backslash, a ``;`` or a control character. A value validation missed can therefore
     never end the line (add a directive) or split into two arguments (add a flag)."""
+    if value == "$MAINPID":  # the one systemd variable kubesalt writes itself (ExecReload=/bin/kill -USR2 $MAINPID)
+        return value
     text = str(value).replace("%", "%%").replace("$", "$$")
     if text and not re.search(r"[\s\"'\\;\x00-\x1f\x7f]", text):
         return text
@@ -1204,6 +1360,11 @@ def _setting(key, value):
     if _CONTROL.search(text) or "%" in text or "$" in text:
         raise SaltInvocationError(f"unit setting {key}={text!r}: control characters, '%' and '$' are not written")
     return text
+
+
+def _commands(value):
+    """One command (a list of arguments) or a list of commands, as a list of commands."""
+    return value if value and isinstance(value[0], list) else [value] if value else []
 
 
 def _command(argv):
@@ -1235,14 +1396,16 @@ def unit(spec):
             lines.append(f"{key}={' '.join(values)}")
     lines += ["", "[Service]"]
     service = dict(spec.get("service") or {})
-    pre = service.pop("ExecStartPre", None) or []
-    for command in pre if pre and isinstance(pre[0], list) else [pre] if pre else []:
+    commands = {key: service.pop(key, None) or [] for key in ("ExecStartPre", "ExecReload")}
+    for command in _commands(commands["ExecStartPre"]):
         lines.append(f"ExecStartPre={_command(command)}")
     if spec.get("exec"):
         flags = spec.get("flags") or []
         lines.append(f"ExecStart={_arg(spec['exec'])}" + "".join(f" \\\n  {_arg(flag)}" for flag in flags))
     for command in spec.get("commands") or []:
         lines.append(f"ExecStart={_command(command)}")
+    for command in _commands(commands["ExecReload"]):
+        lines.append(f"ExecReload={_command(command)}")
     for key, values in service.items():
         for value in values if isinstance(values, list) else [values]:
             lines.append(f"{key}={_arg(value) if key == 'Environment' else _setting(key, value)}")

@@ -17,13 +17,20 @@ need_apt=()
 command -v etcd >/dev/null || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null || need_apt+=(etcd-client)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+command -v haproxy >/dev/null || need_apt+=(haproxy)   # the node-local API balancer, checked and run for real
 command -v gcc >/dev/null || need_apt+=(gcc)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Packages only: no service of theirs is started on this machine (haproxy's would idle with Debian's sample config).
+  no_start=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d && no_start=1
+  fi
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  if [ "$no_start" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 if [ ! -f "$wheels/.complete" ]; then

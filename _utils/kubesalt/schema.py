@@ -338,6 +338,7 @@ SCHEMA = Struct(
         user=USER,
     ),
     network=Struct(mode=enum("routes", "flannel"), backend=Free()),
+    api_balancer=Struct(enabled=BOOL, port=PORT, packages=ListOf(PACKAGE), check_interval=SECONDS),
     artifacts=Struct(
         mirror=Optional(HTTP_URL),
         cache_dir=PATH,

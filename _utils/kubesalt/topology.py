@@ -70,11 +70,37 @@ def apiserver_url(config):
     return url(address, _section(config, "apiserver").get("port")) if address else ""
 
 
+def balancer_url(config):
+    """The node-local API load balancer (``k8s:api_balancer``), or "" when it is off."""
+    balancer = _section(config, "api_balancer")
+    return url("127.0.0.1", balancer.get("port")) if balancer.get("enabled") else ""
+
+
 def api_url_for(config, minion_id):
-    """The API server node ``minion_id`` talks to: a master its own, any other node :py:func:`apiserver_url`."""
-    if "master" in roles_of((config.get("nodes") or {}).get(minion_id)):
+    """
+    The API server kubesalt's own calls on node ``minion_id`` use: a master its own (whose readiness they check),
+    any other node the node-local balancer, or without one :py:func:`apiserver_url`.
+    """
+    roles = roles_of((config.get("nodes") or {}).get(minion_id))
+    if "master" in roles:
         return local_api_url(config)
-    return apiserver_url(config)
+    return (balancer_url(config) if "worker" in roles else "") or apiserver_url(config)
+
+
+def daemon_api_url(config, minion_id):
+    """
+    The API server in the kubeconfigs of node ``minion_id``'s daemons (kubelet, kube-proxy, flanneld and a master's
+    controller-manager and scheduler): the node-local balancer, so that they keep working while any one master is
+    down; without it, :py:func:`api_url_for`.
+    """
+    roles = roles_of((config.get("nodes") or {}).get(minion_id))
+    return (balancer_url(config) if {"master", "worker"} & set(roles) else "") or api_url_for(config, minion_id)
+
+
+def admin_api_url(config, minion_id):
+    """The API server in the admin kubeconfigs (copied to people's machines): ``k8s:apiserver:endpoint`` when set,
+    otherwise what the CA minion's daemons use."""
+    return str(_section(config, "apiserver").get("endpoint") or "").rstrip("/") or daemon_api_url(config, minion_id)
 
 
 def etcd_client_urls(config):
@@ -107,6 +133,7 @@ def derive(config, minion_id=None):
     - ``masters``, ``workers``, ``etcd_members``, ``nodes`` (masters and workers): minion ids, sorted;
     - ``ca_minion`` (``k8s:pki:ca_minion`` or the first master), ``api_service_ip`` (first address of the service
       network), ``pod_cidrs`` (minion id -> pod subnet), ``apiserver_url`` (for clients off the masters),
+      ``balancer_url`` (the node-local API balancer, or "" when it is off),
       ``etcd_client_urls``, ``etcd_local_url`` (a member's own client URL on loopback), ``etcd_restart_marker`` (the
       file that asks ``k8s.etcd.restart`` to restart a member);
     - about this minion (``minion_id``): ``node`` (its inventory entry, or {}), ``roles`` and ``is_master``,
@@ -131,6 +158,7 @@ def derive(config, minion_id=None):
         "api_service_ip": str(next(service.hosts())) if service and service.num_addresses > 2 else "",
         "pod_cidrs": {n: node_pod_cidr(config, n) for n in sorted(str(k) for k in nodes)},
         "apiserver_url": apiserver_url(config) if valid else "",
+        "balancer_url": balancer_url(config),
         "etcd_client_urls": etcd_client_urls(config) if valid else [],
         "etcd_local_url": url("127.0.0.1", _section(config, "etcd").get("client_port")),
         "etcd_restart_marker": f"{_section(config, 'paths').get('etcd_data_dir')}.restart-pending",

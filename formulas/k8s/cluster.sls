@@ -7,7 +7,7 @@
     sync -> validate -> CAs -> node certificates -> etcd members (parallel, restarts deferred) -> etcd restarts one
     at a time with a quorum wait -> control plane one master at a time (each waits for
     its /readyz) -> cluster objects -> nodes (batch k8s:worker_batch; each registers and waits until Ready) ->
-    add-ons -> smoke checks (every node Ready, CoreDNS available). #}
+    add-ons -> smoke checks (the API through every node's balancer, every node Ready, CoreDNS available). #}
 {%- set nodes = "G@role:master or G@role:worker or G@role:etcd" %}
 {%- set etcd_hosts = "G@role:master or G@role:etcd" %}
 {%- set node_hosts = "G@role:master or G@role:worker" %}
@@ -159,7 +159,7 @@ add-ons:
 
 smoke checks:
   salt.state:
-    - tgt: "G@role:master"
+    - tgt: "{{ node_hosts }}"
     - tgt_type: compound
     - sls: k8s.smoke
     - failhard: true

@@ -25,8 +25,9 @@ UNITS = {
         "kubelet",
         "kube-proxy",
         "kubesalt-pod-routes",
+        "kubesalt-api-balancer",
     ],
-    "worker01": ["containerd", "kubelet", "kube-proxy", "kubesalt-pod-routes"],
+    "worker01": ["containerd", "kubelet", "kube-proxy", "kubesalt-pod-routes", "kubesalt-api-balancer"],
 }
 
 
@@ -88,7 +89,7 @@ def test_worker_config_files_parse_and_point_at_this_node(worker, node_root):
     assert kubelet["tlsCertFile"] == f"{root}/etc/kubernetes/pki/kubelet.crt"
     assert (root / "etc/kubernetes/pki/kubelet.crt").is_file()
     kubeconfig = yaml.safe_load((root / "etc/kubernetes/kubelet.conf").read_text())
-    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://10.240.0.11:6443"
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6444"  # its node-local balancer
     assert (root / "etc/kubernetes/kubelet.conf").stat().st_mode & 0o777 == 0o600
     containerd = tomllib.loads((root / "etc/containerd/config.toml").read_text())
     assert containerd["version"] == 2  # containerd 1.6
@@ -99,6 +100,16 @@ def test_worker_config_files_parse_and_point_at_this_node(worker, node_root):
     routes = (root / "etc/systemd/system/kubesalt-pod-routes.service").read_text()
     assert "10.200.11.0/24 via 10.240.0.11" in routes and "10.200.22.0/24 via 10.240.0.22" in routes
     assert "10.200.21.0/24" not in routes
+
+
+def test_the_api_balancer_configuration_is_one_haproxy_accepts_with_the_node_s_files(worker, master, node_root):
+    """`haproxy -c` (Debian's) loads the written configuration: the kube-proxy certificate and its key beside it,
+    the Kubernetes CA, every master of the inventory as a checked backend."""
+    for minion in ("worker01", "master01"):
+        path = node_root(minion) / "etc/kubernetes/api-balancer.cfg"
+        check = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "server master01 10.240.0.11:6443" in path.read_text()
 
 
 def test_only_the_ca_master_gets_admin_and_only_masters_get_cluster_secrets(worker, master, node_root):

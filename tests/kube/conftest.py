@@ -4,6 +4,7 @@ session, and each minion's real k8s_kube execution and state modules, wired like
 import datetime
 import inspect
 import re
+import time
 
 import pytest
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -93,10 +94,20 @@ def name(request):
 
 
 def register_kubelet(plane, minion_id):
-    """Create Node ``minion_id`` the way its kubelet does: with the node's own kubelet certificate."""
+    """Create Node ``minion_id`` the way its kubelet does: with the node's own kubelet certificate. Returns once the
+    node lifecycle controller has handled the new Node: admission gives it a ``not-ready`` taint that the controller
+    removes a moment later (the node reports no condition) with a patch of the whole taint list, which would undo a
+    test's own taint change made in between (seen: 1 run in ~10). Its next change comes after the 40 s grace period."""
     with plane.session("kubelet", minion_id) as kubelet:
         answer = kubelet.post(f"{plane.server}/api/v1/nodes", json={"metadata": {"name": minion_id}})
-    assert answer.status_code in (201, 409), answer.text  # 409: already registered
+        assert answer.status_code in (201, 409), answer.text  # 409: already registered
+        deadline = time.monotonic() + 15
+        while True:
+            taints = kubelet.get(f"{plane.server}/api/v1/nodes/{minion_id}").json()["spec"].get("taints") or []
+            if not any(t["key"] == "node.kubernetes.io/not-ready" for t in taints):
+                break
+            assert time.monotonic() < deadline, f"the node controller kept the not-ready taint on {minion_id}: {taints}"
+            time.sleep(0.1)
     return minion_id
 
 

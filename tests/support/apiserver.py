@@ -109,6 +109,8 @@ class ControlPlane:
         self.cluster.pillar.update(
             versions={"kubernetes": VERSION},
             apiserver={"port": self.port, "endpoint": self.server},
+            # One API server and no node-local balancer in front of it (tests/kube/test_api_balancer.py runs one).
+            api_balancer={"enabled": False},
         )
         self.processes = {}
         self.logs = {}

@@ -7,7 +7,7 @@ import json
 import pytest
 import tomllib
 import yaml
-from salt.exceptions import SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from tests.support.loader import ROOT, load
 from tests.unit.conftest import INVENTORY
@@ -156,15 +156,39 @@ def test_kubelet_pillar_config_is_merged_and_swap_setting_honoured(conf, make_se
 
 
 # -- kubeconfigs -------------------------------------------------------------------------------------------------------
-def test_workers_reach_the_first_master_or_the_configured_endpoint_and_masters_their_own(conf, make_settings):
+def _server(spec, name):
+    return yaml.safe_load(file_of(spec, name)["contents"])["clusters"][0]["cluster"]["server"]
+
+
+def test_every_node_daemon_reaches_the_api_through_its_node_local_balancer(conf, make_settings):
     cfg = settings(make_settings, nodes=THREE_MASTERS)
-    worker = yaml.safe_load(file_of(conf.kubelet(cfg, "worker01"), "/kubelet.conf")["contents"])
-    assert worker["clusters"][0]["cluster"]["server"] == "https://10.240.0.11:6443"
-    master = yaml.safe_load(file_of(conf.kubelet(cfg, "master02"), "/kubelet.conf")["contents"])
-    assert master["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
+    for node in ("worker01", "master02"):
+        assert _server(conf.kubelet(cfg, node), "/kubelet.conf") == "https://127.0.0.1:6444"
+        assert _server(conf.kube_proxy(cfg, node), "/kube-proxy.conf") == "https://127.0.0.1:6444"
+    assert _server(conf.controller_manager(cfg, "master02"), "/controller-manager.conf") == "https://127.0.0.1:6444"
+    assert _server(conf.scheduler(cfg, "master03"), "/scheduler.conf") == "https://127.0.0.1:6444"
+    # kubesalt's own calls: a worker's through its balancer, a master's to its own API server (whose readiness
+    # they check)
+    assert cfg["cluster"]["api_url"] == "https://127.0.0.1:6444"
+    assert settings(make_settings, "master02", THREE_MASTERS)["cluster"]["api_url"] == "https://127.0.0.1:6443"
+    assert _server({"files": conf.admin(cfg, "master01")}, "/admin.conf") == "https://127.0.0.1:6444"
     lb = settings(make_settings, nodes=THREE_MASTERS, apiserver={"endpoint": "https://k8s-api.example:6443"})
-    proxy = yaml.safe_load(file_of(conf.kube_proxy(lb, "worker01"), "/kube-proxy.conf")["contents"])
-    assert proxy["clusters"][0]["cluster"]["server"] == "https://k8s-api.example:6443"
+    assert _server({"files": conf.admin(lb, "master01")}, "/admin.conf") == "https://k8s-api.example:6443"  # for people
+    assert _server(conf.kubelet(lb, "worker01"), "/kubelet.conf") == "https://127.0.0.1:6444"
+
+
+def test_without_the_balancer_workers_reach_the_first_master_or_the_endpoint_and_masters_their_own(conf, make_settings):
+    cfg = settings(make_settings, nodes=THREE_MASTERS, api_balancer={"enabled": False})
+    assert _server(conf.kubelet(cfg, "worker01"), "/kubelet.conf") == "https://10.240.0.11:6443"
+    assert _server(conf.kubelet(cfg, "master02"), "/kubelet.conf") == "https://127.0.0.1:6443"
+    assert _server(conf.scheduler(cfg, "master02"), "/scheduler.conf") == "https://127.0.0.1:6443"
+    lb = settings(
+        make_settings,
+        nodes=THREE_MASTERS,
+        api_balancer={"enabled": False},
+        apiserver={"endpoint": "https://k8s-api.example:6443"},
+    )
+    assert _server(conf.kube_proxy(lb, "worker01"), "/kube-proxy.conf") == "https://k8s-api.example:6443"
 
 
 def test_kubeconfigs_reference_files_and_are_private(conf, make_settings):
@@ -317,7 +341,7 @@ def test_flannel_mode_uses_the_kube_subnet_manager_with_its_own_api_credential(c
     assert flags["kube-subnet-mgr"] == "true" and not any(f.startswith("etcd") for f in flags)
     kubeconfig = yaml.safe_load(file_of(spec, "/flannel.conf")["contents"])
     assert kubeconfig["users"][0]["user"]["client-certificate"].endswith("/flannel.crt")
-    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://10.240.0.11:6443"
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6444"  # its node-local balancer
     assert json.loads(file_of(spec, "/flannel-net-conf.json")["contents"]) == {
         "Network": "10.200.0.0/16",
         "Backend": {"Type": "vxlan"},
@@ -382,3 +406,42 @@ def test_masters_register_tainted_and_workers_untainted(conf, make_settings):
     assert master["registerWithTaints"] == [{"key": cfg["master_taint"], "effect": "NoSchedule"}]
     worker = yaml.safe_load(file_of(conf.kubelet(cfg, "worker01"), "/kubelet.yaml")["contents"])
     assert "registerWithTaints" not in worker
+
+
+# -- node-local API balancer -------------------------------------------------------------------------------------------
+def test_the_api_balancer_checks_and_forwards_to_every_master(conf, make_settings):
+    cfg = settings(make_settings, nodes=THREE_MASTERS)
+    spec = conf.api_balancer(cfg, "worker01")
+    text = file_of(spec, "/api-balancer.cfg")["contents"]
+    assert "    bind 127.0.0.1:6444\n" in text
+    for n in (1, 2, 3):
+        assert f"    server master0{n} 10.240.0.1{n}:6443 check-sni master0{n} verifyhost master0{n}\n" in text
+    assert "http-check send meth GET uri /readyz" in text and "on-marked-down shutdown-sessions" in text
+    assert "ca-file /etc/kubernetes/pki/kubernetes-ca.crt crt /etc/kubernetes/pki/kube-proxy.crt" in text
+    assert spec["certificates"] == ["kube-proxy"] and spec["reload"] is True
+    unit = conf.unit(spec)
+    assert "ExecReload=/usr/sbin/haproxy -Ws -f /etc/kubernetes/api-balancer.cfg -c -q\n" in unit
+    assert "ExecReload=/bin/kill -USR2 $MAINPID\n" in unit and "Type=notify" in unit
+
+
+def test_the_api_balancer_brackets_nothing_and_marks_ipv6_backends(conf, make_settings):
+    nodes = {
+        "m1": {"roles": ["master", "etcd"], "ip": "fd00:10::11"},
+        "w1": {"roles": ["worker"], "ip": "fd00:10::21"},
+    }
+    cfg = make_settings({"nodes": nodes, "networks": {"node_cidr": "fd00:10::/64"}}, minion_id="w1")
+    text = conf.api_balancer_config(cfg, "w1")
+    assert "    server m1 ipv6@fd00:10::11:6443 check-sni m1 verifyhost m1\n" in text
+
+
+def test_a_value_that_is_not_one_haproxy_word_is_never_written(conf, make_settings):
+    cfg = settings(make_settings, nodes=THREE_MASTERS)
+    cfg["paths"]["pki_dir"] = "/etc/kubernetes/pki #comment"
+    with pytest.raises(SaltInvocationError, match="cannot be written into the haproxy configuration"):
+        conf.api_balancer_config(cfg, "worker01")
+
+
+def test_the_balancer_port_may_not_clash_with_another_service(make_settings):
+    with pytest.raises(CommandExecutionError, match=r"k8s:api_balancer:port: 2379 is already the port of"):
+        settings(make_settings, api_balancer={"port": 2379})
+    settings(make_settings, api_balancer={"port": 2379, "enabled": False})

@@ -9,6 +9,7 @@
 include:
   - k8s.common
   - k8s.pki
+  - k8s.api-balancer
 {{ m.binary(k8s, "kubectl") }}
 {%-   for component in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] %}
 {%-     set spec = salt["k8s_conf." ~ component.replace("kube-", "").replace("-", "_")](k8s, me) %}

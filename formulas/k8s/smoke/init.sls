@@ -1,7 +1,10 @@
-{#- Smoke checks of the k8s.cluster orchestration, from the CA minion: the API answers /readyz, every master and
-    worker of the inventory is a Ready node, and CoreDNS is available (when enabled and k8s:addons:coredns:wait_ready).
-    Checks report no changes; a failure names what is not ready. #}
+{#- Smoke checks of the k8s.cluster orchestration. On every node: the API answers through its node-local balancer
+    (k8s:api_balancer). From the CA minion: the API answers /readyz, every master and worker of the inventory is a
+    Ready node, and CoreDNS is available (when enabled and k8s:addons:coredns:wait_ready). Checks report no changes;
+    a failure names what is not ready. #}
 {%- from "k8s/map.jinja" import k8s with context %}
+{%- import "k8s/macros.jinja" as m with context %}
+{{ m.balancer_check(k8s) }}
 {%- if k8s.cluster.is_ca and k8s.manage_services %}
 
 API server ready:
@@ -29,7 +32,7 @@ CoreDNS available:
 {%-   endif %}
 {%- else %}
 
-smoke checks run on the CA minion:
+cluster smoke checks run on the CA minion:
   test.nop:
     - name: "{{ k8s.cluster.ca_minion }}"
 {%- endif %}
