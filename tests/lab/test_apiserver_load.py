@@ -124,6 +124,7 @@ def widget(name, size, deny=False):
 
 
 def test_crds_and_a_validating_webhook_under_load_do_not_restart_the_apiserver(webhook, masters):
+    clean_up()   # what an interrupted earlier run left (a CRD with objects, the webhook configuration)
     before = {m: apiserver_state(m) for m in masters}
     hook = json.dumps({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
@@ -168,8 +169,7 @@ def test_crds_and_a_validating_webhook_under_load_do_not_restart_the_apiserver(w
         kubectl("delete", PLURAL, "-l", "app=lab-widgets", "--wait=true")
         assert kubectl_json("get", PLURAL)["items"] == []
     finally:
-        kubectl("delete", "validatingwebhookconfiguration", "kubesalt-lab-widgets", "--ignore-not-found", check=False)
-        kubectl("delete", "crd", f"{PLURAL}.{GROUP}", "--ignore-not-found", "--wait=true", check=False)
+        clean_up(check=False)
 
     ops = {(op, res) for op, res, _ in webhook["seen"]}
     assert {("CREATE", PLURAL), ("UPDATE", PLURAL), ("DELETE", PLURAL)} <= ops, ops
@@ -181,6 +181,13 @@ def test_crds_and_a_validating_webhook_under_load_do_not_restart_the_apiserver(w
         assert (after_pid, after_restarts) == (pid, restarts), \
             f"kube-apiserver on {m} restarted during the load: MainPID {pid} -> {after_pid}, NRestarts " \
             f"{restarts} -> {after_restarts}"
+
+
+def clean_up(check=True):
+    """Delete the webhook configuration and the CRD (its objects go with it) and wait until they are gone."""
+    kubectl("delete", "validatingwebhookconfiguration", "kubesalt-lab-widgets", "--ignore-not-found", check=check)
+    kubectl("delete", "crd", f"{PLURAL}.{GROUP}", "--ignore-not-found", "--wait=true", "--timeout=120s",
+            check=check, timeout=180)
 
 
 def create(obj):
