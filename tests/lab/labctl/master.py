@@ -246,15 +246,19 @@ def salt_run_json(*args, timeout=None):
 
 # -- minions -----------------------------------------------------------------------------------------------------------
 def wait_minions(ids, timeout=180):
+    """Ping until every minion answers. Short timeouts on purpose: a minion that was not yet connected when a ping
+    was published never answers it, and the CLI would wait --timeout and then the master's gather_job_timeout (30 s)
+    asking it with find_job; a fresh ping reaches it as soon as it is connected."""
     pending = set(ids)
     end = time.monotonic() + timeout
     while pending:
-        ret = salt_json("-L", ",".join(sorted(pending)), "test.ping", "--timeout=10", timeout=60)
+        ret = salt_json("-L", ",".join(sorted(pending)), "test.ping", "--timeout=3", "--gather-job-timeout=3",
+                        timeout=60)
         pending -= {m for m, v in ret.items() if v is True}
         if pending and time.monotonic() > end:
             die(f"minions not answering test.ping after {timeout}s: {', '.join(sorted(pending))}")
         if pending:
-            time.sleep(2)
+            time.sleep(1)
 
 
 def wait_idle(ids, timeout=900):
