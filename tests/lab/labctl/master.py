@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import textwrap
 import time
 
@@ -245,20 +246,40 @@ def salt_run_json(*args, timeout=None):
 
 
 # -- minions -----------------------------------------------------------------------------------------------------------
+def answered_ping(ids, seconds=5):
+    """The minions among ``ids`` that answer a test.ping within ``seconds``. The CLI's JSON output streams one
+    document per answer (no --static), and the CLI is stopped after ``seconds``: a minion that was not yet connected
+    when the ping was published never answers it, and the CLI would otherwise wait --timeout and then the master's
+    gather_job_timeout (30 s here) asking it with find_job."""
+    argv = salt_argv("salt", "--out=json", "--timeout=3", "-L", ",".join(sorted(ids)), "test.ping")
+    try:
+        out = subprocess.run(argv, capture_output=True, timeout=seconds).stdout
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout or b""
+    text, pos, seen = out.decode(errors="replace"), 0, set()
+    decoder = json.JSONDecoder()
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            break
+        try:
+            doc, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            break
+        if isinstance(doc, dict):
+            seen |= {m for m, v in doc.items() if v is True}
+    return seen & set(ids)
+
+
 def wait_minions(ids, timeout=180):
-    """Ping until every minion answers. Short timeouts on purpose: a minion that was not yet connected when a ping
-    was published never answers it, and the CLI would wait --timeout and then the master's gather_job_timeout (30 s)
-    asking it with find_job; a fresh ping reaches it as soon as it is connected."""
+    """Ping until every minion answers; each round a fresh ping, so a minion is seen as soon as it is connected."""
     pending = set(ids)
     end = time.monotonic() + timeout
     while pending:
-        ret = salt_json("-L", ",".join(sorted(pending)), "test.ping", "--timeout=3", "--gather-job-timeout=3",
-                        timeout=60)
-        pending -= {m for m, v in ret.items() if v is True}
+        pending -= answered_ping(pending)
         if pending and time.monotonic() > end:
             die(f"minions not answering test.ping after {timeout}s: {', '.join(sorted(pending))}")
-        if pending:
-            time.sleep(1)
 
 
 def wait_idle(ids, timeout=900):
