@@ -19,25 +19,8 @@ import subprocess
 import textwrap
 import time
 
-from .common import (
-    HOST_IP,
-    MASTER_CONF,
-    MASTER_PKI,
-    MIRROR_URL,
-    PILLAR_DIR,
-    STATE,
-    VENV,
-    alive,
-    cmdline,
-    die,
-    procs_matching,
-    read,
-    read_pid,
-    run,
-    say,
-    wait_for,
-    write,
-)
+from . import common
+from .common import HOST_IP, MASTER_CONF, MASTER_PKI, MIRROR_URL, PILLAR_DIR, STATE, VENV
 
 KEYS_DIR = os.path.join(STATE, "keys")
 SHIPPED_CONF = os.path.join("conf", "master.d", "kubesalt.conf")   # relative to the served salt tree
@@ -79,9 +62,9 @@ def write_pillar(lab, manifest):
         # the sha256 of the file the lab mirror ({MIRROR_URL}) serves; image URLs are upstream-shaped and reach the
         # mirror through k8s:artifacts:mirror like every other artifact. JSON is YAML.
         """) + "k8s: " + json.dumps(pillar(lab, manifest), indent=2, sort_keys=True) + "\n"
-    old = read(os.path.join(PILLAR_DIR, "k8s.sls"))
-    write(os.path.join(PILLAR_DIR, "top.sls"), "base:\n  '*':\n    - k8s\n")
-    write(os.path.join(PILLAR_DIR, "k8s.sls"), body)
+    old = common.read(os.path.join(PILLAR_DIR, "k8s.sls"))
+    common.write(os.path.join(PILLAR_DIR, "top.sls"), "base:\n  '*':\n    - k8s\n")
+    common.write(os.path.join(PILLAR_DIR, "k8s.sls"), body)
     return old != body
 
 
@@ -108,7 +91,7 @@ def write_master_config(conf_dir, salt_tree):
     master.d/zz-kubesalt-lab.conf. Return a fingerprint of all three plus the tree (a change restarts the master)."""
     shipped = os.path.join(salt_tree, SHIPPED_CONF)
     if not os.path.exists(shipped):
-        die(f"{shipped} is missing: the lab master takes its configuration from the served tree")
+        common.die(f"{shipped} is missing: the lab master takes its configuration from the served tree")
     with open(shipped) as fh:
         shipped_text = fh.read()
     main = f"# kubesalt lab master (salt -c {conf_dir}): everything is in master.d/.\n"
@@ -116,9 +99,9 @@ def write_master_config(conf_dir, salt_tree):
            f"# or pillar_roots: in the master's mount namespace {SRV_TREE} = {salt_tree}\n"
            f"# and {SRV_PILLAR} = the lab pillar.\n"
            + json.dumps(lab_settings(conf_dir), indent=2, sort_keys=True) + "\n")
-    write(os.path.join(conf_dir, "master"), main)
-    write(os.path.join(conf_dir, "master.d", "kubesalt.conf"), shipped_text)
-    write(os.path.join(conf_dir, "master.d", LAB_CONF_NAME), lab)
+    common.write(os.path.join(conf_dir, "master"), main)
+    common.write(os.path.join(conf_dir, "master.d", "kubesalt.conf"), shipped_text)
+    common.write(os.path.join(conf_dir, "master.d", LAB_CONF_NAME), lab)
     return f"{salt_tree}\0{PILLAR_DIR}\0{main}\0{shipped_text}\0{lab}"
 
 
@@ -136,11 +119,11 @@ def gen_keys(name, directory=KEYS_DIR):
         scratch = os.path.join(directory, f".gen-{name}")
         shutil.rmtree(scratch, ignore_errors=True)
         os.makedirs(scratch)
-        res = run([salt_bin("salt-key"), "-c", MASTER_CONF, f"--gen-keys={name}", f"--gen-keys-dir={scratch}"],
+        res = common.run([salt_bin("salt-key"), "-c", MASTER_CONF, f"--gen-keys={name}", f"--gen-keys-dir={scratch}"],
                   check=False, quiet=True)
         for src, dest in ((f"{name}.pem", pem), (f"{name}.pub", pub)):
             if not os.path.exists(os.path.join(scratch, src)):
-                die(f"salt-key --gen-keys={name} wrote no {src}: {res.stdout}{res.stderr}")
+                common.die(f"salt-key --gen-keys={name} wrote no {src}: {res.stdout}{res.stderr}")
             os.replace(os.path.join(scratch, src), dest)
         shutil.rmtree(scratch)
     return pem, pub
@@ -153,14 +136,14 @@ def master_keys(lab):
     for nid in lab["nodes"]:
         _, pub = gen_keys(nid)
         dest = os.path.join(MASTER_PKI, "minions", nid)
-        if read(dest) != read(pub):
+        if common.read(dest) != common.read(pub):
             shutil.copyfile(pub, dest)
 
 
 # -- the daemon --------------------------------------------------------------------------------------------------------
 def master_pid():
-    pid = read_pid(os.path.join(MASTER_CONF, "var/run/salt-master.pid"))
-    return pid if alive(pid) and "salt-master" in cmdline(pid) else 0
+    pid = common.read_pid(os.path.join(MASTER_CONF, "var/run/salt-master.pid"))
+    return pid if common.alive(pid) and "salt-master" in common.cmdline(pid) else 0
 
 
 NAMESPACE_SCRIPT = """set -eu
@@ -177,26 +160,26 @@ exec "$@"
 def master_start(lab):
     fingerprint = write_master_config(MASTER_CONF, lab["salt_tree"])
     stamp = os.path.join(MASTER_CONF, ".fingerprint")
-    changed = read(stamp) != fingerprint
+    changed = common.read(stamp) != fingerprint
     master_keys(lab)
     pid = master_pid()
     if pid and not changed:
         return pid
     if pid:
-        say("salt-master configuration or served tree changed: restarting it")
+        common.say("salt-master configuration or served tree changed: restarting it")
         master_stop()
     os.makedirs("/srv", exist_ok=True)      # the mount point of the namespace's private tmpfs
     os.makedirs(PILLAR_DIR, exist_ok=True)
-    run(["unshare", "--mount", "--propagation", "private", "bash", "-c", NAMESPACE_SCRIPT, "kubesalt-lab-master",
+    common.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", NAMESPACE_SCRIPT, "kubesalt-lab-master",
          lab["salt_tree"], PILLAR_DIR, salt_bin("salt-master"), "-c", MASTER_CONF, "-d"])
-    write(stamp, fingerprint)
+    common.write(stamp, fingerprint)
 
     def listening():
         with socket.socket() as s:
             s.settimeout(1)
             return s.connect_ex((HOST_IP, 4506)) == 0 and master_pid()
-    wait_for(listening, 60, what="the salt-master on 4506")
-    wait_for(lambda: os.path.exists(os.path.join(MASTER_PKI, "master.pub")), 30, what="the master's key")
+    common.wait_for(listening, 60, what="the salt-master on 4506")
+    common.wait_for(lambda: os.path.exists(os.path.join(MASTER_PKI, "master.pub")), 30, what="the master's key")
     return master_pid()
 
 
@@ -205,11 +188,11 @@ def master_stop():
     if pid:
         os.kill(pid, signal.SIGTERM)
         with contextlib.suppress(SystemExit):
-            wait_for(lambda: not alive(pid), 20, what="salt-master to stop")
-        if alive(pid):
+            common.wait_for(lambda: not common.alive(pid), 20, what="salt-master to stop")
+        if common.alive(pid):
             os.kill(pid, signal.SIGKILL)
     # the master's worker processes are in its process group
-    for proc in procs_matching(f"-c {MASTER_CONF}"):
+    for proc in common.procs_matching(f"-c {MASTER_CONF}"):
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc, signal.SIGKILL)
 
@@ -219,12 +202,12 @@ def salt_argv(name, *args):
     (salt-run compiles orchestrations from the file_roots itself)."""
     pid = master_pid()
     if not pid:
-        die("the lab's salt-master is not running (make lab)")
+        common.die("the lab's salt-master is not running (make lab)")
     return ["nsenter", "-t", str(pid), "-m", "--", salt_bin(name), "-c", MASTER_CONF] + list(args)
 
 
 def salt(*args, timeout=None, check=True, capture=True):
-    return run(salt_argv("salt", *args), check=check, capture=capture, timeout=timeout)
+    return common.run(salt_argv("salt", *args), check=check, capture=capture, timeout=timeout)
 
 
 def salt_json(*args, timeout=None):
@@ -237,7 +220,7 @@ def salt_json(*args, timeout=None):
 
 def salt_run_json(*args, timeout=None):
     """(exit code, parsed JSON or None, raw stdout+stderr) of `salt-run --out=json <args>`."""
-    res = run(salt_argv("salt-run", "--out=json", *args), check=False, capture=True, timeout=timeout)
+    res = common.run(salt_argv("salt-run", "--out=json", *args), check=False, capture=True, timeout=timeout)
     try:
         data = json.loads(res.stdout) if res.stdout.strip() else None
     except ValueError:
@@ -279,7 +262,7 @@ def wait_minions(ids, timeout=180):
     while pending:
         pending -= answered_ping(pending)
         if pending and time.monotonic() > end:
-            die(f"minions not answering test.ping after {timeout}s: {', '.join(sorted(pending))}")
+            common.die(f"minions not answering test.ping after {timeout}s: {', '.join(sorted(pending))}")
 
 
 def wait_idle(ids, timeout=900):
@@ -295,8 +278,8 @@ def wait_idle(ids, timeout=900):
         desc = ", ".join(f"{m}: {'/'.join(f)}" for m, f in sorted(busy.items())) or "no answer from " + ",".join(
             sorted(missing))
         if desc != last:
-            say(f"  waiting for running jobs: {desc}")
+            common.say(f"  waiting for running jobs: {desc}")
             last = desc
         if time.monotonic() > end:
-            die(f"minions still busy after {timeout}s: {desc}")
+            common.die(f"minions still busy after {timeout}s: {desc}")
         time.sleep(3)
