@@ -5,7 +5,7 @@ export VENV
 PYTEST_ARGS ?=
 BASETEMP ?= /tmp/kubesalt-test
 
-.PHONY: test unit integration deps lint format bench lab lab-down lab-status lab-test lab-summary clean
+.PHONY: test unit integration deps lint format bench lab lab-down lab-status lab-test lab-test-core lab-summary clean
 
 ## make test: install what the suite needs (apt + venv), lint (ruff, settings in pyproject.toml), then run unit and
 ## integration tests (~5 min).
@@ -42,7 +42,8 @@ format: deps
 	$(VENV)/bin/ruff format .
 
 ## make lab: nodes (systemd-nspawn) + artifact mirror + salt-master on a private bridge, then
-## `salt-run state.orchestrate k8s.cluster` (LAB_ORCHESTRATE=0 skips it; LAB_MASTERS/LAB_WORKERS size a new lab).
+## `salt-run state.orchestrate k8s.cluster` (LAB_ORCHESTRATE=0 skips it; LAB_MASTERS/LAB_WORKERS size a new lab;
+## LAB_PROFILE=current (default: etcd 3.5, containerd 1.7, runc 1.3, CNI 1.9 on trixie nodes) or bookworm).
 lab:
 	@bash tests/lab/lab.sh up
 
@@ -56,6 +57,12 @@ lab-status:
 ## nodes, Services, logs/exec, kubelet limits, a no-op re-run, a node restart, a new worker.
 lab-test: deps
 	$(VENV)/bin/python -m pytest tests/lab -m lab -p no:cacheprovider -rs $(PYTEST_ARGS)
+
+## make lab-test-core: the core lab checks CI runs (nodes Ready with roles and taints, pods across nodes, ClusterIP
+## + NodePort, logs/exec, a Secret encrypted in etcd, CRDs + an admission webhook without an apiserver restart, a
+## second orchestration with zero changes).
+lab-test-core: deps
+	$(VENV)/bin/python -m pytest tests/lab -m "lab and core" -p no:cacheprovider -rs $(PYTEST_ARGS)
 
 ## make lab-summary: bench/fault_summary.py on the running lab -- load on the cluster while every bad input, fault
 ## and security attempt is thrown at it; prints load held, faults survived, bad inputs tried, data lost (~10 min).

@@ -18,6 +18,10 @@ ADMIN = STATE / "admin.conf"
 KUBECTL = pathlib.Path(os.environ.get("KUBESALT_CACHE", "/var/cache/kubesalt")) / "kubernetes/1.20.2/bin/kubectl"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "core: the core lab checks CI runs on every submission (make lab-test-core)")
+
+
 def lab(*args, timeout=900, check=True):
     """Run tests/lab/lab.sh; return the CompletedProcess (stdout/stderr as text)."""
     out = subprocess.run(["bash", str(LAB_SH), *args], capture_output=True, text=True, timeout=timeout)

@@ -1,6 +1,7 @@
 """The lab cluster, end to end, for real: what `salt-run state.orchestrate k8s.cluster` built on systemd-nspawn
 nodes. Tests run in file order: read-only checks first, then the re-run, a node restart and a new worker.
-What cannot run here is reported as skipped with "not exercised", never as passed."""
+What cannot run here is reported as skipped with "not exercised", never as passed. The tests marked `core` are the
+set CI runs on every submission (`make lab-test-core`, `.ci/run`)."""
 
 import base64
 import ipaddress
@@ -38,6 +39,7 @@ def pod_cidr(inventory, node_id):
 
 
 # -- nodes, etcd, secrets ---------------------------------------------------------------------------------------------
+@pytest.mark.core
 def test_every_node_is_ready_with_role_labels_and_masters_are_tainted(inventory, masters):
     nodes = nodes_by_name()
     assert sorted(nodes) == sorted(inventory)
@@ -60,6 +62,7 @@ def test_etcd_is_healthy_over_tls_and_refuses_a_client_without_a_certificate(inv
             session_for(master, None, ca="etcd-ca").get(url, timeout=10)
 
 
+@pytest.mark.core
 def test_a_secret_is_stored_encrypted_in_etcd(inventory, masters):
     kubectl("apply", "-f", "-", input=kubectl("create", "secret", "generic", "lab-secret",
                                                "--from-literal=password=kubesalt-plain-text",
@@ -135,18 +138,21 @@ def web(workers, inventory):
     yield {p["spec"]["nodeName"]: p for p in pods}
 
 
+@pytest.mark.core
 def test_pods_spread_over_the_workers_with_ips_from_each_node_pod_cidr(web, workers, inventory):
     assert sorted(web) == workers
     for node, pod in web.items():
         assert ipaddress.ip_address(pod["status"]["podIP"]) in pod_cidr(inventory, node), (node, pod["status"])
 
 
+@pytest.mark.core
 def test_pod_to_pod_across_nodes(web):
     (a_node, a), (b_node, b) = sorted(web.items())[:2]
     out = http_get(a["metadata"]["name"], b["status"]["podIP"])
     assert out == b["metadata"]["name"], (a_node, b_node, out)
 
 
+@pytest.mark.core
 def test_cluster_ip_service_answers_from_a_pod(web):
     ip = kubectl_json("get", "service", "web")["spec"]["clusterIP"]
     pod = next(iter(web.values()))["metadata"]["name"]
@@ -157,6 +163,7 @@ def test_cluster_ip_service_answers_from_a_pod(web):
     assert seen <= names and seen, seen
 
 
+@pytest.mark.core
 def test_node_port_answers_from_the_host_on_every_worker(web, workers, inventory):
     names = {p["metadata"]["name"] for p in web.values()}
     for worker in workers:
@@ -166,6 +173,7 @@ def test_node_port_answers_from_the_host_on_every_worker(web, workers, inventory
         assert answer.status_code == 200 and answer.text.strip() in names, (worker, answer.text)
 
 
+@pytest.mark.core
 def test_kubectl_logs_and_exec_reach_the_kubelets(web):
     pod = next(iter(web.values()))["metadata"]["name"]
     assert "started" in kubectl("logs", pod)
@@ -182,6 +190,7 @@ def test_flannel_is_not_exercised():
 
 
 # -- re-run, reboot, a new worker ---------------------------------------------------------------------------------------
+@pytest.mark.core
 def test_a_second_orchestration_changes_nothing_on_any_minion():
     out = lab("salt-run", "--out=json", "state.orchestrate", "k8s.cluster", timeout=1800)
     data = json.loads(out.stdout)

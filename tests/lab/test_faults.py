@@ -12,10 +12,9 @@ import time
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.lab.conftest import LAB_SH, kubectl_json, lab, node_root, record, wait_for
+from tests.support import test_ca
 
 pytestmark = pytest.mark.lab
 
@@ -154,14 +153,7 @@ def reissue(path, issuer_cert, issuer_key, not_after):
 
 
 def foreign_ca():
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes-ca")])  # same name, other key
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
-    return cert, key
+    return test_ca.ca("kubernetes-ca", lifetime=datetime.timedelta(days=3650))  # same name as the cluster's, other key
 
 
 def signed_by(path, ca_cert):

@@ -4,21 +4,22 @@ artifact states (`<mirror>/<upstream host>/<upstream path>`, pinned sha256) inst
 
 Sources, all offline-capable on this machine:
   - Kubernetes 1.20.2 server binaries + kubectl: the cache tests/lab/build/kubernetes.sh fills
-  - etcd/etcdctl, containerd/containerd-shim-runc-v2/ctr, runc, CNI plugins, busybox: Debian bookworm .debs
-    (`apt-get download` + `dpkg-deb -x`; nothing is installed on the host), repackaged in the upstream tarball shapes
+  - etcd/etcdctl, containerd/containerd-shim-runc-v2/ctr, runc, CNI plugins: Debian .debs of the suite the lab
+    profile names (profiles.json; fetched by debs.py with the suite's own apt lists, `dpkg-deb -x`; nothing is
+    installed on the host), repackaged in the upstream tarball shapes; busybox (the workload image): bookworm's
   - the pause sandbox image: pause.c from the same Kubernetes tree, compiled statically with gcc
   - OCI image archives written by oci_image.py (no docker)
 
-    artifacts.py [--cache /var/cache/kubesalt] [--kubernetes 1.20.2]
+    artifacts.py [--cache /var/cache/kubesalt] [--kubernetes 1.20.2] [--profile current]
 
-Prints the path of manifest.json: {"mirror_dir", "key", "versions", "debs", "files": {component: {version, path,
-sha256, size}}, "images": [{name, path, sha256}]}. Output is cached under <cache>/lab/mirror/<key>, keyed by this
-script, oci_image.py, the Kubernetes build's SHA256SUMS + pause.c and the exact .deb files; tarballs are
-reproducible (fixed mtimes and owners), so the same inputs always give the same digests.
+Prints the path of manifest.json: {"mirror_dir", "key", "profile", "node_suite", "versions", "debs", "files":
+{component: {version, path, sha256, size}}, "images": [{name, path, sha256}]}. Output is cached under
+<cache>/lab/mirror/<key>, keyed by the profile, this script, oci_image.py, profiles.json, the Kubernetes build's
+SHA256SUMS + pause.c and the exact .deb files; tarballs are reproducible (fixed mtimes and owners), so the same inputs
+always give the same digests.
 """
 
 import argparse
-import glob
 import gzip
 import hashlib
 import io
@@ -33,12 +34,10 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import debs  # noqa: E402
 import oci_image  # noqa: E402
 
-DEBS = ["etcd-server", "etcd-client", "containerd", "runc", "containernetworking-plugins", "busybox-static"]
-# upstream component version expected from each package (the lab pillar pins these versions)
-EXPECT = {"etcd-server": "3.4.23", "containerd": "1.6.20", "runc": "1.1.5", "containernetworking-plugins": "1.1.1",
-          "busybox-static": "1.35.0"}
+PROFILES_FILE = os.path.join(HERE, "profiles.json")
 KUBE_BINS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"]
 PAUSE_REF = "k8s.gcr.io/pause:3.2"
 BUSYBOX_REF = "kubesalt.lab/busybox:1.35"
@@ -60,30 +59,37 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def fetch_debs(deb_dir):
-    """apt-get download each package once (the newest candidate); return {package: path}."""
-    os.makedirs(deb_dir, exist_ok=True)
-    found = {}
-    missing = []
-    for pkg in DEBS:
-        cands = sorted(glob.glob(os.path.join(deb_dir, f"{pkg}_*.deb")))
-        if cands:
-            found[pkg] = cands[-1]
-        else:
-            missing.append(pkg)
-    if missing:
-        say(f"apt-get download {' '.join(missing)}")
-        cmd = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root"] + missing
-        if subprocess.run(cmd, cwd=deb_dir, stdout=subprocess.DEVNULL).returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], check=True)
-            subprocess.run(cmd, cwd=deb_dir, check=True, stdout=subprocess.DEVNULL)
-        return fetch_debs(deb_dir)
-    return found
+def load_profiles():
+    with open(PROFILES_FILE) as fh:
+        return json.load(fh)
 
 
-def deb_version(path):
-    return subprocess.run(["dpkg-deb", "-f", path, "Version"], check=True, capture_output=True,
-                          text=True).stdout.strip()
+def profile_sources(name):
+    """{component: spec} of lab profile ``name`` plus the busybox image source (profiles.json)."""
+    data = load_profiles()
+    if name not in data["profiles"]:
+        known = ", ".join(sorted(data["profiles"]))
+        raise SystemExit(f"artifacts.py: no lab profile {name!r} (profiles.json has {known})")
+    return {**data["profiles"][name]["components"], **data["images"]}
+
+
+def fetch_profile(cache, name):
+    """{component: {package: .deb path}} and {component: upstream version}, each checked against its family."""
+    sources = profile_sources(name)
+    by_suite = {}
+    for spec in sources.values():
+        by_suite.setdefault(spec["suite"], []).extend(spec["packages"])
+    fetched = {suite: debs.fetch(cache, suite, sorted(set(pkgs))) for suite, pkgs in sorted(by_suite.items())}
+    paths, versions = {}, {}
+    for component, spec in sorted(sources.items()):
+        paths[component] = {p: fetched[spec["suite"]][p] for p in spec["packages"]}
+        main = spec["packages"][0]
+        deb_ver = debs.deb_field(paths[component][main])
+        versions[component] = upstream_version(deb_ver)
+        if not versions[component].startswith(spec["family"]):
+            raise SystemExit(f"artifacts.py: {spec['suite']}'s {main} is {deb_ver}; lab profile {name} wants "
+                             f"{spec['family']}*")
+    return paths, versions
 
 
 def upstream_version(deb_ver):
@@ -123,24 +129,21 @@ def place(src, dest):
         shutil.copy2(src, dest)
 
 
-def build(cache, k8s_version):
+def build(cache, k8s_version, profile):
     kube = os.path.join(cache, "kubernetes", k8s_version)
     if not os.path.exists(os.path.join(kube, ".complete")):
         raise SystemExit(f"artifacts.py: no Kubernetes build in {kube} (run tests/lab/build/kubernetes.sh)")
-    debs = fetch_debs(os.path.join(cache, "lab", "debs"))
-    versions = {pkg: deb_version(path) for pkg, path in debs.items()}
-    for pkg, want in EXPECT.items():
-        got = upstream_version(versions[pkg])
-        if got != want:
-            raise SystemExit(f"artifacts.py: Debian {pkg} is {versions[pkg]}, the lab pins {want}")
+    paths, versions = fetch_profile(cache, profile)
+    deb_files = sorted(p for pkgs in paths.values() for p in pkgs.values())
 
-    key_src = hashlib.sha256()
-    for path in (__file__, oci_image.__file__, os.path.join(kube, "SHA256SUMS"), os.path.join(kube, "pause.c")):
+    key_src = hashlib.sha256(profile.encode())
+    for path in (__file__, oci_image.__file__, PROFILES_FILE, os.path.join(kube, "SHA256SUMS"),
+                 os.path.join(kube, "pause.c")):
         with open(path, "rb") as fh:
             key_src.update(fh.read())
-    for pkg in DEBS:
-        key_src.update(os.path.basename(debs[pkg]).encode())
-    key = f"{k8s_version}-{key_src.hexdigest()[:12]}"
+    for path in deb_files:
+        key_src.update(os.path.basename(path).encode())
+    key = f"{k8s_version}-{profile}-{key_src.hexdigest()[:12]}"
     out = os.path.join(cache, "lab", "mirror", key)
     manifest_path = os.path.join(out, "manifest.json")
     if os.path.exists(manifest_path):
@@ -153,9 +156,10 @@ def build(cache, k8s_version):
     work = tempfile.mkdtemp(prefix="kubesalt-lab-artifacts-")
     try:
         ex = {}
-        for pkg, path in debs.items():
-            ex[pkg] = os.path.join(work, pkg)
-            subprocess.run(["dpkg-deb", "-x", path, ex[pkg]], check=True)
+        for pkgs in paths.values():
+            for pkg, path in pkgs.items():
+                ex[pkg] = os.path.join(work, pkg)
+                subprocess.run(["dpkg-deb", "-x", path, ex[pkg]], check=True)
         files = {}
 
         def record(component, version, rel):
@@ -167,7 +171,7 @@ def build(cache, k8s_version):
             place(os.path.join(kube, "bin", b), os.path.join(root, rel))
             record(b, k8s_version, rel)
 
-        v = EXPECT["etcd-server"]
+        v = versions["etcd"]
         top = f"etcd-v{v}-linux-amd64"
         rel = f"github.com/etcd-io/etcd/releases/download/v{v}/{top}.tar.gz"
         write_tgz(os.path.join(root, rel), [(f"{top}/etcd", os.path.join(ex["etcd-server"], "usr/bin/etcd")),
@@ -175,14 +179,14 @@ def build(cache, k8s_version):
                   dirs=[top + "/"])
         record("etcd", v, rel)
 
-        v = EXPECT["containerd"]
+        v = versions["containerd"]
         rel = f"github.com/containerd/containerd/releases/download/v{v}/containerd-{v}-linux-amd64.tar.gz"
         write_tgz(os.path.join(root, rel),
                   [(f"bin/{b}", os.path.join(ex["containerd"], "usr/bin", b))
                    for b in ("containerd", "containerd-shim-runc-v2", "ctr")], dirs=["bin/"])
         record("containerd", v, rel)
 
-        v = EXPECT["runc"]
+        v = versions["runc"]
         rel = f"github.com/opencontainers/runc/releases/download/v{v}/runc.amd64"
         runc = os.path.join(ex["runc"], "usr/sbin/runc")
         if not os.path.exists(runc):
@@ -190,7 +194,7 @@ def build(cache, k8s_version):
         place(runc, os.path.join(root, rel))
         record("runc", v, rel)
 
-        v = EXPECT["containernetworking-plugins"]
+        v = versions["cni_plugins"]
         rel = f"github.com/containernetworking/plugins/releases/download/v{v}/cni-plugins-linux-amd64-v{v}.tgz"
         write_tgz(os.path.join(root, rel),
                   [(f"./{b}", os.path.join(ex["containernetworking-plugins"], "usr/lib/cni", b))
@@ -228,9 +232,11 @@ def build(cache, k8s_version):
             "key": key,
             "mirror_dir": os.path.join(out, "www"),
             "kubernetes": k8s_version,
-            "versions": {"kubernetes": k8s_version, "etcd": EXPECT["etcd-server"], "containerd": EXPECT["containerd"],
-                         "runc": EXPECT["runc"], "cni_plugins": EXPECT["containernetworking-plugins"]},
-            "debs": versions,
+            "profile": profile,
+            "node_suite": load_profiles()["profiles"][profile]["node_suite"],
+            "versions": {"kubernetes": k8s_version, "etcd": versions["etcd"], "containerd": versions["containerd"],
+                         "runc": versions["runc"], "cni_plugins": versions["cni_plugins"]},
+            "debs": {os.path.basename(p).split("_")[0]: debs.deb_field(p) for p in deb_files},
             "files": files,
             "images": images,
         }
@@ -248,8 +254,9 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--cache", default=os.environ.get("KUBESALT_CACHE", "/var/cache/kubesalt"))
     p.add_argument("--kubernetes", default="1.20.2")
+    p.add_argument("--profile", default=os.environ.get("LAB_PROFILE") or load_profiles()["default"])
     args = p.parse_args()
-    print(build(args.cache, args.kubernetes))
+    print(build(args.cache, args.kubernetes, args.profile))
 
 
 if __name__ == "__main__":
