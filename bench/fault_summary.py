@@ -25,9 +25,7 @@ import argparse
 import base64
 import hashlib
 import json
-import os
 import pathlib
-import re
 import secrets
 import subprocess
 import sys
@@ -95,8 +93,11 @@ class Api:
         user = conf["users"][0]["user"]
         self.dir = tempfile.mkdtemp(prefix="kubesalt-summary-")
         files = {}
-        for name, key in (("ca", "certificate-authority-data"), ("crt", "client-certificate-data"),
-                          ("key", "client-key-data")):
+        for name, key in (
+            ("ca", "certificate-authority-data"),
+            ("crt", "client-certificate-data"),
+            ("key", "client-key-data"),
+        ):
             src = conf["clusters"][0]["cluster"] if name == "ca" else user
             path = pathlib.Path(self.dir) / name
             path.write_bytes(base64.b64decode(src[key]))
@@ -176,8 +177,17 @@ def bad_inputs(worker):
         override = {k: v for k, v in pillar.items() if k != "nodes"}
         key = message.split(": ")[0] if message.startswith("k8s:") else message
         override, key = LAB_CASES.get(case, (override, key))
-        out = lab("salt", "--out=json", "--static", worker, "state.apply", "k8s.worker",
-                  "pillar=" + json.dumps({"k8s": override}), check=False, timeout=300)
+        out = lab(
+            "salt",
+            "--out=json",
+            "--static",
+            worker,
+            "state.apply",
+            "k8s.worker",
+            "pillar=" + json.dumps({"k8s": override}),
+            check=False,
+            timeout=300,
+        )
         text = out.stdout + out.stderr
         # (the salt CLI exits 0 when an SLS fails to render, so the answer is read, not the exit code)
         refused = "invalid configuration (nothing was changed)" in text and '"result": true' not in text
@@ -222,8 +232,10 @@ def main():
     written = {}
     for i in range(CONFIGMAPS):
         data = {"payload": secrets.token_hex(256)}
-        r = api.post(f"/api/v1/namespaces/{NS}/configmaps",
-                     {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"data-{i:03d}"}, "data": data})
+        r = api.post(
+            f"/api/v1/namespaces/{NS}/configmaps",
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"data-{i:03d}"}, "data": data},
+        )
         r.raise_for_status()
         written[f"data-{i:03d}"] = data
     http = requests.Session()
@@ -241,8 +253,11 @@ def main():
     def write_probe():
         name = f"w-{len(acknowledged) + 1:05d}-{secrets.token_hex(3)}"
         data = {"payload": secrets.token_hex(64)}
-        r = api.post(f"/api/v1/namespaces/{NS}/configmaps",
-                     {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}, timeout=5)
+        r = api.post(
+            f"/api/v1/namespaces/{NS}/configmaps",
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data},
+            timeout=5,
+        )
         if r.status_code == 201:
             acknowledged[name] = data
             return True
@@ -267,8 +282,23 @@ def main():
         for f in REPORTS.glob("*.jsonl"):
             f.unlink()
     junit = pathlib.Path(tempfile.mkdtemp(prefix="kubesalt-summary-")) / "faults.xml"
-    subprocess.run([sys.executable, "-m", "pytest", "tests/lab/test_faults.py", "tests/lab/test_security.py", "-m",
-                    "lab", "-p", "no:cacheprovider", "-q", "-rs", f"--junitxml={junit}"], cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/lab/test_faults.py",
+            "tests/lab/test_security.py",
+            "-m",
+            "lab",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rs",
+            f"--junitxml={junit}",
+        ],
+        cwd=ROOT,
+    )
     total, failed, skipped = junit_counts(junit)
 
     # settle, then stop the load
@@ -292,15 +322,19 @@ def main():
     # summary
     security = read_reports("security")
     faults = read_reports("faults")
-    lines = [f"kubesalt fault summary -- lab {len(masters)} master(s) + {len(workers)} worker(s), "
-             f"{(time.monotonic() - started) / 60:.1f} min"]
+    lines = [
+        f"kubesalt fault summary -- lab {len(masters)} master(s) + {len(workers)} worker(s), "
+        f"{(time.monotonic() - started) / 60:.1f} min"
+    ]
     lines.append("load held (while everything below ran):")
     lines.append("  " + pollers["web"].line(f"HTTP to the NodePort Service on {len(targets)} workers, every 0.5 s"))
     lines.append("  " + pollers["read"].line("apiserver reads, every 1 s"))
     lines.append("  " + pollers["write"].line("apiserver writes (a new ConfigMap), every 2 s"))
     lines.append(f"  load Deployment: {available}/4 pods available at the end")
-    lines.append(f"faults survived: {len(faults)} recorded; fault + security tests {total - len(failed) - len(skipped)}"
-                 f"/{total} passed, {len(skipped)} skipped, {len(failed)} failed")
+    lines.append(
+        f"faults survived: {len(faults)} recorded; fault + security tests {total - len(failed) - len(skipped)}"
+        f"/{total} passed, {len(skipped)} skipped, {len(failed)} failed"
+    )
     for f in faults:
         lines.append(f"  - {f['fault']}: {f['outcome']}")
     for name in failed:
@@ -308,23 +342,35 @@ def main():
     for name in skipped:
         lines.append(f"  - skipped: {name}")
     refused = sum(1 for r in bad_rows if r[2] and r[3])
-    lines.append(f"bad inputs tried on {workers[0]}: {len(bad_rows)}; refused naming the key: {refused}; "
-                 f"files changed on the node: {len(bad_changed)} "
-                 f"(+ {len(BROKEN)} in tests/unit/test_validate.py, inventory cases included)")
+    lines.append(
+        f"bad inputs tried on {workers[0]}: {len(bad_rows)}; refused naming the key: {refused}; "
+        f"files changed on the node: {len(bad_changed)} "
+        f"(+ {len(BROKEN)} in tests/unit/test_validate.py, inventory cases included)"
+    )
     for case, key, ok, named in bad_rows:
-        lines.append(f"  - {case}: {key} -> {'refused, key named' if ok and named else 'REFUSED' if ok else 'ACCEPTED'}")
+        lines.append(
+            f"  - {case}: {key} -> {'refused, key named' if ok and named else 'REFUSED' if ok else 'ACCEPTED'}"
+        )
     for path in bad_changed:
         lines.append(f"  - CHANGED: {path}")
     lines.append(f"security attempts: {len(security)}; refused: {sum(1 for s in security if s['refused'])}")
     for s in security:
         lines.append(f"  - {s['attempt']}: {s['result']}")
-    lines.append(f"data lost: {'none' if not lost else len(lost)} ({len(written)} ConfigMaps written before the "
-                 f"faults + {len(acknowledged)} acknowledged during them, read back byte for byte)")
+    lines.append(
+        f"data lost: {'none' if not lost else len(lost)} ({len(written)} ConfigMaps written before the "
+        f"faults + {len(acknowledged)} acknowledged during them, read back byte for byte)"
+    )
     for n in lost[:20]:
         lines.append(f"  - LOST or changed: {n}")
     print("\n".join(lines))
-    ok = (not failed and not lost and refused == len(bad_rows) and not bad_changed
-          and all(s["refused"] for s in security) and available == 4)
+    ok = (
+        not failed
+        and not lost
+        and refused == len(bad_rows)
+        and not bad_changed
+        and all(s["refused"] for s in security)
+        and available == 4
+    )
     return 0 if ok else 1
 
 

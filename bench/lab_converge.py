@@ -56,8 +56,9 @@ def main():
         for sid, seconds, n, ok in rows:
             print(f"    {seconds:7.1f} s  {n:3d} changes  {'ok ' if ok else 'FAIL'}  {sid}")
     wall, data = timed("salt", "--out=json", "--static", "-C", "G@role:master or G@role:worker", "state.highstate")
-    changes = sum(1 for states in data.values() for s in (states or {}).values()
-                  if isinstance(s, dict) and s.get("changes"))
+    changes = sum(
+        1 for states in data.values() for s in (states or {}).values() if isinstance(s, dict) and s.get("changes")
+    )
     print(f"state.highstate on {len(data)} nodes: {wall:.1f} s wall, {changes} state changes")
 
 

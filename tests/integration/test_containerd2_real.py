@@ -31,10 +31,10 @@ import sys
 import tarfile
 import threading
 import time
-import tomllib
 import urllib.parse
 
 import pytest
+import tomllib
 import yaml
 
 from tests.support import test_ca
@@ -45,7 +45,7 @@ pytestmark = pytest.mark.integration
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BUILD = REPO / "tests" / "lab" / "build"
 FORMULAS = REPO / "formulas" / "k8s"
-REGISTRY = "registry.lab.example:5000"      # never resolved: every pull must go through the mirror
+REGISTRY = "registry.lab.example:5000"  # never resolved: every pull must go through the mirror
 IMAGE = f"{REGISTRY}/lab/busybox:1.35"
 SANDBOX = f"{REGISTRY}/lab/pause:3.10"
 
@@ -137,20 +137,31 @@ def render(root, mirror_url, ca_pem):
     2.1.9, a private registry with a mirror and CA, and (merge key) a root/state/socket of its own under ``root``."""
     data = lambda name: yaml.safe_load((FORMULAS / name).read_text())  # noqa: E731
     pillar = {
-        "nodes": {"master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"},
-                  "worker01": {"roles": ["worker"], "ip": "10.240.0.21"}},
+        "nodes": {
+            "master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"},
+            "worker01": {"roles": ["worker"], "ip": "10.240.0.21"},
+        },
         "fs_root": str(root),
         "versions": {"containerd": "2.1.9"},
         "container_runtime": {
             "sandbox_image": SANDBOX,
             "registries": {REGISTRY: {"mirrors": [mirror_url], "ca": ca_pem}},
-            "config": {"root": f"{root}/var/lib/containerd", "state": f"{root}/run/containerd",
-                       "grpc": {"address": f"{root}/run/containerd/containerd.sock"},
-                       "ttrpc": {"address": f"{root}/run/containerd/containerd.sock.ttrpc"}},
+            "config": {
+                "root": f"{root}/var/lib/containerd",
+                "state": f"{root}/run/containerd",
+                "grpc": {"address": f"{root}/run/containerd/containerd.sock"},
+                "ttrpc": {"address": f"{root}/run/containerd/containerd.sock.ttrpc"},
+            },
         },
     }
-    config = load("k8s").settings(data("defaults.yaml")["k8s"], data("profiles.yaml"), copy.deepcopy(pillar),
-                                  data("catalogue.yaml"), minion_id="worker01", validate=False)
+    config = load("k8s").settings(
+        data("defaults.yaml")["k8s"],
+        data("profiles.yaml"),
+        copy.deepcopy(pillar),
+        data("catalogue.yaml"),
+        minion_id="worker01",
+        validate=False,
+    )
     spec = load("k8s_conf").containerd(config, "worker01")
     for path, f in spec["files"].items():
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -167,17 +178,26 @@ def daemon(binaries, mirror, tmp_path_factory):
     assert tomllib.loads(pathlib.Path(config_file).read_text())["version"] == 3
     env = dict(os.environ, PATH=f"{binaries}:{os.environ['PATH']}")
     sock = pillar["container_runtime"]["config"]["grpc"]["address"]
-    log = open(root / "containerd.log", "w")
-    proc = subprocess.Popen([str(binaries / "containerd"), *spec["flags"]], stdout=log, stderr=log, env=env,
-                            start_new_session=True)
+    log = open(root / "containerd.log", "w")  # noqa: SIM115 -- held open by the daemon it is handed to
+    proc = subprocess.Popen(
+        [str(binaries / "containerd"), *spec["flags"]], stdout=log, stderr=log, env=env, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 30
         while not os.path.exists(sock):
             assert proc.poll() is None, (root / "containerd.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "containerd 2.1 did not open its socket"
             time.sleep(0.2)
-        yield {"root": root, "pillar": pillar, "config": config_file, "sock": sock, "env": env, "bin": binaries,
-               "log": root / "containerd.log", "proc": proc}
+        yield {
+            "root": root,
+            "pillar": pillar,
+            "config": config_file,
+            "sock": sock,
+            "env": env,
+            "bin": binaries,
+            "log": root / "containerd.log",
+            "proc": proc,
+        }
     finally:
         proc.terminate()
         try:
@@ -186,22 +206,33 @@ def daemon(binaries, mirror, tmp_path_factory):
             proc.kill()
             proc.wait()
         log.close()
-        subprocess.run(["bash", "-c", f"grep -o ' {root}/[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l"],
-                       check=False)
+        subprocess.run(
+            ["bash", "-c", f"grep -o ' {root}/[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l"], check=False
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
 def ctr(daemon, *args, check=True):
-    out = subprocess.run([str(daemon["bin"] / "ctr"), "-a", daemon["sock"], *args], capture_output=True, text=True,
-                         env=daemon["env"], timeout=120)
+    out = subprocess.run(
+        [str(daemon["bin"] / "ctr"), "-a", daemon["sock"], *args],
+        capture_output=True,
+        text=True,
+        env=daemon["env"],
+        timeout=120,
+    )
     if check:
         assert out.returncode == 0, out.stderr
     return out
 
 
 def test_containerd_2_1_loads_the_formula_config_and_its_cri_settings_match_the_pillar(daemon):
-    dump = subprocess.run([str(daemon["bin"] / "containerd"), f"--config={daemon['config']}", "config", "dump"],
-                          capture_output=True, text=True, env=daemon["env"], check=True).stdout
+    dump = subprocess.run(
+        [str(daemon["bin"] / "containerd"), f"--config={daemon['config']}", "config", "dump"],
+        capture_output=True,
+        text=True,
+        env=daemon["env"],
+        check=True,
+    ).stdout
     plugins = tomllib.loads(dump)["plugins"]
     images, runtime = plugins["io.containerd.cri.v1.images"], plugins["io.containerd.cri.v1.runtime"]
     root = daemon["root"]
@@ -219,8 +250,11 @@ def test_containerd_2_1_loads_the_formula_config_and_its_cri_settings_match_the_
     for line in ctr(daemon, "plugins", "ls").stdout.splitlines()[1:]:
         fields = line.split()
         status[(fields[0], fields[1])] = fields[-1]
-    for plugin in (("io.containerd.cri.v1", "images"), ("io.containerd.cri.v1", "runtime"),
-                   ("io.containerd.grpc.v1", "cri")):
+    for plugin in (
+        ("io.containerd.cri.v1", "images"),
+        ("io.containerd.cri.v1", "runtime"),
+        ("io.containerd.grpc.v1", "cri"),
+    ):
         assert status.get(plugin) == "ok", (plugin, status.get(plugin))
 
     line = next(x for x in daemon["log"].read_text().splitlines() if 'msg="starting cri plugin"' in x)
@@ -244,10 +278,21 @@ def test_containerd_2_1_pulls_a_private_image_through_the_pillar_mirror_with_the
 def test_containerd_2_1_refuses_the_mirror_when_the_ca_on_disk_is_not_the_one_that_signed_it(daemon, mirror):
     other, _ = test_ca.ca("some-other-ca")
     wrong = daemon["root"] / "wrong-ca"
-    _, spec = render(wrong, mirror["url"], test_ca.pem(other))   # the same pillar with another CA, in its own tree
+    _, spec = render(wrong, mirror["url"], test_ca.pem(other))  # the same pillar with another CA, in its own tree
     hosts_dir = f"{wrong}/etc/containerd/certs.d"
     assert pathlib.Path(hosts_dir, REGISTRY, "ca.crt").read_text().strip() == test_ca.pem(other).strip()
-    out = ctr(daemon, "-n", "kubesalt-test-wrong-ca", "images", "pull", "--hosts-dir", hosts_dir, "--platform",
-              "linux/amd64", IMAGE, check=False)
+    out = ctr(
+        daemon,
+        "-n",
+        "kubesalt-test-wrong-ca",
+        "images",
+        "pull",
+        "--hosts-dir",
+        hosts_dir,
+        "--platform",
+        "linux/amd64",
+        IMAGE,
+        check=False,
+    )
     assert out.returncode != 0
     assert "certificate" in out.stderr or "x509" in out.stderr, out.stderr

@@ -31,8 +31,9 @@ def lab(*args, timeout=900, check=True):
 
 
 def kubectl(*args, check=True, timeout=120, input=None):
-    out = subprocess.run([str(KUBECTL), f"--kubeconfig={ADMIN}", *args], capture_output=True, text=True,
-                         timeout=timeout, input=input)
+    out = subprocess.run(
+        [str(KUBECTL), f"--kubeconfig={ADMIN}", *args], capture_output=True, text=True, timeout=timeout, input=input
+    )
     if check and out.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} -> {out.returncode}: {out.stderr.strip()}")
     return out.stdout
@@ -46,8 +47,9 @@ REPORTS = STATE / "reports"
 
 
 def record(kind, **fields):
-    """Append one finding (a fault survived, a security attempt and its answer, ...) to ``$LAB_STATE/reports/<kind>.jsonl``
-    for ``bench/fault_summary.py``. The tests assert; this only keeps what they saw."""
+    """Append one finding (a fault survived, a security attempt and its answer, ...) to
+    ``$LAB_STATE/reports/<kind>.jsonl`` for ``bench/fault_summary.py``. The tests assert; this only keeps what they
+    saw."""
     REPORTS.mkdir(parents=True, exist_ok=True)
     with (REPORTS / f"{kind}.jsonl").open("a") as f:
         f.write(json.dumps({"at": time.time(), **fields}) + "\n")

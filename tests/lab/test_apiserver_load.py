@@ -22,7 +22,7 @@ from tests.support import test_ca
 
 pytestmark = [pytest.mark.lab, pytest.mark.core]
 
-HOST_IP = "10.240.0.1"        # the host on the lab bridge: the nodes reach it, nothing else does
+HOST_IP = "10.240.0.1"  # the host on the lab bridge: the nodes reach it, nothing else does
 PORT = 9443
 GROUP = "kubesalt.lab"
 PLURAL = "labwidgets"
@@ -46,10 +46,14 @@ def webhook(tmp_path_factory):
             req = review["request"]
             obj = req.get("object") or req.get("oldObject") or {}
             denied = (obj.get("metadata", {}).get("labels") or {}).get(f"{GROUP}/deny") == "yes"
-            seen.append((req["operation"], req["resource"]["resource"], req.get("name") or obj.get("metadata", {})
-                         .get("name")))
-            answer = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                      "response": {"uid": req["uid"], "allowed": not denied}}
+            seen.append(
+                (req["operation"], req["resource"]["resource"], req.get("name") or obj.get("metadata", {}).get("name"))
+            )
+            answer = {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "response": {"uid": req["uid"], "allowed": not denied},
+            }
             if denied:
                 answer["response"]["status"] = {"code": 403, "message": "denied by the kubesalt lab test webhook"}
             body = json.dumps(answer).encode()
@@ -79,16 +83,21 @@ def apiserver_state(master):
     """(MainPID, NRestarts) of kube-apiserver on ``master`` and a journal cursor to scan from."""
     out = lab("exec", master, "systemctl", "show", "-p", "MainPID", "-p", "NRestarts", "kube-apiserver").stdout
     props = dict(line.split("=", 1) for line in out.split())
-    cursor = lab("exec", master, "journalctl", "-u", "kube-apiserver", "-n", "0", "--show-cursor",
-                 "--no-pager").stdout.strip().rpartition("cursor: ")[2]
+    cursor = (
+        lab("exec", master, "journalctl", "-u", "kube-apiserver", "-n", "0", "--show-cursor", "--no-pager")
+        .stdout.strip()
+        .rpartition("cursor: ")[2]
+    )
     return props["MainPID"], props["NRestarts"], cursor
 
 
 def crash_lines(master, cursor):
-    out = lab("exec", master, "journalctl", "-u", "kube-apiserver", "--no-pager", "-o", "cat",
-              f"--after-cursor={cursor}").stdout
-    return [line for line in out.splitlines()
-            if "fatal error" in line or line.startswith("panic:") or "SIGSEGV" in line]
+    out = lab(
+        "exec", master, "journalctl", "-u", "kube-apiserver", "--no-pager", "-o", "cat", f"--after-cursor={cursor}"
+    ).stdout
+    return [
+        line for line in out.splitlines() if "fatal error" in line or line.startswith("panic:") or "SIGSEGV" in line
+    ]
 
 
 CRD = textwrap.dedent(f"""\
@@ -118,39 +127,68 @@ CRD = textwrap.dedent(f"""\
 
 def widget(name, size, deny=False):
     labels = {"app": "lab-widgets", **({f"{GROUP}/deny": "yes"} if deny else {})}
-    return json.dumps({"apiVersion": f"{GROUP}/v1", "kind": "LabWidget",
-                       "metadata": {"name": name, "namespace": "default", "labels": labels},
-                       "spec": {"size": size, "colour": "teal", "tags": {f"k{i}": f"v{i}" for i in range(8)}}})
+    return json.dumps(
+        {
+            "apiVersion": f"{GROUP}/v1",
+            "kind": "LabWidget",
+            "metadata": {"name": name, "namespace": "default", "labels": labels},
+            "spec": {"size": size, "colour": "teal", "tags": {f"k{i}": f"v{i}" for i in range(8)}},
+        }
+    )
 
 
 def test_crds_and_a_validating_webhook_under_load_do_not_restart_the_apiserver(webhook, masters):
-    clean_up()   # what an interrupted earlier run left (a CRD with objects, the webhook configuration)
+    clean_up()  # what an interrupted earlier run left (a CRD with objects, the webhook configuration)
     before = {m: apiserver_state(m) for m in masters}
-    hook = json.dumps({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": "kubesalt-lab-widgets"},
-        "webhooks": [{
-            "name": f"widgets.{GROUP}", "admissionReviewVersions": ["v1"], "sideEffects": "None",
-            "failurePolicy": "Fail", "timeoutSeconds": 10,
-            "clientConfig": {"url": f"https://{HOST_IP}:{PORT}/validate",
-                             "caBundle": base64.b64encode(webhook["ca"]).decode()},
-            "rules": [{"apiGroups": [GROUP], "apiVersions": ["v1"], "resources": [PLURAL],
-                       "operations": ["CREATE", "UPDATE", "DELETE"]}],
-        }]})
+    hook = json.dumps(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": "kubesalt-lab-widgets"},
+            "webhooks": [
+                {
+                    "name": f"widgets.{GROUP}",
+                    "admissionReviewVersions": ["v1"],
+                    "sideEffects": "None",
+                    "failurePolicy": "Fail",
+                    "timeoutSeconds": 10,
+                    "clientConfig": {
+                        "url": f"https://{HOST_IP}:{PORT}/validate",
+                        "caBundle": base64.b64encode(webhook["ca"]).decode(),
+                    },
+                    "rules": [
+                        {
+                            "apiGroups": [GROUP],
+                            "apiVersions": ["v1"],
+                            "resources": [PLURAL],
+                            "operations": ["CREATE", "UPDATE", "DELETE"],
+                        }
+                    ],
+                }
+            ],
+        }
+    )
     try:
         kubectl("apply", "-f", "-", input=CRD)
-        wait_for(lambda: any(c["type"] == "Established" and c["status"] == "True" for c in kubectl_json(
-            "get", "crd", f"{PLURAL}.{GROUP}")["status"].get("conditions", [])), 60, "the CRD Established")
+        wait_for(
+            lambda: any(
+                c["type"] == "Established" and c["status"] == "True"
+                for c in kubectl_json("get", "crd", f"{PLURAL}.{GROUP}")["status"].get("conditions", [])
+            ),
+            60,
+            "the CRD Established",
+        )
         kubectl("apply", "-f", "-", input=hook)
 
         # The API server calls the webhook for real: a labelled object is refused with the webhook's message (the
         # configuration reaches the admission plugin within seconds).
         def refused():
             rc, err = create(widget("lab-denied", 1, deny=True))
-            if rc == 0:   # created before the webhook was active: remove it and try again
+            if rc == 0:  # created before the webhook was active: remove it and try again
                 kubectl("delete", PLURAL, "lab-denied", "--wait=true", check=False)
                 return None
             return err
+
         denial = wait_for(refused, 60, "the webhook to deny a labelled LabWidget")
         assert "denied by the kubesalt lab test webhook" in denial, denial
 
@@ -160,10 +198,12 @@ def test_crds_and_a_validating_webhook_under_load_do_not_restart_the_apiserver(w
         assert sorted(o["metadata"]["name"] for o in items) == [f"w{i:02d}" for i in range(OBJECTS)]
         for i in range(OBJECTS):
             kubectl("patch", PLURAL, f"w{i:02d}", "--type=merge", "-p", json.dumps({"spec": {"size": i + 100}}))
-        sizes = {o["metadata"]["name"]: o["spec"]["size"]
-                 for o in kubectl_json("get", PLURAL, "-l", "app=lab-widgets")["items"]}
+        sizes = {
+            o["metadata"]["name"]: o["spec"]["size"]
+            for o in kubectl_json("get", PLURAL, "-l", "app=lab-widgets")["items"]
+        }
         assert sizes == {f"w{i:02d}": i + 100 for i in range(OBJECTS)}, sizes
-        for _ in range(10):   # lists, the table printer and a field selector: the paths the conformance tests hit
+        for _ in range(10):  # lists, the table printer and a field selector: the paths the conformance tests hit
             kubectl("get", PLURAL, "-o", "wide")
             kubectl_json("get", PLURAL, "--field-selector", "metadata.name=w07")
         kubectl("delete", PLURAL, "-l", "app=lab-widgets", "--wait=true")
@@ -178,20 +218,34 @@ def test_crds_and_a_validating_webhook_under_load_do_not_restart_the_apiserver(w
         after_pid, after_restarts, _ = apiserver_state(m)
         crashes = crash_lines(m, cursor)
         assert not crashes, f"kube-apiserver on {m} crashed: {crashes[:5]}"
-        assert (after_pid, after_restarts) == (pid, restarts), \
-            f"kube-apiserver on {m} restarted during the load: MainPID {pid} -> {after_pid}, NRestarts " \
+        assert (after_pid, after_restarts) == (pid, restarts), (
+            f"kube-apiserver on {m} restarted during the load: MainPID {pid} -> {after_pid}, NRestarts "
             f"{restarts} -> {after_restarts}"
+        )
 
 
 def clean_up(check=True):
     """Delete the webhook configuration and the CRD (its objects go with it) and wait until they are gone."""
     kubectl("delete", "validatingwebhookconfiguration", "kubesalt-lab-widgets", "--ignore-not-found", check=check)
-    kubectl("delete", "crd", f"{PLURAL}.{GROUP}", "--ignore-not-found", "--wait=true", "--timeout=120s",
-            check=check, timeout=180)
+    kubectl(
+        "delete",
+        "crd",
+        f"{PLURAL}.{GROUP}",
+        "--ignore-not-found",
+        "--wait=true",
+        "--timeout=120s",
+        check=check,
+        timeout=180,
+    )
 
 
 def create(obj):
     """(exit code, stderr) of `kubectl create` of ``obj``."""
-    out = subprocess.run([str(KUBECTL), f"--kubeconfig={ADMIN}", "create", "-f", "-"], input=obj, text=True,
-                         capture_output=True, timeout=60)
+    out = subprocess.run(
+        [str(KUBECTL), f"--kubeconfig={ADMIN}", "create", "-f", "-"],
+        input=obj,
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
     return out.returncode, out.stderr

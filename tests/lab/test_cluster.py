@@ -64,9 +64,21 @@ def test_etcd_is_healthy_over_tls_and_refuses_a_client_without_a_certificate(inv
 
 @pytest.mark.core
 def test_a_secret_is_stored_encrypted_in_etcd(inventory, masters):
-    kubectl("apply", "-f", "-", input=kubectl("create", "secret", "generic", "lab-secret",
-                                               "--from-literal=password=kubesalt-plain-text",
-                                               "--dry-run=client", "-o", "yaml"))
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=kubectl(
+            "create",
+            "secret",
+            "generic",
+            "lab-secret",
+            "--from-literal=password=kubesalt-plain-text",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ),
+    )
     key = base64.b64encode(b"/registry/secrets/default/lab-secret").decode()
     etcd = session_for(masters[0], "apiserver-etcd-client", ca="etcd-ca")
     answer = etcd.post(f"https://{inventory[masters[0]]['ip']}:2379/v3/kv/range", json={"key": key}, timeout=10)
@@ -91,7 +103,7 @@ def test_only_the_ca_master_holds_ca_keys_and_admin_credentials(inventory, maste
         assert (node_root(node_id) / "etc/kubernetes/admin.conf").exists() == is_ca, node_id
 
 
-# -- workloads ----------------------------------------------------------------------------------------------------------
+# -- workloads ---------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def web(workers, inventory):
     """A Deployment with one pod per worker (anti-affinity), serving its pod name over HTTP, and a NodePort
@@ -115,7 +127,10 @@ def web(workers, inventory):
               - name: web
                 image: {BUSYBOX}
                 imagePullPolicy: Never
-                command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && echo started && exec httpd -f -p 8080 -h /www']
+                command:
+                - sh
+                - -c
+                - mkdir -p /www && hostname > /www/index.html && echo started && exec httpd -f -p 8080 -h /www
                 ports: [{{containerPort: 8080}}]
         ---
         apiVersion: v1
@@ -130,8 +145,13 @@ def web(workers, inventory):
 
     def running():
         pods = kubectl_json("get", "pods", "-l", "app=web")["items"]
-        up = [p for p in pods if p["status"].get("phase") == "Running" and p["status"].get("podIP")
-              and all(c.get("ready") for c in p["status"].get("containerStatuses") or [{}])]
+        up = [
+            p
+            for p in pods
+            if p["status"].get("phase") == "Running"
+            and p["status"].get("podIP")
+            and all(c.get("ready") for c in p["status"].get("containerStatuses") or [{}])
+        ]
         return up if len(up) == len(workers) else None
 
     pods = wait_for(running, 240, "the web pods to run on every worker")
@@ -181,15 +201,17 @@ def test_kubectl_logs_and_exec_reach_the_kubelets(web):
 
 
 def test_coredns_is_not_exercised():
-    pytest.skip("not exercised: no CoreDNS image can be obtained on this machine (its objects are applied and "
-                "accepted by the API server; the pods cannot start)")
+    pytest.skip(
+        "not exercised: no CoreDNS image can be obtained on this machine (its objects are applied and "
+        "accepted by the API server; the pods cannot start)"
+    )
 
 
 def test_flannel_is_not_exercised():
     pytest.skip("not exercised: no flanneld binary can be obtained on this machine; the lab runs network mode routes")
 
 
-# -- re-run, reboot, a new worker ---------------------------------------------------------------------------------------
+# -- re-run, reboot, a new worker --------------------------------------------------------------------------------------
 @pytest.mark.core
 def test_a_second_orchestration_changes_nothing_on_any_minion():
     out = lab("salt-run", "--out=json", "state.orchestrate", "k8s.cluster", timeout=1800)
@@ -212,7 +234,7 @@ def test_a_restarted_worker_converges_by_itself_and_is_ready(workers):
 
 
 def test_a_new_worker_joins_with_state_apply(inventory):
-    new = "worker%02d" % (max(int(n[6:]) for n in inventory if n.startswith("worker")) + 1)
+    new = f"worker{max(int(n[6:]) for n in inventory if n.startswith('worker')) + 1:02d}"
     lab("add-worker", new, timeout=900)
     out = lab("salt", "--out=json", "--static", new, "state.apply", "k8s.worker", timeout=900)
     states = json.loads(out.stdout)[new]
@@ -227,16 +249,32 @@ def test_a_new_worker_joins_with_state_apply(inventory):
     for minion, states in json.loads(out.stdout).items():
         assert all(s["result"] for s in states.values()), (minion, states)
     pod = kubectl_json("get", "pods", "-l", "app=web", "--field-selector", "spec.nodeName=worker01")["items"][0]
-    kubectl("run", "lab-new-node", f"--image={BUSYBOX}", "--image-pull-policy=Never", "--restart=Never",
-            f"--overrides={json.dumps({'spec': {'nodeName': new}})}", "--", "sh", "-c",
-            "mkdir -p /www && echo lab-new-node > /www/index.html && exec httpd -f -p 8080 -h /www")
+    kubectl(
+        "run",
+        "lab-new-node",
+        f"--image={BUSYBOX}",
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        f"--overrides={json.dumps({'spec': {'nodeName': new}})}",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /www && echo lab-new-node > /www/index.html && exec httpd -f -p 8080 -h /www",
+    )
     try:
-        target = wait_for(lambda: (kubectl_json("get", "pod", "lab-new-node")["status"].get("podIP")
-                                   if kubectl_json("get", "pod", "lab-new-node")["status"].get("phase") == "Running"
-                                   else None), 120, "a pod on the new worker")
+        target = wait_for(
+            lambda: (
+                kubectl_json("get", "pod", "lab-new-node")["status"].get("podIP")
+                if kubectl_json("get", "pod", "lab-new-node")["status"].get("phase") == "Running"
+                else None
+            ),
+            120,
+            "a pod on the new worker",
+        )
         address = next(a["address"] for a in nodes_by_name()[new]["status"]["addresses"] if a["type"] == "InternalIP")
         assert ipaddress.ip_address(target) in pod_cidr({new: {"ip": address}}, new)
-        assert wait_for(lambda: http_get(pod["metadata"]["name"], target) == "lab-new-node", 30,
-                        "worker01 -> pod on the new worker")
+        assert wait_for(
+            lambda: http_get(pod["metadata"]["name"], target) == "lab-new-node", 30, "worker01 -> pod on the new worker"
+        )
     finally:
         kubectl("delete", "pod", "lab-new-node", "--wait=false", check=False)

@@ -29,8 +29,12 @@ def ca_minion(masters):
 def csr_pem():
     """What a hostile worker would send: a CSR asking for cluster-admin (system:masters)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes-admin"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters")])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes-admin"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+        ]
+    )
     csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
@@ -42,7 +46,9 @@ PEER_ATTEMPTS = {
     "etcd peer certificate": ("k8s_pki.sign_remote", ["CSR", "etcd-peer"]),
     "etcd client certificate of the apiserver": ("k8s_pki.sign_remote", ["CSR", "apiserver-etcd-client"]),
     "a kubelet certificate as the CA minion (claims __pub_id=<CA minion>)": (
-        "k8s_pki.sign_remote", ["CSR", "kubelet", "__pub_id={ca}"]),
+        "k8s_pki.sign_remote",
+        ["CSR", "kubelet", "__pub_id={ca}"],
+    ),
     "service-account signing key": ("k8s_pki.fetch_secret_remote", ["service-account"]),
     "encryption key (EncryptionConfiguration)": ("k8s_pki.fetch_secret_remote", ["encryption-config"]),
     "the CA key as a 'secret'": ("k8s_pki.fetch_secret_remote", ["kubernetes-ca.key"]),
@@ -59,8 +65,18 @@ def test_a_worker_is_refused_over_peer_publish(what, workers, masters, csr_pem):
     worker, ca = workers[0], ca_minion(masters)
     fun, args = PEER_ATTEMPTS[what]
     args = [csr_pem if a == "CSR" else a.format(ca=ca) for a in args]
-    out = lab("exec", worker, "salt-call", "--out=json", "publish.publish", ca, fun, "arg=" + json.dumps(args),
-              check=False, timeout=120)
+    out = lab(
+        "exec",
+        worker,
+        "salt-call",
+        "--out=json",
+        "publish.publish",
+        ca,
+        fun,
+        "arg=" + json.dumps(args),
+        check=False,
+        timeout=120,
+    )
     text = out.stdout + out.stderr
     try:
         answer = json.loads(out.stdout)["local"]
@@ -84,8 +100,12 @@ def test_a_worker_is_refused_over_peer_publish(what, workers, masters, csr_pem):
         result = "refused by kubesalt on the CA minion: " + answer[ca].splitlines()[-1][:200]
     else:
         result = f"UNEXPECTED: {text[-400:]}"
-    record("security", attempt=f"{worker} -> {fun}: {what}", result=result, refused=not leaked
-           and not result.startswith("UNEXPECTED"))
+    record(
+        "security",
+        attempt=f"{worker} -> {fun}: {what}",
+        result=result,
+        refused=not leaked and not result.startswith("UNEXPECTED"),
+    )
     assert not leaked, text
     assert not result.startswith("UNEXPECTED"), text
 
@@ -115,24 +135,38 @@ def test_etcd_refuses_a_workers_own_certificate(workers, masters, inventory):
         result = f"refused by etcd in the TLS handshake ({type(exc).__name__})"
     except requests.exceptions.ConnectionError as exc:
         result = f"refused by etcd in the TLS handshake (connection closed: {type(exc).__name__})"
-    record("security", attempt=f"{worker} -> etcd {member}:2379 with its kubelet certificate", result=result,
-           refused=not result.startswith("UNEXPECTED"))
+    record(
+        "security",
+        attempt=f"{worker} -> etcd {member}:2379 with its kubelet certificate",
+        result=result,
+        refused=not result.startswith("UNEXPECTED"),
+    )
     assert not result.startswith("UNEXPECTED"), result
 
 
-@pytest.mark.parametrize("what,path", [
-    ("list every Secret in the cluster", "/api/v1/secrets"),
-    ("read the kube-system Secrets", "/api/v1/namespaces/kube-system/secrets"),
-    ("list ClusterRoleBindings", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"),
-])
+@pytest.mark.parametrize(
+    "what,path",
+    [
+        ("list every Secret in the cluster", "/api/v1/secrets"),
+        ("read the kube-system Secrets", "/api/v1/namespaces/kube-system/secrets"),
+        ("list ClusterRoleBindings", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"),
+    ],
+)
 def test_the_apiserver_refuses_a_workers_kubelet_identity(what, path, workers, masters, inventory):
     worker = workers[0]
     s = session_for(worker, "kubelet")
     r = s.get(f"https://{inventory[masters[0]]['ip']}:6443{path}", timeout=10)
-    result = f"HTTP {r.status_code} ({r.json().get('reason', '')})" if r.headers.get(
-        "content-type", "").startswith("application/json") else f"HTTP {r.status_code}"
-    record("security", attempt=f"{worker} (system:node:{worker}) -> apiserver: {what}", result=result,
-           refused=r.status_code == 403)
+    result = (
+        f"HTTP {r.status_code} ({r.json().get('reason', '')})"
+        if r.headers.get("content-type", "").startswith("application/json")
+        else f"HTTP {r.status_code}"
+    )
+    record(
+        "security",
+        attempt=f"{worker} (system:node:{worker}) -> apiserver: {what}",
+        result=result,
+        refused=r.status_code == 403,
+    )
     assert r.status_code == 403, (r.status_code, r.text[:300])
 
 
@@ -140,14 +174,25 @@ def test_no_worker_holds_a_ca_key_or_a_cluster_secret(workers):
     found = []
     for worker in workers:
         root = node_root(worker)
-        for rel in ("etc/kubernetes/pki/ca", "etc/kubernetes/pki/service-account.key",
-                    "etc/kubernetes/pki/encryption-config.yaml", "etc/kubernetes/admin.conf",
-                    "etc/kubernetes/pki/admin.key", "etc/kubernetes/pki/apiserver.key", "etc/kubernetes/pki/etcd-server.key"):
+        for rel in (
+            "etc/kubernetes/pki/ca",
+            "etc/kubernetes/pki/service-account.key",
+            "etc/kubernetes/pki/encryption-config.yaml",
+            "etc/kubernetes/admin.conf",
+            "etc/kubernetes/pki/admin.key",
+            "etc/kubernetes/pki/apiserver.key",
+            "etc/kubernetes/pki/etcd-server.key",
+        ):
             if (root / rel).exists():
                 found.append(f"{worker}:/{rel}")
         for key in (root / "etc/kubernetes/pki").glob("*.key"):
             if key.stat().st_mode & 0o077:
                 found.append(f"{worker}:/{key.relative_to(root)} is mode {oct(key.stat().st_mode & 0o777)}")
-    record("security", attempt=f"look for CA keys, cluster secrets, admin credentials or group/world-readable keys on "
-           f"{', '.join(workers)}", result="none found" if not found else f"FOUND {found}", refused=not found)
+    record(
+        "security",
+        attempt=f"look for CA keys, cluster secrets, admin credentials or group/world-readable keys on "
+        f"{', '.join(workers)}",
+        result="none found" if not found else f"FOUND {found}",
+        refused=not found,
+    )
     assert not found, found

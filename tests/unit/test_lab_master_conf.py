@@ -35,7 +35,8 @@ def test_a_later_master_d_file_merges_lists_so_the_lab_sets_no_roots_of_its_own(
     (tmp_path / "master.d").mkdir()
     (tmp_path / "master").write_text("")
     (tmp_path / "master.d" / "kubesalt.conf").write_bytes(MASTER_CONF_FILE.read_bytes())
-    (tmp_path / "master.d" / "zz-override.conf").write_text(yaml.safe_dump(
-        {"root_dir": str(tmp_path), "file_roots": {"base": ["/elsewhere/formulas"]}}))
+    (tmp_path / "master.d" / "zz-override.conf").write_text(
+        yaml.safe_dump({"root_dir": str(tmp_path), "file_roots": {"base": ["/elsewhere/formulas"]}})
+    )
     opts = salt.config.master_config(str(tmp_path / "master"))
     assert opts["file_roots"] == {"base": ["/srv/kubesalt/formulas", "/elsewhere/formulas"]}

@@ -24,6 +24,7 @@ PACKAGES=(
   procps util-linux mount ca-certificates curl iputils-ping less
   python3 python3-venv                               # the salt-minion venv
   libseccomp2                                        # runc, containerd
+  haproxy                                            # the node-local API balancer (k8s:api_balancer)
 )
 # Salt's own wheels for a Python other than the host's: timelib compiles C.
 [ "$suite" = bookworm ] || PACKAGES+=(gcc libc6-dev python3-dev)

@@ -38,17 +38,31 @@ def profile(name):
 
 
 def host_tools():
-    need = {"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap", "gcc": "gcc",
-            "dpkg-deb": "dpkg", "nsenter": "util-linux", "unshare": "util-linux", "ip": "iproute2",
-            "strip": "binutils"}
+    need = {
+        "systemd-nspawn": "systemd-container",
+        "debootstrap": "debootstrap",
+        "gcc": "gcc",
+        "dpkg-deb": "dpkg",
+        "nsenter": "util-linux",
+        "unshare": "util-linux",
+        "ip": "iproute2",
+        "strip": "binutils",
+    }
     missing = sorted({pkg for cmd, pkg in need.items() if not shutil.which(cmd)})
     if not os.path.exists("/usr/lib/x86_64-linux-gnu/libc.a"):
         missing.append("libc6-dev")
     if missing:
         say(f"apt-get install {' '.join(missing)}")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        if run(["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing, check=False, quiet=True,
-               env=env).returncode != 0:
+        if (
+            run(
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing,
+                check=False,
+                quiet=True,
+                env=env,
+            ).returncode
+            != 0
+        ):
             run(["apt-get", "update", "-qq"], env=env, quiet=True)
             run(["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing, env=env, quiet=True)
     # the project's venv (salt-master runs from it) and the wheel cache the nodes' salt-minion is installed from
@@ -57,7 +71,7 @@ def host_tools():
 
 def wheel_dir():
     with open(os.path.join(REPO, "tests/requirements.txt"), "rb") as fh:
-        key = hashlib.sha256(fh.read()).hexdigest()[:12]   # same key as tests/bootstrap.sh
+        key = hashlib.sha256(fh.read()).hexdigest()[:12]  # same key as tests/bootstrap.sh
     return os.path.join(CACHE, "wheels", key)
 
 
@@ -77,8 +91,19 @@ def build_kubernetes():
 
 
 def build_artifacts(profile_name_):
-    res = run(["/usr/bin/python3", os.path.join(BUILD, "artifacts.py"), "--cache", CACHE,
-               "--kubernetes", K8S_VERSION, "--profile", profile_name_], capture=True)
+    res = run(
+        [
+            "/usr/bin/python3",
+            os.path.join(BUILD, "artifacts.py"),
+            "--cache",
+            CACHE,
+            "--kubernetes",
+            K8S_VERSION,
+            "--profile",
+            profile_name_,
+        ],
+        capture=True,
+    )
     sys.stderr.write(res.stderr)
     with open(res.stdout.strip().splitlines()[-1]) as fh:
         return json.load(fh)

@@ -109,8 +109,10 @@ def cmd_up(args):
             say(f"new lab: {', '.join(sorted(lab['nodes']))}")
         else:
             lab["profile"] = builds.profile_name(lab)
-            say(f"existing lab ({LAB_JSON}): {', '.join(sorted(lab['nodes']))}, salt tree {lab['salt_tree']} "
-                "(LAB_PROFILE/LAB_MASTERS/LAB_WORKERS only apply to a new lab; `make lab-down` first to change them)")
+            say(
+                f"existing lab ({LAB_JSON}): {', '.join(sorted(lab['nodes']))}, salt tree {lab['salt_tree']} "
+                "(LAB_PROFILE/LAB_MASTERS/LAB_WORKERS only apply to a new lab; `make lab-down` first to change them)"
+            )
         manifest, rootfs, pillar_changed = ensure_infra(lab)
         suite = builds.profile(lab["profile"])["node_suite"]
         ids = sorted(lab["nodes"])
@@ -138,8 +140,9 @@ def cmd_up(args):
                 out = nodes.check_images(target, manifest)
                 write(stamp, out)
                 for line in out.splitlines():
-                    if line.startswith(("busybox ran", "pause.c", "REF", "k8s.gcr.io", "kubesalt.lab",
-                                        "containerd ", "runc version")):
+                    if line.startswith(
+                        ("busybox ran", "pause.c", "REF", "k8s.gcr.io", "kubesalt.lab", "containerd ", "runc version")
+                    ):
                         say("  " + line)
         ok, log = True, None
         if os.environ.get("LAB_ORCHESTRATE", "1") != "0":
@@ -172,7 +175,7 @@ def leftovers():
             found.append(f"mount {point}")
     for line in os.popen("ip -o link show").read().splitlines():
         name = line.split(":")[1].strip().split("@")[0]
-        if name == BRIDGE or name.startswith("ve-master") or name.startswith("ve-worker"):
+        if name == BRIDGE or name.startswith(("ve-master", "ve-worker")):
             found.append(f"link {name}")
     for d in nodes.lab_cgroup_dirs():
         if os.path.isdir(d):
@@ -193,12 +196,12 @@ def cmd_down(args):
         lab = load_lab() or {"nodes": {}}
         ids = set(lab["nodes"]) | (set(os.listdir(NODES_DIR)) if os.path.isdir(NODES_DIR) else set())
         with phase(f"stop nodes ({len(ids)})"):
-            for n in sorted(ids):   # all power off at once; node_stop then waits for each
+            for n in sorted(ids):  # all power off at once; node_stop then waits for each
                 if nodes.init_pid(n):
                     nodes.nsenter(n, ["systemctl", "--no-block", "poweroff"], check=False)
             for n in sorted(ids):
                 nodes.node_stop(n)
-            for pid in procs_matching(f"-D {NODES_DIR}/"):      # a node whose pid file was never written
+            for pid in procs_matching(f"-D {NODES_DIR}/"):  # a node whose pid file was never written
                 say(f"  killing stray systemd-nspawn {pid}")
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, 9)
@@ -232,8 +235,10 @@ def cmd_status(args):
     mp = master.master_pid()
     if lab is None:
         print(f"no lab ({LAB_JSON} missing)")
-        print(f"bridge {BRIDGE}: {'present' if link_exists(BRIDGE) else 'absent'}; salt-master: "
-              f"{'running' if mp else 'stopped'}; mirror: {'running' if mirror.mirror_running() else 'stopped'}")
+        print(
+            f"bridge {BRIDGE}: {'present' if link_exists(BRIDGE) else 'absent'}; salt-master: "
+            f"{'running' if mp else 'stopped'}; mirror: {'running' if mirror.mirror_running() else 'stopped'}"
+        )
         return 0
     pids = {n: nodes.init_pid(n) for n in lab["nodes"]}
     pings = master.salt_json("*", "test.ping", "--timeout=5", timeout=60) if mp else {}
@@ -249,8 +254,10 @@ def cmd_status(args):
         if pids[nid]:
             state = nodes.nsenter(nid, ["systemctl", "is-system-running"], check=False).stdout.strip() or "?"
         ping = "yes" if pings.get(nid) is True else "no"
-        print(f"{nid:10s} {n['ip']:13s} {','.join(n['roles']):12s} {'up' if pids[nid] else 'down':5s} "
-              f"{state:8s} {ping:5s}")
+        print(
+            f"{nid:10s} {n['ip']:13s} {','.join(n['roles']):12s} {'up' if pids[nid] else 'down':5s} "
+            f"{state:8s} {ping:5s}"
+        )
     admin = os.path.join(STATE, "admin.conf")
     print(f"admin kubeconfig: {admin if os.path.exists(admin) else '(none yet)'}")
     return 0
@@ -334,8 +341,9 @@ def cmd_salt(name, args):
 
 def cmd_check_images(args):
     lab = _need_lab()
-    node_id = args[0] if args else next((n for n in sorted(lab["nodes"]) if n.startswith("worker")),
-                                        sorted(lab["nodes"])[0])
+    node_id = (
+        args[0] if args else next((n for n in sorted(lab["nodes"]) if n.startswith("worker")), sorted(lab["nodes"])[0])
+    )
     print(nodes.check_images(node_id, builds.build_artifacts(builds.profile_name(lab))))
     return 0
 
@@ -349,10 +357,17 @@ def cmd_orchestrate(args):
 
 
 COMMANDS = {
-    "up": cmd_up, "down": cmd_down, "status": cmd_status, "leftovers": cmd_leftovers,
-    "node-stop": lambda a: cmd_node(["node-stop"] + a), "node-start": lambda a: cmd_node(["node-start"] + a),
-    "node-restart": lambda a: cmd_node(["node-restart"] + a), "add-worker": cmd_add_worker, "exec": cmd_exec,
-    "shell": lambda a: cmd_exec(a[:1] + ["bash", "-l"]), "check-images": cmd_check_images,
+    "up": cmd_up,
+    "down": cmd_down,
+    "status": cmd_status,
+    "leftovers": cmd_leftovers,
+    "node-stop": lambda a: cmd_node(["node-stop"] + a),
+    "node-start": lambda a: cmd_node(["node-start"] + a),
+    "node-restart": lambda a: cmd_node(["node-restart"] + a),
+    "add-worker": cmd_add_worker,
+    "exec": cmd_exec,
+    "shell": lambda a: cmd_exec(a[:1] + ["bash", "-l"]),
+    "check-images": cmd_check_images,
     "orchestrate": cmd_orchestrate,
     **{name: (lambda a, n=name: cmd_salt(n, a)) for name in ("salt", "salt-run", "salt-key", "salt-cp")},
 }

@@ -11,7 +11,7 @@ import sys
 import time
 
 PKG = os.path.dirname(os.path.abspath(__file__))
-HERE = os.path.dirname(PKG)                       # tests/lab
+HERE = os.path.dirname(PKG)  # tests/lab
 REPO = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(HERE, "build")
 FILES = os.path.join(HERE, "files")
@@ -25,7 +25,7 @@ NET = ipaddress.ip_network("10.240.0.0/24")
 HOST_IP = "10.240.0.1"
 MIRROR_PORT = 8080
 MIRROR_URL = f"http://{HOST_IP}:{MIRROR_PORT}"
-MASTER_CONF = os.path.join(STATE, "master")           # salt -c <this>
+MASTER_CONF = os.path.join(STATE, "master")  # salt -c <this>
 MASTER_PKI = os.path.join(MASTER_CONF, "etc/salt/pki/master")
 PILLAR_DIR = os.path.join(STATE, "pillar")
 NODES_DIR = os.path.join(STATE, "nodes")
@@ -67,9 +67,16 @@ def phase(name):
 def run(cmd, check=True, capture=False, env=None, timeout=None, quiet=False, **kw):
     if isinstance(cmd, str):
         cmd = ["bash", "-c", cmd]
-    res = subprocess.run(cmd, check=False, text=True, env=env, timeout=timeout,
-                         stdout=subprocess.PIPE if capture or quiet else None,
-                         stderr=subprocess.PIPE if capture or quiet else None, **kw)
+    res = subprocess.run(
+        cmd,
+        check=False,
+        text=True,
+        env=env,
+        timeout=timeout,
+        stdout=subprocess.PIPE if capture or quiet else None,
+        stderr=subprocess.PIPE if capture or quiet else None,
+        **kw,
+    )
     if check and res.returncode != 0:
         detail = ((res.stdout or "") + (res.stderr or ""))[-3000:] if (capture or quiet) else ""
         die(f"command failed ({res.returncode}): {' '.join(shlex.quote(c) for c in cmd)}\n{detail}")

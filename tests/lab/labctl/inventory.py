@@ -21,8 +21,11 @@ def node_entry(node_id):
     if not m:
         die(f"node id {node_id!r}: expected masterNN or workerNN (e.g. worker03)")
     role = m.group(1)
-    return {"grain_roles": [role], "roles": ["master", "etcd"] if role == "master" else ["worker"],
-            "ip": node_ip(node_id)}
+    return {
+        "grain_roles": [role],
+        "roles": ["master", "etcd"] if role == "master" else ["worker"],
+        "ip": node_ip(node_id),
+    }
 
 
 def salt_tree_env():
@@ -52,8 +55,12 @@ def new_lab(profile):
         die("LAB_MASTERS must be 1..9 and LAB_WORKERS 0..89")
     nodes = {f"master{i:02d}": node_entry(f"master{i:02d}") for i in range(1, masters + 1)}
     nodes.update({f"worker{i:02d}": node_entry(f"worker{i:02d}") for i in range(1, workers + 1)})
-    return {"nodes": nodes, "created": datetime.datetime.now().isoformat(timespec="seconds"),
-            "salt_tree": salt_tree_env() or REPO, "profile": profile}
+    return {
+        "nodes": nodes,
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "salt_tree": salt_tree_env() or REPO,
+        "profile": profile,
+    }
 
 
 def node_dir(node_id, *rest):

@@ -23,9 +23,9 @@ from . import common
 from .common import HOST_IP, MASTER_CONF, MASTER_PKI, MIRROR_URL, PILLAR_DIR, STATE, VENV
 
 KEYS_DIR = os.path.join(STATE, "keys")
-SHIPPED_CONF = os.path.join("conf", "master.d", "kubesalt.conf")   # relative to the served salt tree
+SHIPPED_CONF = os.path.join("conf", "master.d", "kubesalt.conf")  # relative to the served salt tree
 LAB_CONF_NAME = "zz-kubesalt-lab.conf"
-SRV_TREE, SRV_PILLAR = "/srv/kubesalt", "/srv/pillar"             # as conf/master.d/kubesalt.conf names them
+SRV_TREE, SRV_PILLAR = "/srv/kubesalt", "/srv/pillar"  # as conf/master.d/kubesalt.conf names them
 
 
 # -- pillar ------------------------------------------------------------------------------------------------------------
@@ -57,11 +57,16 @@ def pillar(lab, manifest):
 
 def write_pillar(lab, manifest):
     """Return True when the pillar changed."""
-    body = textwrap.dedent(f"""\
-        # Written by tests/lab/labctl -- the kubesalt lab's pillar (profile {manifest['profile']}). Every digest is
+    body = (
+        textwrap.dedent(f"""\
+        # Written by tests/lab/labctl -- the kubesalt lab's pillar (profile {manifest["profile"]}). Every digest is
         # the sha256 of the file the lab mirror ({MIRROR_URL}) serves; image URLs are upstream-shaped and reach the
         # mirror through k8s:artifacts:mirror like every other artifact. JSON is YAML.
-        """) + "k8s: " + json.dumps(pillar(lab, manifest), indent=2, sort_keys=True) + "\n"
+        """)
+        + "k8s: "
+        + json.dumps(pillar(lab, manifest), indent=2, sort_keys=True)
+        + "\n"
+    )
     old = common.read(os.path.join(PILLAR_DIR, "k8s.sls"))
     common.write(os.path.join(PILLAR_DIR, "top.sls"), "base:\n  '*':\n    - k8s\n")
     common.write(os.path.join(PILLAR_DIR, "k8s.sls"), body)
@@ -95,10 +100,11 @@ def write_master_config(conf_dir, salt_tree):
     with open(shipped) as fh:
         shipped_text = fh.read()
     main = f"# kubesalt lab master (salt -c {conf_dir}): everything is in master.d/.\n"
-    lab = ("# Written by tests/lab/labctl: the lab's own settings, after kubesalt.conf (sorted order). No file_roots\n"
-           f"# or pillar_roots: in the master's mount namespace {SRV_TREE} = {salt_tree}\n"
-           f"# and {SRV_PILLAR} = the lab pillar.\n"
-           + json.dumps(lab_settings(conf_dir), indent=2, sort_keys=True) + "\n")
+    lab = (
+        "# Written by tests/lab/labctl: the lab's own settings, after kubesalt.conf (sorted order). No file_roots\n"
+        f"# or pillar_roots: in the master's mount namespace {SRV_TREE} = {salt_tree}\n"
+        f"# and {SRV_PILLAR} = the lab pillar.\n" + json.dumps(lab_settings(conf_dir), indent=2, sort_keys=True) + "\n"
+    )
     common.write(os.path.join(conf_dir, "master"), main)
     common.write(os.path.join(conf_dir, "master.d", "kubesalt.conf"), shipped_text)
     common.write(os.path.join(conf_dir, "master.d", LAB_CONF_NAME), lab)
@@ -119,8 +125,11 @@ def gen_keys(name, directory=KEYS_DIR):
         scratch = os.path.join(directory, f".gen-{name}")
         shutil.rmtree(scratch, ignore_errors=True)
         os.makedirs(scratch)
-        res = common.run([salt_bin("salt-key"), "-c", MASTER_CONF, f"--gen-keys={name}", f"--gen-keys-dir={scratch}"],
-                  check=False, quiet=True)
+        res = common.run(
+            [salt_bin("salt-key"), "-c", MASTER_CONF, f"--gen-keys={name}", f"--gen-keys-dir={scratch}"],
+            check=False,
+            quiet=True,
+        )
         for src, dest in ((f"{name}.pem", pem), (f"{name}.pub", pub)):
             if not os.path.exists(os.path.join(scratch, src)):
                 common.die(f"salt-key --gen-keys={name} wrote no {src}: {res.stdout}{res.stderr}")
@@ -146,15 +155,15 @@ def master_pid():
     return pid if common.alive(pid) and "salt-master" in common.cmdline(pid) else 0
 
 
-NAMESPACE_SCRIPT = """set -eu
+NAMESPACE_SCRIPT = f"""set -eu
 mount -t tmpfs -o mode=0755,size=1m kubesalt-lab-srv /srv
-mkdir -p {tree_mnt} {pillar_mnt}
-mount --bind "$1" {tree_mnt}
-mount -o remount,bind,ro {tree_mnt}
-mount --bind "$2" {pillar_mnt}
+mkdir -p {SRV_TREE} {SRV_PILLAR}
+mount --bind "$1" {SRV_TREE}
+mount -o remount,bind,ro {SRV_TREE}
+mount --bind "$2" {SRV_PILLAR}
 shift 2
 exec "$@"
-""".format(tree_mnt=SRV_TREE, pillar_mnt=SRV_PILLAR)
+"""
 
 
 def master_start(lab):
@@ -168,16 +177,33 @@ def master_start(lab):
     if pid:
         common.say("salt-master configuration or served tree changed: restarting it")
         master_stop()
-    os.makedirs("/srv", exist_ok=True)      # the mount point of the namespace's private tmpfs
+    os.makedirs("/srv", exist_ok=True)  # the mount point of the namespace's private tmpfs
     os.makedirs(PILLAR_DIR, exist_ok=True)
-    common.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", NAMESPACE_SCRIPT, "kubesalt-lab-master",
-         lab["salt_tree"], PILLAR_DIR, salt_bin("salt-master"), "-c", MASTER_CONF, "-d"])
+    common.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "bash",
+            "-c",
+            NAMESPACE_SCRIPT,
+            "kubesalt-lab-master",
+            lab["salt_tree"],
+            PILLAR_DIR,
+            salt_bin("salt-master"),
+            "-c",
+            MASTER_CONF,
+            "-d",
+        ]
+    )
     common.write(stamp, fingerprint)
 
     def listening():
         with socket.socket() as s:
             s.settimeout(1)
             return s.connect_ex((HOST_IP, 4506)) == 0 and master_pid()
+
     common.wait_for(listening, 60, what="the salt-master on 4506")
     common.wait_for(lambda: os.path.exists(os.path.join(MASTER_PKI, "master.pub")), 30, what="the master's key")
     return master_pid()
@@ -276,7 +302,8 @@ def wait_idle(ids, timeout=900):
         if not busy and not missing:
             return
         desc = ", ".join(f"{m}: {'/'.join(f)}" for m, f in sorted(busy.items())) or "no answer from " + ",".join(
-            sorted(missing))
+            sorted(missing)
+        )
         if desc != last:
             common.say(f"  waiting for running jobs: {desc}")
             last = desc

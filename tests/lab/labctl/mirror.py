@@ -23,10 +23,14 @@ def mirror_start(www):
     if pid and read(os.path.join(STATE, "mirror.dir")) == www:
         return pid
     mirror_stop()
-    log = open(os.path.join(STATE, "mirror.log"), "a")
-    proc = subprocess.Popen(["/usr/bin/python3", "-m", "http.server", str(MIRROR_PORT), "--bind", HOST_IP,
-                             "--directory", www], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                            start_new_session=True)
+    log = open(os.path.join(STATE, "mirror.log"), "a")  # noqa: SIM115 -- held open by the daemon it is handed to
+    proc = subprocess.Popen(
+        ["/usr/bin/python3", "-m", "http.server", str(MIRROR_PORT), "--bind", HOST_IP, "--directory", www],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
     write(MIRROR_PID, f"{proc.pid}\n")
     write(os.path.join(STATE, "mirror.dir"), www)
 
@@ -36,6 +40,7 @@ def mirror_start(www):
                 return resp.status == 200
         except OSError:
             return False
+
     wait_for(answers, 20, what=f"the mirror on {MIRROR_URL}")
     return proc.pid
 

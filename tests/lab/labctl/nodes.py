@@ -48,8 +48,10 @@ INIT_ARGS = {"bookworm": [], "trixie": ["SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1"]}
 # -- network -----------------------------------------------------------------------------------------------------------
 def bridge_up():
     if read("/proc/sys/net/ipv4/ip_forward", "0").strip() != "0":
-        die("net.ipv4.ip_forward is 1 on this host: the lab would route node traffic to other interfaces. "
-            "It does not change that setting itself.")
+        die(
+            "net.ipv4.ip_forward is 1 on this host: the lab would route node traffic to other interfaces. "
+            "It does not change that setting itself."
+        )
     if not link_exists(BRIDGE):
         run(["ip", "link", "add", BRIDGE, "type", "bridge"])
     addrs = run(["ip", "-o", "-4", "addr", "show", "dev", BRIDGE], capture=True).stdout
@@ -66,8 +68,14 @@ def bridge_down():
 # Global (not network-namespaced) sysctls that the kubelet sets at start (setupKernelTunables). The nodes' /proc/sys
 # is writable (SYSTEMD_NSPAWN_API_VFS_WRITABLE, LAB-NOTES), so a kubelet in a node changes them for the whole host.
 # The lab records the host's values before the first node boots and puts them back on `lab-down`.
-HOST_SYSCTLS = ["kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory", "vm/panic_on_oom",
-                "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes"]
+HOST_SYSCTLS = [
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+]
 HOST_SYSCTLS_FILE = os.path.join(STATE, "host-sysctls.json")
 
 
@@ -117,8 +125,14 @@ def nsenter(node_id, argv, check=True, capture=True, timeout=None, input=None):
     pid = init_pid(node_id)
     if not pid:
         die(f"{node_id} is not running")
-    return run(["nsenter", "-t", str(pid), "-a"] + list(argv), check=check, capture=capture, env=node_env(),
-               timeout=timeout, input=input)
+    return run(
+        ["nsenter", "-t", str(pid), "-a"] + list(argv),
+        check=check,
+        capture=capture,
+        env=node_env(),
+        timeout=timeout,
+        input=input,
+    )
 
 
 # -- a node's disk and identity ----------------------------------------------------------------------------------------
@@ -142,7 +156,9 @@ def node_prepare(node_id, lab, rootfs):
     # Read by kubesalt-lab-network.service. The default route points at the host, which does not forward: nothing
     # leaves the lab, but Kubernetes components want a default route to pick their address.
     write(R("/etc/kubesalt-lab/network.env"), f"ADDRESS={node['ip']}/{NET.prefixlen}\nGATEWAY={HOST_IP}\n")
-    write(R("/etc/salt/minion.d/kubesalt-lab.conf"), textwrap.dedent(f"""\
+    write(
+        R("/etc/salt/minion.d/kubesalt-lab.conf"),
+        textwrap.dedent(f"""\
         # kubesalt lab minion. Boot convergence (startup_states: highstate) is in kubesalt-lab-boot.conf.
         id: {node_id}
         master: {HOST_IP}
@@ -150,12 +166,17 @@ def node_prepare(node_id, lab, rootfs):
         random_reauth_delay: 0
         auth_tries: 10
         log_level_logfile: info
-        """))
+        """),
+    )
     if node.get("boot_converge"):
         boot_converge_on(merged)
-    write(R("/etc/salt/grains"), "# kubesalt lab: targeting only (authorization comes from k8s:nodes)\nrole:\n"
-          + "".join(f"  - {r}\n" for r in node["grain_roles"]))
+    write(
+        R("/etc/salt/grains"),
+        "# kubesalt lab: targeting only (authorization comes from k8s:nodes)\nrole:\n"
+        + "".join(f"  - {r}\n" for r in node["grain_roles"]),
+    )
     from .master import gen_keys  # keys are the master's business; the node only receives its own
+
     pem, pub = gen_keys(node_id)
     pki = R("/etc/salt/pki/minion")
     os.makedirs(pki, mode=0o700, exist_ok=True)
@@ -170,17 +191,25 @@ def boot_converge_on(merged):
     nodes of a new lab get this only after their first `up` (after the orchestration phase): on the very first boot
     the cluster does not exist yet, and highstates racing each other and the orchestration (waiting for an API that
     is not there) only cost minutes. Nodes added later (add-worker) have it from their first boot."""
-    write(os.path.join(merged, "etc/salt/minion.d/kubesalt-lab-boot.conf"), textwrap.dedent("""\
+    write(
+        os.path.join(merged, "etc/salt/minion.d/kubesalt-lab-boot.conf"),
+        textwrap.dedent("""\
         # kubesalt lab: converge at every minion start (README "Node boot").
         startup_states: highstate
-        """))
+        """),
+    )
 
 
 def write_hosts(merged, lab):
-    lines = ["# kubesalt lab (written by tests/lab/labctl)", "127.0.0.1\tlocalhost",
-             "::1\tlocalhost ip6-localhost ip6-loopback", f"{HOST_IP}\tkslab-host"]
-    lines += [f"{n['ip']}\t{nid}" for nid, n in sorted(lab["nodes"].items(), key=lambda kv: ipaddress.ip_address(
-        kv[1]["ip"]))]
+    lines = [
+        "# kubesalt lab (written by tests/lab/labctl)",
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        f"{HOST_IP}\tkslab-host",
+    ]
+    lines += [
+        f"{n['ip']}\t{nid}" for nid, n in sorted(lab["nodes"].items(), key=lambda kv: ipaddress.ip_address(kv[1]["ip"]))
+    ]
     write(os.path.join(merged, "etc/hosts"), "\n".join(lines) + "\n")
 
 
@@ -223,14 +252,14 @@ def node_cgroups(node_id):
     units failing with status 219/CGROUP)."""
     dirs = []
     for base in node_cgroup_dirs(node_id):
-        cgroups_remove([base])     # what a previous boot of this node left, if empty
+        cgroups_remove([base])  # what a previous boot of this node left, if empty
         try:
             os.makedirs(base, exist_ok=True)
             # cpuset: a new v1 cgroup starts with no CPUs/memory nodes; take the parent's, top-down
             for d in (os.path.dirname(base), base):
                 for name in ("cpuset.cpus", "cpuset.mems"):
                     if os.path.exists(os.path.join(d, name)) and not read(os.path.join(d, name), "").strip():
-                        with open(os.path.join(d, name), "w") as fh:   # cgroupfs: no temp file + rename
+                        with open(os.path.join(d, name), "w") as fh:  # cgroupfs: no temp file + rename
                             fh.write(read(os.path.join(os.path.dirname(d), name)))
             dirs.append(base)
         except OSError as exc:
@@ -256,28 +285,59 @@ def node_boot(node_id, lab, rootfs, suite):
         return
     node_prepare(node_id, lab, rootfs)
     veth = veth_name(node_id)
-    if link_exists(veth):   # left over from a killed node
+    if link_exists(veth):  # left over from a killed node
         run(["ip", "link", "del", veth], check=False)
-    log = open(node_dir(node_id, "nspawn.log"), "a")
+    log = open(node_dir(node_id, "nspawn.log"), "a")  # noqa: SIM115 -- held open by the daemon it is handed to
     log.write(f"\n===== boot {datetime.datetime.now().isoformat(timespec='seconds')}\n")
     log.flush()
     env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="1")
-    argv = ["systemd-nspawn", "--register=no", "--keep-unit", "-D", node_dir(node_id, "rootfs"), "-M", node_id,
-            "--boot", "--capability=all", f"--system-call-filter={NSPAWN_FILTER}", "--bind=/dev/kmsg",
-            "--private-network", "--network-veth", "--console=passive", "--resolv-conf=off",
-            f"--bind={node_dir(node_id, 'containerd')}:/var/lib/containerd"] + INIT_ARGS.get(suite, [])
+    argv = [
+        "systemd-nspawn",
+        "--register=no",
+        "--keep-unit",
+        "-D",
+        node_dir(node_id, "rootfs"),
+        "-M",
+        node_id,
+        "--boot",
+        "--capability=all",
+        f"--system-call-filter={NSPAWN_FILTER}",
+        "--bind=/dev/kmsg",
+        "--private-network",
+        "--network-veth",
+        "--console=passive",
+        "--resolv-conf=off",
+        f"--bind={node_dir(node_id, 'containerd')}:/var/lib/containerd",
+    ] + INIT_ARGS.get(suite, [])
     cgroups = node_cgroups(node_id)
 
     def enter_cgroups():
         for base in cgroups:
             with contextlib.suppress(OSError), open(os.path.join(base, "cgroup.procs"), "w") as fh:
                 fh.write(str(os.getpid()))
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
-                            preexec_fn=enter_cgroups)
+
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        env=env,
+        start_new_session=True,
+        preexec_fn=enter_cgroups,
+    )
     write(node_dir(node_id, "nspawn.pid"), f"{proc.pid}\n")
-    wait_for(lambda: link_exists(veth) or (proc.poll() is not None and die(
-        f"{node_id}: systemd-nspawn exited ({proc.returncode}); see {node_dir(node_id, 'nspawn.log')}")),
-        30, interval=0.2, what=f"{veth}")
+    wait_for(
+        lambda: (
+            link_exists(veth)
+            or (
+                proc.poll() is not None
+                and die(f"{node_id}: systemd-nspawn exited ({proc.returncode}); see {node_dir(node_id, 'nspawn.log')}")
+            )
+        ),
+        30,
+        interval=0.2,
+        what=f"{veth}",
+    )
     run(["ip", "link", "set", veth, "master", BRIDGE, "up"])
     wait_for(lambda: init_pid(node_id), 30, what=f"{node_id}'s systemd")
 
@@ -289,6 +349,7 @@ def node_wait_booted(node_id, timeout=120):
         res = nsenter(node_id, ["systemctl", "is-system-running"], check=False)
         state = res.stdout.strip()
         return state if state in ("running", "degraded") else None
+
     state = wait_for(booted, timeout, interval=1, what=f"{node_id} to finish booting")
     if state == "degraded":
         failed = nsenter(node_id, ["systemctl", "--failed", "--no-legend", "--plain"], check=False).stdout.strip()
@@ -314,12 +375,11 @@ def node_stop(node_id, timeout=60):
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
         if init and alive(init):
-            os.kill(init, signal.SIGKILL)   # PID 1 of the node's PID namespace: takes the whole node with it
+            os.kill(init, signal.SIGKILL)  # PID 1 of the node's PID namespace: takes the whole node with it
         wait_for(lambda: not alive(pid) and not (init and alive(init)), 20, what=f"{node_id} to stop")
     merged = node_dir(node_id, "rootfs")
-    if os.path.isdir(merged) and mounted(merged):
-        if run(["umount", merged], check=False, quiet=True).returncode != 0:
-            run(["umount", "-l", merged])
+    if os.path.isdir(merged) and mounted(merged) and run(["umount", merged], check=False, quiet=True).returncode != 0:
+        run(["umount", "-l", merged])
     veth = veth_name(node_id)
     if link_exists(veth):
         run(["ip", "link", "del", veth], check=False, quiet=True)
@@ -371,8 +431,11 @@ echo IMAGES-OK
 
 
 def check_images(node_id, manifest):
-    env = {"MIRROR": MIRROR_URL, "CONTAINERD": manifest["files"]["containerd"]["path"],
-           "RUNC": manifest["files"]["runc"]["path"]}
+    env = {
+        "MIRROR": MIRROR_URL,
+        "CONTAINERD": manifest["files"]["containerd"]["path"],
+        "RUNC": manifest["files"]["runc"]["path"],
+    }
     for img in manifest["images"]:
         key = "PAUSE" if "pause" in img["name"] else "BUSYBOX"
         env[key], env[key + "_SHA"] = img["path"], img["sha256"]

@@ -34,7 +34,7 @@ def step_changes(step):
     for minion, states in ((step.get("changes") or {}).get("ret") or {}).items():
         if isinstance(states, dict):
             ids = [s.get("__id__", sid) for sid, s in states.items() if isinstance(s, dict) and s.get("changes")]
-        elif isinstance(states, list):       # saltutil.sync_*: the modules it synced
+        elif isinstance(states, list):  # saltutil.sync_*: the modules it synced
             ids = [str(s) for s in states]
         else:
             ids = []
@@ -64,9 +64,16 @@ def summarize(data):
         return None
     rows = []
     for sid, step in sorted(steps.items(), key=lambda kv: kv[1].get("__run_num__", 0)):
-        rows.append({"id": step.get("__id__", sid), "result": step.get("result"),
-                     "seconds": (step.get("duration") or 0) / 1000.0, "changes": step_changes(step),
-                     "failed": failed_states(step), "comment": str(step.get("comment", ""))[:300]})
+        rows.append(
+            {
+                "id": step.get("__id__", sid),
+                "result": step.get("result"),
+                "seconds": (step.get("duration") or 0) / 1000.0,
+                "changes": step_changes(step),
+                "failed": failed_states(step),
+                "comment": str(step.get("comment", ""))[:300],
+            }
+        )
     return rows
 
 
@@ -92,8 +99,7 @@ def orchestrate(lab):
                     say(f"       failed state on {minion}: {sid}: {comment}")
         failed = [r["id"] for r in rows if not r["result"]]
         total = sum(sum(len(v) for v in r["changes"].values()) for r in rows)
-        say(f"  {len(rows)} steps, {len(failed)} failed, {total} state changes; salt-run exit code {rc}; "
-            f"output: {log}")
+        say(f"  {len(rows)} steps, {len(failed)} failed, {total} state changes; salt-run exit code {rc}; output: {log}")
     return rc == 0 and not failed, log
 
 
@@ -130,8 +136,12 @@ def copy_admin_conf(lab):
     dest = os.path.join(STATE, "admin.conf")
     if not (os.path.exists(src) and mounted(root)):
         return None
-    rooted = re.sub(r"^(\s*(?:certificate-authority|client-certificate|client-key):\s*)(/\S+)",
-                    lambda m: m.group(1) + root + m.group(2), read(src), flags=re.M)
+    rooted = re.sub(
+        r"^(\s*(?:certificate-authority|client-certificate|client-key):\s*)(/\S+)",
+        lambda m: m.group(1) + root + m.group(2),
+        read(src),
+        flags=re.M,
+    )
     tmp = dest + ".in"
     write(tmp, rooted, 0o600)
     res = run([kubectl(), "config", "view", "--raw", "--flatten", f"--kubeconfig={tmp}"], check=False, capture=True)
@@ -146,8 +156,11 @@ def copy_admin_conf(lab):
 def versions_line(manifest):
     v = manifest["versions"]
     prof = profile(manifest["profile"])
-    return (f"profile {manifest['profile']}: " + ", ".join(f"{k} {v[k]}" for k in sorted(v))
-            + f"; Debian {prof['node_suite']} nodes; salt 3008.3")
+    return (
+        f"profile {manifest['profile']}: "
+        + ", ".join(f"{k} {v[k]}" for k in sorted(v))
+        + f"; Debian {prof['node_suite']} nodes; salt 3008.3"
+    )
 
 
 def summary(lab, manifest, node_state):
@@ -158,14 +171,20 @@ def summary(lab, manifest, node_state):
     print("  " + versions_line(manifest))
     print("  debs: " + ", ".join(f"{k} {v}" for k, v in sorted(manifest.get("debs", {}).items())))
     print(f"  mirror: {MIRROR_URL} -> {manifest['mirror_dir']}")
-    print(f"  salt-master: tests/lab/lab.sh salt|salt-run|salt-key ... (salt -c {MASTER_CONF}, in its mount "
-          "namespace)")
-    print(f"  pillar: {PILLAR_DIR}/k8s.sls; formulas served from {lab['salt_tree']}/formulas"
-          + ("" if lab["salt_tree"] == REPO else " (LAB_SALT_TREE, kept for this lab)"))
+    print(f"  salt-master: tests/lab/lab.sh salt|salt-run|salt-key ... (salt -c {MASTER_CONF}, in its mount namespace)")
+    print(
+        f"  pillar: {PILLAR_DIR}/k8s.sls; formulas served from {lab['salt_tree']}/formulas"
+        + ("" if lab["salt_tree"] == REPO else " (LAB_SALT_TREE, kept for this lab)")
+    )
     admin = os.path.join(STATE, "admin.conf")
-    print(f"  admin kubeconfig: /etc/kubernetes/admin.conf on {first_master(lab)}; host copy {admin} "
-          + (f"(present: kubectl --kubeconfig {admin} get nodes)" if os.path.exists(admin)
-             else "(not yet: the control-plane formula writes it)"))
+    print(
+        f"  admin kubeconfig: /etc/kubernetes/admin.conf on {first_master(lab)}; host copy {admin} "
+        + (
+            f"(present: kubectl --kubeconfig {admin} get nodes)"
+            if os.path.exists(admin)
+            else "(not yet: the control-plane formula writes it)"
+        )
+    )
     print("  reach a node: tests/lab/lab.sh exec <id> <cmd> | tests/lab/lab.sh shell <id>")
     total = sum(dt for _, dt in TIMINGS)
     print("  wall time per phase:")
@@ -173,7 +192,14 @@ def summary(lab, manifest, node_state):
         print(f"    {dt:8.1f}s  {name}")
     print(f"    {total:8.1f}s  total")
     with open(os.path.join(STATE, "timings.log"), "a") as fh:
-        fh.write(json.dumps({"at": datetime.datetime.now().isoformat(timespec="seconds"), "phases": TIMINGS,
-                             "total": total, "profile": manifest["profile"]}) + "\n")
-
-
+        fh.write(
+            json.dumps(
+                {
+                    "at": datetime.datetime.now().isoformat(timespec="seconds"),
+                    "phases": TIMINGS,
+                    "total": total,
+                    "profile": manifest["profile"],
+                }
+            )
+            + "\n"
+        )
