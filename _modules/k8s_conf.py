@@ -451,6 +451,7 @@ def apiserver(config, minion_id):
             "proxy-client-cert-file": proxy_cert,
             "proxy-client-key-file": proxy_key,
             "profiling": False,
+            "shutdown-delay-duration": f"{int(api['shutdown_delay'])}s",
             **_tls(config),
             **audit,
             **admission,
@@ -1019,6 +1020,9 @@ def api_balancer_config(config, minion_id):
                 ["backend", "kube-apiserver"],
                 [
                     ["balance", "leastconn"],
+                    # A connection a master refuses (restarting, not yet marked down) is retried on another.
+                    ["retries", 3],
+                    ["option", "redispatch", 1],
                     ["option", "httpchk"],
                     ["http-check", "send", "meth", "GET", "uri", "/readyz"],
                     ["http-check", "expect", "status", "200"],

@@ -360,6 +360,7 @@ SCHEMA = Struct(
         endpoint=Optional(API_URL),
         audit_rules=ListOf(Free()),
         audit_log_path=PATH,
+        shutdown_delay=SECONDS,
         pod_security=Struct(
             enforce=POD_SECURITY_LEVEL,
             audit=POD_SECURITY_LEVEL,

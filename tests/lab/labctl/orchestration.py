@@ -142,6 +142,14 @@ def copy_admin_conf(lab):
         read(src),
         flags=re.M,
     )
+    # On the node it names the node-local API balancer (127.0.0.1), which the host cannot reach: the host's copy
+    # talks to that master's API server directly.
+    rooted = re.sub(
+        r"^(\s*server:\s*)https://127\.0\.0\.1:\d+\s*$",
+        lambda m: f"{m.group(1)}https://{lab['nodes'][first]['ip']}:6443",
+        rooted,
+        flags=re.M,
+    )
     tmp = dest + ".in"
     write(tmp, rooted, 0o600)
     res = run([kubectl(), "config", "view", "--raw", "--flatten", f"--kubeconfig={tmp}"], check=False, capture=True)
