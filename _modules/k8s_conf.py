@@ -1248,3 +1248,19 @@ def unit(spec):
             lines.append(f"{key}={_arg(value) if key == 'Environment' else _setting(key, value)}")
     lines += ["", "[Install]", "WantedBy=multi-user.target", ""]
     return "\n".join(lines)
+
+
+def unit_file(config, spec):
+    """
+    The systemd unit file of component ``spec`` as ``{path: {"contents", "mode"}}`` (the shape of a spec's
+    ``files``): :py:func:`unit` in ``k8s:paths:unit_dir``, mode 0600 (CIS 1.1.1-1.1.8, 4.1.1). The ``service`` macro
+    of ``formulas/k8s/macros.jinja`` writes it root's, like every file of a spec.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.unit_file "$(salt-call --out=json k8s.config | jq -c .local)" \\
+            "$(salt-call --out=json k8s_conf.kubelet ... | jq -c .local)"
+    """
+    return {f"{config['paths']['unit_dir']}/{spec['unit']}.service": {"contents": unit(spec), "mode": "0600"}}
