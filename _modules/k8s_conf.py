@@ -440,6 +440,8 @@ def apiserver(config, minion_id):
             # The verification key as a public key: kube-apiserver cannot read an ECDSA private key in PKCS#8 form here.
             "service-account-key-file": pki.layout(config)["public_keys"]["service-account"],
             "service-account-signing-key-file": _secret(config, "service-account"),
+            # Projected tokens expire when they say (1 h by default) instead of a year (CIS 1.2.30).
+            "service-account-extend-token-expiration": False,
             "service-cluster-ip-range": nets["service_cidr"],
             "service-node-port-range": nets["node_port_range"],
             "requestheader-client-ca-file": _ca(config, "front-proxy-ca"),

@@ -207,6 +207,7 @@ def test_apiserver_flags_secure_defaults(conf, make_settings):
     assert flags["kubelet-certificate-authority"].endswith("/kubernetes-ca.crt")
     assert flags["service-account-signing-key-file"].endswith("/service-account.key")
     assert flags["service-account-key-file"].endswith("/service-account.pub")
+    assert flags["service-account-extend-token-expiration"] == "false"
     assert flags["service-cluster-ip-range"] == "10.32.0.0/24"
     assert flags["service-node-port-range"] == "30000-32767"
 
