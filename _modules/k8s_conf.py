@@ -888,8 +888,8 @@ def kubelet(config, minion_id):
 
 def kube_proxy_config(config, minion_id):
     """
-    The KubeProxyConfiguration of node ``minion_id`` (mode iptables or ipvs, cluster CIDR, node name);
-    ``k8s:kube_proxy:config`` is merged over it.
+    The KubeProxyConfiguration of node ``minion_id`` (mode iptables or ipvs, cluster CIDR, node name, metrics on
+    127.0.0.1); ``k8s:kube_proxy:config`` is merged over it.
 
     CLI Example:
 
@@ -906,6 +906,8 @@ def kube_proxy_config(config, minion_id):
         "clusterCIDR": config["networks"]["pod_cidr"],
         "hostnameOverride": minion_id,
         "bindAddress": _node(config, minion_id)["ip"],
+        # Metrics on loopback only (CIS 4.3.1), whatever a release's default.
+        "metricsBindAddress": "127.0.0.1:10249",
     }
     return data.merge(obj, proxy.get("config"))
 

@@ -291,6 +291,7 @@ def test_kube_proxy_config(conf, make_settings):
     assert obj["kind"] == "KubeProxyConfiguration" and obj["mode"] == "ipvs"
     assert obj["clusterCIDR"] == "10.200.0.0/16" and obj["hostnameOverride"] == "worker01"
     assert obj["clientConnection"]["kubeconfig"] == "/etc/kubernetes/kube-proxy.conf"
+    assert obj["metricsBindAddress"] == "127.0.0.1:10249"
 
 
 def test_routes_mode_bridges_the_node_subnet_and_routes_to_every_other_node(conf, make_settings):
