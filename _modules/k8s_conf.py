@@ -774,8 +774,9 @@ def containerd(config, minion_id):
 def kubelet_config(config, minion_id):
     """
     The KubeletConfiguration of node ``minion_id``: anonymous access off, webhook authentication and authorization,
-    the cluster CA as client CA, its own serving certificate, cluster DNS and domain, the systemd cgroup driver and
-    the containerd endpoint (a field from 1.27; a flag before). ``k8s:kubelet:config`` is merged over it.
+    the cluster CA as client CA, its own serving certificate, cluster DNS and domain, the systemd cgroup driver,
+    the containerd endpoint (a field from 1.27; a flag before) and, with ``k8s:kubelet:seccomp_default``, the
+    runtime's default seccomp profile for every container. ``k8s:kubelet:config`` is merged over it.
 
     CLI Example:
 
@@ -810,6 +811,8 @@ def kubelet_config(config, minion_id):
         "tlsMinVersion": config["tls"]["min_version"],
         "tlsCipherSuites": list(config["tls"]["cipher_suites"]),
     }
+    if kubelet["seccomp_default"]:
+        obj["seccompDefault"] = True
     if minion_id in config["cluster"]["masters"]:
         # Tainted from its first registration: no ordinary pod lands on a master before kubesalt labels it.
         obj["registerWithTaints"] = [{"key": config["master_taint"], "effect": "NoSchedule"}]

@@ -137,6 +137,9 @@ def test_kubelet_runtime_endpoint_is_a_field_on_1_34_and_flags_on_1_20(conf, mak
         "worker01",
     )
     assert "containerRuntimeEndpoint" not in yaml.safe_load(file_of(old, "/kubelet.yaml")["contents"])
+    # seccompDefault: on from 1.25, an unknown field before
+    assert yaml.safe_load(file_of(new, "/kubelet.yaml")["contents"])["seccompDefault"] is True
+    assert "seccompDefault" not in yaml.safe_load(file_of(old, "/kubelet.yaml")["contents"])
     assert "--container-runtime=remote" in old["flags"]
     assert "--container-runtime-endpoint=unix:///run/containerd/containerd.sock" in old["flags"]
 
