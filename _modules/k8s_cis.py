@@ -22,8 +22,9 @@ kubelet's and kube-proxy's config files are their ``--config``.
 Two sources:
 
 - ``live=True`` (the default): flags from the running processes (``/proc/<pid>/cmdline``, and etcd's ``ETCD_*``
-  environment), each found by the basename of its executable (``argv[0]`` or ``/proc/<pid>/exe``); config files
-  named by those flags, modes and owners read on disk. A component that is not running fails its flag checks.
+  environment), each found by the basename of its executable (``argv[0]`` or ``/proc/<pid>/exe``) among the
+  processes of the minion's own PID namespace (not a container's); config files named by those flags, modes and
+  owners read on disk. A component that is not running fails its flag checks.
 - ``live=False``: what the next state run writes -- the component specs of ``k8s_conf`` (flags, files and their
   modes, units), the PKI's ``kubesalt.pki.FILE_MODE``; every file root's, as the formulas write them. Useful before
   converging, and what the unit tests check.
@@ -147,21 +148,30 @@ def _read_nul_list(path):
         return [part.decode(errors="replace") for part in fh.read().split(b"\0") if part]
 
 
+def _pid_namespace(proc_dir):
+    try:
+        return os.readlink(f"{proc_dir}/ns/pid")
+    except OSError:
+        return None
+
+
 def _processes(proc_root, pids):
-    """``[(pid, argv, exe)]`` of the processes in ``proc_root`` (only ``pids`` when given); kernel threads and
-    processes that ended meanwhile are left out."""
+    """``[(pid, argv, exe)]`` of the processes in ``proc_root`` (only ``pids`` when given) that share this
+    process's PID namespace: a host sees its containers' processes too, and a kubelet in a container is not this
+    node's. Kernel threads and processes that ended meanwhile are left out."""
     if pids is None:
         try:
             pids = sorted(int(entry) for entry in os.listdir(proc_root) if entry.isdigit())
         except OSError:
             pids = []
+    mine = _pid_namespace(f"{proc_root}/self")
     found = []
     for pid in pids:
         try:
             argv = _read_nul_list(f"{proc_root}/{pid}/cmdline")
         except OSError:
             continue
-        if not argv:
+        if not argv or (mine and _pid_namespace(f"{proc_root}/{pid}") not in (mine, None)):
             continue
         try:
             exe = os.readlink(f"{proc_root}/{pid}/exe")

@@ -429,6 +429,18 @@ def test_a_process_is_found_by_its_executables_name(cis):
     assert cis._find_process(table, "/usr/local/bin/kubelet") is None
 
 
+def test_a_process_of_another_pid_namespace_is_not_this_nodes(cis, tmp_path):
+    """A host sees the processes of its containers (the lab's nodes run kubelets under this very machine)."""
+    for pid, namespace in (("self", "pid:[1]"), ("10", "pid:[2]"), ("20", "pid:[1]"), ("30", None)):
+        (tmp_path / pid / "ns").mkdir(parents=True)
+        (tmp_path / pid / "cmdline").write_bytes(b"/usr/local/bin/kubelet\0--config=/x\0")
+        if namespace:
+            os.symlink(namespace, tmp_path / pid / "ns" / "pid")
+    assert [p[0] for p in cis._processes(str(tmp_path), None)] == [20, 30]
+    (tmp_path / "self" / "ns" / "pid").unlink()  # namespaces unknown: every process counts
+    assert [p[0] for p in cis._processes(str(tmp_path), [10, 20])] == [10, 20]
+
+
 def test_report_sets_the_exit_code_only_when_a_check_fails(conf, settings):
     cfg = settings("worker01")
     salt = {"k8s.config": lambda validate=False: cfg, **{f"k8s_conf.{n}": getattr(conf, n) for n in dir(conf)}}
