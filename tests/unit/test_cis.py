@@ -455,3 +455,40 @@ def test_report_sets_the_exit_code_only_when_a_check_fails(conf, settings):
     with pytest.raises(SaltInvocationError, match="sections: 7"):
         module.report(sections="4,7")
     assert {r["id"][0] for r in module.report(live=False, sections=4)["checks"]} == {"4"}
+
+
+# -- docs/cis-benchmark.md says what the code does -------------------------------------------------------------------
+DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "cis-benchmark.md"
+WHERE = {"master": "masters", "etcd": "etcd members", "node": "every node", "ca": "CA minion"}
+
+
+def _doc_rows(heading):
+    text = DOC.read_text().split(heading, 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split(" | ") for line in text.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in row] for row in rows[1:]]  # without the header
+
+
+def test_the_benchmark_document_lists_every_check_with_the_results_of_the_code(cis, rendered):
+    rows = _doc_rows("## Every check")
+    new, old = rendered("master01"), rendered("master01", "1.20")
+    expected = [
+        [c["id"], c["title"], c["type"], WHERE[c["runs_on"]], new[c["id"]]["result"], old[c["id"]]["result"]]
+        for c in cis.checks()
+    ]
+    assert [row[:6] for row in rows] == expected
+    assert all(row[6] for row in rows)
+
+
+def test_the_benchmark_document_counts_are_the_codes(cis, conf, settings):
+    nodes = {"master + etcd": "master01", "worker": "worker01"}
+    releases = {"1.34.10 (default)": "default", "1.20.2 (the lab)": "1.20"}
+    rows = {row[0]: row[1:] for row in _doc_rows("## Counts")}
+    assert len(rows) == len(nodes) * len(releases)
+    for label, minion in nodes.items():
+        for version, release in releases.items():
+            counts = cis._evaluate(settings(minion, release), minion, lambda n: getattr(conf, n), live=False)["counts"]
+            want = [
+                " / ".join(str(counts[s][r]) for r in cis.RESULTS) if s in counts else "-"
+                for s in ("1", "2", "3", "4", "5", "total")
+            ]
+            assert rows[f"{label}, {version}"] == want
