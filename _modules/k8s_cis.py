@@ -236,8 +236,8 @@ def _show(value):
 class _Component:
     """One component as a check sees it: its flags (``{flag: [values]}``) and the documents its flags name."""
 
-    def __init__(self, node, name, spec, flags, pid=None):
-        self.node, self.name, self.spec, self.flags, self.pid = node, name, spec, flags, pid
+    def __init__(self, node, name, spec, flags):
+        self.node, self.name, self.spec, self.flags = node, name, spec, flags
 
     def flag(self, name):
         """The value of ``--name`` (the repeats of a list flag joined), or None when not given."""
@@ -341,7 +341,7 @@ class _Node:
                     environment = _etcd_environment(dict(_split_env(_read_nul_list(f"{self.proc_root}/{pid}/environ"))))
                 except OSError:
                     environment = None
-            component = _Component(self, name, spec, _flags(argv[1:], environment), pid)
+            component = _Component(self, name, spec, _flags(argv[1:], environment))
         self._components[name] = component
         return component
 
