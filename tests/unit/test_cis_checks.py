@@ -6,8 +6,8 @@ and the real component specs (k8s_conf).
   weakened (so these tests can fail);
 - live mode over a node directory written from those specs and a process table of real files (``proc_root``): the
   same results, a file's mode or owner changed on disk fails, a flag on a process's command line or in etcd's
-  environment fails, a component not running fails. The integration test (tests/integration/test_cis.py) does this
-  with real salt-minions, the files the formulas wrote and a real etcd process.
+  environment fails, a component not running fails. The integration test (tests/integration/test_cis_report.py)
+  does this with real salt-minions, the files the formulas wrote, a real etcd and a real kube-apiserver.
 """
 
 import copy
