@@ -441,6 +441,8 @@ def apiserver(config, minion_id):
             # The verification key as a public key: kube-apiserver cannot read an ECDSA private key in PKCS#8 form here.
             "service-account-key-file": pki.layout(config)["public_keys"]["service-account"],
             "service-account-signing-key-file": _secret(config, "service-account"),
+            # Projected tokens expire when they say (1 h by default) instead of a year (CIS 1.2.30).
+            "service-account-extend-token-expiration": False,
             "service-cluster-ip-range": nets["service_cidr"],
             "service-node-port-range": nets["node_port_range"],
             "requestheader-client-ca-file": _ca(config, "front-proxy-ca"),
@@ -774,8 +776,9 @@ def containerd(config, minion_id):
 def kubelet_config(config, minion_id):
     """
     The KubeletConfiguration of node ``minion_id``: anonymous access off, webhook authentication and authorization,
-    the cluster CA as client CA, its own serving certificate, cluster DNS and domain, the systemd cgroup driver and
-    the containerd endpoint (a field from 1.27; a flag before). ``k8s:kubelet:config`` is merged over it.
+    the cluster CA as client CA, its own serving certificate, cluster DNS and domain, the systemd cgroup driver,
+    the containerd endpoint (a field from 1.27; a flag before) and, with ``k8s:kubelet:seccomp_default``, the
+    runtime's default seccomp profile for every container. ``k8s:kubelet:config`` is merged over it.
 
     CLI Example:
 
@@ -810,6 +813,8 @@ def kubelet_config(config, minion_id):
         "tlsMinVersion": config["tls"]["min_version"],
         "tlsCipherSuites": list(config["tls"]["cipher_suites"]),
     }
+    if kubelet["seccomp_default"]:
+        obj["seccompDefault"] = True
     if minion_id in config["cluster"]["masters"]:
         # Tainted from its first registration: no ordinary pod lands on a master before kubesalt labels it.
         obj["registerWithTaints"] = [{"key": config["master_taint"], "effect": "NoSchedule"}]
@@ -888,8 +893,8 @@ def kubelet(config, minion_id):
 
 def kube_proxy_config(config, minion_id):
     """
-    The KubeProxyConfiguration of node ``minion_id`` (mode iptables or ipvs, cluster CIDR, node name);
-    ``k8s:kube_proxy:config`` is merged over it.
+    The KubeProxyConfiguration of node ``minion_id`` (mode iptables or ipvs, cluster CIDR, node name, metrics on
+    127.0.0.1); ``k8s:kube_proxy:config`` is merged over it.
 
     CLI Example:
 
@@ -906,6 +911,8 @@ def kube_proxy_config(config, minion_id):
         "clusterCIDR": config["networks"]["pod_cidr"],
         "hostnameOverride": minion_id,
         "bindAddress": _node(config, minion_id)["ip"],
+        # Metrics on loopback only (CIS 4.3.1), whatever a release's default.
+        "metricsBindAddress": "127.0.0.1:10249",
     }
     return data.merge(obj, proxy.get("config"))
 
@@ -1415,3 +1422,19 @@ def unit(spec):
             lines.append(f"{key}={_arg(value) if key == 'Environment' else _setting(key, value)}")
     lines += ["", "[Install]", "WantedBy=multi-user.target", ""]
     return "\n".join(lines)
+
+
+def unit_file(config, spec):
+    """
+    The systemd unit file of component ``spec`` as ``{path: {"contents", "mode"}}`` (the shape of a spec's
+    ``files``): :py:func:`unit` in ``k8s:paths:unit_dir``, mode 0600 (CIS 1.1.1-1.1.8, 4.1.1). The ``service`` macro
+    of ``formulas/k8s/macros.jinja`` writes it root's, like every file of a spec.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.unit_file "$(salt-call --out=json k8s.config | jq -c .local)" \\
+            "$(salt-call --out=json k8s_conf.kubelet ... | jq -c .local)"
+    """
+    return {f"{config['paths']['unit_dir']}/{spec['unit']}.service": {"contents": unit(spec), "mode": "0600"}}

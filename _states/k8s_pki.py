@@ -125,7 +125,9 @@ def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_d
             if reasons:
                 changes["certificate"] = {"renew": reasons, "old_not_after": info["not_after"]}
         rewritten = {p for p, c in ((key, "key"), (name, "certificate")) if c in changes}
-        _fix_modes([(p, m) for p, m in ((key, 0o600), (name, 0o600)) if p not in rewritten], changes, test)
+        _fix_modes(
+            [(p, m) for p, m in ((key, pki.FILE_MODE), (name, pki.FILE_MODE)) if p not in rewritten], changes, test
+        )
         if changes and test:
             ret.update(
                 result=None, changes=changes, comment=" ".join([f"CA '{common_name}' would be updated."] + notes)
@@ -133,10 +135,10 @@ def ca_present(name, key, common_name, key_type="ecdsa-p256", days=3650, renew_d
             return ret
         if key_pem is None:
             key_pem = x509.generate_private_key(key_type)
-            files.write(key, key_pem, 0o600, dir_mode=0o700)
+            files.write(key, key_pem, pki.FILE_MODE, dir_mode=pki.CA_DIR_MODE)
         if "certificate" in changes:
             cert_pem = x509.create_ca(key_pem, common_name, days=days)
-            files.write(name, cert_pem, 0o600)
+            files.write(name, cert_pem, pki.FILE_MODE)
             changes["certificate"]["not_after"] = x509.certificate_info(cert_pem)["not_after"]
         ret["changes"] = changes
         ret["comment"] = " ".join([f"CA '{common_name}' {'updated' if changes else 'is present'}."] + notes)
@@ -268,7 +270,11 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
             changes["certificate"] = {"reasons": reasons}
         rewritten = ({key} if new_key else set()) | ({name} if reasons else set())  # the bundle may stay as it is
         _fix_modes(
-            [(p, m) for p, m in ((key, 0o600), (name, 0o600), (ca_file, 0o600)) if p and p not in rewritten],
+            [
+                (p, m)
+                for p, m in ((key, pki.FILE_MODE), (name, pki.FILE_MODE), (ca_file, pki.FILE_MODE))
+                if p and p not in rewritten
+            ],
             changes,
             test,
         )
@@ -308,10 +314,10 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
                 "minions probably differs: run saltutil.refresh_pillar on both"
             )
         if new_key:
-            files.write(key, key_pem, 0o600)
-        files.write(name, cert, 0o600)
+            files.write(key, key_pem, pki.FILE_MODE)
+        files.write(name, cert, pki.FILE_MODE)
         if ca_file and ca != ca_pem:
-            files.write(ca_file, ca, 0o600)
+            files.write(ca_file, ca, pki.FILE_MODE)
             changes["ca_file"] = f"{ca_file} updated"
         info = x509.certificate_info(cert)
         changes["certificate"].update(serial=info["serial"], not_after=info["not_after"])
@@ -366,7 +372,7 @@ def secret_present(name, secret, config=None, timeout=30):
                 changes["source"] = f"new secret '{secret}' at {source}"
                 if not test:
                     value = pki.generate_secret(secret, config["pki"]["key_type"])
-                    files.write(source, value, 0o600, dir_mode=0o700)
+                    files.write(source, value, pki.FILE_MODE, dir_mode=pki.CA_DIR_MODE)
             else:
                 value = __salt__["k8s_pki.fetch_secret_local"](secret, config=config)["secret"]
         else:
@@ -378,12 +384,12 @@ def secret_present(name, secret, config=None, timeout=30):
         if copy and (value is None or files.read_text(name) != value):
             changes["secret"] = f"{name} written (content not shown)"
         else:
-            _fix_modes([(name, 0o600)], changes, test)
+            _fix_modes([(name, pki.FILE_MODE)], changes, test)
         if changes and test:
             ret.update(result=None, changes=changes, comment=f"Secret '{secret}' would be updated.")
             return ret
         if "secret" in changes:
-            files.write(name, value, 0o600)
+            files.write(name, value, pki.FILE_MODE)
         ret["changes"] = changes
         ret["comment"] = f"Secret '{secret}' {'updated' if changes else 'is present'}."
         return ret

@@ -10,13 +10,15 @@ security attempt kubesalt has a test for at it, and print what held.
      node inventory, given to `salt <worker> state.apply k8s.worker pillar=...`; each must fail naming its key and
      change nothing on the node (its files are hashed before and after);
   3. faults and security attempts: `pytest tests/lab/test_faults.py tests/lab/test_security.py` (each test records
-     what it did and saw under $LAB_STATE/reports/);
+     what it did and saw under $LAB_STATE/reports/), then the CIS Kubernetes Benchmark on every node
+     (tests/lab/test_cis.py: `salt '*' k8s_cis.report`, live);
   4. data lost: every ConfigMap written before or acknowledged during the run is read back and compared byte for
      byte; pods of the load Deployment must all be available again.
 
-Prints the summary (load held, faults survived, bad inputs tried, security attempts, data lost); exits non-zero if
-a fault was not survived, a bad input was accepted, an attempt was not refused or any data was lost. Takes about
-10 minutes on the 1 master + 2 workers lab. It leaves the lab converged; the load namespace is deleted at the end.
+Prints the summary (load held, faults survived, bad inputs tried, security attempts, CIS checks, data lost); exits
+non-zero if a fault was not survived, a bad input was accepted, an attempt was not refused, a CIS check failed or any
+data was lost. Takes about 10 minutes on the 1 master + 2 workers lab. It leaves the lab converged; the load
+namespace is deleted at the end.
 
 Usage:  .venv/bin/python bench/fault_summary.py [--keep-load]
 """
@@ -277,7 +279,7 @@ def main():
     bad_rows, bad_changed = bad_inputs(workers[0])
 
     # 3. faults + security attempts
-    say("faults and security attempts: pytest tests/lab/test_faults.py tests/lab/test_security.py")
+    say("faults, security attempts, CIS benchmark: pytest tests/lab/test_faults.py test_security.py test_cis.py")
     if REPORTS.exists():
         for f in REPORTS.glob("*.jsonl"):
             f.unlink()
@@ -289,6 +291,7 @@ def main():
             "pytest",
             "tests/lab/test_faults.py",
             "tests/lab/test_security.py",
+            "tests/lab/test_cis.py",
             "-m",
             "lab",
             "-p",
@@ -356,6 +359,15 @@ def main():
     lines.append(f"security attempts: {len(security)}; refused: {sum(1 for s in security if s['refused'])}")
     for s in security:
         lines.append(f"  - {s['attempt']}: {s['result']}")
+    cis = read_reports("cis")
+    cis_total = {r: sum(c["counts"][r] for c in cis) for r in ("PASS", "FAIL", "MANUAL", "N/A")}
+    lines.append(
+        f"CIS Kubernetes Benchmark v1.12 (k8s_cis.report, live) on {len(cis)} nodes: "
+        + ", ".join(f"{r} {n}" for r, n in cis_total.items())
+        + " (docs/cis-benchmark.md)"
+    )
+    for c in cis:
+        lines += [f"  - FAIL on {c['node']}: {fail}" for fail in c["fails"]]
     lines.append(
         f"data lost: {'none' if not lost else len(lost)} ({len(written)} ConfigMaps written before the "
         f"faults + {len(acknowledged)} acknowledged during them, read back byte for byte)"
@@ -370,6 +382,7 @@ def main():
         and not bad_changed
         and all(s["refused"] for s in security)
         and available == 4
+        and not cis_total["FAIL"]
     )
     return 0 if ok else 1
 

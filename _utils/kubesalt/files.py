@@ -59,6 +59,16 @@ def _name_of(ident, kind):
     return str(ident)
 
 
+def meta(path):
+    """``(mode, "user:group")`` of ``path`` (symlinks followed; names where the system knows them, else the ids), or
+    None when it does not exist."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.S_IMODE(info.st_mode), f"{_name_of(info.st_uid, 'user')}:{_name_of(info.st_gid, 'group')}"
+
+
 def file_mode(path):
     """The permission bits of ``path``, or None when it does not exist."""
     try:

@@ -56,6 +56,10 @@ FLANNEL_USER = "kubesalt:flannel"
 
 # Cluster secrets held on the CA minion: name -> file name (in ca_dir on the CA minion, pki_dir on masters).
 SECRETS = {"service-account": "service-account.key", "encryption-config": "encryption-config.yaml"}
+# The mode of every PKI file kubesalt writes -- certificates, keys, CA bundles, cluster secrets (every reader is
+# root; CIS 1.1.20, 1.1.21, 4.1.7) -- and of the CA directory that holds the CA keys.
+FILE_MODE = 0o600
+CA_DIR_MODE = 0o700
 
 
 def identities():

@@ -379,6 +379,7 @@ SCHEMA = Struct(
         max_pods=Scalar("a number of pods", _int_in(1)),
         pod_pids_limit=Scalar("a number of processes", _int_in(-1)),
         protect_kernel_defaults=BOOL,
+        seccomp_default=BOOL,
         config=Free(),
         extra_flags=ListOf(FLAG),
     ),

@@ -2,9 +2,6 @@
 etcd-server) and answers over mutual TLS with the certificates the PKI formula issued; idempotent; test=True."""
 
 import os
-import pathlib
-import re
-import shlex
 import socket
 import subprocess
 import time
@@ -13,6 +10,7 @@ import pytest
 import requests
 
 from tests.integration.conftest import snapshot
+from tests.support.units import exec_start, with_credentials
 
 pytestmark = pytest.mark.integration
 ETCD = "/usr/bin/etcd"
@@ -39,22 +37,8 @@ def applied(apply_sls, etcd_pillar):
     return run
 
 
-def _exec_start(unit_text):
-    body = re.search(r"^ExecStart=(.*?)(?:\n(?!  )|\Z)", unit_text, re.S | re.M).group(1)
-    return shlex.split(body.replace("\\\n", " "))
-
-
-def _with_credentials(argv, unit_text, directory):
-    """What systemd does for LoadCredential=name:path: copy each path to <directory>/name, for the service alone;
-    the unit's %d (/run/credentials/etcd.service) then points there."""
-    directory.mkdir(mode=0o700, exist_ok=True)
-    for name, source in re.findall(r"^LoadCredential=([^:\n]+):(.+)$", unit_text, re.M):
-        (directory / name).write_bytes(pathlib.Path(source).read_bytes())
-    return [a.replace("/run/credentials/etcd.service", str(directory)) for a in argv]
-
-
 def test_member_unit_requires_client_and_peer_certificates(applied, node_root):
-    argv = _exec_start((node_root("master01") / "etc/systemd/system/etcd.service").read_text())
+    argv = exec_start((node_root("master01") / "etc/systemd/system/etcd.service").read_text())
     assert argv[0] == ETCD
     assert "--client-cert-auth" in argv and "--peer-client-cert-auth" in argv
     assert any(a.startswith("--initial-cluster=master01=https://10.240.0.11:") for a in argv)
@@ -73,7 +57,7 @@ def test_etcd_runs_with_the_rendered_flags_and_demands_client_certificates(appli
     root = node_root("master01")
     unit = (root / "etc/systemd/system/etcd.service").read_text()
     assert "User=etcd" in unit
-    argv = _with_credentials(_exec_start(unit), unit, tmp_path / "credentials")
+    argv = with_credentials(exec_start(unit), unit, "etcd.service", tmp_path / "credentials")
     # The member's inventory address (10.240.0.11) does not exist on this machine: listen on loopback only, every
     # other flag exactly as rendered.
     port = etcd_pillar["k8s"]["etcd"]["client_port"]

@@ -137,6 +137,9 @@ def test_kubelet_runtime_endpoint_is_a_field_on_1_34_and_flags_on_1_20(conf, mak
         "worker01",
     )
     assert "containerRuntimeEndpoint" not in yaml.safe_load(file_of(old, "/kubelet.yaml")["contents"])
+    # seccompDefault: on from 1.25, an unknown field before
+    assert yaml.safe_load(file_of(new, "/kubelet.yaml")["contents"])["seccompDefault"] is True
+    assert "seccompDefault" not in yaml.safe_load(file_of(old, "/kubelet.yaml")["contents"])
     assert "--container-runtime=remote" in old["flags"]
     assert "--container-runtime-endpoint=unix:///run/containerd/containerd.sock" in old["flags"]
 
@@ -231,6 +234,7 @@ def test_apiserver_flags_secure_defaults(conf, make_settings):
     assert flags["kubelet-certificate-authority"].endswith("/kubernetes-ca.crt")
     assert flags["service-account-signing-key-file"].endswith("/service-account.key")
     assert flags["service-account-key-file"].endswith("/service-account.pub")
+    assert flags["service-account-extend-token-expiration"] == "false"
     assert flags["service-cluster-ip-range"] == "10.32.0.0/24"
     assert flags["service-node-port-range"] == "30000-32767"
 
@@ -314,6 +318,7 @@ def test_kube_proxy_config(conf, make_settings):
     assert obj["kind"] == "KubeProxyConfiguration" and obj["mode"] == "ipvs"
     assert obj["clusterCIDR"] == "10.200.0.0/16" and obj["hostnameOverride"] == "worker01"
     assert obj["clientConnection"]["kubeconfig"] == "/etc/kubernetes/kube-proxy.conf"
+    assert obj["metricsBindAddress"] == "127.0.0.1:10249"
 
 
 def test_routes_mode_bridges_the_node_subnet_and_routes_to_every_other_node(conf, make_settings):
