@@ -17,6 +17,7 @@ RESULTS = ("PASS", "FAIL", "MANUAL", "N/A")
 @pytest.fixture(scope="module")
 def reports(inventory):
     # k8s_cis may be newer than what the nodes synced at their last orchestration
+    lab("salt", "*", "saltutil.sync_utils", timeout=300)  # the shared core first: the modules import it
     lab("salt", "*", "saltutil.sync_modules", timeout=300)
     # A FAIL sets the job's exit code: read the answers whatever it is.
     out = lab("salt", "--out=json", "--static", "*", "k8s_cis.report", timeout=300, check=False)
