@@ -228,7 +228,7 @@ IP = Scalar("an IP address", lambda v: data.ip(v) is not None and "%" not in str
 CIDR = Scalar(
     "a network in CIDR notation with no host bits set", lambda v: data.net(v) is not None, "e.g. 10.200.0.0/16"
 )
-VERSION = Scalar("a MAJOR.MINOR.PATCH version", data.is_version, "e.g. 1.34.10")
+VERSION = Scalar("a MAJOR.MINOR.PATCH version", data.is_version, "e.g. 1.37.1")
 DNS_NAME = Scalar("a DNS name", lambda v: data.is_dns_name(v), "lowercase letters, digits, '-' and '.'")
 DNS_LABEL = Scalar("a DNS label", data.is_dns_label, "lowercase letters, digits and '-'")
 NODE_ID = Scalar(
