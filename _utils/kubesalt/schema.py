@@ -282,6 +282,7 @@ USER = Scalar(
 POD_SECURITY_LEVEL = enum("privileged", "baseline", "restricted")
 ROLE = Scalar("a known role", lambda v: v in data.ROLES, f"use any of {', '.join(data.ROLES)}")
 ARCH = enum("amd64", "arm64")
+PROXY_MODE = enum("iptables", "ipvs", "nftables")
 COMPONENT_FLAGS = {"version_flags": ListOf(FLAG), "extra_flags": ListOf(FLAG)}
 
 SCHEMA = Struct(
@@ -377,11 +378,16 @@ SCHEMA = Struct(
         max_pods=Scalar("a number of pods", _int_in(1)),
         pod_pids_limit=Scalar("a number of processes", _int_in(-1)),
         protect_kernel_defaults=BOOL,
+        version_config=Free(),
         config=Free(),
         extra_flags=ListOf(FLAG),
     ),
     kube_proxy=Struct(
-        config_api_version=API_VERSION, mode=enum("iptables", "ipvs"), config=Free(), extra_flags=ListOf(FLAG)
+        config_api_version=API_VERSION,
+        mode=PROXY_MODE,
+        modes=MapOf(PROXY_MODE, enum("supported", "deprecated", "unavailable")),
+        config=Free(),
+        extra_flags=ListOf(FLAG),
     ),
     tls=Struct(
         min_version=enum("VersionTLS12", "VersionTLS13"),
@@ -395,6 +401,7 @@ SCHEMA = Struct(
         install=enum("artifact", "package"),
         packages=ListOf(PACKAGE),
         sandbox_image=IMAGE,
+        containerd_deprecated_below=Optional(VERSION),
         crictl=BOOL,
         registries=MapOf(
             Scalar("a registry host[:port]", lambda v: _is_url(f"https://{v}", ("https",), False)),
@@ -410,8 +417,12 @@ SCHEMA = Struct(
 )
 
 
+# Keys k8s.settings adds to the merged settings itself: derived data, not settings.
+DERIVED_KEYS = ("catalogue", "releases", "cluster")
+
+
 def errors(settings):
     """Every type error of merged settings (the ``k8s`` mapping: defaults <- profile <- pillar), in key order; keys
-    kubesalt adds itself (``catalogue``, ``cluster``) are not settings."""
-    settings = {k: v for k, v in (settings or {}).items() if k not in ("catalogue", "cluster")}
+    kubesalt adds itself (:py:data:`DERIVED_KEYS`) are not settings."""
+    settings = {k: v for k, v in (settings or {}).items() if k not in DERIVED_KEYS}
     return SCHEMA.errors(settings, "")
