@@ -41,21 +41,41 @@ def __virtual__():
 # --------------------------------------------------------------------------------------------------------------------
 # Merging
 # --------------------------------------------------------------------------------------------------------------------
+def _profile_minor(key):
+    """``"1.35"`` (a profiles.yaml key) -> ``(1, 35)``; None for anything else."""
+    parts = str(key).split(".")
+    return (int(parts[0]), int(parts[1])) if len(parts) == 2 and all(p.isdigit() for p in parts) else None
+
+
+def _minor_text(minor):
+    return f"{minor[0]}.{minor[1]}"
+
+
 def _profile_for(version, profiles):
     """Return the merged profiles whose minor is <= ``version``'s minor, lowest first."""
     parsed = data.version(version)
     merged = {}
     if parsed is None:
         return merged
-    keys = []
-    for key in profiles or {}:
-        parts = str(key).split(".")
-        if len(parts) == 2 and all(p.isdigit() for p in parts):
-            keys.append(((int(parts[0]), int(parts[1])), key))
-    for kminor, key in sorted(keys):
+    keys = sorted((_profile_minor(key), key) for key in profiles or {} if _profile_minor(key))
+    for kminor, key in keys:
         if kminor <= parsed[:2]:
             merged = data.merge(merged, profiles[key])
     return merged
+
+
+def _releases(profiles, catalogue):
+    """
+    The Kubernetes minors kubesalt knows, as ``"1.35"`` strings in ascending order: ``profiles``, those profiles.yaml
+    has a version profile for (the oldest and the newest bound what kubesalt renders at all), and ``supported``,
+    those the catalogue has digests for (the minors supported upstream; pillar pins do not add to them).
+    """
+    supported = set()
+    for entry in ((catalogue or {}).get("components") or {}).values():
+        if isinstance(entry, dict) and entry.get("version_key") == "kubernetes":
+            supported.update(parsed[:2] for parsed in map(data.version, entry.get("versions") or {}) if parsed)
+    known = sorted(minor for minor in map(_profile_minor, profiles or {}) if minor)
+    return {"profiles": [_minor_text(m) for m in known], "supported": [_minor_text(m) for m in sorted(supported)]}
 
 
 def _resolve_paths(config):
@@ -87,7 +107,8 @@ def _merge_catalogue(catalogue, pins):
 def settings(defaults, profiles=None, pillar=None, catalogue=None, minion_id=None, validate=True):
     """
     Resolve the cluster settings: ``defaults`` <- version profile <- ``pillar``, then the artifact catalogue with
-    pillar pins, fs_root-prefixed paths and the derived facts (``cluster``, see ``kubesalt.topology.derive``). With
+    pillar pins, the Kubernetes minors kubesalt knows and supports (``releases``: from ``profiles`` and the
+    catalogue), fs_root-prefixed paths and the derived facts (``cluster``, see ``kubesalt.topology.derive``). With
     ``validate`` (the default), raise CommandExecutionError listing every problem when the merged settings are
     invalid, so nothing gets applied.
 
@@ -105,6 +126,7 @@ def settings(defaults, profiles=None, pillar=None, catalogue=None, minion_id=Non
     version = (pillar.get("versions") or {}).get("kubernetes") or (defaults.get("versions") or {}).get("kubernetes")
     config = data.merge(data.merge(defaults or {}, _profile_for(version, profiles)), pillar)
     config["catalogue"] = _merge_catalogue(catalogue, (config.get("artifacts") or {}).get("pins"))
+    config["releases"] = _releases(profiles, catalogue)
     if validate:
         problems = check(config)
         if problems["errors"]:
@@ -338,6 +360,47 @@ def _check_artifacts(config, err):
             )
 
 
+def _check_release(config, err, warn):
+    """The Kubernetes release against what kubesalt knows (``releases``, see :py:func:`_releases`), and the settings
+    its version profile rules on: the kube-proxy mode and the containerd version."""
+    version = str(config["versions"].get("kubernetes", ""))
+    parsed = data.version(version)
+    releases = config.get("releases") or {}
+    known, supported = releases.get("profiles") or [], releases.get("supported") or []
+    listing = ", ".join(supported) or "none"
+    if parsed and known:
+        low, high = _profile_minor(known[0]), _profile_minor(known[-1])
+        if not low <= parsed[:2] <= high:
+            err(
+                f"k8s:versions:kubernetes: {version} is {'older' if parsed[:2] < low else 'newer'} than every "
+                f"Kubernetes release this kubesalt knows (version profiles {known[0]} to {known[-1]}); supported "
+                f"minors: {listing}. Pick one of them (README: Versions and support)"
+            )
+            return
+        if _minor_text(parsed[:2]) not in supported:
+            warn(
+                f"k8s:versions:kubernetes: {version} is out of upstream support (kubesalt supports {listing}); it is "
+                "rendered with its version profile, and installs only with digests from the pillar "
+                "(k8s:artifacts:pins): the catalogue has none for it"
+            )
+    proxy = config["kube_proxy"]
+    modes, mode = proxy["modes"], proxy["mode"]
+    status = modes.get(mode, "unavailable")
+    if status != "supported":
+        fine = [m for m in sorted(modes) if modes[m] == "supported"]
+        what = "deprecated" if status == "deprecated" else "not available"
+        (warn if status == "deprecated" else err)(
+            f"k8s:kube_proxy:mode: '{mode}' is {what} in Kubernetes {version}; use {' or '.join(fine) or 'another'}"
+        )
+    runtime, containerd = config["container_runtime"], str(config["versions"].get("containerd", ""))
+    floor = runtime["containerd_deprecated_below"]
+    if floor and runtime["install"] == "artifact" and (data.version(containerd) or (0,)) < data.version(floor):
+        warn(
+            f"k8s:versions:containerd: {containerd} is deprecated with Kubernetes {version}: the kubelet serves "
+            f"containerd below {floor} only through a fallback that is being removed; use containerd {floor} or newer"
+        )
+
+
 def _check_pki(config, err):
     pki = config["pki"]
     if pki["ca_days"] < pki["cert_days"]:
@@ -422,6 +485,7 @@ def check(config):
     sections = (
         ("networks", _check_networks),
         ("nodes", None),
+        ("release", None),
         ("artifacts", _check_artifacts),
         ("pki", _check_pki),
         ("ports", _check_ports),
@@ -431,6 +495,7 @@ def check(config):
     needs = {
         "networks": {"networks", "nodes"},
         "nodes": {"nodes", "networks", "pki"},
+        "release": {"versions", "kube_proxy", "container_runtime"},
         "artifacts": {"versions", "arch", "artifacts", "container_runtime", "etcd", "network", "nodes"},
         "pki": {"pki"},
         "ports": {"apiserver", "etcd", "networks"},
@@ -445,6 +510,8 @@ def check(config):
             nets = _check_networks(config, errors.append)
         elif name == "nodes":
             _check_nodes(config, nets, errors.append, warnings.append)
+        elif name == "release":
+            _check_release(config, errors.append, warnings.append)
         else:
             rule(config, errors.append)
     return {"errors": errors, "warnings": warnings}

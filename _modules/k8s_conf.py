@@ -777,8 +777,9 @@ def kubelet_config(config, minion_id):
     """
     The KubeletConfiguration of node ``minion_id``: anonymous access off, webhook authentication and authorization,
     the cluster CA as client CA, its own serving certificate, cluster DNS and domain, the systemd cgroup driver,
-    the containerd endpoint (a field from 1.27; a flag before) and, with ``k8s:kubelet:seccomp_default``, the
-    runtime's default seccomp profile for every container. ``k8s:kubelet:config`` is merged over it.
+    the containerd endpoint (a field from 1.27; a flag before), with ``k8s:kubelet:seccomp_default`` the runtime's
+    default seccomp profile for every container, and the fields the release's version profile adds
+    (``k8s:kubelet:version_config``, e.g. ``failCgroupV1`` from 1.35). ``k8s:kubelet:config`` is merged over it.
 
     CLI Example:
 
@@ -820,7 +821,7 @@ def kubelet_config(config, minion_id):
         obj["registerWithTaints"] = [{"key": config["master_taint"], "effect": "NoSchedule"}]
     if kubelet["runtime_endpoint_in_config"]:
         obj["containerRuntimeEndpoint"] = CONTAINERD_SOCKET
-    return data.merge(obj, kubelet.get("config"))
+    return data.merge(data.merge(obj, kubelet.get("version_config")), kubelet.get("config"))
 
 
 # The kernel tunables a kubelet with protectKernelDefaults insists on (pkg/kubelet/cm: setupKernelTunables).
@@ -832,6 +833,21 @@ KUBELET_SYSCTLS = {
     "kernel.keys.root_maxkeys": 1000000,
     "kernel.keys.root_maxbytes": 25000000,
 }
+
+
+def node_packages(config):
+    """
+    The distribution packages every node installs: ``k8s:node_packages``, and nftables (the ``nft`` command
+    kube-proxy runs) when ``k8s:kube_proxy:mode`` is nftables.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.node_packages "$(salt-call --out=json k8s.config | jq -c .local)"
+    """
+    needed = ["nftables"] if config["kube_proxy"]["mode"] == "nftables" else []
+    return data.dedupe([str(p) for p in config["node_packages"]] + needed)
 
 
 def sysctls(config):
@@ -893,8 +909,8 @@ def kubelet(config, minion_id):
 
 def kube_proxy_config(config, minion_id):
     """
-    The KubeProxyConfiguration of node ``minion_id`` (mode iptables or ipvs, cluster CIDR, node name, metrics on
-    127.0.0.1); ``k8s:kube_proxy:config`` is merged over it.
+    The KubeProxyConfiguration of node ``minion_id`` (mode iptables, ipvs or nftables, cluster CIDR, node name,
+    metrics on 127.0.0.1); ``k8s:kube_proxy:config`` is merged over it.
 
     CLI Example:
 

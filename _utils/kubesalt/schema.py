@@ -228,7 +228,7 @@ IP = Scalar("an IP address", lambda v: data.ip(v) is not None and "%" not in str
 CIDR = Scalar(
     "a network in CIDR notation with no host bits set", lambda v: data.net(v) is not None, "e.g. 10.200.0.0/16"
 )
-VERSION = Scalar("a MAJOR.MINOR.PATCH version", data.is_version, "e.g. 1.34.10")
+VERSION = Scalar("a MAJOR.MINOR.PATCH version", data.is_version, "e.g. 1.37.1")
 DNS_NAME = Scalar("a DNS name", lambda v: data.is_dns_name(v), "lowercase letters, digits, '-' and '.'")
 DNS_LABEL = Scalar("a DNS label", data.is_dns_label, "lowercase letters, digits and '-'")
 NODE_ID = Scalar(
@@ -282,6 +282,7 @@ USER = Scalar(
 POD_SECURITY_LEVEL = enum("privileged", "baseline", "restricted")
 ROLE = Scalar("a known role", lambda v: v in data.ROLES, f"use any of {', '.join(data.ROLES)}")
 ARCH = enum("amd64", "arm64")
+PROXY_MODE = enum("iptables", "ipvs", "nftables")
 COMPONENT_FLAGS = {"version_flags": ListOf(FLAG), "extra_flags": ListOf(FLAG)}
 
 SCHEMA = Struct(
@@ -380,11 +381,16 @@ SCHEMA = Struct(
         pod_pids_limit=Scalar("a number of processes", _int_in(-1)),
         protect_kernel_defaults=BOOL,
         seccomp_default=BOOL,
+        version_config=Free(),
         config=Free(),
         extra_flags=ListOf(FLAG),
     ),
     kube_proxy=Struct(
-        config_api_version=API_VERSION, mode=enum("iptables", "ipvs"), config=Free(), extra_flags=ListOf(FLAG)
+        config_api_version=API_VERSION,
+        mode=PROXY_MODE,
+        modes=MapOf(PROXY_MODE, enum("supported", "deprecated", "unavailable")),
+        config=Free(),
+        extra_flags=ListOf(FLAG),
     ),
     tls=Struct(
         min_version=enum("VersionTLS12", "VersionTLS13"),
@@ -398,6 +404,7 @@ SCHEMA = Struct(
         install=enum("artifact", "package"),
         packages=ListOf(PACKAGE),
         sandbox_image=IMAGE,
+        containerd_deprecated_below=Optional(VERSION),
         crictl=BOOL,
         registries=MapOf(
             Scalar("a registry host[:port]", lambda v: _is_url(f"https://{v}", ("https",), False)),
@@ -413,8 +420,12 @@ SCHEMA = Struct(
 )
 
 
+# Keys k8s.settings adds to the merged settings itself: derived data, not settings.
+DERIVED_KEYS = ("catalogue", "releases", "cluster")
+
+
 def errors(settings):
     """Every type error of merged settings (the ``k8s`` mapping: defaults <- profile <- pillar), in key order; keys
-    kubesalt adds itself (``catalogue``, ``cluster``) are not settings."""
-    settings = {k: v for k, v in (settings or {}).items() if k not in ("catalogue", "cluster")}
+    kubesalt adds itself (:py:data:`DERIVED_KEYS`) are not settings."""
+    settings = {k: v for k, v in (settings or {}).items() if k not in DERIVED_KEYS}
     return SCHEMA.errors(settings, "")

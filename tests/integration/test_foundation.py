@@ -9,6 +9,7 @@ import pytest
 
 from tests.integration.conftest import NODES, snapshot
 from tests.support.master_conf import WORKER_POOLS
+from tests.unit.test_validate import TOO_NEW
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +115,10 @@ BROKEN = [
     ("k8s:\n  networks:\n    cluster_dns_ip: 10.99.0.10\n", "k8s:networks:cluster_dns_ip: 10.99.0.10 is outside"),
     ("k8s:\n  nodes:\n    worker02:\n      roles: [wrker]\n", "k8s:nodes:worker02:roles: 'wrker' is not a known role"),
     ("k8s:\n  versions:\n    kubernetes: 1.34\n", "k8s:versions:kubernetes: '1.34' is not a MAJOR.MINOR.PATCH"),
+    (
+        f"k8s:\n  versions:\n    kubernetes: {TOO_NEW}\n",
+        f"k8s:versions:kubernetes: {TOO_NEW} is newer than every Kubernetes release this kubesalt knows",
+    ),
     ("k8s:\n  pki:\n    ca_days: 100\n", "k8s:pki:ca_days: a CA lifetime of 100 days is shorter"),
     ("k8s:\n  versions:\n    etcd: 3.4.99\n", "k8s:artifacts:pins:etcd:3.4.99:amd64: no pinned"),
     (

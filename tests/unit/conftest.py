@@ -25,6 +25,19 @@ def data(name):
     return salt.utils.yaml.safe_load((FORMULAS / name).read_text())
 
 
+# The default versions (defaults.yaml) and the catalogue: tests read them here rather than repeat a version that the
+# next release of the catalogue changes.
+VERSIONS = data("defaults.yaml")["k8s"]["versions"]
+K8S_VERSION = VERSIONS["kubernetes"]
+CATALOGUE = data("catalogue.yaml")["components"]
+
+
+def catalogue_digest(component, version=None, arch="amd64"):
+    """The catalogue's sha256 of ``component`` at ``version`` (default: its default version)."""
+    version = version or VERSIONS[CATALOGUE[component].get("version_key", component)]
+    return CATALOGUE[component]["versions"][version][arch]["sha256"]
+
+
 @pytest.fixture(scope="session")
 def k8s_module():
     return load("k8s")

@@ -13,6 +13,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from tests.support.httpserver import http_server  # noqa: F401 - pytest fixture
 from tests.support.loader import load
+from tests.unit.conftest import K8S_VERSION, VERSIONS, catalogue_digest
 
 NODES = {
     "master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"},
@@ -20,7 +21,8 @@ NODES = {
 }
 KUBELET = os.urandom(300_000)
 KUBE_PROXY = os.urandom(200_000)
-CATALOGUE_KUBELET = "59669fd1233989fda877aa8a785bd56d4c73e739afcd90596c62e0172af2738c"
+CATALOGUE_KUBELET = catalogue_digest("kubelet")
+CRICTL = VERSIONS["crictl"]
 
 
 def sha(data):
@@ -36,10 +38,10 @@ def test_resolve_binary_from_the_catalogue(art, make_settings):
     a = art.resolve("kubelet", settings(make_settings))
     assert a == {
         "component": "kubelet",
-        "version": "1.34.10",
+        "version": K8S_VERSION,
         "arch": "amd64",
-        "url": "https://dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubelet",
-        "upstream_url": "https://dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubelet",
+        "url": f"https://dl.k8s.io/release/v{K8S_VERSION}/bin/linux/amd64/kubelet",
+        "upstream_url": f"https://dl.k8s.io/release/v{K8S_VERSION}/bin/linux/amd64/kubelet",
         "hash_type": "sha256",
         "digest": CATALOGUE_KUBELET,
         "checksum_url": None,
@@ -72,8 +74,8 @@ def test_installed_files_follow_the_catalogue_install_dir_without_needing_a_dige
 
 def test_mirror_rewrites_scheme_and_host_keeping_upstream_host_as_first_segment(art, make_settings):
     a = art.resolve("kubelet", settings(make_settings, mirror="http://mirror.example:8080/k8s/"))
-    assert a["url"] == "http://mirror.example:8080/k8s/dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubelet"
-    assert a["upstream_url"] == "https://dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubelet"
+    assert a["url"] == f"http://mirror.example:8080/k8s/dl.k8s.io/release/v{K8S_VERSION}/bin/linux/amd64/kubelet"
+    assert a["upstream_url"] == f"https://dl.k8s.io/release/v{K8S_VERSION}/bin/linux/amd64/kubelet"
     assert art.mirror_url("https://github.com/a/b?x=1", "https://m") == "https://m/github.com/a/b?x=1"
     assert art.mirror_url("https://github.com/a/b", "") == "https://github.com/a/b"
 
@@ -100,10 +102,10 @@ def test_download_goes_through_the_mirror_path(art, http_server, make_settings, 
     config = settings(
         make_settings,
         mirror=http_server.url("/mirror"),
-        pins={"kubelet": {"1.34.10": {"amd64": {"sha256": sha(KUBELET)}}}},
+        pins={"kubelet": {K8S_VERSION: {"amd64": {"sha256": sha(KUBELET)}}}},
     )
     a = art.resolve("kubelet", config)
-    path = "/mirror/dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubelet"
+    path = f"/mirror/dl.k8s.io/release/v{K8S_VERSION}/bin/linux/amd64/kubelet"
     assert a["url"] == http_server.url(path)
     http_server.serve(path, KUBELET)
     art.install(str(tmp_path / "kubelet"), a["url"], a["digest"], a["hash_type"], cache_dir=None, user=None, group=None)
@@ -121,14 +123,14 @@ def test_entry_without_digest_is_refused_naming_the_pins_key(art, make_settings)
 
 def test_null_pinned_digest_is_refused_naming_the_pins_key(art, make_settings):
     # A pillar pin of null overrides the catalogue's digest (merge_catalogue): nothing is left to verify against.
-    config = settings(make_settings, pins={"crictl": {"1.34.0": {"amd64": {"sha256": None}}}})
-    with pytest.raises(CommandExecutionError, match="Pin one in k8s:artifacts:pins:crictl:1.34.0:amd64"):
+    config = settings(make_settings, pins={"crictl": {CRICTL: {"amd64": {"sha256": None}}}})
+    with pytest.raises(CommandExecutionError, match=f"Pin one in k8s:artifacts:pins:crictl:{CRICTL}:amd64"):
         art.resolve("crictl", config)
 
 
 def test_malformed_pinned_digest_is_refused_naming_the_key(art, make_settings):
-    config = settings(make_settings, pins={"kubelet": {"1.34.10": {"amd64": {"sha256": "abc"}}}})
-    with pytest.raises(CommandExecutionError, match="k8s:artifacts:pins:kubelet:1.34.10:amd64:sha256: 'abc'"):
+    config = settings(make_settings, pins={"kubelet": {K8S_VERSION: {"amd64": {"sha256": "abc"}}}})
+    with pytest.raises(CommandExecutionError, match=f"k8s:artifacts:pins:kubelet:{K8S_VERSION}:amd64:sha256: 'abc'"):
         art.resolve("kubelet", config)
 
 
@@ -256,11 +258,11 @@ def test_checksum_file_without_opt_in_is_refused(art, http_server, make_settings
 
 # -- mirror_populate -------------------------------------------------------------------------------------------------
 def upstream_pins(http_server, kubelet_digest=None):
-    http_server.serve("/dl/v1.34.10/amd64/kubelet", KUBELET)
-    http_server.serve("/dl/v1.34.10/amd64/kube-proxy", KUBE_PROXY)
+    http_server.serve(f"/dl/v{K8S_VERSION}/amd64/kubelet", KUBELET)
+    http_server.serve(f"/dl/v{K8S_VERSION}/amd64/kube-proxy", KUBE_PROXY)
     return {
         "kubelet": {
-            "1.34.10": {
+            K8S_VERSION: {
                 "amd64": {
                     "sha256": kubelet_digest or sha(KUBELET),
                     "url": http_server.url("/dl/v{version}/{arch}/kubelet"),
@@ -268,7 +270,7 @@ def upstream_pins(http_server, kubelet_digest=None):
             }
         },
         "kube-proxy": {
-            "1.34.10": {
+            K8S_VERSION: {
                 "amd64": {"sha256": sha(KUBE_PROXY), "url": http_server.url("/dl/v{version}/{arch}/kube-proxy")}
             }
         },
@@ -281,8 +283,8 @@ def test_mirror_populate_lays_out_host_and_path_and_serves_installs(art, http_se
     result = art.mirror_populate(str(mirror), config, components=["kubelet", "kube-proxy"])
     assert [r["status"] for r in result["artifacts"]] == ["downloaded", "downloaded"]
     host = http_server.netloc
-    assert (mirror / host / "dl" / "v1.34.10" / "amd64" / "kubelet").read_bytes() == KUBELET
-    assert (mirror / host / "dl" / "v1.34.10" / "amd64" / "kube-proxy").read_bytes() == KUBE_PROXY
+    assert (mirror / host / "dl" / f"v{K8S_VERSION}" / "amd64" / "kubelet").read_bytes() == KUBELET
+    assert (mirror / host / "dl" / f"v{K8S_VERSION}" / "amd64" / "kube-proxy").read_bytes() == KUBE_PROXY
 
     again = art.mirror_populate(str(mirror), config, components=["kubelet", "kube-proxy"])
     assert [r["status"] for r in again["artifacts"]] == ["present", "present"]
@@ -292,10 +294,10 @@ def test_mirror_populate_lays_out_host_and_path_and_serves_installs(art, http_se
     http_server.serve_directory("/m", str(mirror))
     config["artifacts"]["mirror"] = http_server.url("/m")
     a = art.resolve("kubelet", config)
-    assert a["url"] == http_server.url(f"/m/{host}/dl/v1.34.10/amd64/kubelet")
+    assert a["url"] == http_server.url(f"/m/{host}/dl/v{K8S_VERSION}/amd64/kubelet")
     art.install(str(tmp_path / "bin" / "kubelet"), a["url"], a["digest"], cache_dir=None, user=None, group=None)
     assert (tmp_path / "bin" / "kubelet").read_bytes() == KUBELET
-    assert http_server.count(f"/m/{host}/dl/v1.34.10/amd64/kubelet") == 1
+    assert http_server.count(f"/m/{host}/dl/v{K8S_VERSION}/amd64/kubelet") == 1
 
 
 def test_mirror_populate_refuses_a_mismatch_and_still_mirrors_the_rest(art, http_server, make_settings, tmp_path):

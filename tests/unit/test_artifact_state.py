@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.httpserver import http_server  # noqa: F401 - pytest fixture
 from tests.support.loader import load
+from tests.unit.conftest import K8S_VERSION
 
 BODY = os.urandom(400_000)
 DIGEST = hashlib.sha256(BODY).hexdigest()
@@ -89,14 +90,14 @@ def test_managed_without_digest_fails_naming_the_pins_key(state, http_server, tm
 
 
 def test_managed_from_resolve_as_the_formulas_use_it(art, state, http_server, make_settings, tmp_path):
-    url = http_server.serve("/release/v1.34.10/amd64/kube-apiserver", BODY)
+    url = http_server.serve(f"/release/v{K8S_VERSION}/amd64/kube-apiserver", BODY)
     config = make_settings(
         {
             "nodes": NODES,
             "artifacts": {
                 "pins": {
                     "kube-apiserver": {
-                        "1.34.10": {
+                        K8S_VERSION: {
                             "amd64": {
                                 "sha256": DIGEST,
                                 "url": http_server.url("/release/v{version}/{arch}/kube-apiserver"),

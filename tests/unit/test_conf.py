@@ -10,7 +10,7 @@ import yaml
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from tests.support.loader import ROOT, load
-from tests.unit.conftest import INVENTORY
+from tests.unit.conftest import CATALOGUE, INVENTORY
 
 THREE_MASTERS = {
     "master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"},
@@ -41,7 +41,10 @@ def flag_map(flags):
 
 
 # -- containerd -------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("version,schema", [("1.7.32", 2), ("2.3.4", 3)])
+# Every containerd of the catalogue: config version 2 for 1.x, 3 for 2.x.
+@pytest.mark.parametrize(
+    "version,schema", [(v, 3 if v.startswith("2.") else 2) for v in CATALOGUE["containerd"]["versions"]]
+)
 def test_containerd_config_parses_as_toml_with_systemd_cgroups_and_sandbox_image(conf, make_settings, version, schema):
     cfg = settings(make_settings, versions={"containerd": version})
     spec = conf.containerd(cfg, "worker01")

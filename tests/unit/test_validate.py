@@ -6,7 +6,11 @@ import pytest
 import yaml
 from salt.exceptions import CommandExecutionError
 
-from tests.unit.conftest import INVENTORY, REPO
+from tests.unit.conftest import INVENTORY, REPO, data
+
+# A Kubernetes minor just past each end of profiles.yaml: kubesalt has no profile for it.
+_PROFILE_MINORS = sorted(int(key.split(".")[1]) for key in data("profiles.yaml"))
+TOO_NEW, TOO_OLD = f"1.{_PROFILE_MINORS[-1] + 1}.0", f"1.{_PROFILE_MINORS[0] - 1}.16"
 
 
 def _pillar(**changes):
@@ -154,6 +158,19 @@ BROKEN = {
         _pillar(versions__kubernetes="v1.34"),
         "k8s:versions:kubernetes: 'v1.34' is not a MAJOR.MINOR.PATCH version",
     ),
+    "kubernetes_newer_than_every_profile": (
+        _pillar(versions__kubernetes=TOO_NEW),
+        f"k8s:versions:kubernetes: {TOO_NEW} is newer than every Kubernetes release this kubesalt knows",
+    ),
+    "kubernetes_older_than_every_profile": (
+        _pillar(versions__kubernetes=TOO_OLD),
+        f"k8s:versions:kubernetes: {TOO_OLD} is older than every Kubernetes release this kubesalt knows",
+    ),
+    "kube_proxy_mode_the_release_lacks": (
+        _pillar(versions__kubernetes="1.30.14", kube_proxy__mode="nftables"),
+        "k8s:kube_proxy:mode: 'nftables' is not available in Kubernetes 1.30.14",
+    ),
+    "unknown_kube_proxy_mode": (_pillar(kube_proxy__mode="userspace"), "k8s:kube_proxy:mode: 'userspace' is not"),
     "missing_checksum": (
         _pillar(versions__etcd="3.4.23"),
         "k8s:artifacts:pins:etcd:3.4.23:amd64: no pinned sha256/sha512 digest",

@@ -1,5 +1,5 @@
-{#- kube-proxy of a Kubernetes node: KubeProxyConfiguration from data (k8s_conf.kube_proxy_config), mode iptables
-    or ipvs, its own client certificate. #}
+{#- kube-proxy of a Kubernetes node: KubeProxyConfiguration from data (k8s_conf.kube_proxy_config), mode iptables,
+    ipvs or nftables, its own client certificate. #}
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- import "k8s/macros.jinja" as m with context %}
 {%- set me = opts.id %}

@@ -56,7 +56,7 @@ swap off at boot:
 
 node packages:
   pkg.installed:
-    - pkgs: {{ k8s.node_packages | json }}
+    - pkgs: {{ salt["k8s_conf.node_packages"](k8s) | json }}
     - refresh: false
 {%-   endif %}
 {%-   if rt.install == "artifact" %}
