@@ -58,7 +58,8 @@ def test_synced_shared_core_is_what_the_modules_import(salt_cli):
     assert {"__init__.py", "data.py", "topology.py"} <= set(where.data.split()), where
     cluster = salt_cli.run("k8s.config", minion_tgt="worker01").data["cluster"]
     assert cluster["roles"] == ["worker"] and cluster["is_node"] and not cluster["is_master"]
-    assert cluster["api_url"] == "https://10.240.0.11:6443"
+    assert cluster["api_url"] == "https://127.0.0.1:6444"  # its node-local API balancer
+    assert cluster["apiserver_url"] == "https://10.240.0.11:6443"  # the first master, for clients off the nodes
     assert cluster["etcd_client_urls"] == ["https://10.240.0.11:2379"]
 
 

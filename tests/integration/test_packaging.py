@@ -98,7 +98,8 @@ def test_pip_install_brings_the_shared_core_the_modules_import(installed_venv):
         "validate=False",
     )
     assert config["cluster"]["etcd_client_urls"] == ["https://[fd00::11]:2379"]
-    assert config["cluster"]["roles"] == ["worker"] and config["cluster"]["api_url"] == "https://[fd00::11]:6443"
+    assert config["cluster"]["roles"] == ["worker"] and config["cluster"]["api_url"] == "https://127.0.0.1:6444"
+    assert config["cluster"]["apiserver_url"] == "https://[fd00::11]:6443"
     site = subprocess.run(
         [str(venv / "bin/python"), "-c", "import kubesalt.topology as t; print(t.__file__)"],
         capture_output=True,
