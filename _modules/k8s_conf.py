@@ -289,15 +289,35 @@ def etcd_user(config):
     return user if user not in ("", "root") else None
 
 
-def etcd(config, minion_id):
+def etcd_first_start_file(config):
+    """
+    The environment file that holds an etcd member's first-start settings (``ETCD_INITIAL_CLUSTER``,
+    ``ETCD_INITIAL_CLUSTER_STATE``), read by its unit.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.etcd_first_start_file "$(salt-call --out=json k8s.config | jq -c .local)"
+    """
+    return f"{config['paths']['config_dir']}/etcd-first-start.env"
+
+
+def etcd(config, minion_id, first_start=None):
     """
     The etcd member ``minion_id`` (a node with the ``etcd`` role): mutual TLS on both ports -- clients and peers must
     present a certificate of the etcd CA -- with the PKI's ``etcd-server`` and ``etcd-peer`` certificates. Clients are
-    served on the member's address and on 127.0.0.1, peers on the member's address only; the initial cluster is every
-    etcd member of ``k8s:nodes``. etcd from the catalogue (``k8s:etcd:install: artifact``) runs from ``bin_dir``, the
-    distribution's package from /usr/bin. Accepted by etcd 3.4, 3.5 and 3.6. With ``k8s:etcd:user`` (default ``etcd``)
-    the member runs as that user and owns its data directory, and reads its certificates and keys -- root's, 0600 --
-    from the copies systemd makes for this service alone (``LoadCredential=``).
+    served on the member's address and on 127.0.0.1, peers on the member's address only. etcd from the catalogue
+    (``k8s:etcd:install: artifact``) runs from ``bin_dir``, the distribution's package from /usr/bin. Accepted by etcd
+    3.4, 3.5 and 3.6. With ``k8s:etcd:user`` (default ``etcd``) the member runs as that user and owns its data
+    directory, and reads its certificates and keys -- root's, 0600 -- from the copies systemd makes for this service
+    alone (``LoadCredential=``).
+
+    First start: etcd reads ``--initial-cluster`` and ``--initial-cluster-state`` only while its data directory
+    holds no member, so they are not flags of the unit (which would then change whenever the cluster's membership
+    does) but the variables of :py:func:`etcd_first_start_file`, which the unit reads. ``first_start`` is what
+    ``k8s_etcd.initial_cluster`` decided (``{"state": "new"|"existing", "initial_cluster": {member: peer URL}}``);
+    given, the spec writes that file; None (the data directory holds a member) leaves it as it is.
 
     CLI Example:
 
@@ -323,7 +343,14 @@ def etcd(config, minion_id):
         "peer-key-file": _cert(config, "etcd-peer")[1],
     }
     user = etcd_user(config)
-    service = {"Type": "notify", "Restart": "on-failure", "RestartSec": 5, "LimitNOFILE": 65536}
+    first_start_file = etcd_first_start_file(config)
+    service = {
+        "Type": "notify",
+        "Restart": "on-failure",
+        "RestartSec": 5,
+        "LimitNOFILE": 65536,
+        "EnvironmentFile": f"-{first_start_file}",
+    }
     if user:
         # The PKI's files stay root's; systemd copies them for this service only (LoadCredential=).
         credentials = {source: f"{CREDENTIALS_DIR}/etcd.service/{os.path.basename(source)}" for source in tls.values()}
@@ -348,9 +375,7 @@ def etcd(config, minion_id):
                 "advertise-client-urls": client_url,
                 "listen-peer-urls": peers[minion_id],
                 "initial-advertise-peer-urls": peers[minion_id],
-                "initial-cluster": [f"{member}={url}" for member, url in peers.items()],
                 "initial-cluster-token": config["cluster_name"],
-                "initial-cluster-state": "new",
             }
         )
         + ["--client-cert-auth"]
@@ -363,15 +388,94 @@ def etcd(config, minion_id):
             }
         )
     )
+    files = {}
+    if first_start:
+        if first_start["state"] not in ("new", "existing"):
+            raise SaltInvocationError(f"first_start state {first_start['state']!r} must be new or existing")
+        initial = first_start["initial_cluster"]
+        for name, url in initial.items():
+            if not (data.is_dns_name(str(name)) and re.fullmatch(r"https://[0-9A-Za-z.:\[\]-]+", str(url))):
+                raise SaltInvocationError(f"etcd initial cluster member {name!r}={url!r} is not a node name=https URL")
+        files[first_start_file] = {
+            "contents": "# kubesalt: this member's first start (etcd reads it only while its data directory is empty)\n"
+            f"ETCD_INITIAL_CLUSTER={','.join(f'{name}={url}' for name, url in initial.items())}\n"
+            f"ETCD_INITIAL_CLUSTER_STATE={first_start['state']}\n",
+            "mode": "0600",
+        }
     return _spec(
         "etcd",
         "etcd key-value store (kubesalt)",
         _bin(config, "etcd") if settings["install"] == "artifact" else "/usr/bin/etcd",
         flags,
+        files=files,
         certificates=["etcd-server", "etcd-peer"],
         after=["network-online.target"],
         service=service,
         documentation="https://etcd.io/docs/",
+    )
+
+
+def etcd_backup(config, minion_id, salt_call="/usr/bin/salt-call"):
+    """
+    The snapshot timer of etcd member ``minion_id`` (``k8s:etcd:backup``): a oneshot unit ``kubesalt-etcd-backup``
+    that runs ``k8s_etcd.backup`` through ``salt-call --local`` -- every argument on its command line, so it needs
+    neither the salt-master nor the pillar, and a backup is taken while the master is down -- and the timer that
+    starts it (``schedule``, an OnCalendar expression; ``Persistent=`` catches up a run missed while the node was off).
+    The snapshot comes from the member's own client URL with its ``etcd-healthcheck-client`` certificate.
+    ``salt_call`` is the minion's salt-call program. The timer's text is under ``timer``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.etcd_backup "$(salt-call --out=json k8s.config | jq -c .local)" master01 /usr/bin/salt-call
+    """
+    _node(config, minion_id)
+    if minion_id not in config["cluster"]["etcd_members"]:
+        raise SaltInvocationError(f"k8s:nodes:{minion_id}:roles: {minion_id} has no 'etcd' role")
+    backup = config["etcd"]["backup"]
+    cert, key = _cert(config, "etcd-healthcheck-client")
+    command = [
+        salt_call,
+        "--local",
+        "--retcode-passthrough",
+        "k8s_etcd.backup",
+        f"directory={backup['dir']}",
+        f"keep={backup['keep']}",
+        f"endpoints={config['cluster']['etcd_local_url']}",
+        f"ca={_ca(config, 'etcd-ca')}",
+        f"cert={cert}",
+        f"key={key}",
+    ]
+    if backup.get("copy_to"):
+        command.append(f"copy_to={backup['copy_to']}")
+    timer = "\n".join(
+        [
+            "# Managed by kubesalt: built by k8s_conf from the k8s pillar; edit the pillar, not this file.",
+            "[Unit]",
+            "Description=etcd snapshot timer (kubesalt)",
+            "",
+            "[Timer]",
+            f"OnCalendar={backup['schedule']}",
+            "RandomizedDelaySec=600",
+            "Persistent=true",
+            "",
+            "[Install]",
+            "WantedBy=timers.target",
+            "",
+        ]
+    )
+    return _spec(
+        "kubesalt-etcd-backup",
+        "etcd snapshot of this member (kubesalt)",
+        None,
+        [],
+        certificates=[],
+        after=["etcd.service"],
+        service={"Type": "oneshot", "UMask": "0077"},
+        commands=[command],
+        timer=timer,
+        documentation="https://etcd.io/docs/v3.5/op-guide/recovery/",
     )
 
 

@@ -798,6 +798,73 @@ def member_remove(name, endpoints=None, ca=None, cert=None, key=None, timeout=No
     return {"removed": True, "member": member}
 
 
+def members_to_remove(config=None, members=None):
+    """
+    The members of the running cluster that ``k8s:nodes`` does not list as etcd members (matched by peer URL, so a
+    renamed or never-started member is found too), as :py:func:`member_list` gives them, each with ``label`` (its
+    name, or its id when it has none).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.members_to_remove
+    """
+    config = config or __salt__["k8s.config"]()
+    wanted = set(topology.etcd_peer_urls(config).values())
+    if members is None:
+        members = member_list()
+    return [dict(m, label=m["name"] or m["id"]) for m in members if not wanted.intersection(m["peer_urls"])]
+
+
+def restore_seed(config, seed=None):
+    """
+    The member a restore starts from (``k8s.etcd.restore``): ``seed`` when given (it must be an etcd member of
+    ``k8s:nodes``), else the CA minion when it is an etcd member, else the first etcd member.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.restore_seed "$(salt-call --out=json k8s.config | jq -c .local)" master02
+    """
+    cluster = config["cluster"]
+    if seed:
+        if seed not in cluster["etcd_members"]:
+            raise SaltInvocationError(
+                f"k8s_op:seed: '{seed}' is not an etcd member of k8s:nodes ({', '.join(cluster['etcd_members'])})"
+            )
+        return seed
+    if cluster["ca_minion"] in cluster["etcd_members"]:
+        return cluster["ca_minion"]
+    if not cluster["etcd_members"]:
+        raise SaltInvocationError("k8s:nodes has no etcd member to restore onto")
+    return cluster["etcd_members"][0]
+
+
+def resolve_snapshot(snapshot_path, directory=None):
+    """
+    The snapshot file a restore uses: ``snapshot_path`` itself, or for ``latest`` the newest snapshot in
+    ``directory`` (default ``k8s:etcd:backup:dir``). Raises when there is none.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.resolve_snapshot latest
+    """
+    if snapshot_path == "latest":
+        found = snapshots(directory)
+        if not found:
+            raise CommandExecutionError(
+                f"k8s_op:snapshot: 'latest', but {directory or 'k8s:etcd:backup:dir'} holds no snapshot"
+            )
+        return found[0]["path"]
+    if not os.path.isfile(str(snapshot_path)):
+        raise CommandExecutionError(f"k8s_op:snapshot: {snapshot_path} is not a file on this member")
+    return str(snapshot_path)
+
+
 def member_promote(name, wait=60, endpoints=None, ca=None, cert=None, key=None, timeout=None):
     """
     Make learner ``name`` a voting member. etcd refuses while the learner has not caught up with the leader; the
@@ -912,11 +979,12 @@ def _health_summary(health):
     return f"healthy: {', '.join(health['healthy']) or 'none'}; unhealthy: {', '.join(health['unhealthy']) or 'none'}"
 
 
-def initial_cluster(config=None, timeout=3):
+def initial_cluster(config=None, timeout=3, ask=True):
     """
     This member's first-start settings (see :py:func:`decide_initial_cluster`), or None when its data directory
     already holds a member (etcd then ignores them, and ``k8s.etcd`` leaves them as they are). The other members are
-    asked at their client URLs from ``k8s:nodes``, ``timeout`` seconds each.
+    asked at their client URLs from ``k8s:nodes``, ``timeout`` seconds each; with ``ask=False`` (a files-only run,
+    ``k8s:manage_services: false``) nobody is asked, which is the first bootstrap's answer.
 
     CLI Example:
 
@@ -931,8 +999,7 @@ def initial_cluster(config=None, timeout=3):
     if holds_member(config["paths"]["etcd_data_dir"]):
         return None
     peers = topology.etcd_peer_urls(config)
-    own = topology.url(cluster["node"]["ip"], config["etcd"]["client_port"])
-    others = [u for u in cluster["etcd_client_urls"] if u != own]
+    others = [u for u in cluster["etcd_client_urls"] if u != cluster["etcd_client_url"]] if ask else []
     members = health = None
     if others:
         conn = connection_defaults(config, identity="etcd-healthcheck-client")

@@ -1,13 +1,19 @@
 """
-kubesalt etcd states: keys written with compare-and-swap, and a bounded wait for a healthy etcd quorum.
+kubesalt etcd states: keys written with compare-and-swap, a bounded wait for a healthy etcd quorum, and the day-2
+operations: snapshots, membership (members join as learners, removal refused when it would lose quorum) and the
+data-directory steps of a restore.
 
 Every state takes the connection parameters of the ``k8s_etcd`` execution module (``endpoints``, ``ca``, ``cert``,
 ``key``, ``timeout``) as keyword arguments; left out, they come from ``k8s.config`` on the minion.
 """
 
+import json
+import os
 import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from kubesalt.outcome import failed
 
 __virtualname__ = "k8s_etcd"
 
@@ -208,3 +214,257 @@ def healthy(name, timeout=60, interval=2, **conn):
             ret["comment"] = f"etcd has no quorum after waiting {timeout:g}s: {state}"
             return ret
         time.sleep(interval)
+
+
+def snapshot_present(name, keep, max_age=3600, copy_to=None, **conn):
+    """
+    Ensure directory ``name`` holds a snapshot of this etcd member taken less than ``max_age`` seconds ago: when the
+    newest is older (or there is none), take one with ``k8s_etcd.backup`` (checked before it is kept, all but the
+    newest ``keep`` removed, copied to ``copy_to`` when given). A re-run within ``max_age`` changes nothing; with
+    ``test=True`` nothing is taken and the comment says whether one would be.
+
+    .. code-block:: yaml
+
+        etcd snapshot:
+          k8s_etcd.snapshot_present:
+            - name: /var/backups/kubesalt/etcd
+            - keep: 7
+            - max_age: 3600
+    """
+    ret = _ret(name)
+    try:
+        conn = _conn(conn)
+        newest = (__salt__["k8s_etcd.snapshots"](name) or [None])[0]
+        age = time.time() - newest["mtime"] if newest else None
+        if newest and age < float(max_age):
+            ret.update(result=True, comment=f"newest etcd snapshot {newest['path']} is {age:.0f}s old (< {max_age}s)")
+            return ret
+        why = "there is none" if newest is None else f"the newest is {age:.0f}s old"
+        if __opts__["test"]:
+            ret.update(result=None, changes={"snapshot": f"new in {name}"}, comment=f"would take a snapshot: {why}")
+            return ret
+        taken = __salt__["k8s_etcd.backup"](directory=name, keep=keep, copy_to=copy_to or None, **conn)
+        changes = {"snapshot": taken["path"], "revision": taken["revision"]}
+        if taken["removed"]:
+            changes["removed"] = taken["removed"]
+        if taken.get("copied_to"):
+            changes["copied_to"] = taken["copied_to"]
+        ret.update(
+            result=True,
+            changes=changes,
+            comment=f"took etcd snapshot {taken['path']} (revision {taken['revision']}, {taken['size']} bytes, "
+            f"{taken['secrets']} Secret revisions, all encrypted) because {why}",
+        )
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        failed(ret, exc)
+    return ret
+
+
+def member_present(name, peer_url, **conn):
+    """
+    Ensure the running cluster has a member with ``peer_url`` (member ``name``); if not, add it as a learner (no
+    vote until :py:func:`member_promoted`), so adding it never changes the quorum. etcd accepts one learner at a time.
+
+    .. code-block:: yaml
+
+        etcd member registered:
+          k8s_etcd.member_present:
+            - name: master03
+            - peer_url: https://10.240.0.13:2380
+    """
+    ret = _ret(name)
+    try:
+        conn = _conn(conn)
+        members = __salt__["k8s_etcd.member_list"](**conn)
+        if any(peer_url in m["peer_urls"] for m in members):
+            ret.update(result=True, comment=f"etcd member {name} ({peer_url}) is in the cluster")
+            return ret
+        changes = {"added": {"name": name, "peer_url": peer_url, "learner": True}}
+        if __opts__["test"]:
+            ret.update(result=None, changes=changes, comment=f"etcd member {name} would be added as a learner")
+            return ret
+        added = __salt__["k8s_etcd.member_add"](peer_url, learner=True, **conn)
+        changes["added"]["id"] = added["id"]
+        ret.update(result=True, changes=changes, comment=f"etcd member {name} added as learner {added['id']}")
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        failed(ret, exc)
+    return ret
+
+
+def member_promoted(name, peer_url, wait=120, **conn):
+    """
+    Ensure member ``name`` (``peer_url``) votes: a learner is promoted once it has caught up (tried for up to
+    ``wait`` seconds). A voting member changes nothing.
+
+    .. code-block:: yaml
+
+        etcd member votes:
+          k8s_etcd.member_promoted:
+            - name: master03
+            - peer_url: https://10.240.0.13:2380
+    """
+    ret = _ret(name)
+    try:
+        conn = _conn(conn)
+        member = next((m for m in __salt__["k8s_etcd.member_list"](**conn) if peer_url in m["peer_urls"]), None)
+        if member is None:
+            ret["comment"] = f"etcd member {name} ({peer_url}) is not in the cluster"
+            return ret
+        if not member["is_learner"]:
+            ret.update(result=True, comment=f"etcd member {name} is a voting member")
+            return ret
+        changes = {"promoted": name}
+        if __opts__["test"]:
+            ret.update(result=None, changes=changes, comment=f"etcd learner {name} would be promoted")
+            return ret
+        __salt__["k8s_etcd.member_promote"](peer_url, wait=wait, **conn)
+        ret.update(result=True, changes=changes, comment=f"etcd learner {name} promoted to a voting member")
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        failed(ret, exc)
+    return ret
+
+
+def member_absent(name, only_unhealthy=False, remove=True, **conn):
+    """
+    Ensure ``name`` (a member's name, hex id or peer URL) is not a member of the cluster. Refused, changing
+    nothing, when removing it would lose quorum (``k8s_etcd.removal_problem``), and with ``only_unhealthy`` (a
+    replacement) when the member is healthy. With ``remove=False`` only check: a member still there fails the state
+    (``k8s.etcd.retire`` checks so before it stops a member). Stop the member's etcd afterwards (``k8s.etcd.retire``
+    does, and moves its data directory aside).
+
+    .. code-block:: yaml
+
+        old etcd member removed:
+          k8s_etcd.member_absent:
+            - name: master04
+    """
+    ret = _ret(name)
+    try:
+        conn = _conn(conn)
+        members = __salt__["k8s_etcd.member_list"](**conn)
+        member = next((m for m in members if name in (m["name"], m["id"]) or name in m["peer_urls"]), None)
+        if member is None:
+            ret.update(result=True, comment=f"{name} is not an etcd member")
+            return ret
+        if not remove:
+            ret["comment"] = (
+                f"{name} is still an etcd member ({member['id']}): remove it from the cluster first "
+                "(salt-run state.orchestrate k8s.etcd.member, or k8s.node.remove)"
+            )
+            return ret
+        health = __salt__["k8s_etcd.cluster_health"](**conn)
+        label = member["name"] or member["id"]
+        problem = __salt__["k8s_etcd.removal_problem"](health, label)
+        if only_unhealthy and (health["members"].get(label) or {}).get("healthy"):
+            problem = f"{label} is healthy; only a member that is down is replaced (remove a live one instead)"
+        if problem:
+            ret["comment"] = f"etcd member {name} not removed: {problem}"
+            return ret
+        changes = {"removed": {"name": member["name"], "id": member["id"], "peer_urls": member["peer_urls"]}}
+        if __opts__["test"]:
+            ret.update(result=None, changes=changes, comment=f"etcd member {name} would be removed")
+            return ret
+        __salt__["k8s_etcd.member_remove"](member["id"], **conn)
+        ret.update(result=True, changes=changes, comment=f"etcd member {name} ({member['id']}) removed")
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        failed(ret, exc)
+    return ret
+
+
+def _marker(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_marker(path, content):
+    with open(path + ".part", "w", encoding="utf-8") as handle:
+        json.dump(content, handle)
+    os.chmod(path + ".part", 0o600)
+    os.replace(path + ".part", path)
+
+
+def data_restored(name, snapshot, member, peer_url, token, marker, tool_dirs=(), restore_id=None):
+    """
+    Ensure data directory ``name`` holds the restore of ``snapshot`` as a one-member cluster (member ``member`` at
+    ``peer_url``, cluster token ``token``) -- the seed of a restore; the other members join it afterwards. Done once
+    per restore: ``marker`` records it (``restore_id``, default the snapshot path), so re-running an interrupted
+    restore does not restore again over a seed that already runs. The previous data directory is moved aside.
+
+    .. code-block:: yaml
+
+        etcd data restored:
+          k8s_etcd.data_restored:
+            - name: /var/lib/etcd
+            - snapshot: /var/backups/kubesalt/etcd/etcd-snapshot-20261201T120000.000000Z.db
+            - member: master01
+            - peer_url: https://10.240.0.11:2380
+            - token: kubesalt
+            - marker: /var/lib/etcd.restore-pending
+    """
+    ret = _ret(name)
+    restore_id = restore_id or snapshot
+    done = {"restore": restore_id, "role": "seed"}
+    try:
+        if _marker(marker) == done and __salt__["k8s_etcd.holds_member"](name):
+            ret.update(result=True, comment=f"{name} already holds the restore of {restore_id}")
+            return ret
+        facts = __salt__["k8s_etcd.verify_snapshot"](snapshot)
+        changes = {"restored": snapshot, "revision": facts["revision"]}
+        if os.path.lexists(name):
+            changes["moved_aside"] = name
+        if __opts__["test"]:
+            ret.update(result=None, changes=changes, comment=f"{name} would be restored from {snapshot}")
+            return ret
+        tool = __salt__["k8s_etcd.restore_tool"](list(tool_dirs))
+        result = __salt__["k8s_etcd.restore"](snapshot, name, member, peer_url, token, tool=tool)
+        _write_marker(marker, done)
+        changes["moved_aside"] = result["moved_aside"]
+        ret.update(
+            result=True,
+            changes=changes,
+            comment=f"{name} restored from {snapshot} (revision {facts['revision']}) with {tool}; the previous data "
+            f"directory is {result['moved_aside'] or 'absent'}",
+        )
+    except (CommandExecutionError, SaltInvocationError, OSError) as exc:
+        failed(ret, exc)
+    return ret
+
+
+def data_cleared(name, marker, restore_id):
+    """
+    Ensure data directory ``name`` of a member that is not the seed of restore ``restore_id`` is out of the way: it
+    is moved aside (never deleted) once per restore, and ``marker`` records that, so the member joins the restored
+    cluster as a new member and a re-run does not move its new data aside again.
+
+    .. code-block:: yaml
+
+        etcd data cleared for the restore:
+          k8s_etcd.data_cleared:
+            - name: /var/lib/etcd
+            - marker: /var/lib/etcd.restore-pending
+            - restore_id: /var/backups/kubesalt/etcd/etcd-snapshot-20261201T120000.000000Z.db
+    """
+    ret = _ret(name)
+    done = {"restore": restore_id, "role": "member"}
+    try:
+        if _marker(marker) == done:
+            ret.update(result=True, comment=f"{name} was already cleared for restore {restore_id}")
+            return ret
+        changes = {"moved_aside": name} if os.path.lexists(name) else {}
+        changes["marker"] = marker
+        if __opts__["test"]:
+            ret.update(result=None, changes=changes, comment=f"{name} would be moved aside for restore {restore_id}")
+            return ret
+        moved = __salt__["k8s_etcd.move_aside"](name, "before-restore")
+        _write_marker(marker, done)
+        if moved:
+            changes["moved_aside"] = moved
+        ret.update(
+            result=True, changes=changes, comment=f"{name} cleared for restore {restore_id}: {moved or 'absent'}"
+        )
+    except (CommandExecutionError, SaltInvocationError, OSError) as exc:
+        failed(ret, exc)
+    return ret

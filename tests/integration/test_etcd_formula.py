@@ -44,6 +44,14 @@ def _exec_start(unit_text):
     return shlex.split(body.replace("\\\n", " "))
 
 
+def _environment(unit_path):
+    """The variables of the unit's EnvironmentFile=, as systemd reads them."""
+    path = re.search(r"^EnvironmentFile=-?(.+)$", unit_path.read_text(), re.M).group(1)
+    lines = pathlib.Path(path).read_text().splitlines()
+    assert oct(pathlib.Path(path).stat().st_mode & 0o777) == "0o600"
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
 def _with_credentials(argv, unit_text, directory):
     """What systemd does for LoadCredential=name:path: copy each path to <directory>/name, for the service alone;
     the unit's %d (/run/credentials/etcd.service) then points there."""
@@ -57,7 +65,11 @@ def test_member_unit_requires_client_and_peer_certificates(applied, node_root):
     argv = _exec_start((node_root("master01") / "etc/systemd/system/etcd.service").read_text())
     assert argv[0] == ETCD
     assert "--client-cert-auth" in argv and "--peer-client-cert-auth" in argv
-    assert any(a.startswith("--initial-cluster=master01=https://10.240.0.11:") for a in argv)
+    # the first start's settings come from the file the unit reads, written because the data directory is empty
+    assert not any(a.startswith("--initial-cluster=") for a in argv)
+    env = _environment(node_root("master01") / "etc/systemd/system/etcd.service")
+    assert env["ETCD_INITIAL_CLUSTER"].startswith("master01=https://10.240.0.11:")
+    assert env["ETCD_INITIAL_CLUSTER_STATE"] == "new"
     data_dir = node_root("master01") / "var/lib/etcd"
     assert oct(data_dir.stat().st_mode & 0o777) == "0o700"
 
@@ -82,7 +94,12 @@ def test_etcd_runs_with_the_rendered_flags_and_demands_client_certificates(appli
     argv = [
         f"--listen-client-urls=https://127.0.0.1:{port}" if a.startswith("--listen-client-urls") else a for a in argv
     ]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {
+        k: v.replace("10.240.0.11", "127.0.0.1")
+        for k, v in _environment(root / "etc/systemd/system/etcd.service").items()
+    }
+    env.update({k: v for k, v in os.environ.items() if not k.startswith("ETCD")})
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         pki = root / "etc/kubernetes/pki"
         url = f"https://127.0.0.1:{port}/health"

@@ -83,9 +83,14 @@ class Member:
             return "(no log)"
 
 
-def start_etcd(flags, log_path):
-    """Start the etcd binary with ``flags``; its output goes to ``log_path``."""
+def start_etcd(flags, log_path, env_file_text=None):
+    """Start the etcd binary with ``flags``; its output goes to ``log_path``. ``env_file_text``: the lines of a
+    systemd EnvironmentFile (``NAME=value``, ``#`` comments) to start it with, as its unit would."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
+    for line in (env_file_text or "").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            env[name] = value
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [ETCD, *flags],
