@@ -748,9 +748,8 @@ def member_add(peer_url, learner=True, wait=30, endpoints=None, ca=None, cert=No
     the data but has no vote, so a join never changes the quorum; :py:func:`member_promote` makes it a voting member
     once it has caught up. etcd accepts one learner at a time. A member with that peer URL already there is
     returned as it is (``added: False``). The new member must then start with ``--initial-cluster-state existing``
-    (``k8s.etcd`` does this by itself, see :py:func:`initial_cluster`). etcd refuses an add until the member it asks
-    has been connected to every voting member for 5 s ("unhealthy cluster", e.g. right after a removal); that is
-    tried again every 2 s for up to ``wait`` seconds.
+    (``k8s.etcd`` does this by itself, see :py:func:`initial_cluster`). A transient refusal of etcd right after
+    another membership change is tried again every 2 s for up to ``wait`` seconds.
 
     CLI Example:
 
@@ -762,24 +761,36 @@ def member_add(peer_url, learner=True, wait=30, endpoints=None, ca=None, cert=No
         existing = _find_member(client.member_list(), peer_url)
         if existing:
             return dict(existing, added=False)
-        deadline = time.monotonic() + float(wait)
-        while True:
-            try:
-                added = client.member_add([peer_url], learner=learner)
-                break
-            except CommandExecutionError as exc:
-                if "unhealthy cluster" not in str(exc) or time.monotonic() + 2 > deadline:
-                    raise CommandExecutionError(f"etcd member {peer_url} not added: {exc}") from exc
-            time.sleep(2)
+        added = _retrying(
+            lambda: client.member_add([peer_url], learner=learner), wait, f"etcd member {peer_url} not added"
+        )
     return dict(added, name="", client_urls=[], added=True)
 
 
-def member_remove(name, endpoints=None, ca=None, cert=None, key=None, timeout=None):
+# etcd refuses a membership change until the member asked has been connected to every voting member for 5 s
+# ("unhealthy cluster", ErrUnhealthy), and a promotion until the learner has caught up ("... in sync with leader").
+_TRANSIENT_MEMBERSHIP = ("unhealthy cluster", "in sync")
+
+
+def _retrying(call, wait, failure):
+    """``call()``, tried again every 2 s for up to ``wait`` seconds while etcd answers with a transient refusal."""
+    deadline = time.monotonic() + float(wait)
+    while True:
+        try:
+            return call()
+        except CommandExecutionError as exc:
+            if not any(m in str(exc) for m in _TRANSIENT_MEMBERSHIP) or time.monotonic() + 2 > deadline:
+                raise CommandExecutionError(f"{failure}: {exc}") from exc
+        time.sleep(2)
+
+
+def member_remove(name, wait=30, endpoints=None, ca=None, cert=None, key=None, timeout=None):
     """
     Remove member ``name`` (its name, hex id or peer URL) from the cluster, unless that would lose quorum (see
     :py:func:`removal_problem`; refused with the reason). Returns ``{"removed": bool, "member": ...}``; a member
     that is not there is not an error (``removed: False``). Stop the removed member's etcd afterwards and move its
-    data directory aside: it must never start again with that data.
+    data directory aside: it must never start again with that data. A transient refusal of etcd right after another
+    membership change is tried again for up to ``wait`` seconds.
 
     CLI Example:
 
@@ -794,7 +805,7 @@ def member_remove(name, endpoints=None, ca=None, cert=None, key=None, timeout=No
         problem = removal_problem(client.cluster_health(), member["name"] or member["id"])
         if problem:
             raise CommandExecutionError(f"etcd member {name} not removed: {problem}")
-        client.member_remove(member["id"])
+        _retrying(lambda: client.member_remove(member["id"]), wait, f"etcd member {name} not removed")
     return {"removed": True, "member": member}
 
 
@@ -867,9 +878,9 @@ def resolve_snapshot(snapshot_path, directory=None):
 
 def member_promote(name, wait=60, endpoints=None, ca=None, cert=None, key=None, timeout=None):
     """
-    Make learner ``name`` a voting member. etcd refuses while the learner has not caught up with the leader; the
-    promotion is tried again every 2 s for up to ``wait`` seconds. A member that already votes is left as it is
-    (``promoted: False``).
+    Make learner ``name`` a voting member. etcd refuses while the learner has not caught up with the leader (or
+    right after another membership change); the promotion is tried again every 2 s for up to ``wait`` seconds. A
+    member that already votes is left as it is (``promoted: False``).
 
     CLI Example:
 
@@ -877,21 +888,14 @@ def member_promote(name, wait=60, endpoints=None, ca=None, cert=None, key=None, 
 
         salt-call k8s_etcd.member_promote master03 wait=120
     """
-    deadline = time.monotonic() + float(wait)
     with _client(endpoints, ca, cert, key, timeout) as client:
-        while True:
-            member = _find_member(client.member_list(), name)
-            if member is None:
-                raise CommandExecutionError(f"etcd member {name} is not in the cluster; nothing to promote")
-            if not member["is_learner"]:
-                return {"promoted": False, "member": member}
-            try:
-                client.member_promote(member["id"])
-                return {"promoted": True, "member": dict(member, is_learner=False)}
-            except CommandExecutionError as exc:
-                if "in sync" not in str(exc) or time.monotonic() + 2 > deadline:
-                    raise CommandExecutionError(f"etcd learner {name} not promoted: {exc}") from exc
-            time.sleep(2)
+        member = _find_member(client.member_list(), name)
+        if member is None:
+            raise CommandExecutionError(f"etcd member {name} is not in the cluster; nothing to promote")
+        if not member["is_learner"]:
+            return {"promoted": False, "member": member}
+        _retrying(lambda: client.member_promote(member["id"]), wait, f"etcd learner {name} not promoted")
+    return {"promoted": True, "member": dict(member, is_learner=False)}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -1059,7 +1063,8 @@ def snapshots(directory=None):
 def verify_snapshot(path, min_revision=0):
     """
     Check snapshot ``path`` without etcd (``kubesalt.snapshot``): its SHA-256 trailer, the bbolt database, etcd's
-    key bucket read to the end; its revision at least ``min_revision``; every Kubernetes Secret in it encrypted
+    key bucket read to the end; its revision (the newest key revision or the last compaction) at least
+    ``min_revision``; every Kubernetes Secret in it encrypted
     (the API server's ``k8s:enc:`` envelope). Returns ``size``, ``sha256``, ``revision``, ``revisions``,
     ``secrets``; raises naming what is wrong.
 
@@ -1073,17 +1078,20 @@ def verify_snapshot(path, min_revision=0):
         facts = snapshot.inspect(str(path))
     except (snapshot.SnapshotError, OSError, struct.error) as exc:
         raise CommandExecutionError(f"etcd snapshot {path} is not usable: {exc}") from exc
-    if facts["revision"] < int(min_revision or 0):
+    reached = max(facts["revision"], facts["compact_revision"])
+    # revision 1 is an empty cluster's: no key revision stands for it
+    if int(min_revision or 0) > 1 and reached < int(min_revision):
         raise CommandExecutionError(
-            f"etcd snapshot {path} is at revision {facts['revision']}, older than the cluster's {min_revision} when "
-            "the snapshot began"
+            f"etcd snapshot {path} is at revision {reached}, older than the cluster's {min_revision} when the snapshot "
+            "began"
         )
     clear = facts.pop("cleartext_secrets")
     if clear:
         shown = ", ".join(clear[:5]) + (f" and {len(clear) - 5} more" if len(clear) > 5 else "")
         raise CommandExecutionError(
             f"etcd snapshot {path} holds {len(clear)} Secret(s) in cleartext ({shown}): Secrets must be encrypted at "
-            "rest (EncryptionConfiguration); rewrite them (kubectl get secrets -A -o json | kubectl replace -f -)"
+            "rest (EncryptionConfiguration); rewrite them (kubectl get secrets -A -o json | kubectl replace -f -) "
+            "and let the API server compact etcd's history (every 5 minutes), then take the snapshot again"
         )
     return facts
 

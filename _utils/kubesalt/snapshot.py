@@ -9,7 +9,8 @@ checks, in this order, and raises :py:class:`SnapshotError` naming the first thi
 2. the database: a valid bbolt meta page (magic, version, FNV-1a checksum), pages inside the file;
 3. etcd's content: the ``key`` bucket (every revision of every key, ``mvccpb.KeyValue`` protobufs keyed by
    ``<8-byte main revision>_<8-byte sub revision>[t]``) is walked to the end, giving the snapshot's revision (the
-   highest main revision, as ``etcdutl snapshot status`` computes it) and the number of key revisions;
+   highest main revision, as ``etcdutl snapshot status`` computes it) and the number of key revisions; the ``meta``
+   bucket gives the last compaction (a revision whose changes compaction removed counts as reached);
 4. Kubernetes Secrets: every revision of a key under ``/registry/secrets/`` must hold an encrypted value (the API
    server's ``k8s:enc:`` envelope); a cleartext one is counted and named, never printed.
 
@@ -154,7 +155,8 @@ def key_value(data):
 def inspect(path):
     """
     Check the snapshot at ``path`` (see the module docstring) and return what it holds: ``size`` (bytes),
-    ``sha256`` (of the whole file), ``revision``, ``revisions`` (key revisions stored), ``secrets``,
+    ``sha256`` (of the whole file), ``revision`` (the newest key revision, as ``etcdutl snapshot status`` reports
+    it), ``compact_revision`` (the last finished compaction), ``revisions`` (key revisions stored), ``secrets``,
     ``secrets_encrypted`` and ``cleartext_secrets`` (the names of Secret keys with a cleartext revision).
     """
     size = os.path.getsize(path)
@@ -190,8 +192,13 @@ def inspect(path):
                     encrypted += 1
                 else:
                     cleartext.add(key.decode("utf-8", "backslashreplace"))
+        compacted = 0
+        for key, value in db.bucket(b"meta") or ():
+            if key == b"finishedCompactRev" and len(value) >= 8:
+                compacted = struct.unpack_from(">Q", value, 0)[0]
     return {
         "size": size,
+        "compact_revision": compacted,
         "sha256": whole.hexdigest(),
         "revision": revision,
         "revisions": revisions,

@@ -131,6 +131,16 @@ def test_a_snapshot_with_a_cleartext_secret_is_not_kept(etcd, single, tmp_path):
         assert [n for n in os.listdir(tmp_path) if not n.endswith(".db")] == []
     finally:
         etcd.delete("/registry/secrets/", prefix=True, **single.conn())
+        compact(etcd, single)  # the cleartext revision stays in etcd's history until a compaction
+    # after the compaction no cleartext revision is left, and the snapshot's revision counts the compaction
+    taken = etcd.backup(directory=str(tmp_path), keep=5, **single.conn())
+    assert taken["secrets"] == 0 and taken["compact_revision"] >= taken["revision"]
+
+
+def compact(etcd, cluster):
+    """Compact the cluster's history up to its current revision, as the API server does every 5 minutes."""
+    with etcd.EtcdClient(**cluster.conn()) as client:
+        client.request("/v3/kv/compaction", {"revision": str(client.revision()), "physical": True}, write=True)
 
 
 def test_backup_refuses_keep_below_one_and_a_relative_directory(etcd, single, tmp_path):
@@ -287,3 +297,109 @@ def test_restore_refuses_a_damaged_snapshot_and_leaves_the_data_directory(etcd, 
     with pytest.raises(CommandExecutionError, match="not usable"):
         etcd.restore(str(broken), str(data), "m1", "https://127.0.0.1:2380", "t")
     assert data.is_dir() and sorted(os.listdir(tmp_path)) == ["broken.db", "data"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# States: test=True changes nothing and says what would change; a second run changes nothing
+# --------------------------------------------------------------------------------------------------------------------
+STATE_FUNCTIONS = (
+    "get",
+    "snapshots",
+    "backup",
+    "member_list",
+    "member_add",
+    "member_remove",
+    "member_promote",
+    "cluster_health",
+    "removal_problem",
+    "holds_member",
+    "verify_snapshot",
+    "restore_tool",
+    "restore",
+    "move_aside",
+)
+
+
+def states(etcd, test=False):
+    salt = {f"k8s_etcd.{name}": getattr(etcd, name) for name in STATE_FUNCTIONS}
+    return load("k8s_etcd", kind="states", salt=salt, opts={"test": test, "id": "unit"})
+
+
+def test_snapshot_present_takes_one_then_none_while_the_newest_is_young(etcd, single, tmp_path):
+    directory = str(tmp_path / "snaps")
+    dry = states(etcd, test=True).snapshot_present(directory, keep=2, max_age=3600, **single.conn())
+    assert dry["result"] is None and dry["changes"] and "there is none" in dry["comment"]
+    assert not os.path.exists(directory)
+    first = states(etcd).snapshot_present(directory, keep=2, max_age=3600, **single.conn())
+    assert first["result"] is True and first["changes"]["snapshot"].startswith(directory)
+    again = states(etcd).snapshot_present(directory, keep=2, max_age=3600, **single.conn())
+    assert again["result"] is True and again["changes"] == {}
+    assert states(etcd, test=True).snapshot_present(directory, keep=2, max_age=3600, **single.conn())["changes"] == {}
+    old = states(etcd).snapshot_present(directory, keep=2, max_age=0.001, **single.conn())
+    assert old["changes"]["snapshot"] != first["changes"]["snapshot"] and len(etcd.snapshots(directory)) == 2
+
+
+def test_membership_states_join_a_learner_promote_it_and_remove_it(etcd, tmp_path):
+    cluster = etcd_cluster.EtcdCluster(tmp_path, size=1)
+    try:
+        cluster.start()
+        new = cluster.add_member("etcd2")
+        conn = conn_of(cluster, "etcd1")
+        dry = states(etcd, test=True).member_present("etcd2", new.peer_url, **conn)
+        assert dry["result"] is None and dry["changes"]["added"]["learner"] is True
+        assert len(etcd.member_list(**conn)) == 1
+        facts = etcd.decide_initial_cluster(
+            "etcd2", new.peer_url, cluster.inventory, etcd.member_list(**conn), etcd.cluster_health(**conn)
+        )
+        added = states(etcd).member_present("etcd2", new.peer_url, **conn)
+        assert added["result"] is True and added["changes"]["added"]["id"]
+        assert states(etcd).member_present("etcd2", new.peer_url, **conn)["changes"] == {}
+        cluster.start_member("etcd2", wait=False, state=facts["state"], initial_cluster=facts["initial_cluster"])
+        assert states(etcd, test=True).member_promoted("etcd2", new.peer_url, **conn)["result"] is None
+        promoted = states(etcd).member_promoted("etcd2", new.peer_url, wait=60, **conn)
+        assert promoted["result"] is True and promoted["changes"] == {"promoted": "etcd2"}
+        assert states(etcd).member_promoted("etcd2", new.peer_url, **conn)["changes"] == {}
+        cluster.wait_healthy(["etcd2"])
+        check = states(etcd).member_absent("etcd2", remove=False, **conn)
+        assert check["result"] is False and "still an etcd member" in check["comment"]
+        replace = states(etcd).member_absent("etcd2", only_unhealthy=True, **conn)
+        assert replace["result"] is False and "is healthy" in replace["comment"]
+        dry = states(etcd, test=True).member_absent("etcd2", **conn)
+        assert dry["result"] is None and dry["changes"]["removed"]["name"] == "etcd2"
+        assert len(etcd.member_list(**conn)) == 2
+        gone = states(etcd).member_absent("etcd2", **conn)
+        assert gone["result"] is True and gone["changes"]["removed"]["name"] == "etcd2", gone
+        assert states(etcd).member_absent("etcd2", **conn)["changes"] == {}
+        last = states(etcd).member_absent("etcd1", **conn)
+        assert last["result"] is False and "last voting member" in last["comment"] and last["changes"] == {}
+    finally:
+        cluster.stop()
+
+
+def test_restore_states_restore_the_seed_once_and_clear_the_others_once(etcd, single, tmp_path):
+    taken = etcd.backup(directory=str(tmp_path / "snaps"), keep=1, **single.conn())["path"]
+    seed, other = tmp_path / "seed", tmp_path / "other"
+    for data_dir in (seed, other):
+        (data_dir / "member").mkdir(parents=True)
+    args = {
+        "snapshot": taken,
+        "member": "m1",
+        "peer_url": "https://127.0.0.1:2380",
+        "token": "t",
+        "marker": str(tmp_path / "seed.restore-pending"),
+    }
+    dry = states(etcd, test=True).data_restored(str(seed), **args)
+    assert dry["result"] is None and dry["changes"]["moved_aside"] == str(seed)
+    assert not os.path.exists(args["marker"]) and (seed / "member").is_dir()
+    done = states(etcd).data_restored(str(seed), **args)
+    assert done["result"] is True, done
+    assert etcd.holds_member(str(seed)) and os.path.isdir(done["changes"]["moved_aside"])
+    assert states(etcd).data_restored(str(seed), **args)["changes"] == {}  # resumed run: not restored again
+    marker = str(tmp_path / "other.restore-pending")
+    assert states(etcd, test=True).data_cleared(str(other), marker, taken)["result"] is None
+    assert other.is_dir()
+    cleared = states(etcd).data_cleared(str(other), marker, taken)
+    assert cleared["result"] is True and not other.exists() and os.path.isdir(cleared["changes"]["moved_aside"])
+    other.mkdir()  # the member joined the restored cluster meanwhile: its new data must stay
+    assert states(etcd).data_cleared(str(other), marker, taken)["changes"] == {} and other.is_dir()
+    assert oct(os.stat(marker).st_mode & 0o777) == "0o600"
