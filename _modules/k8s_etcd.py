@@ -705,8 +705,17 @@ def cluster_health(endpoints=None, ca=None, cert=None, key=None, timeout=None):
 # --------------------------------------------------------------------------------------------------------------------
 # Membership
 # --------------------------------------------------------------------------------------------------------------------
-def _find_member(members, name):
-    """The member called ``name`` (its name, hex id or one of its peer URLs), or None."""
+def find_member(members, name):
+    """
+    The member of ``members`` (a :py:func:`member_list` answer) called ``name`` -- its name, hex id or one of its
+    peer URLs -- or None.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.find_member "$(salt-call --out=json k8s_etcd.member_list | jq -c .local)" master03
+    """
     for member in members:
         if name in (member["name"], member["id"]) or name in member["peer_urls"]:
             return member
@@ -758,7 +767,7 @@ def member_add(peer_url, learner=True, wait=30, endpoints=None, ca=None, cert=No
         salt-call k8s_etcd.member_add https://10.240.0.13:2380
     """
     with _client(endpoints, ca, cert, key, timeout) as client:
-        existing = _find_member(client.member_list(), peer_url)
+        existing = find_member(client.member_list(), peer_url)
         if existing:
             return dict(existing, added=False)
         added = _retrying(
@@ -799,7 +808,7 @@ def member_remove(name, wait=30, endpoints=None, ca=None, cert=None, key=None, t
         salt-call k8s_etcd.member_remove master03
     """
     with _client(endpoints, ca, cert, key, timeout) as client:
-        member = _find_member(client.member_list(), name)
+        member = find_member(client.member_list(), name)
         if member is None:
             return {"removed": False, "member": None}
         problem = removal_problem(client.cluster_health(), member["name"] or member["id"])
@@ -889,7 +898,7 @@ def member_promote(name, wait=60, endpoints=None, ca=None, cert=None, key=None, 
         salt-call k8s_etcd.member_promote master03 wait=120
     """
     with _client(endpoints, ca, cert, key, timeout) as client:
-        member = _find_member(client.member_list(), name)
+        member = find_member(client.member_list(), name)
         if member is None:
             raise CommandExecutionError(f"etcd member {name} is not in the cluster; nothing to promote")
         if not member["is_learner"]:
@@ -950,7 +959,7 @@ def decide_initial_cluster(name, peer_url, inventory, members=None, health=None,
                 "member first (salt-run state.orchestrate k8s.etcd.restore does), then this one joins it"
             )
         return {"state": "new", "initial_cluster": inventory, "join": False}
-    me = _find_member(members, peer_url)
+    me = find_member(members, peer_url)
     if not (health or {}).get("quorum"):
         if me is not None and not me["name"] and not restoring:
             return {"state": "new", "initial_cluster": inventory, "join": False}

@@ -275,8 +275,7 @@ def member_present(name, peer_url, **conn):
     ret = _ret(name)
     try:
         conn = _conn(conn)
-        members = __salt__["k8s_etcd.member_list"](**conn)
-        if any(peer_url in m["peer_urls"] for m in members):
+        if __salt__["k8s_etcd.find_member"](__salt__["k8s_etcd.member_list"](**conn), peer_url):
             ret.update(result=True, comment=f"etcd member {name} ({peer_url}) is in the cluster")
             return ret
         changes = {"added": {"name": name, "peer_url": peer_url, "learner": True}}
@@ -306,7 +305,7 @@ def member_promoted(name, peer_url, wait=120, **conn):
     ret = _ret(name)
     try:
         conn = _conn(conn)
-        member = next((m for m in __salt__["k8s_etcd.member_list"](**conn) if peer_url in m["peer_urls"]), None)
+        member = __salt__["k8s_etcd.find_member"](__salt__["k8s_etcd.member_list"](**conn), peer_url)
         if member is None:
             ret["comment"] = f"etcd member {name} ({peer_url}) is not in the cluster"
             return ret
@@ -341,8 +340,7 @@ def member_absent(name, only_unhealthy=False, remove=True, **conn):
     ret = _ret(name)
     try:
         conn = _conn(conn)
-        members = __salt__["k8s_etcd.member_list"](**conn)
-        member = next((m for m in members if name in (m["name"], m["id"]) or name in m["peer_urls"]), None)
+        member = __salt__["k8s_etcd.find_member"](__salt__["k8s_etcd.member_list"](**conn), name)
         if member is None:
             ret.update(result=True, comment=f"{name} is not an etcd member")
             return ret

@@ -307,6 +307,7 @@ STATE_FUNCTIONS = (
     "snapshots",
     "backup",
     "member_list",
+    "find_member",
     "member_add",
     "member_remove",
     "member_promote",
