@@ -303,7 +303,7 @@ def etcd_first_start_file(config):
     return f"{config['paths']['config_dir']}/etcd-first-start.env"
 
 
-def etcd(config, minion_id, first_start=None):
+def etcd(config, minion_id):
     """
     The etcd member ``minion_id`` (a node with the ``etcd`` role): mutual TLS on both ports -- clients and peers must
     present a certificate of the etcd CA -- with the PKI's ``etcd-server`` and ``etcd-peer`` certificates. Clients are
@@ -315,9 +315,8 @@ def etcd(config, minion_id, first_start=None):
 
     First start: etcd reads ``--initial-cluster`` and ``--initial-cluster-state`` only while its data directory
     holds no member, so they are not flags of the unit (which would then change whenever the cluster's membership
-    does) but the variables of :py:func:`etcd_first_start_file`, which the unit reads. ``first_start`` is what
-    ``k8s_etcd.initial_cluster`` decided (``{"state": "new"|"existing", "initial_cluster": {member: peer URL}}``);
-    given, the spec writes that file; None (the data directory holds a member) leaves it as it is.
+    does) but the variables of :py:func:`etcd_first_start_file`, which the unit reads and the state
+    ``k8s_etcd.first_start`` writes, just before a first start.
 
     CLI Example:
 
@@ -388,26 +387,11 @@ def etcd(config, minion_id, first_start=None):
             }
         )
     )
-    files = {}
-    if first_start:
-        if first_start["state"] not in ("new", "existing"):
-            raise SaltInvocationError(f"first_start state {first_start['state']!r} must be new or existing")
-        initial = first_start["initial_cluster"]
-        for name, url in initial.items():
-            if not (data.is_dns_name(str(name)) and re.fullmatch(r"https://[0-9A-Za-z.:\[\]-]+", str(url))):
-                raise SaltInvocationError(f"etcd initial cluster member {name!r}={url!r} is not a node name=https URL")
-        files[first_start_file] = {
-            "contents": "# kubesalt: this member's first start (etcd reads it only while its data directory is empty)\n"
-            f"ETCD_INITIAL_CLUSTER={','.join(f'{name}={url}' for name, url in initial.items())}\n"
-            f"ETCD_INITIAL_CLUSTER_STATE={first_start['state']}\n",
-            "mode": "0600",
-        }
     return _spec(
         "etcd",
         "etcd key-value store (kubesalt)",
         _bin(config, "etcd") if settings["install"] == "artifact" else "/usr/bin/etcd",
         flags,
-        files=files,
         certificates=["etcd-server", "etcd-peer"],
         after=["network-online.target"],
         service=service,

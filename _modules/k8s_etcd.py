@@ -63,7 +63,7 @@ import time
 import requests  # a dependency of Salt itself
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from kubesalt import files, http, pki, snapshot, topology
+from kubesalt import data, files, http, pki, snapshot, topology
 
 log = logging.getLogger(__name__)
 
@@ -1024,6 +1024,33 @@ def initial_cluster(config=None, timeout=3, ask=True):
             log.info("no other etcd member answered (%s); this is a first bootstrap", exc)
     restoring = os.path.exists(cluster["etcd_restore_marker"])
     return decide_initial_cluster(me, peers[me], peers, members, health, restoring=restoring)
+
+
+def first_start_env(decision):
+    """
+    The environment file (``k8s_conf.etcd_first_start_file``) that carries a first-start ``decision``
+    (:py:func:`decide_initial_cluster`) to etcd: ``ETCD_INITIAL_CLUSTER`` and ``ETCD_INITIAL_CLUSTER_STATE``. Names
+    must be node names and URLs https URLs: nothing else reaches the file.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.first_start_env '{state: new, initial_cluster: {m1: "https://10.240.0.11:2380"}}'
+    """
+    if decision.get("state") not in ("new", "existing"):
+        raise SaltInvocationError(f"first-start state {decision.get('state')!r} must be new or existing")
+    initial = decision.get("initial_cluster") or {}
+    for name, url in initial.items():
+        if not (data.is_dns_name(str(name)) and re.fullmatch(r"https://[0-9A-Za-z.:\[\]-]+", str(url))):
+            raise SaltInvocationError(f"etcd initial cluster member {name!r}={url!r} is not a node name=https URL")
+    if not initial:
+        raise SaltInvocationError("an etcd initial cluster needs at least one member")
+    return (
+        "# kubesalt: this member's first start (etcd reads it only while its data directory is empty)\n"
+        f"ETCD_INITIAL_CLUSTER={','.join(f'{name}={url}' for name, url in initial.items())}\n"
+        f"ETCD_INITIAL_CLUSTER_STATE={decision['state']}\n"
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+from kubesalt import files
 from kubesalt.outcome import failed
 
 __virtualname__ = "k8s_etcd"
@@ -290,6 +291,128 @@ def member_present(name, peer_url, **conn):
     return ret
 
 
+def first_start(name, config=None, ask=True):
+    """
+    Decide, just before etcd starts, how this member starts for the first time, and write it to the environment
+    file ``name`` (``k8s_conf.etcd_first_start_file``, 0600) that its unit reads: nothing to do when the data
+    directory already holds a member (etcd then ignores those settings, and the file is left as it is); otherwise
+    ``k8s_etcd.initial_cluster`` asks the other members of ``k8s:nodes`` (``ask=False``: nobody, a files-only run)
+    and says ``new`` (the first bootstrap) or ``existing`` -- and a member joining a running cluster is added there
+    as a learner first (``k8s_etcd.member_add``). Decided at apply time, after ``k8s.pki`` issued the certificate it
+    asks with; an unchanged decision changes nothing.
+
+    .. code-block:: jinja
+
+        etcd first start settings:
+          k8s_etcd.first_start:
+            - name: /etc/kubernetes/etcd-first-start.env
+            - config: {{ k8s | json }}
+    """
+    ret = _ret(name)
+    try:
+        config = config or __salt__["k8s.config"]()
+        decision = __salt__["k8s_etcd.initial_cluster"](config, ask=ask)
+        if decision is None:
+            ret.update(result=True, comment="the data directory holds a member: its first start is behind it")
+            return ret
+        contents = __salt__["k8s_etcd.first_start_env"](decision)
+        try:
+            with open(name, encoding="utf-8") as handle:
+                current = handle.read()
+        except FileNotFoundError:
+            current = None
+        me = config["cluster"]["minion_id"]
+        changes = {}
+        if current != contents:
+            changes["state"] = decision["state"]
+            changes["initial_cluster"] = decision["initial_cluster"]
+        if decision["join"]:
+            changes["added"] = {"name": me, "peer_url": config["cluster"]["etcd_peer_url"], "learner": True}
+        if not changes:
+            ret.update(result=True, comment=f"{name} holds this member's first start ({decision['state']})")
+            return ret
+        if __opts__["test"]:
+            ret.update(result=None, changes=changes, comment=f"would start {me} as {decision['state']}")
+            return ret
+        if decision["join"]:
+            others = [u for u in config["cluster"]["etcd_client_urls"] if u != config["cluster"]["etcd_client_url"]]
+            __salt__["k8s_etcd.member_add"](config["cluster"]["etcd_peer_url"], learner=True, endpoints=others)
+        files.write(name, contents, 0o600)
+        ret.update(result=True, changes=changes, comment=f"{me} starts as {decision['state']}: {name}")
+    except (CommandExecutionError, SaltInvocationError, OSError) as exc:
+        failed(ret, exc)
+    return ret
+
+
+def members_match(name, config=None, **conn):
+    """
+    Ensure the running cluster has no member that ``k8s:nodes`` does not list as an etcd member
+    (``k8s_etcd.members_to_remove``, matched by peer URL): each is removed in turn, the quorum checked before every
+    removal (``k8s_etcd.removal_problem``); the first that would lose quorum stops the state, naming it, with the
+    removals done so far in ``changes``. Stop each removed member's etcd afterwards (``k8s.etcd.retire``).
+
+    .. code-block:: jinja
+
+        etcd members not in k8s:nodes removed:
+          k8s_etcd.members_match:
+            - name: etcd membership
+            - config: {{ k8s | json }}
+    """
+    ret = _ret(name)
+    try:
+        conn = _conn(conn)
+        config = config or __salt__["k8s.config"]()
+        leaving = __salt__["k8s_etcd.members_to_remove"](config, __salt__["k8s_etcd.member_list"](**conn))
+        if not leaving:
+            ret.update(result=True, comment="every etcd member is one k8s:nodes lists")
+            return ret
+        if __opts__["test"]:
+            ret.update(
+                result=None,
+                changes={"removed": [m["label"] for m in leaving]},
+                comment=f"would remove {', '.join(m['label'] for m in leaving)}, one at a time",
+            )
+            return ret
+        removed = []
+        for member in leaving:
+            problem = __salt__["k8s_etcd.removal_problem"](__salt__["k8s_etcd.cluster_health"](**conn), member["label"])
+            if problem:
+                ret.update(changes={"removed": removed} if removed else {}, comment=f"not removed: {problem}")
+                return ret
+            __salt__["k8s_etcd.member_remove"](member["id"], **conn)
+            removed.append(member["label"])
+        ret.update(result=True, changes={"removed": removed}, comment=f"removed {', '.join(removed)}")
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        failed(ret, exc)
+    return ret
+
+
+def snapshot_sound(name, directory=None):
+    """
+    Check that snapshot ``name`` (a path, or ``latest``: the newest in ``directory``) is a sound etcd snapshot
+    (``k8s_etcd.verify_snapshot``). Changes nothing; the comment gives its revision, size and sha256.
+
+    .. code-block:: yaml
+
+        etcd snapshot to restore:
+          k8s_etcd.snapshot_sound:
+            - name: latest
+            - directory: /var/backups/kubesalt/etcd
+    """
+    ret = _ret(name)
+    try:
+        path = __salt__["k8s_etcd.resolve_snapshot"](name, directory)
+        facts = __salt__["k8s_etcd.verify_snapshot"](path)
+        ret.update(
+            result=True,
+            comment=f"{path}: revision {facts['revision']}, {facts['size']} bytes, sha256 {facts['sha256']}, "
+            f"{facts['secrets']} Secret revisions, all encrypted",
+        )
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        failed(ret, exc)
+    return ret
+
+
 def member_promoted(name, peer_url, wait=120, **conn):
     """
     Ensure member ``name`` (``peer_url``) votes: a learner is promoted once it has caught up (tried for up to
@@ -377,19 +500,13 @@ def _marker(path):
         return None
 
 
-def _write_marker(path, content):
-    with open(path + ".part", "w", encoding="utf-8") as handle:
-        json.dump(content, handle)
-    os.chmod(path + ".part", 0o600)
-    os.replace(path + ".part", path)
-
-
-def data_restored(name, snapshot, member, peer_url, token, marker, tool_dirs=(), restore_id=None):
+def data_restored(name, snapshot, member, peer_url, token, marker, tool_dirs=(), directory=None):
     """
-    Ensure data directory ``name`` holds the restore of ``snapshot`` as a one-member cluster (member ``member`` at
-    ``peer_url``, cluster token ``token``) -- the seed of a restore; the other members join it afterwards. Done once
-    per restore: ``marker`` records it (``restore_id``, default the snapshot path), so re-running an interrupted
-    restore does not restore again over a seed that already runs. The previous data directory is moved aside.
+    Ensure data directory ``name`` holds the restore of ``snapshot`` (a path, or ``latest``: the newest in
+    ``directory``) as a one-member cluster (member ``member`` at ``peer_url``, cluster token ``token``) -- the seed of
+    a restore; the other members join it afterwards. Done once per restore: ``marker`` records it (by the
+    ``snapshot`` argument as given), so re-running an interrupted restore does not restore again over a seed that
+    already runs. The previous data directory is moved aside.
 
     .. code-block:: yaml
 
@@ -403,12 +520,12 @@ def data_restored(name, snapshot, member, peer_url, token, marker, tool_dirs=(),
             - marker: /var/lib/etcd.restore-pending
     """
     ret = _ret(name)
-    restore_id = restore_id or snapshot
-    done = {"restore": restore_id, "role": "seed"}
+    done = {"restore": snapshot, "role": "seed"}
     try:
         if _marker(marker) == done and __salt__["k8s_etcd.holds_member"](name):
-            ret.update(result=True, comment=f"{name} already holds the restore of {restore_id}")
+            ret.update(result=True, comment=f"{name} already holds the restore of {snapshot}")
             return ret
+        snapshot = __salt__["k8s_etcd.resolve_snapshot"](snapshot, directory)
         facts = __salt__["k8s_etcd.verify_snapshot"](snapshot)
         changes = {"restored": snapshot, "revision": facts["revision"]}
         if os.path.lexists(name):
@@ -418,7 +535,7 @@ def data_restored(name, snapshot, member, peer_url, token, marker, tool_dirs=(),
             return ret
         tool = __salt__["k8s_etcd.restore_tool"](list(tool_dirs))
         result = __salt__["k8s_etcd.restore"](snapshot, name, member, peer_url, token, tool=tool)
-        _write_marker(marker, done)
+        files.write(marker, json.dumps(done), 0o600)
         changes["moved_aside"] = result["moved_aside"]
         ret.update(
             result=True,
@@ -457,7 +574,7 @@ def data_cleared(name, marker, restore_id):
             ret.update(result=None, changes=changes, comment=f"{name} would be moved aside for restore {restore_id}")
             return ret
         moved = __salt__["k8s_etcd.move_aside"](name, "before-restore")
-        _write_marker(marker, done)
+        files.write(marker, json.dumps(done), 0o600)
         if moved:
             changes["moved_aside"] = moved
         ret.update(

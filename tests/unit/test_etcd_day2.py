@@ -404,3 +404,90 @@ def test_restore_states_restore_the_seed_once_and_clear_the_others_once(etcd, si
     other.mkdir()  # the member joined the restored cluster meanwhile: its new data must stay
     assert states(etcd).data_cleared(str(other), marker, taken)["changes"] == {} and other.is_dir()
     assert oct(os.stat(marker).st_mode & 0o777) == "0o600"
+
+
+def test_first_start_writes_the_decision_adds_a_joining_learner_then_changes_nothing(etcd, tmp_path):
+    """The state k8s.etcd runs before a first start, on a real cluster: the decision comes from the real members
+    (k8s_etcd.initial_cluster's own core), the learner is really added, and etcd starts from the file it wrote."""
+    cluster = etcd_cluster.EtcdCluster(tmp_path / "c", size=1)
+    try:
+        cluster.start()
+        new = cluster.add_member("etcd2")
+        conn = conn_of(cluster, "etcd1")
+        config = {
+            "cluster": {
+                "minion_id": "etcd2",
+                "etcd_peer_url": new.peer_url,
+                "etcd_client_urls": [cluster.members["etcd1"].client_url, new.client_url],
+                "etcd_client_url": new.client_url,
+            }
+        }
+        tls = {k: conn[k] for k in ("ca", "cert", "key")}
+        salt = {
+            "k8s_etcd.initial_cluster": lambda config, ask=True: (
+                None
+                if etcd.holds_member(str(new.dir / "data"))
+                else etcd.decide_initial_cluster(
+                    "etcd2", new.peer_url, cluster.inventory, etcd.member_list(**conn), etcd.cluster_health(**conn)
+                )
+            ),
+            "k8s_etcd.first_start_env": etcd.first_start_env,
+            "k8s_etcd.member_add": lambda url, **kw: etcd.member_add(url, **dict(kw, **tls)),
+        }
+        module = load("k8s_etcd", kind="states", salt=salt, opts={"test": True, "id": "etcd2"})
+        env = tmp_path / "etcd-first-start.env"
+        dry = module.first_start(str(env), config=config)
+        assert dry["result"] is None and dry["changes"]["state"] == "existing" and dry["changes"]["added"]
+        assert not env.exists() and len(etcd.member_list(**conn)) == 1
+        module.__opts__ = {"test": False, "id": "etcd2"}
+        done = module.first_start(str(env), config=config)
+        assert done["result"] is True and done["changes"]["added"]["learner"] is True, done
+        assert oct(env.stat().st_mode & 0o777) == "0o600"
+        assert [m["is_learner"] for m in etcd.member_list(**conn) if m["peer_urls"] == [new.peer_url]] == [True]
+        assert module.first_start(str(env), config=config)["changes"] == {}  # added already, file as decided
+        flags = [f for f in cluster._flags(new) if not f.startswith(("--initial-cluster=", "--initial-cluster-state"))]
+        new.process = etcd_cluster.start_etcd(flags, new.log, env.read_text())
+        etcd.member_promote(new.peer_url, wait=60, **conn)
+        cluster.wait_healthy(["etcd2"])
+        assert etcd.get("/", **conn_of(cluster, "etcd2")) is None
+        after = module.first_start(str(env), config=config)
+        assert after["changes"] == {} and "holds a member" in after["comment"]
+    finally:
+        cluster.stop()
+
+
+def test_members_match_removes_the_members_the_inventory_lacks_one_at_a_time(etcd, tmp_path):
+    with etcd_cluster.running(tmp_path, size=3) as cluster:
+        conn = cluster.conn()
+        salt = {f"k8s_etcd.{n}": getattr(etcd, n) for n in ("member_list", "cluster_health", "removal_problem")}
+        salt["k8s_etcd.member_remove"] = etcd.member_remove
+        wanted = {n: cluster.members[n].peer_url for n in ("etcd1",)}
+        salt["k8s_etcd.members_to_remove"] = lambda config, members: [
+            dict(m, label=m["name"] or m["id"]) for m in members if not set(m["peer_urls"]) & set(wanted.values())
+        ]
+        module = load("k8s_etcd", kind="states", salt=salt, opts={"test": True, "id": "unit"})
+        dry = module.members_match("etcd membership", config={"cluster": {}}, **conn)
+        assert dry["result"] is None and sorted(dry["changes"]["removed"]) == ["etcd2", "etcd3"]
+        assert len(etcd.member_list(**conn)) == 3
+        cluster.stop_member("etcd3")
+        module.__opts__ = {"test": False, "id": "unit"}
+        # etcd3 is down: removing etcd2 first would leave etcd1 + a dead etcd3, so the state removes in list order
+        # and stops at the first removal that would lose quorum, saying so
+        done = module.members_match("etcd membership", config={"cluster": {}}, **conn)
+        assert done["result"] is False and "would lose quorum" in done["comment"] and done["changes"] == {}, done
+        assert len(etcd.member_list(**conn)) == 3
+        wanted["etcd2"] = cluster.members["etcd2"].peer_url  # now only etcd3 is not wanted: it may go
+        done = module.members_match("etcd membership", config={"cluster": {}}, **conn_of(cluster, "etcd1", "etcd2"))
+        assert done["result"] is True and done["changes"] == {"removed": ["etcd3"]}, done
+        again = module.members_match("etcd membership", config={"cluster": {}}, **conn_of(cluster, "etcd1", "etcd2"))
+        assert again["result"] is True and again["changes"] == {}
+
+
+def test_snapshot_sound_names_the_snapshot_or_why_it_is_not(etcd, single, tmp_path):
+    salt = {f"k8s_etcd.{n}": getattr(etcd, n) for n in ("resolve_snapshot", "verify_snapshot", "snapshots")}
+    module = load("k8s_etcd", kind="states", salt=salt, opts={"test": False, "id": "unit"})
+    missing = module.snapshot_sound("latest", str(tmp_path / "none"))
+    assert missing["result"] is False and "holds no snapshot" in missing["comment"]
+    taken = etcd.backup(directory=str(tmp_path / "snaps"), keep=1, **single.conn())
+    good = module.snapshot_sound("latest", str(tmp_path / "snaps"))
+    assert good["result"] is True and good["changes"] == {} and taken["sha256"] in good["comment"]

@@ -92,7 +92,7 @@ def test_etcd_urls_put_an_ipv6_member_address_in_brackets(conf, etcd, make_setti
             "m2": "https://[fd00:10::12]:2380",
         },
     )
-    written = conf.etcd(config, "m2", first)["files"]["/etc/kubernetes/etcd-first-start.env"]["contents"]
+    written = etcd.first_start_env(first)
     assert "ETCD_INITIAL_CLUSTER=m1=https://[fd00:10::11]:2380,m2=https://[fd00:10::12]:2380\n" in written
     assert etcd.connection_defaults(config)["endpoints"] == ["https://[fd00:10::11]:2379", "https://[fd00:10::12]:2379"]
     apiserver = conf.apiserver(config, "m1")["flags"]
@@ -138,10 +138,9 @@ def test_this_etcd_binary_runs_a_member_from_the_rendered_flags(etcd, conf, make
 
     first_start = etcd.initial_cluster(config)  # nobody else to ask: the first bootstrap
     assert first_start == {"state": "new", "initial_cluster": {"solo": f"https://127.0.0.1:{peer_port}"}, "join": False}
-    spec = conf.etcd(config, "solo", first_start)
-    env_file = spec["files"][conf.etcd_first_start_file(config)]
-    assert env_file["mode"] == "0600"
-    process = etcd_cluster.start_etcd(spec["flags"], tmp_path / "etcd.log", env_file["contents"])
+    spec = conf.etcd(config, "solo")
+    assert spec["service"]["EnvironmentFile"] == "-" + conf.etcd_first_start_file(config)
+    process = etcd_cluster.start_etcd(spec["flags"], tmp_path / "etcd.log", etcd.first_start_env(first_start))
     try:
         etcd_cluster.wait_healthy(
             conn["endpoints"][0], conn["ca"], conn["cert"], conn["key"], process=process, log=tmp_path / "etcd.log"

@@ -3,13 +3,14 @@
     its data directory (0700, that user's) and the unit
     from k8s_conf.etcd -- mutual TLS for clients and peers with the PKI's etcd certificates.
 
-    First start (the data directory holds no member): k8s_etcd.initial_cluster decides, from what the other members
-    answer, whether this member founds the cluster with the others of k8s:nodes (--initial-cluster-state new: the
-    first bootstrap) or joins the running one (existing). A joining member is added as a learner before it starts
-    (no vote, so the quorum never changes while it catches up) and promoted afterwards; etcd takes one learner at a
-    time, so grow a running cluster with `salt-run state.orchestrate k8s.etcd.member` (one member at a time). The
-    decision is written to k8s_conf.etcd_first_start_file, which etcd reads only while its data directory is empty;
-    once the member has data that file is left alone, so membership changes never touch a running member's unit.
+    First start (the data directory holds no member): the state k8s_etcd.first_start decides at apply time -- after
+    k8s.pki, just before etcd starts -- from what the other members answer, whether this member founds the cluster
+    with the others of k8s:nodes (--initial-cluster-state new: the first bootstrap) or joins the running one
+    (existing). A joining member is added as a learner before it starts (no vote, so the quorum never changes while
+    it catches up) and promoted afterwards; etcd takes one learner at a time, so grow a running cluster with
+    `salt-run state.orchestrate k8s.etcd.member` (one member at a time). The decision is written to
+    k8s_conf.etcd_first_start_file, which etcd reads only while its data directory is empty; once the member has data
+    that file is left alone, so membership changes never touch a running member's unit.
 
     Restarts: with k8s:etcd:restart_on_change (the default, for `state.apply k8s.etcd` on one node) a changed unit,
     binary or certificate restarts the member at once. The k8s.cluster orchestration applies this SLS to all members
@@ -18,9 +19,7 @@
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- import "k8s/macros.jinja" as m with context %}
 {%- if k8s.cluster.is_etcd %}
-{%-   set first_start = salt["k8s_etcd.initial_cluster"](k8s, ask=k8s.manage_services) %}
-{%-   set spec = salt["k8s_conf.etcd"](k8s, opts.id, first_start) %}
-{%-   set join = k8s.manage_services and first_start and first_start.join %}
+{%-   set spec = salt["k8s_conf.etcd"](k8s, opts.id) %}
 {#-   The user owns the data directory only where kubesalt manages services (not in a files-only fs_root run). #}
 {%-   set user = salt["k8s_conf.etcd_user"](k8s) if k8s.manage_services else None %}
 
@@ -63,17 +62,17 @@ etcd data directory:
     - require:
       - user: etcd user
 {%-   endif %}
-{%-   if join %}
 
-etcd member added to the running cluster:
-  k8s_etcd.member_present:
-    - name: {{ opts.id }}
-    - peer_url: {{ k8s.cluster.etcd_peer_url }}
+etcd first start settings:
+  k8s_etcd.first_start:
+    - name: {{ salt["k8s_conf.etcd_first_start_file"](k8s) }}
+    - config: {{ k8s | json }}
+    - ask: {{ k8s.manage_services }}
     - require:
       - file: etcd data directory
-{%-   endif %}
-{{ m.service(k8s, spec, watch=["etcd binary"],
-             require=["etcd data directory"] + (["etcd member added to the running cluster"] if join else []),
+      - sls: k8s.pki
+{{ m.service(k8s, spec, watch=["etcd binary", {"k8s_etcd": "etcd first start settings"}],
+             require=["etcd data directory"],
              restart_marker=None if k8s.etcd.restart_on_change else k8s.cluster.etcd_restart_marker) }}
 {%-   if k8s.manage_services %}
 

@@ -7,31 +7,19 @@
     Its etcd must then stop and its data directory go aside: k8s.etcd.retire on that node. #}
 {%- from "k8s/map.jinja" import k8s, op with context %}
 {%- if k8s.cluster.is_ca and k8s.manage_services %}
-{%-   set leaving = [] %}
-{%-   if op.node %}
-{%-     do leaving.append({"label": op.node, "only_unhealthy": false}) %}
-{%-   elif op.replace %}
-{%-     do leaving.append({"label": op.replace, "only_unhealthy": true}) %}
-{%-   else %}
-{%-     for member in salt["k8s_etcd.members_to_remove"](k8s) %}
-{%-       do leaving.append({"label": member.label, "only_unhealthy": false}) %}
-{%-     endfor %}
-{%-   endif %}
-{%-   for member in leaving %}
+{%-   if op.node or op.replace %}
 
-etcd member {{ member.label }} removed:
+etcd member {{ op.node or op.replace }} removed:
   k8s_etcd.member_absent:
-    - name: {{ member.label }}
-    - only_unhealthy: {{ member.only_unhealthy }}
-{%-     if not loop.first %}
-    - require:
-      - k8s_etcd: etcd member {{ leaving[loop.index0 - 1].label }} removed
-{%-     endif %}
+    - name: {{ op.node or op.replace }}
+    - only_unhealthy: {{ not op.node }}
 {%-   else %}
 
-etcd membership matches k8s:nodes:
-  test.nop
-{%-   endfor %}
+etcd members not in k8s:nodes removed:
+  k8s_etcd.members_match:
+    - name: etcd membership
+    - config: {{ k8s | json }}
+{%-   endif %}
 {%- else %}
 
 etcd membership is changed from the CA minion:
