@@ -261,36 +261,6 @@ def snapshot_present(name, keep, max_age=3600, copy_to=None, **conn):
     return ret
 
 
-def member_present(name, peer_url, **conn):
-    """
-    Ensure the running cluster has a member with ``peer_url`` (member ``name``); if not, add it as a learner (no
-    vote until :py:func:`member_promoted`), so adding it never changes the quorum. etcd accepts one learner at a time.
-
-    .. code-block:: yaml
-
-        etcd member registered:
-          k8s_etcd.member_present:
-            - name: master03
-            - peer_url: https://10.240.0.13:2380
-    """
-    ret = _ret(name)
-    try:
-        conn = _conn(conn)
-        if __salt__["k8s_etcd.find_member"](__salt__["k8s_etcd.member_list"](**conn), peer_url):
-            ret.update(result=True, comment=f"etcd member {name} ({peer_url}) is in the cluster")
-            return ret
-        changes = {"added": {"name": name, "peer_url": peer_url, "learner": True}}
-        if __opts__["test"]:
-            ret.update(result=None, changes=changes, comment=f"etcd member {name} would be added as a learner")
-            return ret
-        added = __salt__["k8s_etcd.member_add"](peer_url, learner=True, **conn)
-        changes["added"]["id"] = added["id"]
-        ret.update(result=True, changes=changes, comment=f"etcd member {name} added as learner {added['id']}")
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        failed(ret, exc)
-    return ret
-
-
 def first_start(name, config=None, ask=True):
     """
     Decide, just before etcd starts, how this member starts for the first time, and write it to the environment
@@ -347,9 +317,10 @@ def first_start(name, config=None, ask=True):
 def members_match(name, config=None, **conn):
     """
     Ensure the running cluster has no member that ``k8s:nodes`` does not list as an etcd member
-    (``k8s_etcd.members_to_remove``, matched by peer URL): each is removed in turn, the quorum checked before every
-    removal (``k8s_etcd.removal_problem``); the first that would lose quorum stops the state, naming it, with the
-    removals done so far in ``changes``. Stop each removed member's etcd afterwards (``k8s.etcd.retire``).
+    (``k8s_etcd.members_to_remove``, matched by peer URL): each is removed in turn -- members that are down first --
+    the quorum checked before every removal (``k8s_etcd.removal_problem``); the first that would lose quorum stops
+    the state, naming it, with the removals done so far in ``changes``. Stop each removed member's etcd afterwards
+    (``k8s.etcd.retire``).
 
     .. code-block:: jinja
 
@@ -374,7 +345,9 @@ def members_match(name, config=None, **conn):
             )
             return ret
         removed = []
-        for member in leaving:
+        # members that are down first: removing them never costs quorum, and it may make the others' removal safe
+        down = set(__salt__["k8s_etcd.cluster_health"](**conn)["unhealthy"])
+        for member in sorted(leaving, key=lambda m: (m["label"] not in down, m["label"])):
             problem = __salt__["k8s_etcd.removal_problem"](__salt__["k8s_etcd.cluster_health"](**conn), member["label"])
             if problem:
                 ret.update(changes={"removed": removed} if removed else {}, comment=f"not removed: {problem}")

@@ -316,6 +316,7 @@ STATE_FUNCTIONS = (
     "holds_member",
     "verify_snapshot",
     "restore_tool",
+    "resolve_snapshot",
     "restore",
     "move_aside",
 )
@@ -340,21 +341,16 @@ def test_snapshot_present_takes_one_then_none_while_the_newest_is_young(etcd, si
     assert old["changes"]["snapshot"] != first["changes"]["snapshot"] and len(etcd.snapshots(directory)) == 2
 
 
-def test_membership_states_join_a_learner_promote_it_and_remove_it(etcd, tmp_path):
+def test_membership_states_promote_a_learner_and_remove_it(etcd, tmp_path):
     cluster = etcd_cluster.EtcdCluster(tmp_path, size=1)
     try:
         cluster.start()
         new = cluster.add_member("etcd2")
         conn = conn_of(cluster, "etcd1")
-        dry = states(etcd, test=True).member_present("etcd2", new.peer_url, **conn)
-        assert dry["result"] is None and dry["changes"]["added"]["learner"] is True
-        assert len(etcd.member_list(**conn)) == 1
         facts = etcd.decide_initial_cluster(
             "etcd2", new.peer_url, cluster.inventory, etcd.member_list(**conn), etcd.cluster_health(**conn)
         )
-        added = states(etcd).member_present("etcd2", new.peer_url, **conn)
-        assert added["result"] is True and added["changes"]["added"]["id"]
-        assert states(etcd).member_present("etcd2", new.peer_url, **conn)["changes"] == {}
+        assert etcd.member_add(new.peer_url, **conn)["is_learner"] is True
         cluster.start_member("etcd2", wait=False, state=facts["state"], initial_cluster=facts["initial_cluster"])
         assert states(etcd, test=True).member_promoted("etcd2", new.peer_url, **conn)["result"] is None
         promoted = states(etcd).member_promoted("etcd2", new.peer_url, wait=60, **conn)
@@ -471,15 +467,17 @@ def test_members_match_removes_the_members_the_inventory_lacks_one_at_a_time(etc
         assert len(etcd.member_list(**conn)) == 3
         cluster.stop_member("etcd3")
         module.__opts__ = {"test": False, "id": "unit"}
-        # etcd3 is down: removing etcd2 first would leave etcd1 + a dead etcd3, so the state removes in list order
-        # and stops at the first removal that would lose quorum, saying so
+        # only etcd2 is unwanted, but etcd3 is down: removing etcd2 would leave etcd1 and a dead etcd3
+        wanted["etcd3"] = cluster.members["etcd3"].peer_url
+        refused = module.members_match("etcd membership", config={"cluster": {}}, **conn)
+        assert refused["result"] is False and "would lose quorum" in refused["comment"], refused
+        assert refused["changes"] == {} and len(etcd.member_list(**conn)) == 3
+        # neither is wanted: the dead one goes first, which makes removing etcd2 safe
+        del wanted["etcd3"]
         done = module.members_match("etcd membership", config={"cluster": {}}, **conn)
-        assert done["result"] is False and "would lose quorum" in done["comment"] and done["changes"] == {}, done
-        assert len(etcd.member_list(**conn)) == 3
-        wanted["etcd2"] = cluster.members["etcd2"].peer_url  # now only etcd3 is not wanted: it may go
-        done = module.members_match("etcd membership", config={"cluster": {}}, **conn_of(cluster, "etcd1", "etcd2"))
-        assert done["result"] is True and done["changes"] == {"removed": ["etcd3"]}, done
-        again = module.members_match("etcd membership", config={"cluster": {}}, **conn_of(cluster, "etcd1", "etcd2"))
+        assert done["result"] is True and done["changes"] == {"removed": ["etcd3", "etcd2"]}, done
+        assert [m["name"] for m in etcd.member_list(**conn)] == ["etcd1"]
+        again = module.members_match("etcd membership", config={"cluster": {}}, **conn_of(cluster, "etcd1"))
         assert again["result"] is True and again["changes"] == {}
 
 
