@@ -79,13 +79,18 @@ def _releases(profiles, catalogue):
 
 
 def _resolve_paths(config):
-    """Prefix every ``k8s:paths`` entry and the artifact cache with ``fs_root`` (empty on real nodes)."""
+    """Prefix every ``k8s:paths`` entry, the artifact cache and the backup directories with ``fs_root`` (empty on
+    real nodes)."""
     root = str(config.get("fs_root") or "").rstrip("/")
     if root:
         config["paths"] = {k: root + str(v) for k, v in (config.get("paths") or {}).items()}
         artifacts = config.setdefault("artifacts", {})
         if artifacts.get("cache_dir"):
             artifacts["cache_dir"] = root + str(artifacts["cache_dir"])
+        for section in ("etcd", "pki"):
+            backup = (config.get(section) or {}).get("backup")
+            if isinstance(backup, dict) and backup.get("dir"):
+                backup["dir"] = root + str(backup["dir"])
     return config
 
 
@@ -559,6 +564,29 @@ def validate():
     if not result["valid"]:
         __context__["retcode"] = 1
     return result
+
+
+def operation(op=None):
+    """
+    The arguments of a day-2 orchestration (``k8s.etcd.member``, ``k8s.etcd.restore``, ``k8s.node.remove``), which
+    hand them to the nodes as the pillar ``k8s_op``: ``node``, ``replace``, ``seed`` (minion ids), ``snapshot`` (an
+    absolute path, or ``latest``), ``drain_timeout`` (seconds). Every key is optional here (each orchestration
+    requires its own); a wrong type or an unknown key raises, naming ``k8s_op:<key>``, so nothing is changed.
+    ``formulas/k8s/map.jinja`` calls it and exports the result as ``op``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s.operation '{node: worker02, drain_timeout: 120}'
+    """
+    op = {} if op in (None, "") else op
+    problems = [p.replace("k8s:", "k8s_op:", 1) for p in schema.OPERATION.errors(op, "")]
+    if problems:
+        raise CommandExecutionError(
+            "kubesalt: invalid operation arguments (nothing was changed):\n  - " + "\n  - ".join(problems)
+        )
+    return {key: op.get(key) for key in schema.OPERATION.fields}
 
 
 def _minion_age(pid=None, proc="/proc"):

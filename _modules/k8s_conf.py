@@ -290,15 +290,34 @@ def etcd_user(config):
     return user if user not in ("", "root") else None
 
 
+def etcd_first_start_file(config):
+    """
+    The environment file that holds an etcd member's first-start settings (``ETCD_INITIAL_CLUSTER``,
+    ``ETCD_INITIAL_CLUSTER_STATE``), read by its unit.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.etcd_first_start_file "$(salt-call --out=json k8s.config | jq -c .local)"
+    """
+    return f"{config['paths']['config_dir']}/etcd-first-start.env"
+
+
 def etcd(config, minion_id):
     """
     The etcd member ``minion_id`` (a node with the ``etcd`` role): mutual TLS on both ports -- clients and peers must
     present a certificate of the etcd CA -- with the PKI's ``etcd-server`` and ``etcd-peer`` certificates. Clients are
-    served on the member's address and on 127.0.0.1, peers on the member's address only; the initial cluster is every
-    etcd member of ``k8s:nodes``. etcd from the catalogue (``k8s:etcd:install: artifact``) runs from ``bin_dir``, the
-    distribution's package from /usr/bin. Accepted by etcd 3.4, 3.5 and 3.6. With ``k8s:etcd:user`` (default ``etcd``)
-    the member runs as that user and owns its data directory, and reads its certificates and keys -- root's, 0600 --
-    from the copies systemd makes for this service alone (``LoadCredential=``).
+    served on the member's address and on 127.0.0.1, peers on the member's address only. etcd from the catalogue
+    (``k8s:etcd:install: artifact``) runs from ``bin_dir``, the distribution's package from /usr/bin. Accepted by etcd
+    3.4, 3.5 and 3.6. With ``k8s:etcd:user`` (default ``etcd``) the member runs as that user and owns its data
+    directory, and reads its certificates and keys -- root's, 0600 -- from the copies systemd makes for this service
+    alone (``LoadCredential=``).
+
+    First start: etcd reads ``--initial-cluster`` and ``--initial-cluster-state`` only while its data directory
+    holds no member, so they are not flags of the unit (which would then change whenever the cluster's membership
+    does) but the variables of :py:func:`etcd_first_start_file`, which the unit reads and the state
+    ``k8s_etcd.first_start`` writes, just before a first start.
 
     CLI Example:
 
@@ -324,7 +343,14 @@ def etcd(config, minion_id):
         "peer-key-file": _cert(config, "etcd-peer")[1],
     }
     user = etcd_user(config)
-    service = {"Type": "notify", "Restart": "on-failure", "RestartSec": 5, "LimitNOFILE": 65536}
+    first_start_file = etcd_first_start_file(config)
+    service = {
+        "Type": "notify",
+        "Restart": "on-failure",
+        "RestartSec": 5,
+        "LimitNOFILE": 65536,
+        "EnvironmentFile": f"-{first_start_file}",
+    }
     if user:
         # The PKI's files stay root's; systemd copies them for this service only (LoadCredential=).
         credentials = {source: f"{CREDENTIALS_DIR}/etcd.service/{os.path.basename(source)}" for source in tls.values()}
@@ -349,9 +375,7 @@ def etcd(config, minion_id):
                 "advertise-client-urls": client_url,
                 "listen-peer-urls": peers[minion_id],
                 "initial-advertise-peer-urls": peers[minion_id],
-                "initial-cluster": [f"{member}={url}" for member, url in peers.items()],
                 "initial-cluster-token": config["cluster_name"],
-                "initial-cluster-state": "new",
             }
         )
         + ["--client-cert-auth"]
@@ -373,6 +397,70 @@ def etcd(config, minion_id):
         after=["network-online.target"],
         service=service,
         documentation="https://etcd.io/docs/",
+    )
+
+
+def etcd_backup(config, minion_id, salt_call="/usr/bin/salt-call"):
+    """
+    The snapshot timer of etcd member ``minion_id`` (``k8s:etcd:backup``): a oneshot unit ``kubesalt-etcd-backup``
+    that runs ``k8s_etcd.backup`` through ``salt-call --local`` -- every argument on its command line, so it needs
+    neither the salt-master nor the pillar, and a backup is taken while the master is down -- and the timer that
+    starts it (``schedule``, an OnCalendar expression; ``Persistent=`` catches up a run missed while the node was off).
+    The snapshot comes from the member's own client URL with its ``etcd-healthcheck-client`` certificate.
+    ``salt_call`` is the minion's salt-call program. The timer's text is under ``timer``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_conf.etcd_backup "$(salt-call --out=json k8s.config | jq -c .local)" master01 /usr/bin/salt-call
+    """
+    _node(config, minion_id)
+    if minion_id not in config["cluster"]["etcd_members"]:
+        raise SaltInvocationError(f"k8s:nodes:{minion_id}:roles: {minion_id} has no 'etcd' role")
+    backup = config["etcd"]["backup"]
+    cert, key = _cert(config, "etcd-healthcheck-client")
+    command = [
+        salt_call,
+        "--local",
+        "--retcode-passthrough",
+        "k8s_etcd.backup",
+        f"directory={backup['dir']}",
+        f"keep={backup['keep']}",
+        f"endpoints={config['cluster']['etcd_local_url']}",
+        f"ca={_ca(config, 'etcd-ca')}",
+        f"cert={cert}",
+        f"key={key}",
+    ]
+    if backup.get("copy_to"):
+        command.append(f"copy_to={backup['copy_to']}")
+    timer = "\n".join(
+        [
+            "# Managed by kubesalt: built by k8s_conf from the k8s pillar; edit the pillar, not this file.",
+            "[Unit]",
+            "Description=etcd snapshot timer (kubesalt)",
+            "",
+            "[Timer]",
+            f"OnCalendar={backup['schedule']}",
+            "RandomizedDelaySec=600",
+            "Persistent=true",
+            "",
+            "[Install]",
+            "WantedBy=timers.target",
+            "",
+        ]
+    )
+    return _spec(
+        "kubesalt-etcd-backup",
+        "etcd snapshot of this member (kubesalt)",
+        None,
+        [],
+        certificates=[],
+        after=["etcd.service"],
+        service={"Type": "oneshot", "UMask": "0077"},
+        commands=[command],
+        timer=timer,
+        documentation="https://etcd.io/docs/v3.5/op-guide/recovery/",
     )
 
 
@@ -986,13 +1074,14 @@ def _haproxy_address(ip, port):
     return f"ipv6@{ip}:{port}" if ":" in str(ip) else f"{ip}:{port}"
 
 
-def api_balancer_config(config, minion_id):
+def api_balancer_config(config, minion_id, without=()):
     """
     The haproxy configuration of node ``minion_id``'s API balancer (``k8s:api_balancer``): TCP pass-through from
     127.0.0.1:<port> to every master of ``k8s:nodes``, each checked with ``GET /readyz`` over TLS (the server
     verified against the Kubernetes CA and its name, the node's ``kube-proxy`` certificate presented) every
     ``check_interval`` seconds. A master marked down has its connections closed, so clients reconnect to another
-    (a watch resumes there); new connections go to the master with the fewest.
+    (a watch resumes there); new connections go to the master with the fewest. Masters in ``without`` are left out
+    (``k8s.node.remove`` of a master that is still in ``k8s:nodes``).
 
     CLI Example:
 
@@ -1007,6 +1096,7 @@ def api_balancer_config(config, minion_id):
     servers = [
         ["server", m, _haproxy_address(config["nodes"][m]["ip"], port), "check-sni", m, "verifyhost", m]
         for m in config["cluster"]["masters"]
+        if m not in without
     ]
     return _haproxy(
         [
@@ -1075,7 +1165,7 @@ def api_balancer_config(config, minion_id):
     )
 
 
-def api_balancer(config, minion_id):
+def api_balancer(config, minion_id, without=()):
     """
     The node-local API load balancer of node ``minion_id`` (``k8s:api_balancer``): haproxy from the distribution in
     master-worker mode as the unit ``kubesalt-api-balancer``, configured by :py:func:`api_balancer_config`. A
@@ -1095,7 +1185,7 @@ def api_balancer(config, minion_id):
         "Node-local Kubernetes API load balancer (kubesalt)",
         HAPROXY,
         ["-Ws", "-f", config_file],
-        files={config_file: {"contents": api_balancer_config(config, minion_id), "mode": "0600"}},
+        files={config_file: {"contents": api_balancer_config(config, minion_id, without), "mode": "0600"}},
         certificates=["kube-proxy"],
         after=["network-online.target"],
         service={

@@ -47,13 +47,23 @@ says so. Writes are single requests (one put, one txn, one deleterange), so noth
 """
 
 import base64
+import contextlib
+import datetime
 import json as jsonlib
 import logging
+import os
+import re
+import shutil
+import stat
+import struct
+import subprocess
+import tempfile
+import time
 
 import requests  # a dependency of Salt itself
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from kubesalt import http, pki
+from kubesalt import data, files, http, pki, snapshot, topology
 
 log = logging.getLogger(__name__)
 
@@ -371,13 +381,15 @@ class EtcdClient(http.Client):
     def cluster_health(self):
         """
         Every member's health, judged through its own client URLs (from the member list, which any reachable member
-        serves even without quorum). ``quorum`` is True when more than half of the members are healthy.
+        serves even without quorum). ``quorum`` is True when more than half of the voting members are healthy; a
+        learner (a member still catching up, see :py:meth:`member_add`) has no vote: it is listed under ``learners``
+        and counts for neither side, so a join in progress never makes a healthy cluster look broken.
         """
         members = self.member_list()
-        report = {"members": {}, "healthy": [], "unhealthy": []}
+        report = {"members": {}, "healthy": [], "unhealthy": [], "learners": []}
         for member in sorted(members, key=lambda m: m["name"] or m["id"]):
             name = member["name"] or member["id"]
-            entry = {"id": member["id"], "endpoint": "", "healthy": False, "error": ""}
+            entry = {"id": member["id"], "endpoint": "", "healthy": False, "error": "", "learner": member["is_learner"]}
             if not member["client_urls"]:
                 entry["error"] = "not started yet (no client URLs)"
             for url in member["client_urls"]:
@@ -385,9 +397,72 @@ class EtcdClient(http.Client):
                 if entry["healthy"]:
                     break
             report["members"][name] = entry
-            report["healthy" if entry["healthy"] else "unhealthy"].append(name)
-        report["quorum"] = len(report["healthy"]) > len(members) // 2
+            if member["is_learner"]:
+                report["learners"].append(name)
+            else:
+                report["healthy" if entry["healthy"] else "unhealthy"].append(name)
+        voters = len(report["healthy"]) + len(report["unhealthy"])
+        report["quorum"] = voters > 0 and len(report["healthy"]) > voters // 2
         return report
+
+    # -- membership --------------------------------------------------------------------------------------------------
+    def member_add(self, peer_urls, learner=True):
+        """Add a member with ``peer_urls``; with ``learner`` (the default) as a non-voting learner (etcd >= 3.4)."""
+        body = {"peerURLs": list(peer_urls)}
+        if learner:
+            body["isLearner"] = True
+        answer = self.request(f"{API}/cluster/member/add", body, write=True)
+        added = answer.get("member") or {}
+        return {
+            "id": format(int(added.get("ID", 0)), "x"),
+            "peer_urls": list(added.get("peerURLs") or []),
+            "is_learner": bool(added.get("isLearner")),
+        }
+
+    def member_remove(self, member_id):
+        self.request(f"{API}/cluster/member/remove", {"ID": str(int(member_id, 16))}, write=True)
+
+    def member_promote(self, member_id):
+        self.request(f"{API}/cluster/member/promote", {"ID": str(int(member_id, 16))}, write=True)
+
+    # -- snapshots ---------------------------------------------------------------------------------------------------
+    def revision(self):
+        """The cluster's current revision (a serializable read of one key is enough: every answer carries it)."""
+        return _revision(self.request(f"{API}/kv/range", {"key": _b64("/"), "serializable": True, "limit": 1}))
+
+    def snapshot(self, handle, endpoint=None):
+        """
+        Stream a snapshot of the backend of ``endpoint`` (default: the first endpoint) into the binary file
+        ``handle``; return the bytes written. The stream is the database followed by its SHA-256, as etcd sends it.
+        """
+        endpoint = endpoint or self.endpoints[0]
+        path = f"{API}/maintenance/snapshot"
+        try:
+            answer = self.session.post(endpoint + path, json={}, stream=True, timeout=(self.timeout, self.timeout))
+        except requests.exceptions.RequestException as exc:
+            raise CommandExecutionError(f"etcd at {endpoint}: {path}: {self.failure(exc, self.timeout)}") from exc
+        written = 0
+        with answer:
+            if answer.status_code != 200:
+                self._decode(endpoint, path, answer)
+            try:
+                for line in answer.iter_lines(chunk_size=1 << 16):
+                    if not line:
+                        continue
+                    message = jsonlib.loads(line)
+                    if "error" in message:
+                        error = message["error"] or {}
+                        raise CommandExecutionError(
+                            f"etcd at {endpoint} broke off the snapshot: {error.get('message') or error}"
+                        )
+                    blob = base64.b64decode((message.get("result") or {}).get("blob") or "")
+                    handle.write(blob)
+                    written += len(blob)
+            except (requests.exceptions.RequestException, ValueError) as exc:
+                raise CommandExecutionError(
+                    f"etcd at {endpoint}: the snapshot stream broke off after {written} bytes: {exc}"
+                ) from exc
+        return written
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -625,3 +700,639 @@ def cluster_health(endpoints=None, ca=None, cert=None, key=None, timeout=None):
     """
     with _client(endpoints, ca, cert, key, timeout) as client:
         return client.cluster_health()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Membership
+# --------------------------------------------------------------------------------------------------------------------
+def find_member(members, name):
+    """
+    The member of ``members`` (a :py:func:`member_list` answer) called ``name`` -- its name, hex id or one of its
+    peer URLs -- or None.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.find_member "$(salt-call --out=json k8s_etcd.member_list | jq -c .local)" master03
+    """
+    for member in members:
+        if name in (member["name"], member["id"]) or name in member["peer_urls"]:
+            return member
+    return None
+
+
+def removal_problem(report, name):
+    """
+    Why removing member ``name`` would cost the cluster its quorum, or None when it is safe. ``report`` is a
+    :py:func:`cluster_health` answer. A learner has no vote and can always go; a voting member only when, among the
+    voting members that remain, more than half are healthy -- and never the last one.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.removal_problem "$(salt-call --out=json k8s_etcd.cluster_health | jq -c .local)" master03
+    """
+    if name in report["learners"]:
+        return None
+    voters = report["healthy"] + report["unhealthy"]
+    remaining = [v for v in voters if v != name]
+    if not remaining:
+        return f"{name} is the cluster's last voting member"
+    healthy = [h for h in report["healthy"] if h != name]
+    need = len(remaining) // 2 + 1
+    if len(healthy) < need:
+        down = ", ".join(u for u in report["unhealthy"] if u != name) or "none"
+        return (
+            f"removing {name} would lose quorum: {len(healthy)} of the {len(remaining)} remaining voting members are "
+            f"healthy and {need} are needed (unhealthy: {down}); bring members back first"
+        )
+    return None
+
+
+def member_add(peer_url, learner=True, wait=30, endpoints=None, ca=None, cert=None, key=None, timeout=None):
+    """
+    Add a member whose peer URL is ``peer_url`` to the running cluster, as a learner by default: a learner receives
+    the data but has no vote, so a join never changes the quorum; :py:func:`member_promote` makes it a voting member
+    once it has caught up. etcd accepts one learner at a time. A member with that peer URL already there is
+    returned as it is (``added: False``). The new member must then start with ``--initial-cluster-state existing``
+    (``k8s.etcd`` does this by itself, see :py:func:`initial_cluster`). A transient refusal of etcd right after
+    another membership change is tried again every 2 s for up to ``wait`` seconds.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.member_add https://10.240.0.13:2380
+    """
+    with _client(endpoints, ca, cert, key, timeout) as client:
+        existing = find_member(client.member_list(), peer_url)
+        if existing:
+            return dict(existing, added=False)
+        added = _retrying(
+            lambda: client.member_add([peer_url], learner=learner), wait, f"etcd member {peer_url} not added"
+        )
+    return dict(added, name="", client_urls=[], added=True)
+
+
+# etcd refuses a membership change until the member asked has been connected to every voting member for 5 s
+# ("unhealthy cluster", ErrUnhealthy), and a promotion until the learner has caught up ("... in sync with leader").
+_TRANSIENT_MEMBERSHIP = ("unhealthy cluster", "in sync")
+
+
+def _retrying(call, wait, failure):
+    """``call()``, tried again every 2 s for up to ``wait`` seconds while etcd answers with a transient refusal."""
+    deadline = time.monotonic() + float(wait)
+    while True:
+        try:
+            return call()
+        except CommandExecutionError as exc:
+            if not any(m in str(exc) for m in _TRANSIENT_MEMBERSHIP) or time.monotonic() + 2 > deadline:
+                raise CommandExecutionError(f"{failure}: {exc}") from exc
+        time.sleep(2)
+
+
+def member_remove(name, wait=30, endpoints=None, ca=None, cert=None, key=None, timeout=None):
+    """
+    Remove member ``name`` (its name, hex id or peer URL) from the cluster, unless that would lose quorum (see
+    :py:func:`removal_problem`; refused with the reason). Returns ``{"removed": bool, "member": ...}``; a member
+    that is not there is not an error (``removed: False``). Stop the removed member's etcd afterwards and move its
+    data directory aside: it must never start again with that data. A transient refusal of etcd right after another
+    membership change is tried again for up to ``wait`` seconds.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.member_remove master03
+    """
+    with _client(endpoints, ca, cert, key, timeout) as client:
+        member = find_member(client.member_list(), name)
+        if member is None:
+            return {"removed": False, "member": None}
+        problem = removal_problem(client.cluster_health(), member["name"] or member["id"])
+        if problem:
+            raise CommandExecutionError(f"etcd member {name} not removed: {problem}")
+        _retrying(lambda: client.member_remove(member["id"]), wait, f"etcd member {name} not removed")
+    return {"removed": True, "member": member}
+
+
+def members_to_remove(config=None, members=None):
+    """
+    The members of the running cluster that ``k8s:nodes`` does not list as etcd members (matched by peer URL, so a
+    renamed or never-started member is found too), as :py:func:`member_list` gives them, each with ``label`` (its
+    name, or its id when it has none).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.members_to_remove
+    """
+    config = config or __salt__["k8s.config"]()
+    wanted = set(topology.etcd_peer_urls(config).values())
+    if members is None:
+        members = member_list()
+    return [dict(m, label=m["name"] or m["id"]) for m in members if not wanted.intersection(m["peer_urls"])]
+
+
+def restore_seed(config, seed=None):
+    """
+    The member a restore starts from (``k8s.etcd.restore``): ``seed`` when given (it must be an etcd member of
+    ``k8s:nodes``), else the CA minion when it is an etcd member, else the first etcd member.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.restore_seed "$(salt-call --out=json k8s.config | jq -c .local)" master02
+    """
+    cluster = config["cluster"]
+    if seed:
+        if seed not in cluster["etcd_members"]:
+            raise SaltInvocationError(
+                f"k8s_op:seed: '{seed}' is not an etcd member of k8s:nodes ({', '.join(cluster['etcd_members'])})"
+            )
+        return seed
+    if cluster["ca_minion"] in cluster["etcd_members"]:
+        return cluster["ca_minion"]
+    if not cluster["etcd_members"]:
+        raise SaltInvocationError("k8s:nodes has no etcd member to restore onto")
+    return cluster["etcd_members"][0]
+
+
+def resolve_snapshot(snapshot_path, directory=None):
+    """
+    The snapshot file a restore uses: ``snapshot_path`` itself, or for ``latest`` the newest snapshot in
+    ``directory`` (default ``k8s:etcd:backup:dir``). Raises when there is none.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.resolve_snapshot latest
+    """
+    if snapshot_path == "latest":
+        found = snapshots(directory)
+        if not found:
+            raise CommandExecutionError(
+                f"k8s_op:snapshot: 'latest', but {directory or 'k8s:etcd:backup:dir'} holds no snapshot"
+            )
+        return found[0]["path"]
+    if not os.path.isfile(str(snapshot_path)):
+        raise CommandExecutionError(f"k8s_op:snapshot: {snapshot_path} is not a file on this member")
+    return str(snapshot_path)
+
+
+def member_promote(name, wait=60, endpoints=None, ca=None, cert=None, key=None, timeout=None):
+    """
+    Make learner ``name`` a voting member. etcd refuses while the learner has not caught up with the leader (or
+    right after another membership change); the promotion is tried again every 2 s for up to ``wait`` seconds. A
+    member that already votes is left as it is (``promoted: False``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.member_promote master03 wait=120
+    """
+    with _client(endpoints, ca, cert, key, timeout) as client:
+        member = find_member(client.member_list(), name)
+        if member is None:
+            raise CommandExecutionError(f"etcd member {name} is not in the cluster; nothing to promote")
+        if not member["is_learner"]:
+            return {"promoted": False, "member": member}
+        _retrying(lambda: client.member_promote(member["id"]), wait, f"etcd learner {name} not promoted")
+    return {"promoted": True, "member": dict(member, is_learner=False)}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# A member's first start: --initial-cluster-state new or existing
+# --------------------------------------------------------------------------------------------------------------------
+def holds_member(data_dir):
+    """
+    Whether ``data_dir`` holds an initialised etcd member (a write-ahead log in ``member/wal``). etcd reads its
+    ``--initial-cluster*`` settings only when it does not.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.holds_member /var/lib/etcd
+    """
+    wal = os.path.join(str(data_dir), "member", "wal")
+    try:
+        return any(name.endswith(".wal") for name in os.listdir(wal))
+    except OSError:
+        return False
+
+
+def decide_initial_cluster(name, peer_url, inventory, members=None, health=None, restoring=False):
+    """
+    How member ``name`` (peer URL ``peer_url``) with an empty data directory starts -- the one place this is decided.
+    ``inventory`` is ``{member: peer URL}`` of every etcd member in ``k8s:nodes``; ``members`` and ``health`` are what
+    the other members answered (:py:func:`member_list`, :py:func:`cluster_health`), None when none answered.
+
+    - nobody answers: ``new``, the inventory as the initial cluster (the first bootstrap). Refused after a restore
+      (``restoring``): such a member must join the restored cluster, never found a second one;
+    - the cluster answers without quorum and lists this member as not started: ``new`` (a bootstrap in progress);
+      any other case without quorum is refused (no member can join then);
+    - the cluster has quorum: ``existing``, the initial cluster being the members as the cluster has them plus this
+      one (etcd checks that they match). Refused when this member is registered *and started* (its data was lost:
+      replace it) or when another member was added but has not started (etcd joins one member at a time).
+
+    Returns ``{"state", "initial_cluster": {name: peer URL}, "join": bool (the member must be added first)}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.decide_initial_cluster master03 https://10.240.0.13:2380 \\
+            '{master01: "https://10.240.0.11:2380", master03: "https://10.240.0.13:2380"}'
+    """
+    inventory = dict(inventory)
+    if members is None:
+        if restoring:
+            raise CommandExecutionError(
+                f"etcd member {name} was cleared for a restore and no other member answers: start the restored "
+                "member first (salt-run state.orchestrate k8s.etcd.restore does), then this one joins it"
+            )
+        return {"state": "new", "initial_cluster": inventory, "join": False}
+    me = find_member(members, peer_url)
+    if not (health or {}).get("quorum"):
+        if me is not None and not me["name"] and not restoring:
+            return {"state": "new", "initial_cluster": inventory, "join": False}
+        raise CommandExecutionError(
+            f"etcd answers but has no quorum ({_health_summary(health)}): member {name} cannot join now"
+        )
+    if me is not None and me["name"]:
+        raise CommandExecutionError(
+            f"etcd member {name} is registered and started in the running cluster, but its data directory is empty "
+            "(its data was lost): replace it -- salt-run state.orchestrate k8s.etcd.member "
+            f'pillar=\'{{"replace": "{name}"}}\''
+        )
+    initial = {}
+    for member in members:
+        if member is me:
+            continue
+        if not member["name"]:
+            raise CommandExecutionError(
+                f"etcd member {', '.join(member['peer_urls'])} was added but has not started yet; etcd joins one "
+                f"member at a time: start that one (or remove it) before {name}"
+            )
+        initial[member["name"]] = member["peer_urls"][0]
+    initial[name] = peer_url
+    return {"state": "existing", "initial_cluster": initial, "join": me is None}
+
+
+def _health_summary(health):
+    if not health:
+        return "no report"
+    return f"healthy: {', '.join(health['healthy']) or 'none'}; unhealthy: {', '.join(health['unhealthy']) or 'none'}"
+
+
+def initial_cluster(config=None, timeout=3, ask=True):
+    """
+    This member's first-start settings (see :py:func:`decide_initial_cluster`), or None when its data directory
+    already holds a member (etcd then ignores them, and ``k8s.etcd`` leaves them as they are). The other members are
+    asked at their client URLs from ``k8s:nodes``, ``timeout`` seconds each; with ``ask=False`` (a files-only run,
+    ``k8s:manage_services: false``) nobody is asked, which is the first bootstrap's answer.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.initial_cluster
+    """
+    config = config or __salt__["k8s.config"]()
+    cluster, me = config["cluster"], config["cluster"]["minion_id"]
+    if me not in cluster["etcd_members"]:
+        raise SaltInvocationError(f"k8s:nodes:{me}:roles: {me} is not an etcd member")
+    if holds_member(config["paths"]["etcd_data_dir"]):
+        return None
+    peers = topology.etcd_peer_urls(config)
+    others = [u for u in cluster["etcd_client_urls"] if u != cluster["etcd_client_url"]] if ask else []
+    members = health = None
+    if others:
+        conn = connection_defaults(config, identity="etcd-healthcheck-client")
+        conn.update(endpoints=others, timeout=timeout)
+        try:
+            with EtcdClient(**conn) as client:
+                members, health = client.member_list(), client.cluster_health()
+        except CommandExecutionError as exc:
+            log.info("no other etcd member answered (%s); this is a first bootstrap", exc)
+    restoring = os.path.exists(cluster["etcd_restore_marker"])
+    return decide_initial_cluster(me, peers[me], peers, members, health, restoring=restoring)
+
+
+def first_start_env(decision):
+    """
+    The environment file (``k8s_conf.etcd_first_start_file``) that carries a first-start ``decision``
+    (:py:func:`decide_initial_cluster`) to etcd: ``ETCD_INITIAL_CLUSTER`` and ``ETCD_INITIAL_CLUSTER_STATE``. Names
+    must be node names and URLs https URLs: nothing else reaches the file.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.first_start_env '{state: new, initial_cluster: {m1: "https://10.240.0.11:2380"}}'
+    """
+    if decision.get("state") not in ("new", "existing"):
+        raise SaltInvocationError(f"first-start state {decision.get('state')!r} must be new or existing")
+    initial = decision.get("initial_cluster") or {}
+    for name, url in initial.items():
+        if not (data.is_dns_name(str(name)) and re.fullmatch(r"https://[0-9A-Za-z.:\[\]-]+", str(url))):
+            raise SaltInvocationError(f"etcd initial cluster member {name!r}={url!r} is not a node name=https URL")
+    if not initial:
+        raise SaltInvocationError("an etcd initial cluster needs at least one member")
+    return (
+        "# kubesalt: this member's first start (etcd reads it only while its data directory is empty)\n"
+        f"ETCD_INITIAL_CLUSTER={','.join(f'{name}={url}' for name, url in initial.items())}\n"
+        f"ETCD_INITIAL_CLUSTER_STATE={decision['state']}\n"
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Snapshots
+# --------------------------------------------------------------------------------------------------------------------
+SNAPSHOT_PATTERN = re.compile(r"etcd-snapshot-\d{8}T\d{6}\.\d{6}Z\.db")
+
+
+def _private_dir(path, what):
+    """Create ``path`` 0700 (root's), or make an existing one 0700; refuse a symlink or a non-directory."""
+    path = str(path)
+    if not os.path.isabs(path):
+        raise SaltInvocationError(f"{what} {path!r} must be an absolute path")
+    if os.path.islink(path) or (os.path.exists(path) and not os.path.isdir(path)):
+        raise CommandExecutionError(f"{what} {path} is a symlink or not a directory; refused")
+    files.make_dirs(os.path.join(path, "x"), 0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def snapshots(directory=None):
+    """
+    The snapshots kubesalt took in ``directory`` (default ``k8s:etcd:backup:dir``), newest first: ``path``,
+    ``size``, ``mtime`` (Unix time).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.snapshots
+    """
+    directory = directory or _backup_settings()["dir"]
+    try:
+        names = sorted((n for n in os.listdir(directory) if SNAPSHOT_PATTERN.fullmatch(n)), reverse=True)
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        path = os.path.join(directory, name)
+        info = os.lstat(path)
+        if stat.S_ISREG(info.st_mode):
+            found.append({"path": path, "size": info.st_size, "mtime": info.st_mtime})
+    return found
+
+
+def verify_snapshot(path, min_revision=0):
+    """
+    Check snapshot ``path`` without etcd (``kubesalt.snapshot``): its SHA-256 trailer, the bbolt database, etcd's
+    key bucket read to the end; its revision (the newest key revision or the last compaction) at least
+    ``min_revision``; every Kubernetes Secret in it encrypted
+    (the API server's ``k8s:enc:`` envelope). Returns ``size``, ``sha256``, ``revision``, ``revisions``,
+    ``secrets``; raises naming what is wrong.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.verify_snapshot /var/backups/etcd/etcd-snapshot-20261201T120000.000000Z.db
+    """
+    try:
+        facts = snapshot.inspect(str(path))
+    except (snapshot.SnapshotError, OSError, struct.error) as exc:
+        raise CommandExecutionError(f"etcd snapshot {path} is not usable: {exc}") from exc
+    reached = max(facts["revision"], facts["compact_revision"])
+    # revision 1 is an empty cluster's: no key revision stands for it
+    if int(min_revision or 0) > 1 and reached < int(min_revision):
+        raise CommandExecutionError(
+            f"etcd snapshot {path} is at revision {reached}, older than the cluster's {min_revision} when the snapshot "
+            "began"
+        )
+    clear = facts.pop("cleartext_secrets")
+    if clear:
+        shown = ", ".join(clear[:5]) + (f" and {len(clear) - 5} more" if len(clear) > 5 else "")
+        raise CommandExecutionError(
+            f"etcd snapshot {path} holds {len(clear)} Secret(s) in cleartext ({shown}): Secrets must be encrypted at "
+            "rest (EncryptionConfiguration); rewrite them (kubectl get secrets -A -o json | kubectl replace -f -) "
+            "and let the API server compact etcd's history (every 5 minutes), then take the snapshot again"
+        )
+    return facts
+
+
+def prune_snapshots(directory, keep):
+    """
+    Remove all but the newest ``keep`` snapshots (kubesalt's names only) from ``directory``; return what was removed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.prune_snapshots /var/backups/etcd 7
+    """
+    keep = int(keep)
+    if keep < 1:
+        raise SaltInvocationError(f"keep {keep!r} must be at least 1 (k8s:etcd:backup:keep)")
+    removed = []
+    for entry in snapshots(directory)[keep:]:
+        os.unlink(entry["path"])
+        removed.append(entry["path"])
+    return removed
+
+
+def _copy_private(source, directory):
+    target = os.path.join(_private_dir(directory, "k8s:etcd:backup:copy_to"), os.path.basename(source))
+    with open(source, "rb") as src, files.atomic(target, 0o600) as dst:
+        shutil.copyfileobj(src, dst, files.CHUNK)
+    return target
+
+
+def _backup_settings(config=None):
+    if config is None and "k8s.config" in __salt__:
+        config = __salt__["k8s.config"]()
+    settings = ((config or {}).get("etcd") or {}).get("backup")
+    if not settings:
+        raise SaltInvocationError("no backup settings: pass directory= and keep= (or run where k8s.config works)")
+    return settings
+
+
+def backup(directory=None, keep=None, copy_to=None, endpoints=None, ca=None, cert=None, key=None, timeout=None):
+    """
+    Take a snapshot of one etcd member, keep it only if it is sound, and keep the newest ``keep``.
+
+    The snapshot is streamed from ``/v3/maintenance/snapshot`` of the first endpoint (default on an etcd member: its
+    own, ``https://127.0.0.1:<client_port>``) into a 0600 temporary file in ``directory`` (0700), checked with
+    :py:func:`verify_snapshot` against the revision the cluster had when it began, and only then renamed to
+    ``etcd-snapshot-<UTC time>.db``; a broken stream or a failed check leaves nothing behind. Then all but the newest
+    ``keep`` snapshots are removed, and with ``copy_to`` (an absolute path, e.g. a mounted backup volume) the new
+    snapshot is copied there (0600) and the same ``keep`` applies there. Defaults: ``k8s:etcd:backup``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.backup
+        salt-call --local k8s_etcd.backup directory=/var/backups/etcd keep=7 endpoints=https://127.0.0.1:2379 \\
+            ca=/etc/kubernetes/pki/etcd-ca.crt cert=/etc/kubernetes/pki/etcd-healthcheck-client.crt \\
+            key=/etc/kubernetes/pki/etcd-healthcheck-client.key
+    """
+    if directory is None or keep is None:
+        settings = _backup_settings()
+        directory = directory or settings["dir"]
+        keep = keep if keep is not None else settings["keep"]
+        copy_to = copy_to if copy_to is not None else settings.get("copy_to")
+    if endpoints is None and "k8s.config" in __salt__:
+        cluster = __salt__["k8s.config"]()["cluster"]
+        endpoints = [cluster["etcd_local_url"]] if cluster["is_etcd"] else None
+    if int(keep) < 1:
+        raise SaltInvocationError(f"keep {keep!r} must be at least 1 (k8s:etcd:backup:keep)")
+    directory = _private_dir(directory, "k8s:etcd:backup:dir")
+    name = "etcd-snapshot-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ") + ".db"
+    path = os.path.join(directory, name)
+    with _client(endpoints, ca, cert, key, timeout) as client:
+        endpoint = client.endpoints[0]
+        client.endpoints = [endpoint]
+        before = client.revision()
+        fd, partial = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=files.TMP_SUFFIX)  # 0600
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                client.snapshot(handle, endpoint)
+                handle.flush()
+                os.fsync(handle.fileno())
+            facts = verify_snapshot(partial, min_revision=before)
+            os.replace(partial, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+            raise
+        files.fsync_dir(directory)
+    result = dict(facts, path=path, endpoint=endpoint, removed=prune_snapshots(directory, keep))
+    if copy_to:
+        result["copied_to"] = _copy_private(path, copy_to)
+        result["removed"] += prune_snapshots(copy_to, keep)
+    return result
+
+
+def push_snapshot(path=None):
+    """
+    Copy a snapshot (default: the newest in ``k8s:etcd:backup:dir``) to the salt-master with ``cp.push``: it lands
+    in ``<master cachedir>/minions/<minion id>/files/<path>`` (the master needs ``file_recv: True`` and a
+    ``file_recv_max_size`` above the snapshot's size, in MB). The bytes travel over Salt's file channel, not through
+    the job cache or the event bus.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master01 k8s_etcd.push_snapshot
+    """
+    if path is None:
+        found = snapshots()
+        if not found:
+            raise CommandExecutionError("no snapshot to push: k8s:etcd:backup:dir holds none (run k8s_etcd.backup)")
+        path = found[0]["path"]
+    if not __salt__["cp.push"](path):
+        raise CommandExecutionError(
+            f"cp.push of {path} failed: the salt-master needs file_recv: True and file_recv_max_size (MB) above "
+            f"{os.path.getsize(path) // 1048576 + 1}"
+        )
+    return {"pushed": path}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Restore
+# --------------------------------------------------------------------------------------------------------------------
+def move_aside(path, reason):
+    """
+    Rename ``path`` (a data directory) to ``<path>.<reason>-<UTC time>`` so nothing is lost; return the new name,
+    or None when ``path`` does not exist.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.move_aside /var/lib/etcd removed
+    """
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", str(reason)):
+        raise SaltInvocationError(f"reason {reason!r} must be a lowercase word (it becomes part of a file name)")
+    if not os.path.lexists(path):
+        return None
+    target = f"{path}.{reason}-{datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')}"
+    os.rename(path, target)
+    files.fsync_dir(os.path.dirname(os.path.abspath(path)))
+    return target
+
+
+def restore_tool(directories=()):
+    """
+    The program that restores a snapshot: ``etcdutl`` (etcd >= 3.5) or else ``etcdctl`` (whose ``snapshot
+    restore`` etcd 3.4 and 3.5 still have), looked for in ``directories`` (the etcd binary's) and then on PATH.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.restore_tool '[/usr/local/bin]'
+    """
+    for program in ("etcdutl", "etcdctl"):
+        for directory in directories:
+            candidate = os.path.join(directory, program)
+            if os.access(candidate, os.X_OK):
+                return candidate
+        found = shutil.which(program)
+        if found:
+            return found
+    raise CommandExecutionError(
+        "neither etcdutl nor etcdctl was found next to etcd or on PATH; install etcd's client tools"
+    )
+
+
+def restore(snapshot_path, data_dir, name, peer_url, token, tool=None, bump_revision=1000000000):
+    """
+    Restore ``snapshot_path`` into ``data_dir`` as a new one-member cluster whose member is ``name`` at ``peer_url``
+    (cluster token ``token``); the other members join it afterwards (``k8s.etcd`` adds them as learners). The snapshot
+    is verified first; the restore goes to ``<data_dir>.restoring`` and is renamed into place only when complete; an
+    existing ``data_dir`` is moved aside (``<data_dir>.before-restore-<time>``), never deleted. When the tool offers
+    it (etcd >= 3.5), the revision is raised by ``bump_revision`` and marked compacted, so that no client's watch can
+    silently resume at a revision the restore rewound (as Kubernetes' documentation recommends).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.restore /var/backups/etcd/etcd-snapshot-20261201T120000.000000Z.db /var/lib/etcd \\
+            master01 https://10.240.0.11:2380 kubesalt
+    """
+    facts = verify_snapshot(snapshot_path)
+    tool = tool or restore_tool()
+    staging = f"{data_dir}.restoring"
+    if os.path.lexists(staging):  # an interrupted restore's output: made again from the snapshot
+        shutil.rmtree(staging)
+    argv = [tool, "snapshot", "restore", str(snapshot_path), f"--name={name}", f"--data-dir={staging}"]
+    argv += [f"--initial-cluster={name}={peer_url}", f"--initial-advertise-peer-urls={peer_url}"]
+    argv += [f"--initial-cluster-token={token}"]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ETCDCTL_API": "3"}
+    usage = subprocess.run([tool, "snapshot", "restore", "--help"], capture_output=True, text=True, env=env)
+    if bump_revision and "--bump-revision" in usage.stdout + usage.stderr:
+        argv += [f"--bump-revision={int(bump_revision)}", "--mark-compacted"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise CommandExecutionError(
+            f"{' '.join(argv[:3])} failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()[-1500:]}"
+        )
+    aside = move_aside(data_dir, "before-restore")
+    os.rename(staging, data_dir)
+    os.chmod(data_dir, 0o700)
+    return dict(facts, data_dir=data_dir, moved_aside=aside, tool=tool, snapshot=str(snapshot_path))

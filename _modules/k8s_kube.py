@@ -960,3 +960,152 @@ def deployment_available(config, namespace, name, timeout=None, identity="admin"
             return rollout["available"], rollout, rollout["message"]
 
         return _poll(check, timeout, f"waiting for {label} to be available", interval)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Node removal: cordon, drain (the Eviction API, PodDisruptionBudgets honoured), delete
+# --------------------------------------------------------------------------------------------------------------------
+def _eviction_api(client):
+    """The Eviction body's group version this API server takes: policy/v1 from Kubernetes 1.22, before that v1beta1."""
+    version = client.request("GET", "/version", what="version") or {}
+    minor = int(re.sub(r"\D.*$", "", str(version.get("minor") or "0")) or 0)
+    return "policy/v1" if (str(version.get("major")) != "1" or minor >= 22) else "policy/v1beta1"
+
+
+def drain_plan(pods):
+    """
+    Sort the pods bound to a node (API objects) as ``kubectl drain`` does: ``evict`` (``namespace/name``: pods a
+    controller recreates elsewhere), ``skipped`` (DaemonSet pods, which would come straight back, mirror pods of
+    static manifests, finished pods) and ``blocking`` (pods no controller owns: evicting one deletes it for good, so
+    kubesalt does not -- delete or move them yourself).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.drain_plan \\
+            "$(kubectl get pods -A --field-selector spec.nodeName=worker02 -o json | jq -c .items)"
+    """
+    plan = {"evict": [], "skipped": [], "blocking": []}
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        ref = f"{meta.get('namespace')}/{meta.get('name')}"
+        owners = [o for o in meta.get("ownerReferences") or [] if o.get("controller")]
+        if "kubernetes.io/config.mirror" in (meta.get("annotations") or {}):
+            plan["skipped"].append(f"{ref} (mirror pod)")
+        elif any(o.get("kind") == "DaemonSet" for o in owners):
+            plan["skipped"].append(f"{ref} (DaemonSet)")
+        elif (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            plan["skipped"].append(f"{ref} (finished)")
+        elif not owners:
+            plan["blocking"].append(ref)
+        else:
+            plan["evict"].append(ref)
+    return plan
+
+
+def _pods_on(client, name, timeout=None):
+    answer = client.request(
+        "GET",
+        "/api/v1/pods",
+        params={"fieldSelector": f"spec.nodeName={name}"},
+        what=f"pods on {name}",
+        timeout=timeout,
+    )
+    return answer.get("items") or []
+
+
+def drain(config, name, timeout=None, identity="admin", server=None, test=False, interval=POLL_INTERVAL):
+    """
+    Cordon Node ``name`` (``spec.unschedulable``) and evict its pods through the Eviction API, so every
+    PodDisruptionBudget is honoured: an eviction the budget forbids (HTTP 429) is asked again every ``interval``
+    seconds until the budget allows it or ``timeout`` (default ``k8s:timeouts:drain``) has passed, and then the
+    drain fails naming each pod still there and the API server's reason. DaemonSet, mirror and finished pods are
+    left (see :py:func:`drain_plan`); a pod no controller owns stops the drain before anything is evicted. Returns
+    ``node``, ``exists``, ``cordoned`` (changed now), ``evicted``, ``skipped``, ``waited``; ``test=True`` only reads.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.drain "$(salt-call --out=json k8s.config | jq -c .local)" worker02 timeout=300
+    """
+    timeout = _timeout(config, "drain", timeout)
+    start = time.monotonic()
+    info = kind_info("Node")
+    result = {"node": name, "exists": True, "cordoned": False, "evicted": [], "skipped": [], "waited": 0}
+    with _client(config, identity, server) as client:
+        node = client.get(_path(info, name), what=_label("Node", name))
+        if node is None:
+            return dict(result, exists=False)
+        plan = drain_plan(_pods_on(client, name))
+        result["skipped"] = plan["skipped"]
+        if plan["blocking"]:
+            raise CommandExecutionError(
+                f"Node {name} not drained: pods without a controller would be deleted for good: "
+                f"{', '.join(plan['blocking'])}; delete or move them, then run again"
+            )
+        result["cordoned"] = not (node.get("spec") or {}).get("unschedulable")
+        if test:
+            result["evicted"] = plan["evict"]
+            return result
+        if result["cordoned"]:
+            client.request(
+                "PATCH",
+                _path(info, name),
+                body={"spec": {"unschedulable": True}},
+                content_type="application/merge-patch+json",
+                what=f"cordon {name}",
+            )
+        api_version = _eviction_api(client) if plan["evict"] else None
+        refused = {}
+
+        def check(request_timeout):
+            current = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p for p in _pods_on(client, name)}
+            left = [ref for ref in plan["evict"] if ref in current]
+            for ref in left:
+                if ref in result["evicted"] and not refused.get(ref):
+                    continue  # evicted, terminating
+                namespace, pod = ref.split("/", 1)
+                body = {
+                    "apiVersion": api_version,
+                    "kind": "Eviction",
+                    "metadata": {"name": pod, "namespace": namespace},
+                }
+                try:
+                    client.request(
+                        "POST",
+                        f"/api/v1/namespaces/{namespace}/pods/{pod}/eviction",
+                        body=body,
+                        what=f"eviction of pod {ref}",
+                        missing_ok=(404,),
+                        timeout=request_timeout,
+                    )
+                    refused.pop(ref, None)
+                    if ref not in result["evicted"]:
+                        result["evicted"].append(ref)
+                except KubeApiError as exc:
+                    if exc.status != 429:
+                        raise
+                    refused[ref] = str(exc).split(": HTTP 429: ", 1)[-1]
+            detail = "; ".join(f"{ref}: {refused.get(ref) or 'terminating'}" for ref in left)
+            return not left, None, f"pods still on {name}: {detail}"
+
+        if plan["evict"]:
+            _poll(check, timeout, f"draining Node {name} (PodDisruptionBudgets honoured)", interval)
+    result["waited"] = round(time.monotonic() - start, 1)
+    return result
+
+
+def delete_node(config, name, identity="admin", server=None, test=False):
+    """
+    Delete Node object ``name`` (after :py:func:`drain`). Returns ``{"changed": bool, "object": "Node name"}``. Its
+    kubelet must be stopped first, or it registers the node again.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.delete_node "$(salt-call --out=json k8s.config | jq -c .local)" worker02
+    """
+    return delete(config, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}, identity, test, server)

@@ -30,13 +30,26 @@ CA minion only, ``<ca_dir>/<ca>.crt|.key`` and the cluster secrets. ``ca_dir`` m
 access) and its keys 0600; the CA refuses to sign otherwise. CA private keys are never returned by any function.
 """
 
+import base64
+import datetime
+import gzip
+import hashlib
+import io
+import json
 import logging
 import os
 import stat
+import tarfile
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from kubesalt import peer, pki, seal, x509
+from kubesalt import files, peer, pki, seal, x509
+
+try:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+except ImportError:  # pragma: no cover - reported by __virtual__
+    serialization = X25519PrivateKey = None
 
 log = logging.getLogger(__name__)
 
@@ -432,3 +445,159 @@ def status(config=None):
     if config is None:
         config = __salt__["k8s.config"]()
     return _status(config, __opts__["id"])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Backup of the CA directory (what a lost CA minion cannot be rebuilt without)
+# --------------------------------------------------------------------------------------------------------------------
+BACKUP_CONTEXT = b"kubesalt CA directory backup"  # what a sealed CA archive is bound to
+
+
+def _ca_archive(ca_dir):
+    """A gzipped tar of every regular file in ``ca_dir`` -- the same bytes for the same files (sorted names, no
+    times, owner root) -- and its sha256."""
+    check_private_dir(ca_dir)
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for name in sorted(os.listdir(ca_dir)):
+            path = os.path.join(ca_dir, name)
+            if not os.path.isfile(path) or os.path.islink(path):
+                continue
+            info = tarfile.TarInfo(name)
+            with open(path, "rb") as fh:
+                content = fh.read()
+            info.size, info.mode, info.mtime, info.uid, info.gid = len(content), 0o600, 0, 0, 0
+            tar.addfile(info, io.BytesIO(content))
+    data = raw.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def backup_keypair(private_key_file):
+    """
+    Make the key pair CA backups are encrypted to: the X25519 private key goes to ``private_key_file`` (0600, base64;
+    keep it offline, away from the cluster), the public key is returned -- put it in ``k8s:pki:backup:recipient``.
+    Run it where the private key should live, not through the salt-master: ``salt-call --local``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local k8s_pki.backup_keypair /root/kubesalt-ca-backup.key
+    """
+    if os.path.lexists(private_key_file):
+        raise CommandExecutionError(f"{private_key_file} exists; refusing to overwrite a backup key")
+    private, public = seal.keypair()
+    raw = private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    files.write(private_key_file, base64.b64encode(raw).decode("ascii") + "\n", 0o600, dir_mode=0o700)
+    return {"private_key_file": private_key_file, "recipient": public}
+
+
+def ca_backup_name(config=None, recipient=None):
+    """
+    The archive name the CA directory's current content gets (``kubesalt-ca-<sha256 prefix>.tar.gz``, ``.sealed``
+    when encrypted to ``recipient``): equal content, equal name, so a backup that exists is not written again.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_pki.ca_backup_name
+    """
+    config = _ca_config(config)
+    _data, digest = _ca_archive(config["paths"]["ca_dir"])
+    return f"kubesalt-ca-{digest[:16]}.tar.gz" + (".sealed" if recipient else "")
+
+
+def ca_backup(directory=None, recipient=None, push=None, config=None):
+    """
+    Back up the CA directory (``k8s:paths:ca_dir``: the CA keys and certificates, the service-account key and the
+    EncryptionConfiguration -- everything a lost CA minion cannot be rebuilt without) on the CA minion, as one
+    archive in ``directory`` (default ``k8s:pki:backup:dir``; 0700, the archive 0600). With ``recipient`` (default
+    ``k8s:pki:backup:recipient``, an X25519 public key from :py:func:`backup_keypair`) the archive is encrypted to it
+    (X25519, HKDF-SHA256, AES-256-GCM) and only the private key's holder can read it. With ``push`` (default
+    ``k8s:pki:backup:push``) the encrypted archive is also copied to the salt-master with ``cp.push`` (Salt's file
+    channel, not the job cache); a cleartext archive is never pushed. The bytes are never part of a return value.
+    An archive of the same content already there is not written again (``created: False``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_pki.ca_backup
+        salt-call k8s_pki.ca_backup /mnt/offsite/kubesalt recipient=Xx...= push=True
+    """
+    config = _ca_config(config)
+    settings = config["pki"]["backup"]
+    directory = directory or settings["dir"]
+    recipient = recipient if recipient is not None else settings["recipient"]
+    push = settings["push"] if push is None else push
+    if push and not recipient:
+        raise SaltInvocationError(
+            "k8s:pki:backup:push needs k8s:pki:backup:recipient: a cleartext CA archive never leaves the CA minion"
+        )
+    if not os.path.isabs(str(directory)):
+        raise SaltInvocationError(f"k8s:pki:backup:dir: '{directory}' must be an absolute path")
+    data, digest = _ca_archive(config["paths"]["ca_dir"])
+    name = f"kubesalt-ca-{digest[:16]}.tar.gz" + (".sealed" if recipient else "")
+    path = os.path.join(str(directory), name)
+    files.make_dirs(path, 0o700)
+    os.chmod(directory, 0o700)
+    created = not os.path.exists(path)
+    if created:
+        if recipient:
+            sealed = seal.seal(base64.b64encode(data).decode("ascii"), recipient, BACKUP_CONTEXT)
+            data = json.dumps(dict(sealed, sha256=digest), sort_keys=True).encode()
+        files.write(path, data, 0o600, dir_mode=0o700)
+    result = {"path": path, "sha256": digest, "created": created, "encrypted": bool(recipient), "pushed": False}
+    if push:
+        if not __salt__["cp.push"](path):
+            raise CommandExecutionError(f"cp.push of {path} failed: the salt-master needs file_recv: True")
+        result["pushed"] = True
+    return result
+
+
+def ca_restore(archive, private_key_file=None, config=None):
+    """
+    Put a CA backup (:py:func:`ca_backup`) into ``k8s:paths:ca_dir`` on a new CA minion: decrypted with the
+    X25519 private key in ``private_key_file`` when it is sealed, checked against its sha256, unpacked 0600 into a
+    0700 directory. A CA directory already there is moved aside (``<ca_dir>.before-restore-<time>``), never deleted.
+    Run ``k8s.pki.ca`` afterwards: it finds the CAs and secrets and keeps them.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_pki.ca_restore /root/kubesalt-ca-0123456789abcdef.tar.gz.sealed /root/kubesalt-ca-backup.key
+    """
+    config = config or __salt__["k8s.config"]()
+    ca_dir = config["paths"]["ca_dir"]
+    with open(archive, "rb") as fh:
+        data = fh.read()
+    if str(archive).endswith(".sealed"):
+        if not private_key_file:
+            raise SaltInvocationError(f"{archive} is encrypted: pass private_key_file (from k8s_pki.backup_keypair)")
+        with open(private_key_file, encoding="ascii") as fh:
+            private = X25519PrivateKey.from_private_bytes(base64.b64decode(fh.read().strip()))
+        sealed = json.loads(data)
+        data, expected = base64.b64decode(seal.unseal(sealed, private, BACKUP_CONTEXT)), sealed.get("sha256")
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise CommandExecutionError(f"{archive}: the decrypted archive does not match its sha256")
+    elif not os.path.basename(str(archive)).startswith(f"kubesalt-ca-{hashlib.sha256(data).hexdigest()[:16]}"):
+        raise CommandExecutionError(f"{archive}: its content does not match the sha256 in its name")
+    staging = f"{ca_dir}.restoring"
+    if os.path.lexists(staging):
+        raise CommandExecutionError(f"{staging} exists (an interrupted restore?): look at it, move it away, run again")
+    os.makedirs(staging, mode=0o700)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            if not member.isfile() or "/" in member.name or member.name in ("", ".", ".."):
+                raise CommandExecutionError(f"{archive}: unexpected member {member.name!r}; not a kubesalt CA backup")
+            files.write(os.path.join(staging, member.name), tar.extractfile(member).read(), 0o600, dir_mode=0o700)
+    aside = None
+    if os.path.lexists(ca_dir):
+        aside = f"{ca_dir}.before-restore-{datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+        os.rename(ca_dir, aside)
+    os.rename(staging, ca_dir)
+    return {"ca_dir": ca_dir, "files": sorted(os.listdir(ca_dir)), "moved_aside": aside}

@@ -1,13 +1,20 @@
 """
-kubesalt etcd states: keys written with compare-and-swap, and a bounded wait for a healthy etcd quorum.
+kubesalt etcd states: keys written with compare-and-swap, a bounded wait for a healthy etcd quorum, and the day-2
+operations: snapshots, membership (members join as learners, removal refused when it would lose quorum) and the
+data-directory steps of a restore.
 
 Every state takes the connection parameters of the ``k8s_etcd`` execution module (``endpoints``, ``ca``, ``cert``,
 ``key``, ``timeout``) as keyword arguments; left out, they come from ``k8s.config`` on the minion.
 """
 
+import json
+import os
 import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from kubesalt import files
+from kubesalt.outcome import failed
 
 __virtualname__ = "k8s_etcd"
 
@@ -208,3 +215,344 @@ def healthy(name, timeout=60, interval=2, **conn):
             ret["comment"] = f"etcd has no quorum after waiting {timeout:g}s: {state}"
             return ret
         time.sleep(interval)
+
+
+def snapshot_present(name, keep, max_age=3600, copy_to=None, **conn):
+    """
+    Ensure directory ``name`` holds a snapshot of this etcd member taken less than ``max_age`` seconds ago: when the
+    newest is older (or there is none), take one with ``k8s_etcd.backup`` (checked before it is kept, all but the
+    newest ``keep`` removed, copied to ``copy_to`` when given). A re-run within ``max_age`` changes nothing; with
+    ``test=True`` nothing is taken and the comment says whether one would be.
+
+    .. code-block:: yaml
+
+        etcd snapshot:
+          k8s_etcd.snapshot_present:
+            - name: /var/backups/kubesalt/etcd
+            - keep: 7
+            - max_age: 3600
+    """
+    ret = _ret(name)
+    try:
+        conn = _conn(conn)
+        newest = (__salt__["k8s_etcd.snapshots"](name) or [None])[0]
+        age = time.time() - newest["mtime"] if newest else None
+        if newest and age < float(max_age):
+            ret.update(result=True, comment=f"newest etcd snapshot {newest['path']} is {age:.0f}s old (< {max_age}s)")
+            return ret
+        why = "there is none" if newest is None else f"the newest is {age:.0f}s old"
+        if __opts__["test"]:
+            ret.update(result=None, changes={"snapshot": f"new in {name}"}, comment=f"would take a snapshot: {why}")
+            return ret
+        taken = __salt__["k8s_etcd.backup"](directory=name, keep=keep, copy_to=copy_to or None, **conn)
+        changes = {"snapshot": taken["path"], "revision": taken["revision"]}
+        if taken["removed"]:
+            changes["removed"] = taken["removed"]
+        if taken.get("copied_to"):
+            changes["copied_to"] = taken["copied_to"]
+        ret.update(
+            result=True,
+            changes=changes,
+            comment=f"took etcd snapshot {taken['path']} (revision {taken['revision']}, {taken['size']} bytes, "
+            f"{taken['secrets']} Secret revisions, all encrypted) because {why}",
+        )
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        failed(ret, exc)
+    return ret
+
+
+def first_start(name, config=None, ask=True):
+    """
+    Decide, just before etcd starts, how this member starts for the first time, and write it to the environment
+    file ``name`` (``k8s_conf.etcd_first_start_file``, 0600) that its unit reads: nothing to do when the data
+    directory already holds a member (etcd then ignores those settings, and the file is left as it is); otherwise
+    ``k8s_etcd.initial_cluster`` asks the other members of ``k8s:nodes`` (``ask=False``: nobody, a files-only run)
+    and says ``new`` (the first bootstrap) or ``existing`` -- and a member joining a running cluster is added there
+    as a learner first (``k8s_etcd.member_add``). Decided at apply time, after ``k8s.pki`` issued the certificate it
+    asks with; an unchanged decision changes nothing.
+
+    .. code-block:: jinja
+
+        etcd first start settings:
+          k8s_etcd.first_start:
+            - name: /etc/kubernetes/etcd-first-start.env
+            - config: {{ k8s | json }}
+    """
+    ret = _ret(name)
+    try:
+        config = config or __salt__["k8s.config"]()
+        decision = __salt__["k8s_etcd.initial_cluster"](config, ask=ask)
+        if decision is None:
+            ret.update(result=True, comment="the data directory holds a member: its first start is behind it")
+            return ret
+        contents = __salt__["k8s_etcd.first_start_env"](decision)
+        try:
+            with open(name, encoding="utf-8") as handle:
+                current = handle.read()
+        except FileNotFoundError:
+            current = None
+        me = config["cluster"]["minion_id"]
+        changes = {}
+        if current != contents:
+            changes["state"] = decision["state"]
+            changes["initial_cluster"] = decision["initial_cluster"]
+        if decision["join"]:
+            changes["added"] = {"name": me, "peer_url": config["cluster"]["etcd_peer_url"], "learner": True}
+        if not changes:
+            ret.update(result=True, comment=f"{name} holds this member's first start ({decision['state']})")
+            return ret
+        if __opts__["test"]:
+            ret.update(result=None, changes=changes, comment=f"would start {me} as {decision['state']}")
+            return ret
+        if decision["join"]:
+            others = [u for u in config["cluster"]["etcd_client_urls"] if u != config["cluster"]["etcd_client_url"]]
+            __salt__["k8s_etcd.member_add"](config["cluster"]["etcd_peer_url"], learner=True, endpoints=others)
+        files.write(name, contents, 0o600)
+        ret.update(result=True, changes=changes, comment=f"{me} starts as {decision['state']}: {name}")
+    except (CommandExecutionError, SaltInvocationError, OSError) as exc:
+        failed(ret, exc)
+    return ret
+
+
+def members_match(name, config=None, **conn):
+    """
+    Ensure the running cluster has no member that ``k8s:nodes`` does not list as an etcd member
+    (``k8s_etcd.members_to_remove``, matched by peer URL): each is removed in turn -- members that are down first --
+    the quorum checked before every removal (``k8s_etcd.removal_problem``); the first that would lose quorum stops
+    the state, naming it, with the removals done so far in ``changes``. Stop each removed member's etcd afterwards
+    (``k8s.etcd.retire``).
+
+    .. code-block:: jinja
+
+        etcd members not in k8s:nodes removed:
+          k8s_etcd.members_match:
+            - name: etcd membership
+            - config: {{ k8s | json }}
+    """
+    ret = _ret(name)
+    try:
+        conn = _conn(conn)
+        config = config or __salt__["k8s.config"]()
+        leaving = __salt__["k8s_etcd.members_to_remove"](config, __salt__["k8s_etcd.member_list"](**conn))
+        if not leaving:
+            ret.update(result=True, comment="every etcd member is one k8s:nodes lists")
+            return ret
+        if __opts__["test"]:
+            ret.update(
+                result=None,
+                changes={"removed": [m["label"] for m in leaving]},
+                comment=f"would remove {', '.join(m['label'] for m in leaving)}, one at a time",
+            )
+            return ret
+        removed = []
+        # members that are down first: removing them never costs quorum, and it may make the others' removal safe
+        down = set(__salt__["k8s_etcd.cluster_health"](**conn)["unhealthy"])
+        for member in sorted(leaving, key=lambda m: (m["label"] not in down, m["label"])):
+            problem = __salt__["k8s_etcd.removal_problem"](__salt__["k8s_etcd.cluster_health"](**conn), member["label"])
+            if problem:
+                ret.update(changes={"removed": removed} if removed else {}, comment=f"not removed: {problem}")
+                return ret
+            __salt__["k8s_etcd.member_remove"](member["id"], **conn)
+            removed.append(member["label"])
+        ret.update(result=True, changes={"removed": removed}, comment=f"removed {', '.join(removed)}")
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        failed(ret, exc)
+    return ret
+
+
+def snapshot_sound(name, directory=None):
+    """
+    Check that snapshot ``name`` (a path, or ``latest``: the newest in ``directory``) is a sound etcd snapshot
+    (``k8s_etcd.verify_snapshot``). Changes nothing; the comment gives its revision, size and sha256.
+
+    .. code-block:: yaml
+
+        etcd snapshot to restore:
+          k8s_etcd.snapshot_sound:
+            - name: latest
+            - directory: /var/backups/kubesalt/etcd
+    """
+    ret = _ret(name)
+    try:
+        path = __salt__["k8s_etcd.resolve_snapshot"](name, directory)
+        facts = __salt__["k8s_etcd.verify_snapshot"](path)
+        ret.update(
+            result=True,
+            comment=f"{path}: revision {facts['revision']}, {facts['size']} bytes, sha256 {facts['sha256']}, "
+            f"{facts['secrets']} Secret revisions, all encrypted",
+        )
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        failed(ret, exc)
+    return ret
+
+
+def member_promoted(name, peer_url, wait=120, **conn):
+    """
+    Ensure member ``name`` (``peer_url``) votes: a learner is promoted once it has caught up (tried for up to
+    ``wait`` seconds). A voting member changes nothing.
+
+    .. code-block:: yaml
+
+        etcd member votes:
+          k8s_etcd.member_promoted:
+            - name: master03
+            - peer_url: https://10.240.0.13:2380
+    """
+    ret = _ret(name)
+    try:
+        conn = _conn(conn)
+        member = __salt__["k8s_etcd.find_member"](__salt__["k8s_etcd.member_list"](**conn), peer_url)
+        if member is None:
+            ret["comment"] = f"etcd member {name} ({peer_url}) is not in the cluster"
+            return ret
+        if not member["is_learner"]:
+            ret.update(result=True, comment=f"etcd member {name} is a voting member")
+            return ret
+        changes = {"promoted": name}
+        if __opts__["test"]:
+            ret.update(result=None, changes=changes, comment=f"etcd learner {name} would be promoted")
+            return ret
+        __salt__["k8s_etcd.member_promote"](peer_url, wait=wait, **conn)
+        ret.update(result=True, changes=changes, comment=f"etcd learner {name} promoted to a voting member")
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        failed(ret, exc)
+    return ret
+
+
+def member_absent(name, only_unhealthy=False, remove=True, **conn):
+    """
+    Ensure ``name`` (a member's name, hex id or peer URL) is not a member of the cluster. Refused, changing
+    nothing, when removing it would lose quorum (``k8s_etcd.removal_problem``), and with ``only_unhealthy`` (a
+    replacement) when the member is healthy. With ``remove=False`` only check: a member still there fails the state
+    (``k8s.etcd.retire`` checks so before it stops a member). Stop the member's etcd afterwards (``k8s.etcd.retire``
+    does, and moves its data directory aside).
+
+    .. code-block:: yaml
+
+        old etcd member removed:
+          k8s_etcd.member_absent:
+            - name: master04
+    """
+    ret = _ret(name)
+    try:
+        conn = _conn(conn)
+        member = __salt__["k8s_etcd.find_member"](__salt__["k8s_etcd.member_list"](**conn), name)
+        if member is None:
+            ret.update(result=True, comment=f"{name} is not an etcd member")
+            return ret
+        if not remove:
+            ret["comment"] = (
+                f"{name} is still an etcd member ({member['id']}): remove it from the cluster first "
+                "(salt-run state.orchestrate k8s.etcd.member, or k8s.node.remove)"
+            )
+            return ret
+        health = __salt__["k8s_etcd.cluster_health"](**conn)
+        label = member["name"] or member["id"]
+        problem = __salt__["k8s_etcd.removal_problem"](health, label)
+        if only_unhealthy and (health["members"].get(label) or {}).get("healthy"):
+            problem = f"{label} is healthy; only a member that is down is replaced (remove a live one instead)"
+        if problem:
+            ret["comment"] = f"etcd member {name} not removed: {problem}"
+            return ret
+        changes = {"removed": {"name": member["name"], "id": member["id"], "peer_urls": member["peer_urls"]}}
+        if __opts__["test"]:
+            ret.update(result=None, changes=changes, comment=f"etcd member {name} would be removed")
+            return ret
+        __salt__["k8s_etcd.member_remove"](member["id"], **conn)
+        ret.update(result=True, changes=changes, comment=f"etcd member {name} ({member['id']}) removed")
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        failed(ret, exc)
+    return ret
+
+
+def _marker(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def data_restored(name, snapshot, member, peer_url, token, marker, tool_dirs=(), directory=None):
+    """
+    Ensure data directory ``name`` holds the restore of ``snapshot`` (a path, or ``latest``: the newest in
+    ``directory``) as a one-member cluster (member ``member`` at ``peer_url``, cluster token ``token``) -- the seed of
+    a restore; the other members join it afterwards. Done once per restore: ``marker`` records it (by the
+    ``snapshot`` argument as given), so re-running an interrupted restore does not restore again over a seed that
+    already runs. The previous data directory is moved aside.
+
+    .. code-block:: yaml
+
+        etcd data restored:
+          k8s_etcd.data_restored:
+            - name: /var/lib/etcd
+            - snapshot: /var/backups/kubesalt/etcd/etcd-snapshot-20261201T120000.000000Z.db
+            - member: master01
+            - peer_url: https://10.240.0.11:2380
+            - token: kubesalt
+            - marker: /var/lib/etcd.restore-pending
+    """
+    ret = _ret(name)
+    done = {"restore": snapshot, "role": "seed"}
+    try:
+        if _marker(marker) == done and __salt__["k8s_etcd.holds_member"](name):
+            ret.update(result=True, comment=f"{name} already holds the restore of {snapshot}")
+            return ret
+        snapshot = __salt__["k8s_etcd.resolve_snapshot"](snapshot, directory)
+        facts = __salt__["k8s_etcd.verify_snapshot"](snapshot)
+        changes = {"restored": snapshot, "revision": facts["revision"]}
+        if os.path.lexists(name):
+            changes["moved_aside"] = name
+        if __opts__["test"]:
+            ret.update(result=None, changes=changes, comment=f"{name} would be restored from {snapshot}")
+            return ret
+        tool = __salt__["k8s_etcd.restore_tool"](list(tool_dirs))
+        result = __salt__["k8s_etcd.restore"](snapshot, name, member, peer_url, token, tool=tool)
+        files.write(marker, json.dumps(done), 0o600)
+        changes["moved_aside"] = result["moved_aside"]
+        ret.update(
+            result=True,
+            changes=changes,
+            comment=f"{name} restored from {snapshot} (revision {facts['revision']}) with {tool}; the previous data "
+            f"directory is {result['moved_aside'] or 'absent'}",
+        )
+    except (CommandExecutionError, SaltInvocationError, OSError) as exc:
+        failed(ret, exc)
+    return ret
+
+
+def data_cleared(name, marker, restore_id):
+    """
+    Ensure data directory ``name`` of a member that is not the seed of restore ``restore_id`` is out of the way: it
+    is moved aside (never deleted) once per restore, and ``marker`` records that, so the member joins the restored
+    cluster as a new member and a re-run does not move its new data aside again.
+
+    .. code-block:: yaml
+
+        etcd data cleared for the restore:
+          k8s_etcd.data_cleared:
+            - name: /var/lib/etcd
+            - marker: /var/lib/etcd.restore-pending
+            - restore_id: /var/backups/kubesalt/etcd/etcd-snapshot-20261201T120000.000000Z.db
+    """
+    ret = _ret(name)
+    done = {"restore": restore_id, "role": "member"}
+    try:
+        if _marker(marker) == done:
+            ret.update(result=True, comment=f"{name} was already cleared for restore {restore_id}")
+            return ret
+        changes = {"moved_aside": name} if os.path.lexists(name) else {}
+        changes["marker"] = marker
+        if __opts__["test"]:
+            ret.update(result=None, changes=changes, comment=f"{name} would be moved aside for restore {restore_id}")
+            return ret
+        moved = __salt__["k8s_etcd.move_aside"](name, "before-restore")
+        files.write(marker, json.dumps(done), 0o600)
+        if moved:
+            changes["moved_aside"] = moved
+        ret.update(
+            result=True, changes=changes, comment=f"{name} cleared for restore {restore_id}: {moved or 'absent'}"
+        )
+    except (CommandExecutionError, SaltInvocationError, OSError) as exc:
+        failed(ret, exc)
+    return ret

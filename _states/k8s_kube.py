@@ -362,3 +362,75 @@ def node_registered(name, config=None, timeout=None):
         return ret
     except (CommandExecutionError, SaltInvocationError) as exc:
         return outcome.failed(ret, exc)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Node removal
+# --------------------------------------------------------------------------------------------------------------------
+def node_drained(name, config=None, timeout=None, identity="admin", server=None):
+    """
+    Ensure Node ``name`` is cordoned and its pods evicted (``k8s_kube.drain``: PodDisruptionBudgets honoured, up to
+    ``timeout`` seconds, default ``k8s:timeouts:drain``; on timeout the comment names every pod still there and
+    why). A node that is not registered, or is cordoned with nothing left to evict, changes nothing.
+
+    .. code-block:: jinja
+
+        worker02 drained:
+          k8s_kube.node_drained:
+            - name: worker02
+            - config: {{ k8s | json }}
+    """
+    ret = outcome.new(name)
+    try:
+        config = _config(config)
+        plan = __salt__["k8s_kube.drain"](config, name, timeout=timeout, identity=identity, server=server, test=True)
+        if not plan["exists"]:
+            ret.update(result=True, comment=f"Node {name} is not registered; nothing to drain")
+            return ret
+        changes = {k: plan[k] for k in ("cordoned", "evicted") if plan[k]}
+        if not changes:
+            ret.update(result=True, comment=f"Node {name} is cordoned and has no pod to evict")
+            return ret
+        if _test():
+            ret.update(result=None, changes=changes, comment=f"Node {name} would be cordoned and drained")
+            return ret
+        done = __salt__["k8s_kube.drain"](config, name, timeout=timeout, identity=identity, server=server)
+        changes = {k: done[k] for k in ("cordoned", "evicted") if done[k]}
+        skipped = f"; left: {', '.join(done['skipped'])}" if done["skipped"] else ""
+        ret.update(
+            result=True,
+            changes=changes,
+            comment=f"Node {name} cordoned and drained in {done['waited']} s ({len(done['evicted'])} evicted){skipped}",
+        )
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        outcome.failed(ret, exc)
+    return ret
+
+
+def node_absent(name, config=None, identity="admin", server=None):
+    """
+    Ensure Node object ``name`` does not exist (stop its kubelet first, or it registers the node again).
+
+    .. code-block:: jinja
+
+        worker02 deleted:
+          k8s_kube.node_absent:
+            - name: worker02
+            - config: {{ k8s | json }}
+    """
+    ret = outcome.new(name)
+    try:
+        config = _config(config)
+        found = __salt__["k8s_kube.delete_node"](config, name, identity=identity, server=server, test=True)
+        if not found["changed"]:
+            ret.update(result=True, comment=f"Node {name} does not exist")
+            return ret
+        changes = {"deleted": found["object"]}
+        if _test():
+            ret.update(result=None, changes=changes, comment=f"Node {name} would be deleted")
+            return ret
+        __salt__["k8s_kube.delete_node"](config, name, identity=identity, server=server)
+        ret.update(result=True, changes=changes, comment=f"Node {name} deleted")
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        outcome.failed(ret, exc)
+    return ret

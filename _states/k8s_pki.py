@@ -445,3 +445,35 @@ def public_key_present(name, key, mode="0600"):
         return ret
     except (CommandExecutionError, SaltInvocationError, OSError) as exc:
         return outcome.failed(ret, exc)
+
+
+def ca_backup_present(name, recipient="", push=False):
+    """
+    Ensure directory ``name`` on the CA minion holds an archive of the CA directory's current content
+    (``k8s_pki.ca_backup``: 0600 in a 0700 directory, encrypted to ``recipient`` when given; a new archive is also
+    pushed to the salt-master when ``push``). Unchanged CA files: no new archive, no changes.
+
+    .. code-block:: jinja
+
+        CA directory backed up:
+          k8s_pki.ca_backup_present:
+            - name: /var/backups/kubesalt/ca
+            - recipient: {{ k8s.pki.backup.recipient | json }}
+    """
+    ret = outcome.new(name)
+    try:
+        wanted = os.path.join(name, __salt__["k8s_pki.ca_backup_name"](recipient=recipient or None))
+        if os.path.exists(wanted):
+            ret["comment"] = f"{wanted} holds the CA directory as it is"
+            return ret
+        changes = {"archive": wanted, "encrypted": bool(recipient), "pushed": bool(push)}
+        if __opts__["test"]:
+            ret.update(result=None, changes=changes, comment=f"would write {wanted}")
+            return ret
+        done = __salt__["k8s_pki.ca_backup"](directory=name, recipient=recipient or None, push=push)
+        ret.update(
+            changes=changes, comment=f"CA directory backed up to {done['path']}" + (" and pushed" if push else "")
+        )
+    except (CommandExecutionError, SaltInvocationError, OSError) as exc:
+        return outcome.failed(ret, exc)
+    return ret

@@ -259,6 +259,16 @@ SHA256 = Scalar(
     "64 lowercase hex digits",
 )
 PEM = _Pem("a PEM certificate", _is_pem)
+CALENDAR = Scalar(
+    "a systemd calendar expression",
+    lambda v: isinstance(v, str) and bool(re.fullmatch(r"[A-Za-z0-9*:/,.~ -]{1,100}", v)) and v.strip() == v,
+    "e.g. daily, hourly or '*-*-* 00/6:00:00' (systemd.time(7))",
+)
+X25519_KEY = Scalar(
+    "an X25519 public key",
+    lambda v: isinstance(v, str) and bool(re.fullmatch(r"[A-Za-z0-9+/]{43}=", v)),
+    "44 characters of base64, from k8s_pki.backup_keypair",
+)
 SAN = Scalar("an IP address or a DNS name", lambda v: data.ip(v) is not None or data.is_dns_name(str(v), True))
 
 
@@ -328,6 +338,7 @@ SCHEMA = Struct(
         rotate_keys=BOOL,
         super_admin=BOOL,
         apiserver_extra_sans=ListOf(SAN),
+        backup=Struct(dir=PATH, recipient=Optional(X25519_KEY), push=BOOL),
     ),
     etcd=Struct(
         install=enum("artifact", "package"),
@@ -337,6 +348,13 @@ SCHEMA = Struct(
         restart_on_change=BOOL,
         health_timeout=SECONDS,
         user=USER,
+        backup=Struct(
+            dir=PATH,
+            keep=Scalar("a number of snapshots", _int_in(1, 10000), "at least 1"),
+            schedule=Optional(CALENDAR),
+            copy_to=Optional(PATH),
+            max_age=SECONDS,
+        ),
     ),
     network=Struct(mode=enum("routes", "flannel"), backend=Free()),
     api_balancer=Struct(enabled=BOOL, port=PORT, packages=ListOf(PACKAGE), check_interval=SECONDS),
@@ -415,13 +433,22 @@ SCHEMA = Struct(
     ),
     addons=Struct(coredns=Struct(enabled=BOOL, image=Optional(IMAGE), replicas=COUNT, wait_ready=BOOL)),
     admin=Struct(kubeconfig_paths=ListOf(PATH)),
-    timeouts=Struct(apiserver_ready=SECONDS, node_ready=SECONDS, addons_ready=SECONDS),
+    timeouts=Struct(apiserver_ready=SECONDS, node_ready=SECONDS, addons_ready=SECONDS, drain=SECONDS),
     worker_batch=BATCH,
 )
 
 
 # Keys k8s.settings adds to the merged settings itself: derived data, not settings.
 DERIVED_KEYS = ("catalogue", "releases", "cluster")
+
+# The arguments of the day-2 orchestrations (pillar k8s_op, see k8s.operation); not settings.
+OPERATION = Struct(
+    node=NODE_ID,
+    replace=NODE_ID,
+    seed=NODE_ID,
+    snapshot=Scalar("an absolute path or 'latest'", lambda v: v == "latest" or _is_path(v), "e.g. latest"),
+    drain_timeout=SECONDS,
+)
 
 
 def errors(settings):

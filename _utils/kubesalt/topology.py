@@ -134,8 +134,10 @@ def derive(config, minion_id=None):
     - ``ca_minion`` (``k8s:pki:ca_minion`` or the first master), ``api_service_ip`` (first address of the service
       network), ``pod_cidrs`` (minion id -> pod subnet), ``apiserver_url`` (for clients off the masters),
       ``balancer_url`` (the node-local API balancer, or "" when it is off),
-      ``etcd_client_urls``, ``etcd_local_url`` (a member's own client URL on loopback), ``etcd_restart_marker`` (the
-      file that asks ``k8s.etcd.restart`` to restart a member);
+      ``etcd_client_urls``, ``etcd_local_url`` (a member's own client URL on loopback), ``etcd_peer_url`` and
+      ``etcd_client_url`` (this minion's, when it is an etcd member), ``etcd_restart_marker`` (the
+      file that asks ``k8s.etcd.restart`` to restart a member), ``etcd_restore_marker`` (the file that says which
+      snapshot ``k8s.etcd.restore`` is restoring, while it runs);
     - about this minion (``minion_id``): ``node`` (its inventory entry, or {}), ``roles`` and ``is_master``,
       ``is_worker``, ``is_etcd``, ``is_node`` (master or worker), ``is_ca``, and ``api_url`` (the API server it
       talks to).
@@ -161,7 +163,12 @@ def derive(config, minion_id=None):
         "balancer_url": balancer_url(config),
         "etcd_client_urls": etcd_client_urls(config) if valid else [],
         "etcd_local_url": url("127.0.0.1", _section(config, "etcd").get("client_port")),
+        "etcd_peer_url": (etcd_peer_urls(config).get(me, "") if valid else ""),
+        "etcd_client_url": (
+            url(node["ip"], _section(config, "etcd").get("client_port")) if valid and "etcd" in roles else ""
+        ),
         "etcd_restart_marker": f"{_section(config, 'paths').get('etcd_data_dir')}.restart-pending",
+        "etcd_restore_marker": f"{_section(config, 'paths').get('etcd_data_dir')}.restore-pending",
         "minion_id": me,
         "node": copy.deepcopy(node),
         "roles": roles,

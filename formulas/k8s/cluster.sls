@@ -8,9 +8,8 @@
     at a time with a quorum wait -> control plane one master at a time (each waits for
     its /readyz) -> cluster objects -> nodes (batch k8s:worker_batch; each registers and waits until Ready) ->
     add-ons -> smoke checks (the API through every node's balancer, every node Ready, CoreDNS available). #}
-{%- set nodes = "G@role:master or G@role:worker or G@role:etcd" %}
-{%- set etcd_hosts = "G@role:master or G@role:etcd" %}
-{%- set node_hosts = "G@role:master or G@role:worker" %}
+{%- import "k8s/orchestrate.jinja" as o with context %}
+{%- set nodes, etcd_hosts, node_hosts = o.all_hosts, o.etcd_hosts, o.node_hosts %}
 {#- Batch size of the steps whose nodes call the CA minion through peer publish: k8s:worker_batch from the master's own
     pillar when it has the k8s pillar, else the default in defaults.yaml (see there). Nodes validate the value they
     see in the validation step. #}
@@ -35,45 +34,7 @@ salt-master worker pools:
         Add the README's worker_pools block to the master config.
 {%- endif %}
 
-{#- kubesalt ships its shared core (_utils), execution and state modules: syncing those three types costs ~1.5 s
-    where saltutil.sync_all (every extension type, one fileserver round trip each) costs ~5 s of a ~20 s no-op run.
-    The shared core first: the modules import it. #}
-sync kubesalt shared core:
-  salt.function:
-    - name: saltutil.sync_utils
-    - tgt: "{{ nodes }}"
-    - tgt_type: compound
-    - kwarg:
-        refresh: false
-
-sync kubesalt execution modules:
-  salt.function:
-    - name: saltutil.sync_modules
-    - tgt: "{{ nodes }}"
-    - tgt_type: compound
-    - kwarg:
-        refresh: false
-    - require:
-      - salt: sync kubesalt shared core
-
-sync kubesalt state modules:
-  salt.function:
-    - name: saltutil.sync_states
-    - tgt: "{{ nodes }}"
-    - tgt_type: compound
-    - kwarg:
-        refresh: true
-    - require:
-      - salt: sync kubesalt execution modules
-
-validate configuration on every node:
-  salt.function:
-    - name: k8s.validate
-    - tgt: "{{ nodes }}"
-    - tgt_type: compound
-    - failhard: true
-    - require:
-      - salt: sync kubesalt state modules
+{{ o.sync(nodes) }}
 
 certificate authorities on the CA minion:
   salt.state:

@@ -83,9 +83,14 @@ class Member:
             return "(no log)"
 
 
-def start_etcd(flags, log_path):
-    """Start the etcd binary with ``flags``; its output goes to ``log_path``."""
+def start_etcd(flags, log_path, env_file_text=None):
+    """Start the etcd binary with ``flags``; its output goes to ``log_path``. ``env_file_text``: the lines of a
+    systemd EnvironmentFile (``NAME=value``, ``#`` comments) to start it with, as its unit would."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
+    for line in (env_file_text or "").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            env[name] = value
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [ETCD, *flags],
@@ -128,7 +133,8 @@ def wait_healthy(url, ca, cert, key, timeout=START_TIMEOUT, process=None, log=No
 
 
 class EtcdCluster:
-    """``size`` members named etcd1..etcdN, all on 127.0.0.1 with free ports, under ``directory``."""
+    """``size`` members named etcd1..etcdN, all on 127.0.0.1 with free ports, under ``directory``. More members can
+    be made with :py:meth:`add_member` and started to join the running cluster."""
 
     def __init__(self, directory, size=3, token="kubesalt-test"):
         self.dir = pathlib.Path(directory)
@@ -136,21 +142,35 @@ class EtcdCluster:
         self.pki = Pki(self.dir / "pki")
         self.ca = self.pki.ca_file
         self.client_cert, self.client_key = self.pki.issue("client", "kubesalt-test-client")
-        ports = free_ports(2 * size)
         self.members = {}
         for index in range(size):
-            name = f"etcd{index + 1}"
-            member = Member(name, ports[2 * index], ports[2 * index + 1], self.dir / name)
-            member.dir.mkdir(parents=True)
-            member.cert, member.key = self.pki.issue(
-                "server",
-                name,
-                usages=("server", "client"),
-                ips=("127.0.0.1",),
-                dns=("localhost", name),
-                directory=member.dir,
-            )
-            self.members[name] = member
+            self.add_member(f"etcd{index + 1}")
+
+    def add_member(self, name):
+        """A new member (ports, directory, certificate), not started and not in the cluster yet."""
+        client_port, peer_port = free_ports(2)
+        member = Member(name, client_port, peer_port, self.dir / name)
+        member.dir.mkdir(parents=True)
+        member.cert, member.key = self.pki.issue(
+            "server",
+            name,
+            usages=("server", "client"),
+            ips=("127.0.0.1",),
+            dns=("localhost", name),
+            directory=member.dir,
+        )
+        member.state, member.initial_cluster = "new", None
+        self.members[name] = member
+        return member
+
+    @property
+    def data_dirs(self):
+        return {name: member.dir / "data" for name, member in self.members.items()}
+
+    @property
+    def inventory(self):
+        """``{member: peer URL}`` of every member, as ``k8s:nodes`` would give them."""
+        return {m.name: m.peer_url for m in self.members.values()}
 
     @property
     def endpoints(self):
@@ -169,7 +189,8 @@ class EtcdCluster:
         return conn
 
     def _flags(self, member):
-        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members.values())
+        cluster = member.initial_cluster or {m.name: m.peer_url for m in self.members.values()}
+        initial = ",".join(f"{name}={url}" for name, url in cluster.items())
         return [
             f"--name={member.name}",
             f"--data-dir={member.dir / 'data'}",
@@ -179,7 +200,7 @@ class EtcdCluster:
             f"--initial-advertise-peer-urls={member.peer_url}",
             f"--initial-cluster={initial}",
             f"--initial-cluster-token={self.token}",
-            "--initial-cluster-state=new",
+            f"--initial-cluster-state={member.state}",
             "--client-cert-auth",
             f"--trusted-ca-file={self.ca}",
             f"--cert-file={member.cert}",
@@ -198,8 +219,11 @@ class EtcdCluster:
         self.wait_healthy()
         return self
 
-    def start_member(self, name, wait=True):
+    def start_member(self, name, wait=True, state=None, initial_cluster=None):
+        """Start member ``name``; ``state`` and ``initial_cluster`` ({name: peer URL}) for its first start."""
         member = self.members[name]
+        if state:
+            member.state, member.initial_cluster = state, initial_cluster
         if member.process is None or member.process.poll() is not None:
             member.process = start_etcd(self._flags(member), member.log)
         if wait:

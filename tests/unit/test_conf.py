@@ -453,3 +453,9 @@ def test_the_balancer_port_may_not_clash_with_another_service(make_settings):
     with pytest.raises(CommandExecutionError, match=r"k8s:api_balancer:port: 2379 is already the port of"):
         settings(make_settings, api_balancer={"port": 2379})
     settings(make_settings, api_balancer={"port": 2379, "enabled": False})
+
+
+def test_a_master_being_removed_is_left_out_of_every_balancer(conf, make_settings):
+    cfg = settings(make_settings, nodes=THREE_MASTERS)
+    text = conf.api_balancer_config(cfg, "worker01", without=["master02"])
+    assert "server master01 " in text and "server master03 " in text and "master02" not in text

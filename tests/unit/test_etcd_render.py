@@ -32,18 +32,18 @@ def test_etcd_spec_describes_a_mutual_tls_member_of_every_etcd_node(conf, make_s
     flags = spec["flags"]
     assert spec["unit"] == "etcd" and spec["exec"] == "/usr/local/bin/etcd"
     assert spec["certificates"] == ["etcd-server", "etcd-peer"]
-    assert flags[:9] == [
+    assert flags[:7] == [
         "--name=etcd02",
         "--data-dir=/var/lib/etcd",
         "--listen-client-urls=https://10.240.0.12:2379,https://127.0.0.1:2379",
         "--advertise-client-urls=https://10.240.0.12:2379",
         "--listen-peer-urls=https://10.240.0.12:2380",
         "--initial-advertise-peer-urls=https://10.240.0.12:2380",
-        "--initial-cluster=etcd01=https://10.240.0.11:2380,etcd02=https://10.240.0.12:2380,"
-        "etcd03=https://10.240.0.13:2380",
         "--initial-cluster-token=prod",
-        "--initial-cluster-state=new",
     ]
+    # the first-start settings are not flags: the unit reads them from a file written only for a first start
+    assert not any(f.startswith(("--initial-cluster=", "--initial-cluster-state")) for f in flags)
+    assert spec["files"] == {} and spec["service"]["EnvironmentFile"] == "-/etc/kubernetes/etcd-first-start.env"
     assert "--client-cert-auth" in flags and "--peer-client-cert-auth" in flags
     root = make_settings({"nodes": THREE_MEMBERS, "cluster_name": "prod", "etcd": {"user": ""}})
     root_flags = conf.etcd(root, "etcd02")["flags"]
@@ -84,7 +84,16 @@ def test_etcd_urls_put_an_ipv6_member_address_in_brackets(conf, etcd, make_setti
     config = make_settings({"nodes": nodes, "networks": {"node_cidr": "fd00:10::/64"}}, minion_id="m1")
     flags = conf.etcd(config, "m2")["flags"]
     assert "--advertise-client-urls=https://[fd00:10::12]:2379" in flags
-    assert "--initial-cluster=m1=https://[fd00:10::11]:2380,m2=https://[fd00:10::12]:2380" in flags
+    first = etcd.decide_initial_cluster(
+        "m2",
+        config["cluster"]["etcd_peer_url"] or "https://[fd00:10::12]:2380",
+        {
+            "m1": "https://[fd00:10::11]:2380",
+            "m2": "https://[fd00:10::12]:2380",
+        },
+    )
+    written = etcd.first_start_env(first)
+    assert "ETCD_INITIAL_CLUSTER=m1=https://[fd00:10::11]:2380,m2=https://[fd00:10::12]:2380\n" in written
     assert etcd.connection_defaults(config)["endpoints"] == ["https://[fd00:10::11]:2379", "https://[fd00:10::12]:2379"]
     apiserver = conf.apiserver(config, "m1")["flags"]
     assert "--etcd-servers=https://[fd00:10::11]:2379,https://[fd00:10::12]:2379" in apiserver
@@ -115,7 +124,8 @@ def test_this_etcd_binary_runs_a_member_from_the_rendered_flags(etcd, conf, make
             "paths": {"etcd_data_dir": str(tmp_path / "data"), "pki_dir": str(tmp_path / "etc")},
             # No systemd here to hand over credentials: the member as root reads the files themselves.
             "etcd": {"client_port": client_port, "peer_port": peer_port, "user": ""},
-        }
+        },
+        minion_id="solo",
     )
     etc = tmp_path / "etc"
     etc.mkdir()
@@ -126,12 +136,17 @@ def test_this_etcd_binary_runs_a_member_from_the_rendered_flags(etcd, conf, make
     client = pki.issue("client", "kubesalt-test-client")
     conn = {"endpoints": [f"https://127.0.0.1:{client_port}"], "ca": pki.ca_file, "cert": client[0], "key": client[1]}
 
-    process = etcd_cluster.start_etcd(conf.etcd(config, "solo")["flags"], tmp_path / "etcd.log")
+    first_start = etcd.initial_cluster(config)  # nobody else to ask: the first bootstrap
+    assert first_start == {"state": "new", "initial_cluster": {"solo": f"https://127.0.0.1:{peer_port}"}, "join": False}
+    spec = conf.etcd(config, "solo")
+    assert spec["service"]["EnvironmentFile"] == "-" + conf.etcd_first_start_file(config)
+    process = etcd_cluster.start_etcd(spec["flags"], tmp_path / "etcd.log", etcd.first_start_env(first_start))
     try:
         etcd_cluster.wait_healthy(
             conn["endpoints"][0], conn["ca"], conn["cert"], conn["key"], process=process, log=tmp_path / "etcd.log"
         )
         assert etcd.endpoint_health(**conn) == {conn["endpoints"][0]: {"healthy": True, "error": ""}}
         assert [m["name"] for m in etcd.member_list(**conn)] == ["solo"]
+        assert etcd.holds_member(str(tmp_path / "data")) and etcd.initial_cluster(config) is None
     finally:
         etcd_cluster.stop_process(process)

@@ -1,8 +1,16 @@
 {#- etcd member (only on nodes with the etcd role in k8s:nodes; a no-op elsewhere): the binary (a verified catalogue
     artifact, or the distribution's package with k8s:etcd:install 'package'), the user it runs as (k8s:etcd:user),
     its data directory (0700, that user's) and the unit
-    from k8s_conf.etcd -- mutual TLS for clients and peers with the PKI's etcd certificates, the initial cluster from
-    the pillar inventory.
+    from k8s_conf.etcd -- mutual TLS for clients and peers with the PKI's etcd certificates.
+
+    First start (the data directory holds no member): the state k8s_etcd.first_start decides at apply time -- after
+    k8s.pki, just before etcd starts -- from what the other members answer, whether this member founds the cluster
+    with the others of k8s:nodes (--initial-cluster-state new: the first bootstrap) or joins the running one
+    (existing). A joining member is added as a learner before it starts (no vote, so the quorum never changes while
+    it catches up) and promoted afterwards; etcd takes one learner at a time, so grow a running cluster with
+    `salt-run state.orchestrate k8s.etcd.member` (one member at a time). The decision is written to
+    k8s_conf.etcd_first_start_file, which etcd reads only while its data directory is empty; once the member has data
+    that file is left alone, so membership changes never touch a running member's unit.
 
     Restarts: with k8s:etcd:restart_on_change (the default, for `state.apply k8s.etcd` on one node) a changed unit,
     binary or certificate restarts the member at once. The k8s.cluster orchestration applies this SLS to all members
@@ -54,7 +62,17 @@ etcd data directory:
     - require:
       - user: etcd user
 {%-   endif %}
-{{ m.service(k8s, spec, watch=["etcd binary"], require=["etcd data directory"],
+
+etcd first start settings:
+  k8s_etcd.first_start:
+    - name: {{ salt["k8s_conf.etcd_first_start_file"](k8s) }}
+    - config: {{ k8s | json }}
+    - ask: {{ k8s.manage_services }}
+    - require:
+      - file: etcd data directory
+      - sls: k8s.pki
+{{ m.service(k8s, spec, watch=["etcd binary", {"k8s_etcd": "etcd first start settings"}],
+             require=["etcd data directory"],
              restart_marker=None if k8s.etcd.restart_on_change else k8s.cluster.etcd_restart_marker) }}
 {%-   if k8s.manage_services %}
 
@@ -64,6 +82,15 @@ etcd cluster has quorum:
     - endpoints: {{ [k8s.cluster.etcd_local_url] | json }}
     - require:
       - service: etcd service
+
+etcd member votes:
+  k8s_etcd.member_promoted:
+    - name: {{ opts.id }}
+    - peer_url: {{ k8s.cluster.etcd_peer_url }}
+    - wait: {{ k8s.etcd.health_timeout }}
+    - endpoints: {{ [k8s.cluster.etcd_local_url] | json }}
+    - require:
+      - k8s_etcd: etcd cluster has quorum
 {%-   endif %}
 {%- else %}
 
