@@ -73,7 +73,11 @@ def test_node_remove_drains_removes_the_member_cleans_the_node_then_deletes_it(t
     assert by_id["Node worker02 deleted"]["require"] == [{"salt": "worker02 drained and its etcd member removed"}]
 
 
-@pytest.mark.parametrize("pillar", [{}, {"node": "Worker_02"}, {"node": "a b"}], ids=["missing", "upper", "space"])
+@pytest.mark.parametrize(
+    "pillar",
+    [{}, {"node": "Worker_02"}, {"node": "a b"}, {"node": "worker02\n"}],
+    ids=["missing", "upper", "space", "newline"],
+)
 def test_node_remove_without_a_valid_node_fails_before_any_step(tmp_path, pillar):
     with pytest.raises(salt.exceptions.SaltRenderError, match="orchestration pillar 'node'"):
         render(tmp_path, "k8s/node/remove/init.sls", pillar)
