@@ -134,12 +134,13 @@ class Traffic:
         self.targets = [inventory[w]["ip"] for w in workers[:2]]
         self.node_port = node_port
         self.worker = workers[0]
-        self.stop_file = f"/tmp/kubesalt-ha-{RUN}.stop"
+        self.stop_file = f"/var/tmp/kubesalt-ha-{RUN}.stop"
         self.web = []  # (t, ok, detail)
         self.api = []  # JSON lines from the worker
         self.halt = threading.Event()
-        script = node_root(self.worker) / f"tmp/kubesalt-ha-{RUN}.py"
-        script.write_text(LOAD)
+        # /var/tmp: a node's /tmp is a tmpfs of its own, not the root the host sees
+        self.script = node_root(self.worker) / f"var/tmp/kubesalt-ha-{RUN}.py"
+        self.script.write_text(LOAD)
         self.proc = subprocess.Popen(
             [
                 "bash",
@@ -147,7 +148,7 @@ class Traffic:
                 "exec",
                 self.worker,
                 "python3",
-                f"/tmp/kubesalt-ha-{RUN}.py",
+                f"/var/tmp/kubesalt-ha-{RUN}.py",
                 str(balancer_port),
                 self.worker,
                 RUN,
@@ -208,6 +209,8 @@ class Traffic:
         self.halt.set()
         for t in self.threads:
             t.join(10)
+        for path in (self.script, node_root(self.worker) / self.stop_file.lstrip("/")):
+            path.unlink(missing_ok=True)
 
 
 def holders(server):
