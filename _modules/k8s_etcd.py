@@ -640,7 +640,8 @@ def delete(name, prefix=False, endpoints=None, ca=None, cert=None, key=None, tim
 def member_list(endpoints=None, ca=None, cert=None, key=None, timeout=None):
     """
     The cluster's members: ``id`` (hex, as etcdctl shows it), ``name``, ``peer_urls``, ``client_urls``,
-    ``is_learner``. A member that has not started yet has an empty name and no client URLs.
+    ``is_learner``. A member that has not started yet has no client URLs, and no name either when it was
+    added to a running cluster (the members of a first bootstrap carry their names from the start).
 
     CLI Example:
 
@@ -961,12 +962,12 @@ def decide_initial_cluster(name, peer_url, inventory, members=None, health=None,
         return {"state": "new", "initial_cluster": inventory, "join": False}
     me = find_member(members, peer_url)
     if not (health or {}).get("quorum"):
-        if me is not None and not me["name"] and not restoring:
+        if me is not None and not _started(me) and not restoring:
             return {"state": "new", "initial_cluster": inventory, "join": False}
         raise CommandExecutionError(
             f"etcd answers but has no quorum ({_health_summary(health)}): member {name} cannot join now"
         )
-    if me is not None and me["name"]:
+    if me is not None and _started(me):
         raise CommandExecutionError(
             f"etcd member {name} is registered and started in the running cluster, but its data directory is empty "
             "(its data was lost): replace it -- salt-run state.orchestrate k8s.etcd.member "
@@ -984,6 +985,12 @@ def decide_initial_cluster(name, peer_url, inventory, members=None, health=None,
         initial[member["name"]] = member["peer_urls"][0]
     initial[name] = peer_url
     return {"state": "existing", "initial_cluster": initial, "join": me is None}
+
+
+def _started(member):
+    """Whether ``member`` (a :py:func:`member_list` entry) has ever started: a started member publishes its client
+    URLs. Its name says nothing: the members of a first bootstrap are listed by name before they start."""
+    return bool(member["client_urls"])
 
 
 def _health_summary(health):

@@ -186,7 +186,7 @@ def test_first_start_decisions_from_what_the_cluster_answers(etcd):
         "initial_cluster": inventory,
         "join": False,
     }
-    started = [booting[0], dict(booting[1], name="m2")]
+    started = [booting[0], dict(booting[1], name="m2", client_urls=["https://10.0.0.2:2379"])]
     with pytest.raises(CommandExecutionError, match="registered and started .* replace it"):
         etcd.decide_initial_cluster("m2", me, inventory, started, healthy)
     other = [booting[0], {"id": "3", "name": "", "peer_urls": ["https://10.0.0.3:2380"], "client_urls": []}]
@@ -339,6 +339,31 @@ def test_snapshot_present_takes_one_then_none_while_the_newest_is_young(etcd, si
     assert states(etcd, test=True).snapshot_present(directory, keep=2, max_age=3600, **single.conn())["changes"] == {}
     old = states(etcd).snapshot_present(directory, keep=2, max_age=0.001, **single.conn())
     assert old["changes"]["snapshot"] != first["changes"]["snapshot"] and len(etcd.snapshots(directory)) == 2
+
+
+def test_a_member_late_to_the_first_bootstrap_starts_into_it(etcd, tmp_path):
+    # k8s.etcd starts every member in parallel; when two of three formed quorum before the third asked, the third
+    # is listed by its bootstrap name without client URLs: not started, so it must start, not be sent to "replace"
+    cluster = etcd_cluster.EtcdCluster(tmp_path, size=3)
+    try:
+        for name in ("etcd1", "etcd2"):
+            cluster.start_member(name, wait=False)
+        cluster.wait_healthy(["etcd1", "etcd2"])
+        late = cluster.members["etcd3"]
+        conn = conn_of(cluster, "etcd1", "etcd2")
+        members = etcd.member_list(**conn)
+        assert etcd.find_member(members, late.peer_url)["name"] == "etcd3"  # named, yet never started
+        facts = etcd.decide_initial_cluster(
+            "etcd3", late.peer_url, cluster.inventory, members, etcd.cluster_health(**conn)
+        )
+        assert facts == {"state": "existing", "initial_cluster": cluster.inventory, "join": False}
+        cluster.start_member("etcd3", state=facts["state"], initial_cluster=facts["initial_cluster"])
+        assert etcd.cluster_health(**cluster.conn())["healthy"] == ["etcd1", "etcd2", "etcd3"]
+        started = etcd.member_list(**cluster.conn())
+        with pytest.raises(CommandExecutionError, match="registered and started .* replace it"):
+            etcd.decide_initial_cluster("etcd3", late.peer_url, cluster.inventory, started, {"quorum": True})
+    finally:
+        cluster.stop()
 
 
 def test_membership_states_promote_a_learner_and_remove_it(etcd, tmp_path):
