@@ -328,15 +328,6 @@ class KubeClient(http.Client):
 # --------------------------------------------------------------------------------------------------------------------
 # Connection from the settings
 # --------------------------------------------------------------------------------------------------------------------
-def _cluster(config):
-    cluster = (config or {}).get("cluster")
-    if not isinstance(cluster, dict) or "masters" not in cluster:
-        raise SaltInvocationError(
-            "config: no derived 'cluster' facts; pass the settings produced by k8s.settings (k8s/map.jinja)"
-        )
-    return cluster
-
-
 def api_server(config, server=None):
     """
     The API server URL this minion uses: ``server`` when given, else the one the settings give this minion
@@ -351,7 +342,7 @@ def api_server(config, server=None):
     """
     if server:
         return str(server).rstrip("/")
-    url = _cluster(config).get("api_url")
+    url = pki.cluster_facts(config).get("api_url")
     if not url:
         raise SaltInvocationError(
             "no API server URL: config['cluster']['api_url'] is empty (set k8s:apiserver:endpoint, or give the "
@@ -371,7 +362,7 @@ def _client(config, identity, server=None, timeout=REQUEST_TIMEOUT):
         if not os.path.isfile(path):
             raise SaltInvocationError(
                 f"client certificate for identity {identity!r} is missing: {path} does not exist on minion "
-                f"{_cluster(config).get('minion_id') or __opts__.get('id')!r} (does it hold {identity!r}? see "
+                f"{pki.cluster_facts(config).get('minion_id') or __opts__.get('id')!r} (does it hold {identity!r}? see "
                 "k8s_pki.entitlements)"
             )
     ca = files["cas"]["kubernetes-ca"]["bundle"]

@@ -101,18 +101,8 @@ def check_url(value, key="url"):
 
 
 def parse_checksums(text, filename=None, hash_type="sha256"):
-    """
-    Return the ``hash_type`` digest for ``filename`` from the text of a checksum file. Understands a bare hex digest
-    (``kubelet.sha256``), ``hex  filename`` / ``hex *filename`` lines (``sha256sum`` output, multi-line
-    ``SHA256SUMS``) and BSD ``SHA256 (filename) = hex`` lines. A line naming another file never matches; a file with
-    several entries must name ``filename``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call k8s_artifact.parse_checksums "$(cat SHA256SUMS)" etcd-v3.6.14-linux-amd64.tar.gz
-    """
+    """The ``hash_type`` digest for ``filename`` in checksum file ``text``; the formats understood are listed in
+    ``k8s_artifact.parse_checksums``."""
     hash_type = check_hash_type(hash_type)
     size = HASH_TYPES[hash_type]
     entries = []

@@ -69,7 +69,8 @@ def identities():
     return list(IDENTITIES)
 
 
-def _cluster(config):
+def cluster_facts(config):
+    """The derived ``cluster`` facts of ``config`` (k8s.settings' output); refused when they are missing."""
     cluster = (config or {}).get("cluster")
     if not isinstance(cluster, dict) or "masters" not in cluster:
         raise SaltInvocationError(
@@ -120,7 +121,7 @@ def entitlements(config, minion_id):
 
     A minion that is not in ``k8s:nodes`` gets nothing.
     """
-    cluster = _cluster(config)
+    cluster = cluster_facts(config)
     nodes = config.get("nodes") or {}
     minion_id = str(minion_id)
     if minion_id not in nodes or not isinstance(nodes[minion_id], dict):
