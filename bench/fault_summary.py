@@ -11,7 +11,8 @@ security attempt kubesalt has a test for at it, and print what held.
      change nothing on the node (its files are hashed before and after);
   3. faults and security attempts: `pytest tests/lab/test_faults.py tests/lab/test_security.py` (each test records
      what it did and saw under $LAB_STATE/reports/), then the CIS Kubernetes Benchmark on every node
-     (tests/lab/test_cis.py: `salt '*' k8s_cis.report`, live);
+     (tests/lab/test_cis.py: `salt '*' k8s_cis.report`, live) and, on a lab of 3 masters + 2 workers, the HA test
+     (tests/lab/test_ha.py: each master stopped 2 minutes under its own load, every apiserver certificate renewed);
   4. data lost: every ConfigMap written before or acknowledged during the run is read back and compared byte for
      byte; pods of the load Deployment must all be available again.
 
@@ -279,7 +280,10 @@ def main():
     bad_rows, bad_changed = bad_inputs(workers[0])
 
     # 3. faults + security attempts
-    say("faults, security attempts, CIS benchmark: pytest tests/lab/test_faults.py test_security.py test_cis.py")
+    say(
+        "faults, security attempts, CIS benchmark, HA (3 masters): "
+        "pytest tests/lab/test_faults.py test_security.py test_cis.py test_ha.py"
+    )
     if REPORTS.exists():
         for f in REPORTS.glob("*.jsonl"):
             f.unlink()
@@ -292,6 +296,7 @@ def main():
             "tests/lab/test_faults.py",
             "tests/lab/test_security.py",
             "tests/lab/test_cis.py",
+            "tests/lab/test_ha.py",  # skips itself below 3 masters + 2 workers
             "-m",
             "lab",
             "-p",
@@ -359,6 +364,17 @@ def main():
     lines.append(f"security attempts: {len(security)}; refused: {sum(1 for s in security if s['refused'])}")
     for s in security:
         lines.append(f"  - {s['attempt']}: {s['result']}")
+    for h in read_reports("ha"):  # tests/lab/test_ha.py, with its own load through a worker's node-local balancer
+        if "web_total" in h:
+            moved = {k: f"{v}->{h['leaders_after'][k]}" for k, v in h.get("leaders_before", {}).items()}
+            lines.append(
+                f"  - HA, {h['phase']}: NodePort {h['web_failed']}/{h['web_total']} failed, API "
+                f"{h['api_failed']}/{h['api_total']} failed"
+                + (f", nodes NotReady {h['nodes_not_ready'] or 'none'}, leaders {moved}" if moved else "")
+                + (f", rejoined in {h['rejoined_after_s']} s" if "rejoined_after_s" in h else "")
+            )
+        else:
+            lines.append(f"  - HA, {h['phase']}: {h['lost']} of {h['acknowledged']} lost")
     cis = read_reports("cis")
     cis_total = {r: sum(c["counts"][r] for c in cis) for r in ("PASS", "FAIL", "MANUAL", "N/A")}
     lines.append(
