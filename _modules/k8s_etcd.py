@@ -1019,7 +1019,7 @@ def initial_cluster(config=None, timeout=3, ask=True):
     if holds_member(config["paths"]["etcd_data_dir"]):
         return None
     peers = topology.etcd_peer_urls(config)
-    others = [u for u in cluster["etcd_client_urls"] if u != cluster["etcd_client_url"]] if ask else []
+    others = cluster["etcd_other_client_urls"] if ask else []
     members = health = None
     if others:
         conn = connection_defaults(config, identity="etcd-healthcheck-client")

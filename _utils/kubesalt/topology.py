@@ -135,9 +135,10 @@ def derive(config, minion_id=None):
       network), ``pod_cidrs`` (minion id -> pod subnet), ``apiserver_url`` (for clients off the masters),
       ``balancer_url`` (the node-local API balancer, or "" when it is off),
       ``etcd_client_urls``, ``etcd_local_url`` (a member's own client URL on loopback), ``etcd_peer_url`` and
-      ``etcd_client_url`` (this minion's, when it is an etcd member), ``etcd_restart_marker`` (the
-      file that asks ``k8s.etcd.restart`` to restart a member), ``etcd_restore_marker`` (the file that says which
-      snapshot ``k8s.etcd.restore`` is restoring, while it runs);
+      ``etcd_client_url`` (this minion's, when it is an etcd member), ``etcd_other_client_urls`` (every other
+      member's: where a member asks about itself -- a learner answers nothing but its status),
+      ``etcd_restart_marker`` (the file that asks ``k8s.etcd.restart`` to restart a member), ``etcd_restore_marker``
+      (the file that says which snapshot ``k8s.etcd.restore`` is restoring, while it runs);
     - about this minion (``minion_id``): ``node`` (its inventory entry, or {}), ``roles`` and ``is_master``,
       ``is_worker``, ``is_etcd``, ``is_node`` (master or worker), ``is_ca``, and ``api_url`` (the API server it
       talks to).
@@ -151,6 +152,8 @@ def derive(config, minion_id=None):
     roles = roles_of(node)
     ca_minion = (config.get("pki") or {}).get("ca_minion") or (masters[0] if masters else "")
     valid = all(isinstance(n, dict) and data.ip(n.get("ip")) for n in nodes.values())
+    client_urls = etcd_client_urls(config) if valid else []
+    my_client_url = url(node["ip"], _section(config, "etcd").get("client_port")) if valid and "etcd" in roles else ""
     cluster = {
         "masters": masters,
         "workers": workers,
@@ -161,12 +164,11 @@ def derive(config, minion_id=None):
         "pod_cidrs": {n: node_pod_cidr(config, n) for n in sorted(str(k) for k in nodes)},
         "apiserver_url": apiserver_url(config) if valid else "",
         "balancer_url": balancer_url(config),
-        "etcd_client_urls": etcd_client_urls(config) if valid else [],
+        "etcd_client_urls": client_urls,
         "etcd_local_url": url("127.0.0.1", _section(config, "etcd").get("client_port")),
         "etcd_peer_url": (etcd_peer_urls(config).get(me, "") if valid else ""),
-        "etcd_client_url": (
-            url(node["ip"], _section(config, "etcd").get("client_port")) if valid and "etcd" in roles else ""
-        ),
+        "etcd_client_url": my_client_url,
+        "etcd_other_client_urls": [u for u in client_urls if u != my_client_url],
         "etcd_restart_marker": f"{_section(config, 'paths').get('etcd_data_dir')}.restart-pending",
         "etcd_restore_marker": f"{_section(config, 'paths').get('etcd_data_dir')}.restore-pending",
         "minion_id": me,

@@ -377,6 +377,10 @@ def test_membership_states_promote_a_learner_and_remove_it(etcd, tmp_path):
         )
         assert etcd.member_add(new.peer_url, **conn)["is_learner"] is True
         cluster.start_member("etcd2", wait=False, state=facts["state"], initial_cluster=facts["initial_cluster"])
+        # a learner refuses its own promotion (k8s.etcd asks the other members: etcd_other_client_urls)
+        cluster.wait_healthy(["etcd2"])
+        with pytest.raises(CommandExecutionError, match="not supported for learner"):
+            etcd.member_promote("etcd2", wait=0, **conn_of(cluster, "etcd2"))
         assert states(etcd, test=True).member_promoted("etcd2", new.peer_url, **conn)["result"] is None
         promoted = states(etcd).member_promoted("etcd2", new.peer_url, wait=60, **conn)
         assert promoted["result"] is True and promoted["changes"] == {"promoted": "etcd2"}

@@ -95,6 +95,8 @@ def test_etcd_urls_put_an_ipv6_member_address_in_brackets(conf, etcd, make_setti
     written = etcd.first_start_env(first)
     assert "ETCD_INITIAL_CLUSTER=m1=https://[fd00:10::11]:2380,m2=https://[fd00:10::12]:2380\n" in written
     assert etcd.connection_defaults(config)["endpoints"] == ["https://[fd00:10::11]:2379", "https://[fd00:10::12]:2379"]
+    # where m1 asks about itself (its first start, its promotion): the others, never its own endpoint
+    assert config["cluster"]["etcd_other_client_urls"] == ["https://[fd00:10::12]:2379"]
     apiserver = conf.apiserver(config, "m1")["flags"]
     assert "--etcd-servers=https://[fd00:10::11]:2379,https://[fd00:10::12]:2379" in apiserver
 

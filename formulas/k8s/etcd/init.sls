@@ -88,7 +88,8 @@ etcd member votes:
     - name: {{ opts.id }}
     - peer_url: {{ k8s.cluster.etcd_peer_url }}
     - wait: {{ k8s.etcd.health_timeout }}
-    - endpoints: {{ [k8s.cluster.etcd_local_url] | json }}
+    {#- the voting members: a learner refuses every request but its status, its own promotion included #}
+    - endpoints: {{ (k8s.cluster.etcd_other_client_urls or [k8s.cluster.etcd_local_url]) | json }}
     - require:
       - k8s_etcd: etcd cluster has quorum
 {%-   endif %}
