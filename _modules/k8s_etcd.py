@@ -752,14 +752,18 @@ def removal_problem(report, name):
     return None
 
 
-def member_add(peer_url, learner=True, wait=30, endpoints=None, ca=None, cert=None, key=None, timeout=None):
+def member_add(
+    peer_url, learner=True, wait=30, promote_first=(), endpoints=None, ca=None, cert=None, key=None, timeout=None
+):
     """
     Add a member whose peer URL is ``peer_url`` to the running cluster, as a learner by default: a learner receives
     the data but has no vote, so a join never changes the quorum; :py:func:`member_promote` makes it a voting member
     once it has caught up. etcd accepts one learner at a time. A member with that peer URL already there is
     returned as it is (``added: False``). The new member must then start with ``--initial-cluster-state existing``
     (``k8s.etcd`` does this by itself, see :py:func:`initial_cluster`). A transient refusal of etcd right after
-    another membership change is tried again every 2 s for up to ``wait`` seconds.
+    another membership change is tried again every 2 s for up to ``wait`` seconds. The learners named in
+    ``promote_first`` (left by an interrupted join, see :py:func:`decide_initial_cluster`) are promoted first, each
+    tried for up to ``wait`` seconds.
 
     CLI Example:
 
@@ -768,9 +772,14 @@ def member_add(peer_url, learner=True, wait=30, endpoints=None, ca=None, cert=No
         salt-call k8s_etcd.member_add https://10.240.0.13:2380
     """
     with _client(endpoints, ca, cert, key, timeout) as client:
-        existing = find_member(client.member_list(), peer_url)
+        members = client.member_list()
+        existing = find_member(members, peer_url)
         if existing:
             return dict(existing, added=False)
+        for name in promote_first:
+            learner_id = (find_member(members, name) or {}).get("id")
+            if learner_id:
+                _retrying(lambda i=learner_id: client.member_promote(i), wait, f"etcd learner {name} not promoted")
         added = _retrying(
             lambda: client.member_add([peer_url], learner=learner), wait, f"etcd member {peer_url} not added"
         )
@@ -836,6 +845,34 @@ def members_to_remove(config=None, members=None):
     if members is None:
         members = member_list()
     return [dict(m, label=m["name"] or m["id"]) for m in members if not wanted.intersection(m["peer_urls"])]
+
+
+def not_voting(config=None, members=None, peers=None):
+    """
+    The etcd members of ``k8s:nodes`` (or ``peers``, ``{name: peer URL}``) that are not started voting members of
+    the running cluster: ``{name: reason}`` (missing, added but not started, a learner not promoted yet); empty when
+    every one votes.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.not_voting
+    """
+    if peers is None:
+        peers = topology.etcd_peer_urls(config or __salt__["k8s.config"]())
+    if members is None:
+        members = member_list()
+    problems = {}
+    for name, peer_url in peers.items():
+        member = find_member(members, peer_url)
+        if member is None:
+            problems[name] = "not a member of the cluster"
+        elif not _started(member):
+            problems[name] = "added but not started"
+        elif member["is_learner"]:
+            problems[name] = "a learner, not promoted yet"
+    return problems
 
 
 def restore_seed(config, seed=None):
@@ -943,7 +980,11 @@ def decide_initial_cluster(name, peer_url, inventory, members=None, health=None,
       one (etcd checks that they match). Refused when this member is registered *and started* (its data was lost:
       replace it) or when another member was added but has not started (etcd joins one member at a time).
 
-    Returns ``{"state", "initial_cluster": {name: peer URL}, "join": bool (the member must be added first)}``.
+    A learner left started but unpromoted by an interrupted join is named in ``promote_first``: etcd takes one
+    learner at a time, so it is promoted before this member is added.
+
+    Returns ``{"state", "initial_cluster": {name: peer URL}, "join": bool (the member must be added first),
+    "promote_first": [learner names]}``.
 
     CLI Example:
 
@@ -959,11 +1000,11 @@ def decide_initial_cluster(name, peer_url, inventory, members=None, health=None,
                 f"etcd member {name} was cleared for a restore and no other member answers: start the restored "
                 "member first (salt-run state.orchestrate k8s.etcd.restore does), then this one joins it"
             )
-        return {"state": "new", "initial_cluster": inventory, "join": False}
+        return {"state": "new", "initial_cluster": inventory, "join": False, "promote_first": []}
     me = find_member(members, peer_url)
     if not (health or {}).get("quorum"):
         if me is not None and not _started(me) and not restoring:
-            return {"state": "new", "initial_cluster": inventory, "join": False}
+            return {"state": "new", "initial_cluster": inventory, "join": False, "promote_first": []}
         raise CommandExecutionError(
             f"etcd answers but has no quorum ({_health_summary(health)}): member {name} cannot join now"
         )
@@ -984,7 +1025,8 @@ def decide_initial_cluster(name, peer_url, inventory, members=None, health=None,
             )
         initial[member["name"]] = member["peer_urls"][0]
     initial[name] = peer_url
-    return {"state": "existing", "initial_cluster": initial, "join": me is None}
+    learners = sorted(m["name"] for m in members if m is not me and m["is_learner"]) if me is None else []
+    return {"state": "existing", "initial_cluster": initial, "join": me is None, "promote_first": learners}
 
 
 def _started(member):

@@ -298,6 +298,8 @@ def first_start(name, config=None, ask=True):
             changes["initial_cluster"] = decision["initial_cluster"]
         if decision["join"]:
             changes["added"] = {"name": me, "peer_url": config["cluster"]["etcd_peer_url"], "learner": True}
+            if decision["promote_first"]:
+                changes["promoted_first"] = decision["promote_first"]
         if not changes:
             ret.update(result=True, comment=f"{name} holds this member's first start ({decision['state']})")
             return ret
@@ -305,11 +307,58 @@ def first_start(name, config=None, ask=True):
             ret.update(result=None, changes=changes, comment=f"would start {me} as {decision['state']}")
             return ret
         if decision["join"]:
-            others = [u for u in config["cluster"]["etcd_client_urls"] if u != config["cluster"]["etcd_client_url"]]
-            __salt__["k8s_etcd.member_add"](config["cluster"]["etcd_peer_url"], learner=True, endpoints=others)
+            __salt__["k8s_etcd.member_add"](
+                config["cluster"]["etcd_peer_url"],
+                learner=True,
+                wait=config["etcd"]["health_timeout"],
+                promote_first=decision["promote_first"],
+                endpoints=config["cluster"]["etcd_other_client_urls"],
+            )
         files.write(name, contents, 0o600)
         ret.update(result=True, changes=changes, comment=f"{me} starts as {decision['state']}: {name}")
     except (CommandExecutionError, SaltInvocationError, OSError) as exc:
+        failed(ret, exc)
+    return ret
+
+
+def members_voting(name, config=None, wait=120, **conn):
+    """
+    Check that every etcd member of ``k8s:nodes`` is a started, voting member of the running cluster
+    (``k8s_etcd.not_voting``), waiting up to ``wait`` seconds for joins still in progress (a learner is promoted by
+    ``k8s.etcd`` on its own node). Changes nothing; fails naming each member that is not there yet. The
+    ``k8s.etcd.member`` orchestration checks this after the joins: it does not take a step's success on trust.
+
+    .. code-block:: jinja
+
+        every etcd member of k8s:nodes votes:
+          k8s_etcd.members_voting:
+            - name: etcd membership
+            - config: {{ k8s | json }}
+    """
+    ret = _ret(name)
+    try:
+        conn = _conn(conn)
+        config = config or __salt__["k8s.config"]()
+        deadline = time.monotonic() + (0 if __opts__["test"] else float(wait))
+        while True:
+            problems = __salt__["k8s_etcd.not_voting"](config, __salt__["k8s_etcd.member_list"](**conn))
+            if not problems or time.monotonic() + 2 > deadline:
+                break
+            time.sleep(2)
+        if not problems:
+            ret.update(
+                result=True, comment=f"every etcd member of k8s:nodes votes ({len(config['cluster']['etcd_members'])})"
+            )
+            return ret
+        listed = "; ".join(f"{n}: {why}" for n, why in sorted(problems.items()))
+        if __opts__["test"]:
+            ret.update(result=None, comment=f"not every etcd member of k8s:nodes votes yet: {listed}")
+        else:
+            ret["comment"] = (
+                f"after {float(wait):g}s, not every etcd member of k8s:nodes votes: {listed} "
+                "(run salt-run state.orchestrate k8s.etcd.member again)"
+            )
+    except (CommandExecutionError, SaltInvocationError) as exc:
         failed(ret, exc)
     return ret
 

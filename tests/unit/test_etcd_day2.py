@@ -171,6 +171,7 @@ def test_first_start_decisions_from_what_the_cluster_answers(etcd):
         "state": "new",
         "initial_cluster": inventory,
         "join": False,
+        "promote_first": [],
     }
     with pytest.raises(CommandExecutionError, match="cleared for a restore"):
         etcd.decide_initial_cluster("m2", me, inventory, restoring=True)
@@ -185,6 +186,7 @@ def test_first_start_decisions_from_what_the_cluster_answers(etcd):
         "state": "existing",
         "initial_cluster": inventory,
         "join": False,
+        "promote_first": [],
     }
     started = [booting[0], dict(booting[1], name="m2", client_urls=["https://10.0.0.2:2379"])]
     with pytest.raises(CommandExecutionError, match="registered and started .* replace it"):
@@ -356,12 +358,47 @@ def test_a_member_late_to_the_first_bootstrap_starts_into_it(etcd, tmp_path):
         facts = etcd.decide_initial_cluster(
             "etcd3", late.peer_url, cluster.inventory, members, etcd.cluster_health(**conn)
         )
-        assert facts == {"state": "existing", "initial_cluster": cluster.inventory, "join": False}
+        assert facts == {"state": "existing", "initial_cluster": cluster.inventory, "join": False, "promote_first": []}
         cluster.start_member("etcd3", state=facts["state"], initial_cluster=facts["initial_cluster"])
         assert etcd.cluster_health(**cluster.conn())["healthy"] == ["etcd1", "etcd2", "etcd3"]
         started = etcd.member_list(**cluster.conn())
         with pytest.raises(CommandExecutionError, match="registered and started .* replace it"):
             etcd.decide_initial_cluster("etcd3", late.peer_url, cluster.inventory, started, {"quorum": True})
+    finally:
+        cluster.stop()
+
+
+def test_a_learner_left_by_an_interrupted_join_is_promoted_before_the_next_member_is_added(etcd, tmp_path):
+    cluster = etcd_cluster.EtcdCluster(tmp_path, size=1)
+    try:
+        cluster.start()
+        second, third = cluster.add_member("etcd2"), cluster.add_member("etcd3")
+        conn = conn_of(cluster, "etcd1")
+        etcd.member_add(second.peer_url, **conn)
+        cluster.start_member(
+            "etcd2",
+            state="existing",
+            initial_cluster={"etcd1": cluster.members["etcd1"].peer_url, "etcd2": second.peer_url},
+        )
+        # the join stopped here: etcd2 runs as a learner; etcd takes no second learner
+        with pytest.raises(CommandExecutionError, match="too many learner members"):
+            etcd.member_add(third.peer_url, wait=0, **conn)
+        facts = etcd.decide_initial_cluster(
+            "etcd3", third.peer_url, cluster.inventory, etcd.member_list(**conn), etcd.cluster_health(**conn)
+        )
+        assert facts["join"] is True and facts["promote_first"] == ["etcd2"]
+        added = etcd.member_add(third.peer_url, wait=60, promote_first=facts["promote_first"], **conn)
+        assert added["added"] is True and added["is_learner"] is True
+        voting = {m["name"]: m["is_learner"] for m in etcd.member_list(**conn)}
+        assert voting == {"etcd1": False, "etcd2": False, "": True}
+        # the orchestration's check after the joins: etcd3 is not there yet, and it says so
+        peers = {n: m.peer_url for n, m in cluster.members.items()}
+        assert etcd.not_voting(members=etcd.member_list(**conn), peers=peers) == {"etcd3": "added but not started"}
+        check_states = states(etcd)
+        check_states.__salt__["k8s_etcd.not_voting"] = lambda config, members: etcd.not_voting(config, members, peers)
+        config = {"cluster": {"etcd_members": sorted(peers)}}
+        check = check_states.members_voting("etcd membership", config=config, wait=0, **conn)
+        assert check["result"] is False and "etcd3: added but not started" in check["comment"], check
     finally:
         cluster.stop()
 
@@ -445,7 +482,9 @@ def test_first_start_writes_the_decision_adds_a_joining_learner_then_changes_not
                 "etcd_peer_url": new.peer_url,
                 "etcd_client_urls": [cluster.members["etcd1"].client_url, new.client_url],
                 "etcd_client_url": new.client_url,
-            }
+                "etcd_other_client_urls": [cluster.members["etcd1"].client_url],
+            },
+            "etcd": {"health_timeout": 60},
         }
         tls = {k: conn[k] for k in ("ca", "cert", "key")}
         salt = {

@@ -139,7 +139,12 @@ def test_this_etcd_binary_runs_a_member_from_the_rendered_flags(etcd, conf, make
     conn = {"endpoints": [f"https://127.0.0.1:{client_port}"], "ca": pki.ca_file, "cert": client[0], "key": client[1]}
 
     first_start = etcd.initial_cluster(config)  # nobody else to ask: the first bootstrap
-    assert first_start == {"state": "new", "initial_cluster": {"solo": f"https://127.0.0.1:{peer_port}"}, "join": False}
+    assert first_start == {
+        "state": "new",
+        "initial_cluster": {"solo": f"https://127.0.0.1:{peer_port}"},
+        "join": False,
+        "promote_first": [],
+    }
     spec = conf.etcd(config, "solo")
     assert spec["service"]["EnvironmentFile"] == "-" + conf.etcd_first_start_file(config)
     process = etcd_cluster.start_etcd(spec["flags"], tmp_path / "etcd.log", etcd.first_start_env(first_start))

@@ -79,7 +79,8 @@ etcd first start settings:
 etcd cluster has quorum:
   k8s_etcd.healthy:
     - timeout: {{ k8s.etcd.health_timeout }}
-    - endpoints: {{ [k8s.cluster.etcd_local_url] | json }}
+    {#- itself first, then the others: a learner answers nothing but its status #}
+    - endpoints: {{ ([k8s.cluster.etcd_local_url] + k8s.cluster.etcd_other_client_urls) | json }}
     - require:
       - service: etcd service
 
@@ -88,8 +89,7 @@ etcd member votes:
     - name: {{ opts.id }}
     - peer_url: {{ k8s.cluster.etcd_peer_url }}
     - wait: {{ k8s.etcd.health_timeout }}
-    {#- the voting members: a learner refuses every request but its status, its own promotion included #}
-    - endpoints: {{ (k8s.cluster.etcd_other_client_urls or [k8s.cluster.etcd_local_url]) | json }}
+    - endpoints: {{ ([k8s.cluster.etcd_local_url] + k8s.cluster.etcd_other_client_urls) | json }}
     - require:
       - k8s_etcd: etcd cluster has quorum
 {%-   endif %}
