@@ -89,7 +89,8 @@ etcd member votes:
     - name: {{ opts.id }}
     - peer_url: {{ k8s.cluster.etcd_peer_url }}
     - wait: {{ k8s.etcd.health_timeout }}
-    - endpoints: {{ ([k8s.cluster.etcd_local_url] + k8s.cluster.etcd_other_client_urls) | json }}
+    {#- the others first: a learner refuses its own promotion, and a refused write is not tried elsewhere #}
+    - endpoints: {{ (k8s.cluster.etcd_other_client_urls + [k8s.cluster.etcd_local_url]) | json }}
     - require:
       - k8s_etcd: etcd cluster has quorum
 {%-   endif %}
