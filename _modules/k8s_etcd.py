@@ -425,6 +425,19 @@ class EtcdClient(http.Client):
     def member_promote(self, member_id):
         self.request(f"{API}/cluster/member/promote", {"ID": str(int(member_id, 16))}, write=True)
 
+    def move_leader(self, leader, target_id):
+        """Hand the leadership of ``leader`` (a member entry; the request must reach it) to member ``target_id``."""
+        path = f"{API}/maintenance/transfer-leadership"
+        for url in leader["client_urls"]:
+            try:
+                self._decode(
+                    url, path, self._call(url.rstrip("/"), "POST", path, {"targetID": str(int(target_id, 16))})
+                )
+                return
+            except _EndpointError as exc:
+                failure = exc
+        raise CommandExecutionError(f"etcd leader {leader['name'] or leader['id']} unreachable: {failure}")
+
     # -- snapshots ---------------------------------------------------------------------------------------------------
     def revision(self):
         """The cluster's current revision (a serializable read of one key is enough: every answer carries it)."""
@@ -809,7 +822,8 @@ def member_remove(name, wait=30, endpoints=None, ca=None, cert=None, key=None, t
     :py:func:`removal_problem`; refused with the reason). Returns ``{"removed": bool, "member": ...}``; a member
     that is not there is not an error (``removed: False``). Stop the removed member's etcd afterwards and move its
     data directory aside: it must never start again with that data. A transient refusal of etcd right after another
-    membership change is tried again for up to ``wait`` seconds.
+    membership change is tried again for up to ``wait`` seconds. A member that leads hands the leadership to a
+    healthy voting member first (``leadership_moved_to``), so its removal costs no election.
 
     CLI Example:
 
@@ -821,11 +835,27 @@ def member_remove(name, wait=30, endpoints=None, ca=None, cert=None, key=None, t
         member = find_member(client.member_list(), name)
         if member is None:
             return {"removed": False, "member": None}
-        problem = removal_problem(client.cluster_health(), member["name"] or member["id"])
+        health = client.cluster_health()
+        problem = removal_problem(health, member["name"] or member["id"])
         if problem:
             raise CommandExecutionError(f"etcd member {name} not removed: {problem}")
+        moved_to = _lead_elsewhere(client, member, health)
         _retrying(lambda: client.member_remove(member["id"]), wait, f"etcd member {name} not removed")
-    return {"removed": True, "member": member}
+    return {"removed": True, "member": member, "leadership_moved_to": moved_to}
+
+
+def _lead_elsewhere(client, member, health):
+    """When ``member`` (healthy) leads, hand the leadership to a healthy voting member first and return its name:
+    removing the leader costs the cluster an election (a second or more without writes or quorum reads)."""
+    status = client.status_of(member["client_urls"][0].rstrip("/")) if member["client_urls"] else {}
+    if not status.get("is_leader"):
+        return None
+    others = [n for n in health["healthy"] if health["members"][n]["id"] != member["id"]]
+    if not others:
+        return None
+    target = others[0]
+    client.move_leader(member, health["members"][target]["id"])
+    return target
 
 
 def members_to_remove(config=None, members=None):

@@ -403,6 +403,20 @@ def test_a_learner_left_by_an_interrupted_join_is_promoted_before_the_next_membe
         cluster.stop()
 
 
+def test_the_leader_hands_over_its_leadership_before_it_is_removed(etcd, tmp_path):
+    with etcd_cluster.running(tmp_path, size=3) as cluster:
+        statuses = etcd.endpoint_status(**cluster.conn())
+        leader = next(name for name, m in cluster.members.items() if statuses[m.client_url].get("is_leader"))
+        removed = etcd.member_remove(leader, **cluster.conn())
+        assert removed["removed"] is True and removed["leadership_moved_to"] not in (None, leader), removed
+        rest = [n for n in cluster.members if n != leader]
+        after = etcd.endpoint_status(**conn_of(cluster, *rest))
+        # no election: the member it handed over to leads, and both that remain agree
+        assert after[cluster.members[removed["leadership_moved_to"]].client_url]["is_leader"] is True
+        assert len({s["leader"] for s in after.values()}) == 1
+        cluster.stop_member(leader)
+
+
 def test_membership_states_promote_a_learner_and_remove_it(etcd, tmp_path):
     cluster = etcd_cluster.EtcdCluster(tmp_path, size=1)
     try:
