@@ -197,7 +197,7 @@ def test_etcd_shrinks_to_one_grows_to_three_replaces_one_and_moves_a_member_whil
         assert "ETCD_INITIAL_CLUSTER_STATE=existing" in env
         # a member whose disk is gone: replaced under the same id
         lab("exec", m3, "systemctl", "stop", "etcd")
-        lab("exec", m3, "sh", "-c", "mv /var/lib/etcd /var/lib/etcd.lost-disk")
+        lab("exec", m3, "sh", "-c", "mv /var/lib/etcd /var/lib/etcd.lost-disk-$(date +%s%N)")
         orchestrate("k8s.etcd.member", {"replace": m3})
         assert members(ca) == sorted([(m1, False), (m2, False), (m3, False)])
         # a member moved onto another node (a new id): 4 members for a moment, then 3 again
@@ -285,7 +285,7 @@ def test_a_master_whose_disk_is_gone_is_replaced_under_its_id(three_masters, ca)
             victim,
             "sh",
             "-c",
-            "mv /etc/kubernetes /etc/kubernetes.lost-disk; mv /var/lib/etcd /var/lib/etcd.lost-disk",
+            "mv /etc/kubernetes /etc/kubernetes.lost-disk-$$; mv /var/lib/etcd /var/lib/etcd.lost-disk-$$",
         )
         orchestrate("k8s.etcd.member", {"replace": victim})
         ok(apply(victim, "k8s.master"))
@@ -308,7 +308,7 @@ def test_the_ca_master_comes_back_from_its_encrypted_backup(ca, masters, workers
         assert ok(apply(ca, "k8s.pki.backup")) == set()
         before = (node_root(workers[0]) / "etc/kubernetes/pki/kubelet.crt").read_bytes()
         # the CA directory is lost
-        lab("exec", ca, "sh", "-c", "mv /etc/kubernetes/pki/ca /etc/kubernetes/pki/ca.lost-disk")
+        lab("exec", ca, "sh", "-c", "mv /etc/kubernetes/pki/ca /etc/kubernetes/pki/ca.lost-disk-$$")
         restored = salt_json(ca, "k8s_pki.ca_restore", archive, "/root/kubesalt-ca-backup.key")[ca]
         assert "kubernetes-ca.key" in restored["files"] and "etcd-ca.key" in restored["files"]
         # the same CAs and cluster secrets came back: nothing to create, nothing to re-issue
