@@ -2,8 +2,8 @@
 Integration harness: a REAL salt-master and three REAL salt-minions (pytest-salt-factories) on this machine.
 
 - master: file_roots = formulas/ (what `conf/master.d/kubesalt.conf` serves: the formulas plus the links to the
-  Python modules), pillar_roots = a generated pillar with the cluster inventory, and the peer rules and worker pools
-  of `conf/master.d/kubesalt.conf`, so the tests run the configuration users install.
+  Python modules), pillar_roots = a generated pillar with the cluster inventory, and the peer rules, worker pools
+  and reactor of `conf/master.d/kubesalt.conf`, so the tests run the configuration users install.
 - minions: master01 (role grain master; pillar roles master+etcd, the CA minion), worker01 and worker02 (role grain
   worker). Modules reach them through `saltutil.sync_all`, the path users take.
 - Each minion gets its own `k8s:fs_root` (pillar) so the states' absolute paths land in a per-minion directory:
@@ -22,7 +22,7 @@ import textwrap
 
 import pytest
 
-from tests.support.master_conf import PEER_RULES, WORKER_POOLS
+from tests.support.master_conf import PEER_RULES, REACTOR, WORKER_POOLS
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -65,8 +65,22 @@ VERSIONS = {
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
 
 
+# Which version each stand-in claims (the VERSIONS key of its component).
+_STAND_IN_VERSIONS = {
+    **dict.fromkeys(("containerd", "containerd-shim-runc-v2", "ctr"), "containerd"),
+    **dict.fromkeys(("bridge", "host-local", "loopback", "portmap"), "cni_plugins"),
+    "runc": "runc",
+    "crictl": "crictl",
+}
+
+
 def stand_in(name):
-    text = f"#!/bin/sh\n# kubesalt integration-test stand-in for {name}: the real binary runs in the lab.\nexit 0\n"
+    """A small executable in the place of ``name``: it answers ``--version`` like the real one, nothing else."""
+    version = VERSIONS[_STAND_IN_VERSIONS.get(name, "kubernetes")]
+    text = (
+        f"#!/bin/sh\n# kubesalt integration-test stand-in for {name}: the real binary runs in the lab.\n"
+        f'[ "$1" = --version ] && echo "{name} v{version}"\nexit 0\n'
+    )
     return text.encode()
 
 
@@ -174,6 +188,7 @@ def salt_master(salt_factories, pillar_dir):
         # copies: salt-factories adds its own rules to the mapping it is given
         "peer": copy.deepcopy(PEER_RULES),
         "worker_pools": copy.deepcopy(WORKER_POOLS),
+        "reactor": copy.deepcopy(REACTOR),
         "open_mode": False,
         "auto_accept": True,
         "fileserver_list_cache_time": 0,

@@ -12,5 +12,6 @@ MASTER_CONF_FILE = REPO / "conf" / "master.d" / "kubesalt.conf"
 MASTER_CONF = yaml.safe_load(MASTER_CONF_FILE.read_text())
 PEER_RULES = MASTER_CONF["peer"]
 WORKER_POOLS = MASTER_CONF["worker_pools"]
+REACTOR = MASTER_CONF["reactor"]
 # Kept for the lab's README reader until the lab copies the file itself.
 README_MASTER_CONF = MASTER_CONF
