@@ -840,6 +840,38 @@ def node_ready(config, name, identity="kubelet", server=None):
         return _node_status(client.get(_path(kind_info("Node"), name), what=_label("Node", name)), name)
 
 
+def nodes(config, identity="admin", server=None, timeout=5):
+    """
+    Every Node object, summarized: ``{name: {"ready", "reason", "message", "roles", "kubelet_version",
+    "runtime_version"}}``. ``roles`` are the node's ``node-role.kubernetes.io/<role>`` labels; the versions are what
+    its kubelet reports (``status.nodeInfo``): the kubelet and container runtime that really run there. One request,
+    no wait (``timeout`` seconds for it).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.nodes "$(salt-call --out=json k8s.config | jq .local)"
+    """
+    with _client(config, identity, server, timeout=float(timeout)) as client:
+        items = client.request("GET", _path(kind_info("Node")), what="Node list").get("items") or []
+    summary = {}
+    for node in items:
+        name = (node.get("metadata") or {}).get("name") or "?"
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        info = (node.get("status") or {}).get("nodeInfo") or {}
+        status = _node_status(node, name)
+        summary[name] = {
+            "ready": status["ready"],
+            "reason": status["reason"],
+            "message": status["message"],
+            "roles": sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/")),
+            "kubelet_version": info.get("kubeletVersion", ""),
+            "runtime_version": info.get("containerRuntimeVersion", ""),
+        }
+    return summary
+
+
 def wait_node_ready(config, name, timeout=None, identity="kubelet", server=None, interval=POLL_INTERVAL):
     """
     Wait until Node ``name`` is registered and Ready (up to ``timeout`` seconds, default

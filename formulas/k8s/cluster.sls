@@ -7,7 +7,14 @@
     sync -> validate -> CAs -> node certificates -> etcd members (parallel, restarts deferred) -> etcd restarts one
     at a time with a quorum wait -> control plane one master at a time (each waits for
     its /readyz) -> cluster objects -> nodes (batch k8s:worker_batch; each registers and waits until Ready) ->
-    add-ons -> smoke checks (every node Ready, CoreDNS available). #}
+    add-ons -> smoke checks (every node Ready, CoreDNS available).
+
+    Progress: Salt fires salt/run/<jid>/args when a step starts (its target); as every step requires the one
+    before, a step has ended when the next one starts or the run returns. `salt-run k8s.follow` prints that as it
+    happens; `salt-run k8s.converge` runs this orchestration, prints it, fires
+    kubesalt/orchestrate/<jid>/step/<step>/start|end and ends with a timing table (README "Operating the
+    cluster"). (fire_event on a step would not help: Salt never fires it inside an orchestration, whose master
+    options say `local`.) #}
 {%- set nodes = "G@role:master or G@role:worker or G@role:etcd" %}
 {%- set etcd_hosts = "G@role:master or G@role:etcd" %}
 {%- set node_hosts = "G@role:master or G@role:worker" %}
@@ -66,6 +73,17 @@ sync kubesalt state modules:
     - require:
       - salt: sync kubesalt execution modules
 
+{#- The certificate renewal beacon (k8s.pki installs it) must be on the minions before k8s.pki configures it. #}
+sync kubesalt beacons:
+  salt.function:
+    - name: saltutil.sync_beacons
+    - tgt: "{{ nodes }}"
+    - tgt_type: compound
+    - kwarg:
+        refresh: true
+    - require:
+      - salt: sync kubesalt state modules
+
 validate configuration on every node:
   salt.function:
     - name: k8s.validate
@@ -73,7 +91,7 @@ validate configuration on every node:
     - tgt_type: compound
     - failhard: true
     - require:
-      - salt: sync kubesalt state modules
+      - salt: sync kubesalt beacons
 
 certificate authorities on the CA minion:
   salt.state:

@@ -17,6 +17,8 @@ import io
 import json
 import os
 import pathlib
+import subprocess
+import sys
 import tarfile
 import textwrap
 
@@ -228,6 +230,25 @@ def salt_cli(salt_master, salt_minions):
 @pytest.fixture(scope="session")
 def salt_run_cli(salt_master, salt_minions):
     return salt_master.salt_run_cli(timeout=300)
+
+
+@pytest.fixture(scope="session")
+def runner_synced(salt_run_cli):
+    """kubesalt's runner and outputter on the master, the file_roots route: `salt-run saltutil.sync_all`."""
+    ret = salt_run_cli.run("saltutil.sync_all")
+    assert ret.returncode == 0, ret
+    assert "runners.k8s" in ret.data["runners"] and "output.kubesalt" in ret.data["output"], ret.data
+    return ret.data
+
+
+SALT_RUN = pathlib.Path(sys.executable).parent / "salt-run"
+
+
+def salt_run(salt_master, *args, timeout=300):
+    """The real salt-run of the master, as an operator types it (no --out unless given)."""
+    return subprocess.run(
+        [str(SALT_RUN), "-c", str(salt_master.config_dir), *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 class StateRun:

@@ -157,6 +157,7 @@ def test_orchestration_runs_in_order_and_a_second_run_changes_nothing(salt_run_c
         "sync kubesalt shared core",
         "sync kubesalt execution modules",
         "sync kubesalt state modules",
+        "sync kubesalt beacons",
         "validate configuration on every node",
         "certificate authorities on the CA minion",
         "node certificates everywhere",
@@ -189,7 +190,8 @@ def test_the_master_serves_the_formulas_and_the_modules_and_nothing_else(salt_cl
     formulas/ only, so the repository's .git, tests and documents stay out of reach."""
     served = salt_cli.run("cp.list_master", minion_tgt="worker01").data
     assert "k8s/map.jinja" in served and "_modules/k8s_pki.py" in served and "_utils/kubesalt/x509.py" in served
-    outside = [f for f in served if not f.startswith(("k8s/", "_modules/", "_states/", "_utils/")) and f != "top.sls"]
+    ours = ("k8s/", "_modules/", "_states/", "_utils/", "_beacons/", "_runners/", "_output/")
+    outside = [f for f in served if not f.startswith(ours) and f != "top.sls"]
     assert outside == [], outside
     for path in ("README.md", "tests/conftest.py", ".git/HEAD", "conf/master.d/kubesalt.conf", "pillar.example"):
         assert not salt_cli.run("cp.get_file_str", f"salt://{path}", minion_tgt="worker01").data, path
