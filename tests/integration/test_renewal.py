@@ -13,6 +13,7 @@ import yaml
 from cryptography import x509
 
 from tests.integration.conftest import NODES, snapshot
+from tests.support.loader import load
 from tests.support.pki_fixtures import reissue
 
 pytestmark = pytest.mark.integration
@@ -122,6 +123,39 @@ def test_a_near_expiry_certificate_is_renewed_by_the_beacon_and_the_reactor_alon
     assert ret.data["return"]["restarted"] == []  # no systemd here: k8s:manage_services is false
     fired = event_listener.get_events([(MASTER, "salt/beacon/worker01/k8s_certs/due")], after_time=start)
     assert len(fired) == 1, [e.data for e in fired]
+
+
+@pytest.fixture(scope="module")
+def highstates(converged, salt_cli, pillar_dir):
+    """master01's and worker01's real highstate as low chunks, rendered as it is where kubesalt manages services
+    (nothing is applied)."""
+    override = pillar_dir / "override.sls"
+    override.write_text("k8s:\n  manage_services: true\n")
+    try:
+        assert salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*").returncode == 0
+        lowstates = {m: salt_cli.run("state.show_lowstate", minion_tgt=m).data for m in ("master01", "worker01")}
+    finally:
+        override.write_text("{}\n")
+        assert salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*").returncode == 0
+    for minion, chunks in lowstates.items():
+        assert isinstance(chunks, list) and any(c.get("state") == "service" for c in chunks), (minion, chunks)
+    return lowstates
+
+
+@pytest.mark.parametrize(
+    "minion, renewed, restarts",
+    [
+        ("master01", ["apiserver"], ["kube-apiserver"]),
+        ("master01", ["etcd-peer", "kube-scheduler"], ["etcd", "kube-scheduler"]),
+        ("master01", ["admin", "etcd-healthcheck-client"], []),
+        ("master01", ["apiserver-etcd-client", "kubelet"], ["kube-apiserver", "kubelet"]),
+        ("worker01", ["kube-proxy"], ["kube-proxy"]),
+    ],
+)
+def test_the_restarts_for_a_renewed_certificate_are_those_its_highstate_watches_it_with(
+    highstates, minion, renewed, restarts
+):
+    assert load("k8s_ops").restarts_for(renewed, highstates[minion]) == restarts
 
 
 def test_a_forged_event_naming_another_minion_renews_nobody_else(converged, salt_cli, node_root, event_listener):
