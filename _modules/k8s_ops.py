@@ -305,10 +305,17 @@ def _restart_all(config, me, units):
     done = []
     try:
         for unit in units:
+            began = time.time()
             _restart(config, me, unit)
-            done.append(unit)
+            done.append(
+                {
+                    "unit": unit,
+                    "restarted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(began)),
+                    "ready_after": round(time.time() - began, 1),
+                }
+            )
     except _ERRORS as exc:
-        raise CommandExecutionError(f"restarted {done or 'nothing'}, then {exc}") from exc
+        raise CommandExecutionError(f"restarted {[d['unit'] for d in done] or 'nothing'}, then {exc}") from exc
     finally:
         if lock is not None:
             try:
@@ -328,7 +335,8 @@ def renew(test=False, config=None):
     restarts happen under the etcd lock ``/kubesalt/locks/certificate-renewal`` (held at most
     ``k8s:pki:renewal:lock_ttl`` seconds; another master waits as long for it), so they restart one node at a time.
 
-    Returns ``{"due", "renewed", "restarted", "lock", "comment"}``; with ``test=True`` what would be renewed and
+    Returns ``{"due", "renewed", "restarted", "lock", "comment"}`` and, after restarts, ``timeline`` (each unit,
+    when it was restarted and how long until its check passed); with ``test=True`` what would be renewed and
     restarted, changing nothing. Sets a non-zero exit code when something failed.
 
     This is what kubesalt's renewal reactor (``k8s/reactor/renew.sls``) runs on a node whose beacon reported due
@@ -360,7 +368,8 @@ def renew(test=False, config=None):
         return result
     if units and config["manage_services"]:
         try:
-            result["restarted"], lock = _restart_all(config, me, units)
+            result["timeline"], lock = _restart_all(config, me, units)
+            result["restarted"] = [step["unit"] for step in result["timeline"]]
         except _ERRORS as exc:
             __context__["retcode"] = 1
             result["comment"] = f"renewed {result['renewed']}; {exc}"

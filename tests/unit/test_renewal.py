@@ -258,6 +258,8 @@ def test_a_master_restarts_under_the_etcd_lock_and_releases_it(cluster, etcd):
     assert result["renewed"] == ["apiserver"] and result["restarted"] == ["kube-apiserver"], result
     assert node.done == ["state.sls k8s.pki", "restart kube-apiserver", "wait apiserver ready"]
     assert result["lock"]["name"] == "/kubesalt/locks/certificate-renewal"
+    (step,) = result["timeline"]
+    assert step["unit"] == "kube-apiserver" and step["restarted_at"].endswith("Z") and step["ready_after"] >= 0
     assert load("k8s_etcd").get("/kubesalt/locks/certificate-renewal", **etcd.conn()) is None  # released
 
 
