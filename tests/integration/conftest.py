@@ -36,6 +36,25 @@ NODES = {
 }
 
 
+# The steps of formulas/k8s/cluster.sls, in run order.
+ORCHESTRATION_STEPS = [
+    "sync kubesalt shared core",
+    "sync kubesalt execution modules",
+    "sync kubesalt state modules",
+    "sync kubesalt beacons",
+    "validate configuration on every node",
+    "certificate authorities on the CA minion",
+    "node certificates everywhere",
+    "etcd members in parallel",
+    "etcd members restarted one at a time",
+    "control plane one master at a time",
+    "cluster objects",
+    "nodes (masters and workers)",
+    "add-ons",
+    "smoke checks",
+]
+
+
 def inventory():
     return {mid: {"roles": roles, "ip": ip} for mid, (_, roles, ip) in NODES.items()}
 

@@ -7,7 +7,7 @@ import re
 import psutil
 import pytest
 
-from tests.integration.conftest import NODES, snapshot
+from tests.integration.conftest import NODES, ORCHESTRATION_STEPS, snapshot
 from tests.support.master_conf import WORKER_POOLS
 
 pytestmark = pytest.mark.integration
@@ -153,22 +153,7 @@ def test_orchestration_runs_in_order_and_a_second_run_changes_nothing(salt_run_c
     steps = next(iter(first.data["data"].values()))  # the return is keyed by the master's id
     assert all(s["result"] for s in steps.values()), steps
     order = [s["__id__"] for s in sorted(steps.values(), key=lambda s: s["__run_num__"])]
-    assert order == [
-        "sync kubesalt shared core",
-        "sync kubesalt execution modules",
-        "sync kubesalt state modules",
-        "sync kubesalt beacons",
-        "validate configuration on every node",
-        "certificate authorities on the CA minion",
-        "node certificates everywhere",
-        "etcd members in parallel",
-        "etcd members restarted one at a time",
-        "control plane one master at a time",
-        "cluster objects",
-        "nodes (masters and workers)",
-        "add-ons",
-        "smoke checks",
-    ], order
+    assert order == ORCHESTRATION_STEPS, order
     for minion in ("master01", "worker01", "worker02"):
         assert (node_root(minion) / "etc/kubernetes/kubelet.yaml").is_file(), minion
     assert (node_root("master01") / "etc/systemd/system/kube-apiserver.service").is_file()

@@ -10,26 +10,11 @@ import time
 
 import pytest
 
-from tests.integration.conftest import NODES, SALT_RUN
+from tests.integration.conftest import NODES, ORCHESTRATION_STEPS, SALT_RUN
 
 pytestmark = pytest.mark.integration
 MASTER = "kubesalt-master"
-STEPS = [
-    "sync kubesalt shared core",
-    "sync kubesalt execution modules",
-    "sync kubesalt state modules",
-    "sync kubesalt beacons",
-    "validate configuration on every node",
-    "certificate authorities on the CA minion",
-    "node certificates everywhere",
-    "etcd members in parallel",
-    "etcd members restarted one at a time",
-    "control plane one master at a time",
-    "cluster objects",
-    "nodes (masters and workers)",
-    "add-ons",
-    "smoke checks",
-]
+STEPS = ORCHESTRATION_STEPS
 
 
 def started(line):
@@ -41,10 +26,9 @@ def slug(step):
     return re.sub(r"[^a-z0-9]+", "-", step.lower()).strip("-")
 
 
-@pytest.fixture(scope="module")
-def converged(runner_synced, salt_master, event_listener):
-    """`salt-run k8s.follow` started first, then `salt-run k8s.converge`, both as an operator types them."""
-    start = time.time()
+def followed_run(salt_master, *args):
+    """Run ``salt-run <args>`` while ``salt-run k8s.follow`` runs in another "terminal" (started first, so that it
+    listens before the run starts). Returns (the run, (follow's exit code, stdout, stderr))."""
     follow = subprocess.Popen(
         [str(SALT_RUN), "-c", str(salt_master.config_dir), "k8s.follow", "timeout=600"],
         stdout=subprocess.PIPE,
@@ -52,20 +36,25 @@ def converged(runner_synced, salt_master, event_listener):
         text=True,
     )
     try:
-        time.sleep(3)  # the follower listens before the run starts
-        converge = subprocess.run(
-            [str(SALT_RUN), "-c", str(salt_master.config_dir), "k8s.converge"],
-            capture_output=True,
-            text=True,
-            timeout=900,
+        time.sleep(3)
+        run = subprocess.run(
+            [str(SALT_RUN), "-c", str(salt_master.config_dir), *args], capture_output=True, text=True, timeout=900
         )
-        followed_out, followed_err = follow.communicate(timeout=120)
+        out, err = follow.communicate(timeout=120)
     finally:
         if follow.poll() is None:
             follow.kill()
             follow.wait()
+    return run, (follow.returncode, out, err)
+
+
+@pytest.fixture(scope="module")
+def converged(runner_synced, salt_master, event_listener):
+    """`salt-run k8s.follow` started first, then `salt-run k8s.converge`, both as an operator types them."""
+    start = time.time()
+    converge, followed = followed_run(salt_master, "k8s.converge")
     events = event_listener.get_events([(MASTER, "kubesalt/orchestrate/*")], after_time=start)
-    return converge, (follow.returncode, followed_out, followed_err), sorted(events, key=lambda e: e.stamp)
+    return converge, followed, sorted(events, key=lambda e: e.stamp)
 
 
 def test_converge_prints_each_step_as_it_starts_and_ends_then_a_timing_table(converged):
@@ -113,31 +102,13 @@ def test_follow_in_another_terminal_saw_the_same_steps(converged):
 
 def test_follow_prints_a_plain_state_orchestrate_run_which_is_unchanged(runner_synced, salt_master, event_listener):
     start = time.time()
-    follow = subprocess.Popen(
-        [str(SALT_RUN), "-c", str(salt_master.config_dir), "k8s.follow", "timeout=600"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        time.sleep(3)
-        plain = subprocess.run(
-            [str(SALT_RUN), "-c", str(salt_master.config_dir), "--out=json", "state.orchestrate", "k8s.cluster"],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        out, err = follow.communicate(timeout=120)
-    finally:
-        if follow.poll() is None:
-            follow.kill()
-            follow.wait()
+    plain, (rc, out, err) = followed_run(salt_master, "--out=json", "state.orchestrate", "k8s.cluster")
     assert plain.returncode == 0, plain.stderr[-3000:]
     data = json.loads(plain.stdout)
     assert set(data) == {"data", "outputter", "retcode"} and data["outputter"] == "highstate"  # as before
     steps = next(iter(data["data"].values()))
     assert sorted(s["__id__"] for s in steps.values()) == sorted(STEPS)
-    assert follow.returncode == 0, out[-3000:] + err[-3000:]
+    assert rc == 0, out[-3000:] + err[-3000:]
     assert [started(line) for line in out.splitlines() if "  start  " in line] == STEPS, out
     # the follower's table has Salt's own duration of every step
     table = out.splitlines()[out.splitlines().index(next(x for x in out.splitlines() if x.startswith("STEP "))) + 1 :]

@@ -14,15 +14,11 @@ import os
 import time
 
 import pytest
-import salt.config
-import salt.utils.templates
 import salt.utils.yaml
 
-from tests.support import etcd_cluster
+from tests.support import etcd_cluster, reactor
 from tests.support.loader import ROOT, load
 from tests.support.pki_fixtures import Cluster, reissue
-
-REACTOR = ROOT / "formulas" / "k8s" / "reactor" / "renew.sls"
 
 
 @pytest.fixture
@@ -309,17 +305,7 @@ def test_renew_stops_before_any_restart_when_k8s_pki_fails(cluster):
 # --------------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def render(tmp_path_factory):
-    root = tmp_path_factory.mktemp("master")
-    (root / "master").write_text(salt.utils.yaml.safe_dump({"root_dir": str(root), "file_client": "local"}))
-    opts = salt.config.master_config(str(root / "master"))
-
-    def _render(tag, data):
-        text = salt.utils.templates.render_jinja_tmpl(
-            REACTOR.read_text(), {"tag": tag, "data": data, "opts": opts, "saltenv": "base", "sls": "reactor"}
-        )
-        return salt.utils.yaml.safe_load(text) or {}
-
-    return _render
+    return reactor.renderer("renew", reactor.master_opts(tmp_path_factory.mktemp("master")))
 
 
 def test_a_due_event_asks_the_minion_of_the_tag_and_only_it(render):
