@@ -370,9 +370,8 @@ def _plan(mods, **kwarg):
     as the orchestration renders it (``state.orchestrate_show_sls``): Salt names a ``salt.function`` step by its
     function when it starts, and by its ID when it ends. {} when it cannot be rendered."""
     try:
-        shown = salt.runner.RunnerClient(__opts__).cmd(
-            "state.orchestrate_show_sls", arg=[mods], kwarg=kwarg, print_event=False
-        )
+        with salt.runner.RunnerClient(__opts__) as runner:
+            shown = runner.cmd("state.orchestrate_show_sls", arg=[mods], kwarg=kwarg, print_event=False)
         high = next(iter(shown.values())) if isinstance(shown, dict) and shown else {}
     except Exception as exc:  # the run itself reports a broken orchestration
         log.warning("kubesalt: cannot render %s to name its steps (%s)", mods, exc)
@@ -480,7 +479,8 @@ class Follower:
         batch = f", batch {step['batch']}" if step["batch"] else ""
         names = ", ".join(targets[:8]) + (", ..." if len(targets) > 8 else "")
         if self.say:
-            self.say(f"{_clock(now)}  start  {step['number']}{total} {name}  ({len(targets)} minions{batch}: {names})")
+            count = f"{len(targets)} minion{'' if len(targets) == 1 else 's'}"
+            self.say(f"{_clock(now)}  start  {step['number']}{total} {name}  ({count}{batch}: {names})")
         self._emit(step, "start", {k: step[k] for k in ("number", "tgt", "tgt_type", "batch", "targets")})
 
     def _end(self, now, result, duration=None, comment=""):
@@ -564,8 +564,8 @@ def converge(test=False, pillar=None, saltenv=None, pillarenv=None, mods="k8s.cl
 
         def run():
             try:
-                runner = salt.runner.RunnerClient(__opts__)
-                outcome["ret"] = runner.cmd("state.orchestrate", arg=[mods], kwarg=kwarg, print_event=False)
+                with salt.runner.RunnerClient(__opts__) as runner:
+                    outcome["ret"] = runner.cmd("state.orchestrate", arg=[mods], kwarg=kwarg, print_event=False)
             except Exception as exc:  # shown below, with the steps done so far
                 outcome["error"] = f"{type(exc).__name__}: {exc}"
 

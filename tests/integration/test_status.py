@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.conftest import NODES, VERSIONS, salt_run
+from tests.integration.conftest import NODES, VERSIONS, salt_run, snapshot
 from tests.support.pki_fixtures import reissue
 
 pytestmark = pytest.mark.integration
@@ -115,3 +115,19 @@ def test_a_stopped_minion_is_reported_missing_with_a_non_zero_exit(
     finally:
         salt_minions["worker02"].start(start_timeout=120)
         assert salt_cli.run("test.ping", minion_tgt="worker02").data is True
+
+
+def test_drift_lists_what_a_rerun_would_change_and_changes_nothing(
+    runner_synced, pki_everywhere, salt_master, pillar_override, node_root
+):
+    rc, report = status_json(salt_master, "drift=True", "timeout=120")
+    assert rc == 0 and report["drift"] == {m: {"pending": [], "failed": []} for m in NODES}, report["drift"]
+    pillar_override("k8s:\n  kubelet:\n    max_pods: 50\n")
+    before = {m: snapshot(node_root(m)) for m in NODES}
+    rc, report = status_json(salt_master, "drift=True", "timeout=120")
+    assert rc == 1
+    for minion in NODES:
+        pending = report["drift"][minion]["pending"]
+        assert any(p.startswith("kubelet file ") and p.endswith("kubelet.yaml") for p in pending), (minion, pending)
+        assert f"{minion}: a re-run would change {len(pending)} state(s), 0 fail" in report["attention"]
+    assert {m: snapshot(node_root(m)) for m in NODES} == before  # test=True: nothing written
