@@ -337,14 +337,14 @@ def status(drift=False, timeout=30, tgt=NODES, tgt_type="compound"):
         salt-run k8s.status --out=json
         salt-run k8s.status drift=True timeout=120
     """
-    client = salt.client.get_local_client(__opts__["conf_file"])
     targeted = _targeted(tgt, tgt_type)
-    returns = client.cmd(tgt, "k8s_ops.node_status", tgt_type=tgt_type, timeout=timeout, full_return=True)
     drift_returns = None
-    if drift:
-        drift_returns = client.cmd(
-            tgt, "state.apply", tgt_type=tgt_type, kwarg={"test": True}, timeout=timeout, full_return=True
-        )
+    with salt.client.get_local_client(__opts__["conf_file"]) as client:
+        returns = client.cmd(tgt, "k8s_ops.node_status", tgt_type=tgt_type, timeout=timeout, full_return=True)
+        if drift:
+            drift_returns = client.cmd(
+                tgt, "state.apply", tgt_type=tgt_type, kwarg={"test": True}, timeout=timeout, full_return=True
+            )
     report = _summarize(returns, targeted, drift_returns)
     return _answer("status", report, report["attention"])
 

@@ -33,10 +33,10 @@ def apply_pki(node, pillar=None):
 def fast_beacons(inventory):
     nodes = sorted(inventory)
     for node in nodes:
-        apply_pki(node, {"k8s": {"pki": {"renewal": {"interval": INTERVAL}}}})
+        apply_pki(node, {"k8s": {"pki": {"renewal": {"enabled": True, "interval": INTERVAL}}}})
     yield nodes
     for node in nodes:
-        apply_pki(node)  # back to k8s:pki:renewal:interval from the pillar (3600)
+        apply_pki(node)  # back to k8s:pki:renewal from the lab pillar
 
 
 def renew_returns(node, since):

@@ -142,8 +142,8 @@ def test_the_beacon_refuses_a_bad_configuration_naming_it(config, why):
 # k8s_ops.renew
 # --------------------------------------------------------------------------------------------------------------------
 def service(name, *certificates):
-    """A service.running chunk as k8s/macros.jinja renders it (see tests/integration/test_renewal.py for the real
-    lowstate)."""
+    """A service.running chunk as k8s/macros.jinja renders it (see tests/integration/test_renewal_by_reactor.py for the
+    real lowstate)."""
     watch = [{"file": f"{name} systemd unit"}] + [{"k8s_pki": f"{c} certificate"} for c in certificates]
     return {"state": "service", "fun": "running", "name": name, "__id__": f"{name} service", "watch": watch}
 
