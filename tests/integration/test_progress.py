@@ -53,6 +53,9 @@ def converged(runner_synced, salt_master, event_listener):
     """`salt-run k8s.follow` started first, then `salt-run k8s.converge`, both as an operator types them."""
     start = time.time()
     converge, followed = followed_run(salt_master, "k8s.converge")
+    # The master forwards its events to the listener on its own time: the run's last events (the last step's end,
+    # then done) may arrive after salt-run has returned. Wait for done, the very last one.
+    event_listener.wait_for_events([(MASTER, "kubesalt/orchestrate/*/done")], timeout=30, after_time=start)
     events = event_listener.get_events([(MASTER, "kubesalt/orchestrate/*")], after_time=start)
     return converge, followed, sorted(events, key=lambda e: e.stamp)
 
