@@ -5,9 +5,10 @@ kubesalt: Kubernetes the hard way, as Salt formulas plus Salt execution and stat
 salt-call load them without ``saltutil.sync_all``. The formulas (``formulas/``) are served by the salt-master from
 its file_roots and are not part of the Python package.
 
-One source tree: the package directories are mapped onto ``_modules/``, ``_states/`` and ``_utils/kubesalt/`` (the
-shared core the modules import), the same files that ``saltutil.sync_all`` distributes from the master's
-file_roots.
+One source tree: the package directories are mapped onto ``_modules/``, ``_states/``, ``_runners/``, ``_output/``,
+``_beacons/`` and ``_utils/kubesalt/`` (the shared core the modules import), the same files that
+``saltutil.sync_all`` (minions) and ``salt-run saltutil.sync_all`` (the master: runners, outputter) distribute from
+the master's file_roots.
 """
 
 from setuptools import setup
@@ -18,11 +19,24 @@ setup(
     description="Kubernetes the hard way with Salt: PKI, etcd, artifacts and cluster formulas",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["saltext.kubesalt", "saltext.kubesalt.modules", "saltext.kubesalt.states", "kubesalt"],
+    packages=[
+        "saltext.kubesalt",
+        "saltext.kubesalt.modules",
+        "saltext.kubesalt.states",
+        "saltext.kubesalt.runners",
+        "saltext.kubesalt.beacons",
+        "saltext.kubesalt.output",
+        "kubesalt",
+    ],
     package_dir={
         "saltext.kubesalt": "saltext/kubesalt",
         "saltext.kubesalt.modules": "_modules",
         "saltext.kubesalt.states": "_states",
+        # On the salt-master: the k8s runner (salt-run k8s.status ...) and its outputter.
+        "saltext.kubesalt.runners": "_runners",
+        "saltext.kubesalt.output": "_output",
+        # On the minions: the certificate renewal beacon.
+        "saltext.kubesalt.beacons": "_beacons",
         # Salt's loader only searches an extension's modules/states/runners... folders, not utils: the shared core
         # is a plain top-level package, importable as `kubesalt` like after a sync (see _utils/kubesalt/__init__.py).
         "kubesalt": "_utils/kubesalt",

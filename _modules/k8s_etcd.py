@@ -7,9 +7,10 @@ How it talks to etcd
 Through etcd's own JSON gateway for the v3 API (grpc-gateway, built into every etcd >= 3.4 and always on), over HTTPS
 with a client certificate, using ``requests``:
 
-* ``POST <endpoint>/v3/kv/range|put|deleterange|txn``, ``/v3/cluster/member/list``, ``/v3/maintenance/status`` and
-  ``GET <endpoint>/health``. Keys and values travel base64-encoded, 64-bit integers as JSON strings, and fields equal
-  to their zero value are left out (``"succeeded": false`` is simply absent), exactly as the gateway does it.
+* ``POST <endpoint>/v3/kv/range|put|deleterange|txn``, ``/v3/cluster/member/list``, ``/v3/maintenance/status``,
+  ``/v3/lease/grant|revoke`` and ``GET <endpoint>/health``. Keys and values travel base64-encoded, 64-bit integers
+  as JSON strings, and fields equal to their zero value are left out (``"succeeded": false`` is simply absent),
+  exactly as the gateway does it.
 * ``/v3`` is the one prefix served by 3.4, 3.5 and 3.6 (3.4 also answers the deprecated ``/v3beta``; 3.5 dropped it).
 
 Why not a client library: ``python-etcd3`` has had no release since 2020 and pins protobuf/grpcio versions that
@@ -44,6 +45,14 @@ An endpoint that cannot be connected to (refused, TLS failure, connect timeout) 
 the error names every endpoint tried and why each failed. A read that times out moves on as well. A *write* whose
 answer times out, or that etcd answers with an error, is not retried: its outcome is unknown or final, and the error
 says so. Writes are single requests (one put, one txn, one deleterange), so nothing is ever half-written.
+
+A lock
+------
+:py:func:`lock` / :py:func:`unlock`: one holder at a time for a key, held through a lease (``ttl`` seconds). The key
+is created only if it does not exist (a compare-and-swap on its create revision) and is bound to the lease, so it
+disappears when the holder revokes the lease (:py:func:`unlock`) or when the holder is gone for ``ttl`` seconds --
+etcd's clock decides, not the nodes'. kubesalt's certificate renewal uses it so that masters and etcd members restart
+their services one at a time.
 """
 
 import base64
@@ -188,6 +197,17 @@ def _as_list(endpoints):
     return [str(e).strip().rstrip("/") for e in endpoints if str(e).strip()]
 
 
+def _lock_holder(entry):
+    """Who holds a lock key (its JSON value), for messages."""
+    if entry is None:
+        return "nobody any more"
+    try:
+        value = jsonlib.loads(entry["value"])
+        return f"{value['holder']} since {value['since']} ({value.get('purpose') or 'no purpose given'})"
+    except (ValueError, KeyError, TypeError):
+        return repr(entry["value"])
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # The client (plain Python, no Salt dunders)
 # --------------------------------------------------------------------------------------------------------------------
@@ -245,9 +265,10 @@ class EtcdClient(http.Client):
             data = None
         if answer.status_code == 200 and isinstance(data, dict):
             return data
-        message = (data or {}).get("message") or (data or {}).get("error") or answer.text[:200]
-        if answer.status_code == 404:
+        message = (data or {}).get("message") or (data or {}).get("error")
+        if answer.status_code == 404 and not message:
             message = f"{path} not found; this etcd does not serve the v3 JSON gateway at {API} (etcd >= 3.4 needed)"
+        message = message or answer.text[:200]
         text = f"etcd at {endpoint} refused {path}: {message} (HTTP {answer.status_code})"
         if answer.status_code >= 500 and not write:
             raise _EndpointError(text)
@@ -286,11 +307,12 @@ class EtcdClient(http.Client):
         answer = self.request(f"{API}/kv/put", {"key": _b64(_check_key(name)), "value": _b64(value)}, write=True)
         return {"name": name, "revision": _revision(answer)}
 
-    def cas(self, name, value, prev_value=None, prev_revision=None, create_only=False):
+    def cas(self, name, value, prev_value=None, prev_revision=None, create_only=False, lease=None):
         """
         Write ``value`` in one transaction only if every given condition holds: the stored value equals
         ``prev_value``, its mod_revision equals ``prev_revision``, and (``create_only``) the key does not exist.
-        Returns ``succeeded``, ``revision`` and, when it failed, ``current`` (the entry as it is, or None).
+        With ``lease`` (an id from :py:meth:`lease_grant`) the key is bound to that lease. Returns ``succeeded``,
+        ``revision`` and, when it failed, ``current`` (the entry as it is, or None).
         """
         key = _b64(_check_key(name))
         compare = []
@@ -311,9 +333,12 @@ class EtcdClient(http.Client):
                 f"compare-and-swap on {name} needs prev_value, prev_revision or create_only; use put to write "
                 "unconditionally"
             )
+        put = {"key": key, "value": _b64(value)}
+        if lease is not None:
+            put["lease"] = str(int(lease))
         body = {
             "compare": compare,
-            "success": [{"request_put": {"key": key, "value": _b64(value)}}],
+            "success": [{"request_put": put}],
             "failure": [{"request_range": {"key": key}}],
         }
         answer = self.request(f"{API}/kv/txn", body, write=True)
@@ -330,6 +355,60 @@ class EtcdClient(http.Client):
             body["range_end"] = _b64(_prefix_end(name))
         answer = self.request(f"{API}/kv/deleterange", body, write=True)
         return {"deleted": int(answer.get("deleted", 0)), "revision": _revision(answer)}
+
+    # -- leases and a lock --------------------------------------------------------------------------------------------
+    def lease_grant(self, ttl):
+        """A new lease of ``ttl`` seconds; returns its id."""
+        answer = self.request(f"{API}/lease/grant", {"TTL": str(int(ttl))}, write=True)
+        if answer.get("error"):
+            raise CommandExecutionError(f"etcd refused a lease of {ttl} s: {answer['error']}")
+        return int(answer["ID"])
+
+    def lease_revoke(self, lease):
+        """Revoke lease ``lease`` (its keys are deleted). A lease that has already ended is not an error."""
+        try:
+            self.request(f"{API}/lease/revoke", {"ID": str(int(lease))}, write=True)
+        except CommandExecutionError as exc:
+            if "lease not found" not in str(exc):
+                raise
+            return False
+        return True
+
+    def lock(self, name, holder, ttl, wait, purpose="", interval=2.0):
+        """
+        Hold key ``name`` alone: create it (only if it does not exist) bound to a new lease of ``ttl`` seconds, with
+        ``{"holder", "since", "purpose"}`` as its value. While another holder has it, try again every ``interval``
+        seconds for up to ``wait`` seconds, then raise naming that holder. Returns ``{"name", "lease", "holder",
+        "waited"}``; pass the lease to :py:meth:`lease_revoke` (:py:func:`unlock`) to release it.
+        """
+        start = time.monotonic()
+        deadline = start + max(float(wait), 0.0)
+        value = jsonlib.dumps(
+            {"holder": holder, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "purpose": purpose},
+            sort_keys=True,
+        )
+        while True:
+            current = self.get(name)
+            if current is None:
+                lease = self.lease_grant(ttl)
+                answer = self.cas(name, value, create_only=True, lease=lease)
+                if answer["succeeded"]:
+                    log.info("etcd lock %s taken by %s (lease %x, ttl %s s)", name, holder, lease, ttl)
+                    return {
+                        "name": name,
+                        "lease": lease,
+                        "holder": holder,
+                        "waited": round(time.monotonic() - start, 1),
+                    }
+                self.lease_revoke(lease)
+                current = answer.get("current")
+            if time.monotonic() + interval > deadline:
+                raise CommandExecutionError(
+                    f"etcd lock {name} is held by {_lock_holder(current)}; {holder} waited "
+                    f"{time.monotonic() - start:.0f} s for it (the holder's lease ends at the latest {ttl} s after "
+                    "it took the lock)"
+                )
+            time.sleep(interval)
 
     # -- cluster -----------------------------------------------------------------------------------------------------
     def member_list(self):
@@ -714,6 +793,44 @@ def cluster_health(endpoints=None, ca=None, cert=None, key=None, timeout=None):
     """
     with _client(endpoints, ca, cert, key, timeout) as client:
         return client.cluster_health()
+
+
+def lock(name, holder=None, ttl=900, wait=900, purpose="", endpoints=None, ca=None, cert=None, key=None, timeout=None):
+    """
+    Take the lock ``name`` (an etcd key, e.g. ``/kubesalt/locks/certificate-renewal``) for ``holder`` (default: this
+    minion's id): the key is created only if it does not exist, bound to a lease of ``ttl`` seconds, so it goes away
+    when :py:func:`unlock` revokes the lease or ``ttl`` seconds after the holder is gone. While another holder has
+    it, wait up to ``wait`` seconds (0: do not wait), then raise naming that holder and since when. Returns
+    ``{"name", "lease", "holder", "waited"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.lock /kubesalt/locks/maintenance ttl=600 wait=60 purpose="kernel update"
+    """
+    _check_key(name)
+    for what, value in (("ttl", ttl), ("wait", wait)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (what == "ttl" and value < 1):
+            raise SaltInvocationError(f"etcd lock {name}: {what} {value!r} is not a number of seconds (ttl >= 1)")
+    holder = str(holder or __opts__["id"])
+    with _client(endpoints, ca, cert, key, timeout) as client:
+        return client.lock(name, holder, ttl, wait, purpose=purpose)
+
+
+def unlock(lease, endpoints=None, ca=None, cert=None, key=None, timeout=None):
+    """
+    Release a lock taken with :py:func:`lock`: revoke its lease, which deletes the lock key. Returns True, or False
+    when the lease had already ended (its ttl passed).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_etcd.unlock 7587869872437329924
+    """
+    with _client(endpoints, ca, cert, key, timeout) as client:
+        return client.lease_revoke(lease)
 
 
 # --------------------------------------------------------------------------------------------------------------------

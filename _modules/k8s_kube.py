@@ -550,6 +550,47 @@ def delete(config, manifest, identity="admin", test=False, server=None):
     return {"changed": True, "object": label}
 
 
+def rewrite(config, kind, namespace=None, names=None, identity="admin", server=None):
+    """
+    Write objects of ``kind`` back unchanged (GET, then PUT with its resourceVersion), so the API server stores them
+    again with its current storage settings -- after a change of the encryption key, each Secret encrypted with the
+    new one (``kubectl get secrets -A -o json | kubectl replace -f -``). Only ``names`` (``namespace/name``, or
+    ``name`` for a cluster-scoped kind) when given, else every object (in ``namespace``, or everywhere). An object
+    changed meanwhile (409) is read and written again; one deleted meanwhile is skipped. Returns
+    ``{"rewritten": [namespace/name, ...], "gone": [...]}``: names only, never the objects.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.rewrite "$(salt-call --out=json k8s.config | jq .local)" Secret
+    """
+    info = kind_info(kind)
+    done = {"rewritten": [], "gone": []}
+    with _client(config, identity, server) as client:
+        if names is None:
+            listing = client.request("GET", _path(info, None, namespace), what=f"{kind} list")
+            names = [
+                "/".join(filter(None, (item["metadata"].get("namespace"), item["metadata"]["name"])))
+                for item in listing.get("items") or []
+            ]
+        for ref in names:
+            ns, _, name = ref.rpartition("/")
+            path, label = _path(info, name, ns or None), _label(kind, name, ns or None)
+            for attempt in range(3):
+                live = client.get(path, what=label)
+                if live is None:
+                    done["gone"].append(ref)
+                    break
+                answer = client.request("PUT", path, body=live, what=label, missing_ok=(404, 409))
+                if answer is not None:
+                    done["rewritten"].append(ref)
+                    break
+                if attempt == 2:
+                    raise CommandExecutionError(f"{label} kept changing while it was being rewritten (HTTP 409)")
+    return done
+
+
 def apply(config, manifest, identity="admin", test=False, server=None):
     """
     Make an object look like ``manifest``: read it; if the manifest is a recursive subset of the live object (see
@@ -829,6 +870,38 @@ def node_ready(config, name, identity="kubelet", server=None):
     """
     with _client(config, identity, server) as client:
         return _node_status(client.get(_path(kind_info("Node"), name), what=_label("Node", name)), name)
+
+
+def nodes(config, identity="admin", server=None, timeout=5):
+    """
+    Every Node object, summarized: ``{name: {"ready", "reason", "message", "roles", "kubelet_version",
+    "runtime_version"}}``. ``roles`` are the node's ``node-role.kubernetes.io/<role>`` labels; the versions are what
+    its kubelet reports (``status.nodeInfo``): the kubelet and container runtime that really run there. One request,
+    no wait (``timeout`` seconds for it).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.nodes "$(salt-call --out=json k8s.config | jq .local)"
+    """
+    with _client(config, identity, server, timeout=float(timeout)) as client:
+        items = client.request("GET", _path(kind_info("Node")), what="Node list").get("items") or []
+    summary = {}
+    for node in items:
+        name = (node.get("metadata") or {}).get("name") or "?"
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        info = (node.get("status") or {}).get("nodeInfo") or {}
+        status = _node_status(node, name)
+        summary[name] = {
+            "ready": status["ready"],
+            "reason": status["reason"],
+            "message": status["message"],
+            "roles": sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/")),
+            "kubelet_version": info.get("kubeletVersion", ""),
+            "runtime_version": info.get("containerRuntimeVersion", ""),
+        }
+    return summary
 
 
 def wait_node_ready(config, name, timeout=None, identity="kubelet", server=None, interval=POLL_INTERVAL):

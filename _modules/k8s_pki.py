@@ -385,13 +385,84 @@ def fetch_secret_local(name, config=None, **kwargs):
 # --------------------------------------------------------------------------------------------------------------------
 # Node report
 # --------------------------------------------------------------------------------------------------------------------
+def _report(path, expected, renew_days, identity=None, now=None):
+    """The report of one certificate file: its subject, dates and state against ``expected`` (what
+    :py:func:`expectations` gives for its identity, {} for a file kubesalt does not manage)."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            pem = fh.read()
+        info = x509.certificate_info(pem, now=now)
+    except (OSError, UnicodeDecodeError, CommandExecutionError, SaltInvocationError) as exc:
+        return {"identity": identity, "state": "unreadable", "reasons": [str(exc)]}
+    expected = dict(expected)
+    ca_file = expected.pop("ca_file", None)
+    expected.pop("cert", None)
+    if ca_file and os.path.exists(ca_file):
+        with open(ca_file, encoding="ascii") as fh:
+            expected["ca_pem"] = fh.read()
+    reasons = x509.needs_renewal(pem, expected, renew_days, now=now)
+    return {
+        "identity": identity,
+        "subject": info["subject"],
+        "issuer": info["issuer"],
+        "dns": info["dns"],
+        "ips": info["ips"],
+        "not_after": info["not_after"],
+        "days_left": info["days_left"],
+        "state": "expired" if any(r.startswith("expired") for r in reasons) else "renew" if reasons else "OK",
+        "reasons": reasons,
+    }
+
+
+def expectations(config, minion_id):
+    """
+    What every certificate ``minion_id`` is entitled to must be, to be kept: ``{identity: {cert, ca_file, cn, o,
+    dns, ips, usages}}`` (the policy of :py:func:`entitlements`, where the file lives, and the CA bundle it must
+    chain to). :py:func:`check` judges the files on disk against it without the settings, so a caller that cannot
+    render them (the renewal beacon, in the salt-minion's own process) judges by the same rule as ``k8s.pki``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_pki.expectations "$(salt-call --out=json k8s.config | jq .local)" worker01
+    """
+    files = pki.layout(config)["certificates"]
+    return {
+        identity: {
+            "cert": files[identity]["cert"],
+            "ca_file": files[identity]["ca_file"],
+            **{k: ent[k] for k in ("cn", "o", "dns", "ips", "usages")},
+        }
+        for identity, ent in pki.entitlements(config, minion_id).items()
+    }
+
+
+def check(expected, renew_days):
+    """
+    Judge the certificates ``expected`` names (the output of :py:func:`expectations`) as they are on disk:
+    ``{identity: report}`` as in :py:func:`status`, ``state: missing`` for a file that is not there. Reads local
+    files only.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_pki.check "$(salt-call --out=json k8s_pki.expectations ... | jq .local)" 30
+    """
+    report = {}
+    for identity, spec in sorted((expected or {}).items()):
+        if not os.path.exists(spec["cert"]):
+            report[identity] = {"identity": identity, "state": "missing", "reasons": [f"{spec['cert']} is missing"]}
+            continue
+        report[identity] = dict(_report(spec["cert"], spec, int(renew_days), identity), path=spec["cert"])
+    return report
+
+
 def _status(config, minion_id, now=None):
-    now = now or x509.utcnow()
     pki_dir = config["paths"]["pki_dir"]
-    renew_days = config["pki"]["renew_days"]
-    files = pki.layout(config)
-    by_path = {spec["cert"]: identity for identity, spec in files["certificates"].items()}
-    ents = pki.entitlements(config, minion_id)
+    expected = {spec["cert"]: (identity, spec) for identity, spec in expectations(config, minion_id).items()}
+    managed = {spec["cert"]: identity for identity, spec in pki.layout(config)["certificates"].items()}
     report = {}
     for root, dirs, names in os.walk(pki_dir):
         dirs.sort()
@@ -399,34 +470,8 @@ def _status(config, minion_id, now=None):
             if not fname.endswith((".crt", ".pem")):
                 continue
             path = os.path.join(root, fname)
-            try:
-                with open(path, encoding="ascii") as fh:
-                    pem = fh.read()
-                info = x509.certificate_info(pem, now=now)
-            except (OSError, UnicodeDecodeError, CommandExecutionError, SaltInvocationError) as exc:
-                report[path] = {"state": "unreadable", "reasons": [str(exc)]}
-                continue
-            identity = by_path.get(path)
-            expected = {}
-            if identity in ents:
-                expected = dict(ents[identity])
-                ca_file = files["certificates"][identity]["ca_file"]
-                if os.path.exists(ca_file):
-                    with open(ca_file, encoding="ascii") as fh:
-                        expected["ca_pem"] = fh.read()
-            reasons = x509.needs_renewal(pem, expected, renew_days, now=now)
-            state = "expired" if any(r.startswith("expired") for r in reasons) else "renew" if reasons else "OK"
-            report[path] = {
-                "identity": identity,
-                "subject": info["subject"],
-                "issuer": info["issuer"],
-                "dns": info["dns"],
-                "ips": info["ips"],
-                "not_after": info["not_after"],
-                "days_left": info["days_left"],
-                "state": state,
-                "reasons": reasons,
-            }
+            identity, spec = expected.get(path, (managed.get(path), {}))
+            report[path] = _report(path, spec, config["pki"]["renew_days"], identity, now=now)
     return report
 
 

@@ -20,7 +20,7 @@ import os
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from kubesalt import files, outcome, peer, pki, seal, x509
+from kubesalt import files, outcome, peer, pki, rotation, seal, x509
 
 __virtualname__ = "k8s_pki"
 
@@ -399,8 +399,10 @@ def secret_present(name, secret, config=None, timeout=30):
 
 def public_key_present(name, key, mode="0600"):
     """
-    Ensure ``name`` holds the public key (PEM SubjectPublicKeyInfo) of the private key file ``key``; rewritten when
-    the private key changes. kube-apiserver verifies service-account tokens with it (``--service-account-key-file``).
+    Ensure ``name`` holds the public key (PEM SubjectPublicKeyInfo) of the private key file ``key``, followed by the
+    public keys that file carries after its private key (a service-account key rotation, ``kubesalt.rotation``);
+    rewritten when they change. kube-apiserver verifies service-account tokens with them
+    (``--service-account-key-file``).
 
     name
         Where to write the public key.
@@ -429,7 +431,7 @@ def public_key_present(name, key, mode="0600"):
                 )
                 return ret
             raise CommandExecutionError(f"private key {key} does not exist")
-        value = x509.public_key(private)
+        value = rotation.verification_keys(private, key)
         changes = {}
         if files.read_text(name) != value:
             changes["public_key"] = f"{name} from {key}"

@@ -221,6 +221,7 @@ PORT = Scalar("a TCP port", _int_in(1, 65535), "1 to 65535")
 SECONDS = Scalar(
     "a positive number of seconds", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
 )
+WHOLE_SECONDS = Scalar("a whole number of seconds", _int_in(1), "e.g. 3600")
 DAYS = Scalar("a positive number of days", _int_in(1))
 COUNT = Scalar("a whole number", _int_in(0))
 PATH = Scalar("an absolute path", _is_path, "e.g. /etc/kubernetes; no '..', '.', '//' or whitespace")
@@ -339,6 +340,7 @@ SCHEMA = Struct(
         super_admin=BOOL,
         apiserver_extra_sans=ListOf(SAN),
         backup=Struct(dir=PATH, recipient=Optional(X25519_KEY), push=BOOL),
+        renewal=Struct(enabled=BOOL, interval=WHOLE_SECONDS, retry=WHOLE_SECONDS, lock_ttl=WHOLE_SECONDS),
     ),
     etcd=Struct(
         install=enum("artifact", "package"),

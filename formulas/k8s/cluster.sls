@@ -7,7 +7,14 @@
     sync -> validate -> CAs -> node certificates -> etcd members (parallel, restarts deferred) -> etcd restarts one
     at a time with a quorum wait -> control plane one master at a time (each waits for
     its /readyz) -> cluster objects -> nodes (batch k8s:worker_batch; each registers and waits until Ready) ->
-    add-ons -> smoke checks (the API through every node's balancer, every node Ready, CoreDNS available). #}
+    add-ons -> smoke checks (the API through every node's balancer, every node Ready, CoreDNS available).
+
+    Progress: Salt fires salt/run/<jid>/args when a step starts (its target); as every step requires the one
+    before, a step has ended when the next one starts or the run returns. `salt-run k8s.follow` prints that as it
+    happens; `salt-run k8s.converge` runs this orchestration, prints it, fires
+    kubesalt/orchestrate/<jid>/step/<step>/start|end and ends with a timing table (README "Operating the
+    cluster"). (fire_event on a step would not help: Salt never fires it inside an orchestration, whose master
+    options say `local`.) #}
 {%- import "k8s/orchestrate.jinja" as o with context %}
 {%- set nodes, etcd_hosts, node_hosts = o.all_hosts, o.etcd_hosts, o.node_hosts %}
 {#- Batch size of the steps whose nodes call the CA minion through peer publish: k8s:worker_batch from the master's own

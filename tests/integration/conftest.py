@@ -2,8 +2,8 @@
 Integration harness: a REAL salt-master and three REAL salt-minions (pytest-salt-factories) on this machine.
 
 - master: file_roots = formulas/ (what `conf/master.d/kubesalt.conf` serves: the formulas plus the links to the
-  Python modules), pillar_roots = a generated pillar with the cluster inventory, and the peer rules and worker pools
-  of `conf/master.d/kubesalt.conf`, so the tests run the configuration users install.
+  Python modules), pillar_roots = a generated pillar with the cluster inventory, and the peer rules, worker pools
+  and reactor of `conf/master.d/kubesalt.conf`, so the tests run the configuration users install.
 - minions: master01 (role grain master; pillar roles master+etcd, the CA minion), worker01 and worker02 (role grain
   worker). Modules reach them through `saltutil.sync_all`, the path users take.
 - Each minion gets its own `k8s:fs_root` (pillar) so the states' absolute paths land in a per-minion directory:
@@ -17,6 +17,8 @@ import io
 import json
 import os
 import pathlib
+import subprocess
+import sys
 import tarfile
 import textwrap
 
@@ -32,6 +34,25 @@ NODES = {
     "worker01": (["worker"], ["worker"], "10.240.0.21"),
     "worker02": (["worker"], ["worker"], "10.240.0.22"),
 }
+
+
+# The steps of formulas/k8s/cluster.sls, in run order.
+ORCHESTRATION_STEPS = [
+    "sync kubesalt shared core",
+    "sync kubesalt execution modules",
+    "sync kubesalt state modules",
+    "sync kubesalt beacons",
+    "validate configuration on every node",
+    "certificate authorities on the CA minion",
+    "node certificates everywhere",
+    "etcd members in parallel",
+    "etcd members restarted one at a time",
+    "control plane one master at a time",
+    "cluster objects",
+    "nodes (masters and workers)",
+    "add-ons",
+    "smoke checks",
+]
 
 
 def inventory():
@@ -65,8 +86,22 @@ VERSIONS = {
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
 
 
+# Which version each stand-in claims (the VERSIONS key of its component).
+_STAND_IN_VERSIONS = {
+    **dict.fromkeys(("containerd", "containerd-shim-runc-v2", "ctr"), "containerd"),
+    **dict.fromkeys(("bridge", "host-local", "loopback", "portmap"), "cni_plugins"),
+    "runc": "runc",
+    "crictl": "crictl",
+}
+
+
 def stand_in(name):
-    text = f"#!/bin/sh\n# kubesalt integration-test stand-in for {name}: the real binary runs in the lab.\nexit 0\n"
+    """A small executable in the place of ``name``: it answers ``--version`` like the real one, nothing else."""
+    version = VERSIONS[_STAND_IN_VERSIONS.get(name, "kubernetes")]
+    text = (
+        f"#!/bin/sh\n# kubesalt integration-test stand-in for {name}: the real binary runs in the lab.\n"
+        f'[ "$1" = --version ] && echo "{name} v{version}"\nexit 0\n'
+    )
     return text.encode()
 
 
@@ -212,6 +247,25 @@ def salt_cli(salt_master, salt_minions):
 @pytest.fixture(scope="session")
 def salt_run_cli(salt_master, salt_minions):
     return salt_master.salt_run_cli(timeout=300)
+
+
+@pytest.fixture(scope="session")
+def runner_synced(salt_run_cli):
+    """kubesalt's runner and outputter on the master, the file_roots route: `salt-run saltutil.sync_all`."""
+    ret = salt_run_cli.run("saltutil.sync_all")
+    assert ret.returncode == 0, ret
+    assert "runners.k8s" in ret.data["runners"] and "output.kubesalt" in ret.data["output"], ret.data
+    return ret.data
+
+
+SALT_RUN = pathlib.Path(sys.executable).parent / "salt-run"
+
+
+def salt_run(salt_master, *args, timeout=300):
+    """The real salt-run of the master, as an operator types it (no --out unless given)."""
+    return subprocess.run(
+        [str(SALT_RUN), "-c", str(salt_master.config_dir), *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 class StateRun:

@@ -7,7 +7,7 @@ import re
 import psutil
 import pytest
 
-from tests.integration.conftest import NODES, snapshot
+from tests.integration.conftest import NODES, ORCHESTRATION_STEPS, snapshot
 from tests.support.master_conf import WORKER_POOLS
 from tests.unit.test_validate import TOO_NEW
 
@@ -159,21 +159,7 @@ def test_orchestration_runs_in_order_and_a_second_run_changes_nothing(salt_run_c
     steps = next(iter(first.data["data"].values()))  # the return is keyed by the master's id
     assert all(s["result"] for s in steps.values()), steps
     order = [s["__id__"] for s in sorted(steps.values(), key=lambda s: s["__run_num__"])]
-    assert order == [
-        "sync kubesalt shared core",
-        "sync kubesalt execution modules",
-        "sync kubesalt state modules",
-        "validate configuration on every node",
-        "certificate authorities on the CA minion",
-        "node certificates everywhere",
-        "etcd members in parallel",
-        "etcd members restarted one at a time",
-        "control plane one master at a time",
-        "cluster objects",
-        "nodes (masters and workers)",
-        "add-ons",
-        "smoke checks",
-    ], order
+    assert order == ORCHESTRATION_STEPS, order
     for minion in ("master01", "worker01", "worker02"):
         assert (node_root(minion) / "etc/kubernetes/kubelet.yaml").is_file(), minion
     assert (node_root("master01") / "etc/systemd/system/kube-apiserver.service").is_file()
@@ -195,7 +181,8 @@ def test_the_master_serves_the_formulas_and_the_modules_and_nothing_else(salt_cl
     formulas/ only, so the repository's .git, tests and documents stay out of reach."""
     served = salt_cli.run("cp.list_master", minion_tgt="worker01").data
     assert "k8s/map.jinja" in served and "_modules/k8s_pki.py" in served and "_utils/kubesalt/x509.py" in served
-    outside = [f for f in served if not f.startswith(("k8s/", "_modules/", "_states/", "_utils/")) and f != "top.sls"]
+    ours = ("k8s/", "_modules/", "_states/", "_utils/", "_beacons/", "_runners/", "_output/")
+    outside = [f for f in served if not f.startswith(ours) and f != "top.sls"]
     assert outside == [], outside
     for path in ("README.md", "tests/conftest.py", ".git/HEAD", "conf/master.d/kubesalt.conf", "pillar.example"):
         assert not salt_cli.run("cp.get_file_str", f"salt://{path}", minion_tgt="worker01").data, path

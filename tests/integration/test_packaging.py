@@ -26,7 +26,7 @@ def _wheel_dir():
 def installed_venv(tmp_path_factory):
     work = tmp_path_factory.mktemp("pkg")
     src = work / "src"
-    for name in ("setup.py", "saltext", "_modules", "_states", "_utils"):
+    for name in ("setup.py", "saltext", "_modules", "_states", "_utils", "_runners", "_beacons", "_output"):
         if (REPO / name).is_dir():
             shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
@@ -107,6 +107,38 @@ def test_pip_install_brings_the_shared_core_the_modules_import(installed_venv):
         check=True,
     ).stdout
     assert "site-packages/kubesalt/topology.py" in site, site
+
+
+LOADERS = """
+import json, sys
+import salt.config, salt.loader
+opts = salt.config.minion_config(sys.argv[1])
+master = dict(opts, __role="master")
+utils = salt.loader.utils(master)
+print(json.dumps({
+    "runners": sorted(f for f in salt.loader.runner(master, utils=utils) if f.startswith("k8s.")),
+    "beacons": sorted(f for f in salt.loader.beacons(opts, salt.loader.minion_mods(opts)) if f.startswith("k8s_")),
+    "outputters": sorted(o for o in salt.loader.outputters(opts) if o == "kubesalt"),
+}))
+"""
+
+
+def test_pip_install_brings_the_runner_outputter_and_beacon(installed_venv):
+    """The salt-master's runner and outputter, and the minions' beacon, load from the installed extension through
+    Salt's own loaders (nothing synced: no extension_modules)."""
+    venv, conf = installed_venv
+    # cwd: not the checkout, whose saltext/ would shadow the installed package (python -c puts cwd on sys.path)
+    out = subprocess.run(
+        [str(venv / "bin/python"), "-c", LOADERS, str(conf / "minion")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=conf,
+    )
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"k8s.status", "k8s.converge", "k8s.follow"} <= set(found["runners"]), found
+    assert {"k8s_certs.beacon", "k8s_certs.validate"} <= set(found["beacons"]), found
+    assert found["outputters"] == ["kubesalt"], found
 
 
 def test_installed_extension_is_listed_in_versions_report(installed_venv):

@@ -34,6 +34,10 @@ OPERATION_PILLAR = {
     "k8s.etcd.restore.check": {"k8s_op": {"snapshot": "latest"}},
     "k8s.etcd.restore.data": {"k8s_op": {"snapshot": "latest"}},
 }
+# The arguments the secret rotations pass (orchestration pillar rotate_to; node-side k8s_rotate): without them,
+# those SLS refuse to render (test_rotation_sls_refuse_to_render_without_their_arguments).
+ROTATION_ARGS = {"rotate_to": "key2", "k8s_rotate": {"key": "key2", "step": "added"}}
+ROTATION_SLS = ("k8s.rotate.encryption", "k8s.rotate.encryption-key", "k8s.rotate.secrets")
 
 # (pillar name, pillar, minion id, role grain)
 CASES = [
@@ -90,7 +94,7 @@ def _caller(tmp_path, pillar, minion_id, grains):
 @pytest.mark.parametrize("release", ["default", "1.20"])
 @pytest.mark.parametrize("pillar_name,pillar,minion_id,grains", CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
 def test_every_sls_renders_for_every_role(tmp_path, release, pillar_name, pillar, minion_id, grains):
-    pillar = copy.deepcopy(pillar)
+    pillar = dict(copy.deepcopy(pillar), **ROTATION_ARGS)
     if release == "1.20":
         for key, value in OLD_RELEASE.items():
             pillar["k8s"].setdefault(key, {}).update(copy.deepcopy(value))
@@ -108,3 +112,10 @@ def test_every_sls_renders_for_every_role(tmp_path, release, pillar_name, pillar
     top = caller.cmd("state.show_top")
     expected = (["k8s.master"] if "master" in grains else []) + (["k8s.worker"] if "worker" in grains else [])
     assert top == {"base": expected}
+
+
+def test_rotation_sls_refuse_to_render_without_their_arguments(tmp_path):
+    caller = _caller(tmp_path, copy.deepcopy(MINIMAL), "solo", ["master", "worker"])
+    for sls in (*ROTATION_SLS, "k8s.rotate.service-account-key"):
+        ret = caller.cmd("state.show_sls", sls)
+        assert isinstance(ret, list) and ("rotate_to" in ret[0] or "needs pillar k8s_rotate" in ret[0]), (sls, ret)

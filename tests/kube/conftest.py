@@ -1,6 +1,7 @@
 """Fixtures for tests against a real kube-apiserver 1.20 (tests/support/apiserver.py): one control plane per
 session, and each minion's real k8s_kube execution and state modules, wired like a minion's loader wires them."""
 
+import contextlib
 import datetime
 import inspect
 import re
@@ -15,13 +16,21 @@ from tests.support.loader import load
 PKI = load("k8s_pki")
 
 
-@pytest.fixture(scope="session")
-def plane(tmp_path_factory):
-    """The running control plane; the tests that need it are skipped, with the reason, without the binaries."""
+@contextlib.contextmanager
+def control_plane(directory):
+    """A running control plane in ``directory``; the tests that need it are skipped, with the reason, without the
+    binaries."""
     absent = apiserver.missing()
     if absent:
         pytest.skip(f"{apiserver.SKIP_REASON} (missing: {', '.join(absent)})")
-    with apiserver.running(tmp_path_factory.mktemp("kube")) as running:
+    with apiserver.running(directory) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def plane(tmp_path_factory):
+    """The control plane the kube tests share."""
+    with control_plane(tmp_path_factory.mktemp("kube")) as running:
         yield running
 
 

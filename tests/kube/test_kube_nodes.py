@@ -8,7 +8,8 @@ import time
 import pytest
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from tests.kube.conftest import register_kubelet
+from tests.kube.conftest import register_kubelet, report_ready
+from tests.support.loader import load
 
 pytestmark = pytest.mark.kube
 ADMIN = "kubernetes-admin"
@@ -175,3 +176,19 @@ def test_nodes_ready_lists_each_node_that_is_not_ready_with_its_reason(kube, con
 def test_register_node_remote_holds_the_callers_timeout_to_the_ca_minions_own(minions, timeout):
     with pytest.raises(SaltInvocationError, match="waits at most k8s:timeouts:node_ready"):
         minions.execution("master01").register_node_remote(timeout, __pub_id="worker02")
+
+
+def test_nodes_summarizes_every_node_with_its_roles_readiness_and_versions(kube, config, plane):
+    register_kubelet(plane, "worker02")
+    kube.register_node(config, "worker02", timeout=30)
+    report_ready(plane, "worker02")
+    summary = kube.nodes(config)["worker02"]
+    assert summary["ready"] is True and summary["reason"] == "KubeletReady"
+    assert summary["roles"] == ["worker"]
+    # what nodeInfo says (a kubelet reports it; none runs here, so it is empty)
+    assert summary["kubelet_version"] == "" and summary["runtime_version"] == ""
+    # a master that is not the CA minion reads them with its apiserver-kubelet-client certificate, once the cluster
+    # objects bind its group to system:kubelet-api-admin
+    for manifest in load("k8s_conf").cluster_objects(config):
+        kube.apply(config, manifest)
+    assert "worker02" in kube.nodes(config, identity="apiserver-kubelet-client")

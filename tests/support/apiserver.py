@@ -257,8 +257,15 @@ class ControlPlane:
         ]
 
     def _start_apiserver(self, etcd_url):
+        self.etcd_url = etcd_url
         process = self._spawn("kube-apiserver", [f"{BIN_DIR}/kube-apiserver", *self.apiserver_flags(etcd_url)])
         self.wait_ready(process)
+
+    def restart_apiserver(self):
+        """Stop kube-apiserver and start it again with the same flags (it reads its files anew), as systemd does
+        when a master's k8s.control-plane restarts it; returns once /readyz answers."""
+        etcd_cluster.stop_process(self.processes.pop("kube-apiserver"))
+        self._start_apiserver(self.etcd_url)
 
     def wait_ready(self, process=None, timeout=START_TIMEOUT):
         """Poll /readyz as admin until it answers ok; raise with the log's tail when it does not."""

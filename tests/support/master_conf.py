@@ -12,3 +12,4 @@ MASTER_CONF_FILE = REPO / "conf" / "master.d" / "kubesalt.conf"
 MASTER_CONF = yaml.safe_load(MASTER_CONF_FILE.read_text())
 PEER_RULES = MASTER_CONF["peer"]
 WORKER_POOLS = MASTER_CONF["worker_pools"]
+REACTOR = MASTER_CONF["reactor"]

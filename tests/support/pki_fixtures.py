@@ -7,6 +7,7 @@ stand-in for the salt-master's peer publish: it calls the real ``k8s_pki`` funct
 salt-master path is covered by tests/integration.
 """
 
+import datetime
 import inspect
 import pathlib
 import re
@@ -14,6 +15,8 @@ import re
 import pytest
 import salt.minion
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from tests.support.loader import ROOT, load
@@ -162,6 +165,29 @@ class Cluster:
 
     def read(self, minion_id, identity):
         return {k: p.read_text() for k, p in self.files(minion_id, identity).items()}
+
+
+def reissue(cert_path, ca_dir, days, ca="kubernetes-ca"):
+    """Re-sign the certificate at ``cert_path`` (same key, subject and extensions) with CA ``ca`` of ``ca_dir``
+    (``<ca>.crt``/``<ca>.key``), issued 300 days ago and valid for ``days`` more days: a real certificate of this
+    cluster, only near its end."""
+    cert_path = pathlib.Path(cert_path)
+    old = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    ca_cert = x509.load_pem_x509_certificate((pathlib.Path(ca_dir) / f"{ca}.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pathlib.Path(ca_dir) / f"{ca}.key").read_bytes(), None)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(old.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=300))
+        .not_valid_after(now + datetime.timedelta(days=days, hours=12))
+    )
+    for ext in old.extensions:
+        builder = builder.add_extension(ext.value, ext.critical)
+    cert_path.write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
 
 
 def tree(root):

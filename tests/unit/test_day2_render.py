@@ -48,16 +48,20 @@ def render(tmp_path, sls, pillar):
     return steps
 
 
+SYNC_STEPS = 5  # orchestrate.jinja's sync(): four syncs, then the validation
+
+
 def test_node_remove_drains_removes_the_member_cleans_the_node_then_deletes_it(tmp_path):
     steps = render(tmp_path, "k8s/node/remove/init.sls", {"node": "worker02", "drain_timeout": 120})
     ids = [s[0] for s in steps]
-    assert ids[:4] == [
+    assert ids[:SYNC_STEPS] == [
         "sync kubesalt shared core",
         "sync kubesalt execution modules",
         "sync kubesalt state modules",
+        "sync kubesalt beacons",
         "validate configuration on every node",
     ]
-    assert ids[4:] == [
+    assert ids[SYNC_STEPS:] == [
         "worker02 drained and its etcd member removed",
         "worker02 components stopped and cleaned",
         "Node worker02 deleted",
@@ -85,7 +89,7 @@ def test_node_remove_without_a_valid_node_fails_before_any_step(tmp_path, pillar
 
 def test_etcd_restore_steps_in_order_each_failhard_with_the_snapshot(tmp_path):
     steps = render(tmp_path, "k8s/etcd/restore/init.sls", {"snapshot": "latest"})
-    ids = [s[0] for s in steps][4:]
+    ids = [s[0] for s in steps][SYNC_STEPS:]
     assert ids == [
         "snapshot checked on the seed",
         "control plane and etcd stopped",
@@ -96,10 +100,10 @@ def test_etcd_restore_steps_in_order_each_failhard_with_the_snapshot(tmp_path):
         "restore markers cleared",
         "every node Ready",
     ]
-    for index, (_state_id, function, args) in enumerate(steps[4:]):
+    for index, (_state_id, function, args) in enumerate(steps[SYNC_STEPS:]):
         assert function == "salt.state" and args["failhard"] is True
         assert args["pillar"] == {"k8s_op": {"snapshot": "latest"}}
-        assert args["require"] == [{"salt": ([s[0] for s in steps][3 + index])}]
+        assert args["require"] == [{"salt": ([s[0] for s in steps][SYNC_STEPS - 1 + index])}]
     batches = {s[0]: s[2].get("batch") for s in steps}
     assert batches["other members join one at a time"] == 1
     assert batches["control plane started one master at a time"] == 1
@@ -112,11 +116,11 @@ def test_etcd_restore_needs_a_snapshot_and_checks_the_seed(tmp_path):
     with pytest.raises(salt.exceptions.SaltRenderError, match="orchestration pillar 'seed'"):
         render(tmp_path, "k8s/etcd/restore/init.sls", {"snapshot": "latest", "seed": "../x"})
     steps = render(tmp_path, "k8s/etcd/restore/init.sls", {"snapshot": "/b/s.db", "seed": "master02"})
-    assert steps[4][2]["pillar"] == {"k8s_op": {"snapshot": "/b/s.db", "seed": "master02"}}
+    assert steps[SYNC_STEPS][2]["pillar"] == {"k8s_op": {"snapshot": "/b/s.db", "seed": "master02"}}
 
 
 def test_etcd_member_converges_and_a_replacement_first_removes_the_dead_member(tmp_path):
-    plain = [s[0] for s in render(tmp_path, "k8s/etcd/member.sls", {})][4:]
+    plain = [s[0] for s in render(tmp_path, "k8s/etcd/member.sls", {})][SYNC_STEPS:]
     assert plain == [
         "etcd certificates of every member",
         "etcd members join one at a time",
@@ -125,7 +129,7 @@ def test_etcd_member_converges_and_a_replacement_first_removes_the_dead_member(t
     ]
     steps = render(tmp_path, "k8s/etcd/member.sls", {"replace": "master02"})
     by_id = {s[0]: s[2] for s in steps}
-    assert [s[0] for s in steps][4:7] == [
+    assert [s[0] for s in steps][SYNC_STEPS : SYNC_STEPS + 3] == [
         "etcd certificates of every member",
         "dead etcd member master02 removed for its replacement",
         "old data of master02 moved aside",

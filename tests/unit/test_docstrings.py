@@ -1,6 +1,7 @@
 """Every function Salt's loader exposes from kubesalt's modules documents how to call it: execution functions with a
-``CLI Example`` (``salt-call <module>.<function> ...``), state functions with an SLS example of the state, as
-``salt.modules.*`` / ``salt.states.*`` do. Salt renders these in ``sys.doc`` / ``sys.state_doc``."""
+``CLI Example`` (``salt-call <module>.<function> ...``), runner functions with one (``salt-run <module>.<function>``),
+state functions with an SLS example of the state, as ``salt.modules.*`` / ``salt.runners.*`` / ``salt.states.*``
+do. Salt renders these in ``sys.doc`` / ``salt-run -d`` / ``sys.state_doc``."""
 
 import inspect
 import re
@@ -31,6 +32,16 @@ def test_execution_function_has_a_docstring_with_a_cli_example(module, function,
     )
 
 
+@pytest.mark.parametrize("module, function, obj", list(exposed("runners")))
+def test_runner_function_has_a_docstring_with_a_salt_run_example(module, function, obj):
+    doc = inspect.getdoc(obj) or ""
+    example = re.search(r"CLI Example:\s*\n\s*\.\. code-block:: bash\s*\n((?:\s+.*\n?)+)", doc)
+    assert example, f"runner {module}.{function}: no 'CLI Example:' with a bash code block"
+    assert re.search(rf"\bsalt-run\b.*\b{re.escape(module)}\.{re.escape(function)}\b", example.group(1)), (
+        f"runner {module}.{function}: the CLI example does not run salt-run {module}.{function}"
+    )
+
+
 @pytest.mark.parametrize("module, function, obj", list(exposed("states")))
 def test_state_function_has_a_docstring_with_an_sls_example(module, function, obj):
     doc = inspect.getdoc(obj) or ""
@@ -44,5 +55,6 @@ def test_state_function_has_a_docstring_with_an_sls_example(module, function, ob
 
 def test_the_check_finds_every_module():
     names = {param.values[0] for param in [*exposed("modules"), *exposed("states")]}
-    assert {"k8s", "k8s_pki", "k8s_artifact", "k8s_etcd", "k8s_kube", "k8s_conf"} <= names
+    assert {"k8s", "k8s_pki", "k8s_artifact", "k8s_etcd", "k8s_kube", "k8s_conf", "k8s_ops"} <= names
     assert len(list(exposed("states"))) >= 15
+    assert {param.values[1] for param in exposed("runners")} >= {"status", "converge", "follow"}

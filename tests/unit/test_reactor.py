@@ -6,32 +6,14 @@ import os
 import pathlib
 
 import pytest
-import salt.config
-import salt.utils.templates
-import salt.utils.yaml
 
+from tests.support import reactor
 from tests.support.loader import ROOT, load
 
-REACTOR = ROOT / "formulas" / "k8s" / "reactor" / "converge.sls"
-
 
 @pytest.fixture(scope="module")
-def opts(tmp_path_factory):
-    """The options a salt-master renders reactor SLS files with."""
-    root = tmp_path_factory.mktemp("master")
-    (root / "master").write_text(salt.utils.yaml.safe_dump({"root_dir": str(root), "file_client": "local"}))
-    return salt.config.master_config(str(root / "master"))
-
-
-@pytest.fixture(scope="module")
-def render(opts):
-    def _render(tag, data):
-        text = salt.utils.templates.render_jinja_tmpl(
-            REACTOR.read_text(), {"tag": tag, "data": data, "opts": opts, "saltenv": "base", "sls": "reactor"}
-        )
-        return salt.utils.yaml.safe_load(text) or {}
-
-    return _render
+def render(tmp_path_factory):
+    return reactor.renderer("converge", reactor.master_opts(tmp_path_factory.mktemp("master")))
 
 
 def test_a_start_event_asks_the_minion_of_the_tag_and_only_it(render):

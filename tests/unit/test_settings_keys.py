@@ -30,6 +30,8 @@ def code():
     for pattern, base in (
         ("*.py", ROOT / "_modules"),
         ("*.py", ROOT / "_states"),
+        ("*.py", ROOT / "_runners"),
+        ("*.py", ROOT / "_beacons"),
         ("*.py", ROOT / "_utils"),
         ("*.sls", FORMULAS.parent),
         ("*.jinja", FORMULAS.parent),

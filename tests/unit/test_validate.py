@@ -194,6 +194,14 @@ BROKEN = {
         "k8s:pki:apiserver_extra_sans: 'bad name!'",
     ),
     "ca_minion_not_a_node": (_pillar(pki__ca_minion="ghost"), "k8s:pki:ca_minion: 'ghost' is not a node"),
+    "renewal_interval_not_whole_seconds": (
+        _pillar(pki__renewal={"interval": 1.5}),
+        "k8s:pki:renewal:interval: '1.5' is not a whole number of seconds",
+    ),
+    "renewal_switch_not_a_bool": (
+        _pillar(pki__renewal={"enabled": "yes"}),
+        "k8s:pki:renewal:enabled: 'yes' is not true",
+    ),
     "malformed_mirror_url": (_pillar(artifacts__mirror="ftp//mirror"), "k8s:artifacts:mirror: 'ftp//mirror'"),
     "unknown_network_mode": (_pillar(network__mode="weave"), "k8s:network:mode: 'weave' is not supported"),
     "unknown_arch": (_pillar(arch="s390x"), "k8s:arch: 's390x' is not supported"),

@@ -1,7 +1,8 @@
 {#- Certificates of this node, issued by the CA minion under the per-identity policy (k8s_pki.entitlements: what
     this minion id may hold, from the k8s:nodes pillar). Private keys are generated here and never leave the node.
     On the CA minion this also creates the CAs (private keys only in k8s:paths:ca_dir, 0700) and the cluster
-    secrets. Masters receive the service-account key and the EncryptionConfiguration; nobody else can. #}
+    secrets. Masters receive the service-account key and the EncryptionConfiguration; nobody else can. The
+    certificate renewal beacon comes with it (k8s.pki.renewal). #}
 {%- from "k8s/map.jinja" import k8s with context %}
 {%- set layout = salt["k8s_pki.layout"](k8s) %}
 {%- set me = opts.id %}
@@ -12,6 +13,7 @@
 include:
   - k8s.common
   - k8s.pki.ca
+  - k8s.pki.renewal
 
 {%- for identity, policy in entitled | dictsort %}
 {%-   set files = layout.certificates[identity] %}

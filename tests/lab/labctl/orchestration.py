@@ -6,6 +6,8 @@ import datetime
 import json
 import os
 import re
+import subprocess
+import threading
 
 from .builds import kubectl, profile
 from .common import (
@@ -25,7 +27,7 @@ from .common import (
     write,
 )
 from .inventory import first_master, node_dir
-from .master import salt_run_json
+from .master import salt_argv, salt_run_json
 
 
 def step_changes(step):
@@ -77,12 +79,46 @@ def summarize(data):
     return rows
 
 
+def follow_steps():
+    """`salt-run k8s.follow` (the formula's runner, README "Operating the cluster") in the background: each step of
+    the orchestration about to start is shown as it starts and ends, from the events Salt fires for it."""
+    run(salt_argv("salt-run", "saltutil.sync_all"), check=False, capture=True)  # the runner from the served tree
+    proc = subprocess.Popen(
+        salt_argv("salt-run", "k8s.follow", "timeout=3600", "--out=quiet"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def relay():
+        for line in proc.stdout:
+            if line.strip() and not line.startswith("unclosed "):  # salt-run 3008 teardown noise
+                say("  | " + line.rstrip())
+
+    thread = threading.Thread(target=relay, daemon=True)
+    thread.start()
+    return proc, thread
+
+
+def stop_following(follower, grace=30):
+    """Let the follower print the run's end (it stops by itself when the orchestration's result arrives)."""
+    proc, thread = follower
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.wait(timeout=10)
+    thread.join(5)
+
+
 def orchestrate(lab):
     logs = os.path.join(STATE, "logs")
     os.makedirs(logs, exist_ok=True)
     log = os.path.join(logs, f"orchestrate-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
     with phase("orchestrate: salt-run state.orchestrate k8s.cluster"):
+        follower = follow_steps()
         rc, data, raw = salt_run_json("state.orchestrate", "k8s.cluster")
+        stop_following(follower)
         write(log, raw)
         rows = summarize(data)
         if rows is None:

@@ -1,0 +1,147 @@
+"""The secret rotations on the running lab, through the orchestrations an operator runs
+(README "Rotating the cluster's secrets"): `salt-run state.orchestrate k8s.rotate.encryption` and
+`k8s.rotate.service-account`, each step on the real masters (the API servers restarted by systemd, one master at a
+time). The API is probed all along; with one master its restarts are downtime, so failures are recorded and counted
+as a fault only with several masters."""
+
+import base64
+import json
+import threading
+import time
+
+import pytest
+import requests
+import yaml
+
+from tests.lab.conftest import ADMIN, kubectl, kubectl_json, lab, record
+
+pytestmark = pytest.mark.lab
+
+
+def orchestrate(sls, pillar=None):
+    """Run the orchestration on the lab's salt-master; every step must succeed. Returns {step id: its return}."""
+    args = ["salt-run", "--out=json", "state.orchestrate", sls]
+    if pillar is not None:
+        args.append(f"pillar={json.dumps(pillar)}")
+    out = lab(*args, timeout=1800, check=False)
+    data = json.loads(out.stdout)["data"]
+    steps = next(iter(data.values()))
+    failed = {sid: s.get("comment") for sid, s in steps.items() if not s.get("result")}
+    assert out.returncode == 0 and not failed, f"{sls} failed: {failed}\n{out.stderr[-2000:]}"
+    return {sid.split("_|-")[1]: s for sid, s in steps.items()}
+
+
+def minion_changes(step):
+    """The state changes each minion reported for one salt.state step of an orchestration."""
+    returns = (step.get("changes") or {}).get("ret") or {}
+    return {
+        minion: {sid: s["changes"] for sid, s in states.items() if s.get("changes")}
+        for minion, states in returns.items()
+    }
+
+
+class Probe:
+    """GET the API once a second in a thread while an orchestration runs; counts the failures."""
+
+    def __init__(self, path):
+        self.path, self.ok, self.failed, self.stop = path, 0, [], threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                kubectl("get", "--raw", self.path, timeout=10)
+                self.ok += 1
+            except AssertionError as exc:
+                self.failed.append(str(exc)[:200])
+            self.stop.wait(1)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(30)
+
+
+def storage(ca_minion):
+    out = lab("salt", "--out=json", "--static", ca_minion, "k8s_rotate.secrets_storage")
+    return json.loads(out.stdout)[ca_minion]
+
+
+@pytest.fixture(scope="module")
+def ca_minion(masters):
+    return masters[0]  # the lab leaves k8s:pki:ca_minion empty: the first master
+
+
+def test_encryption_key_rotation_by_the_orchestration(masters, ca_minion):
+    key = f"lab{int(time.time())}"
+    value = base64.b64encode(f"before rotation to {key}".encode()).decode()
+    name = f"rotation-{key}"
+    kubectl("create", "secret", "generic", name, "-n", "default", f"--from-literal=v=before rotation to {key}")
+    before = storage(ca_minion)
+    assert before["secrets"][f"default/{name}"].startswith("secretbox:")
+    with Probe(f"/api/v1/namespaces/default/secrets/{name}") as probe:
+        started = time.monotonic()
+        steps = orchestrate("k8s.rotate.encryption", {"rotate_to": key})
+        took = time.monotonic() - started
+    record("rotation", what="encryption", key=key, seconds=round(took), probes_ok=probe.ok, failed=len(probe.failed))
+    if len(masters) > 1:
+        assert probe.failed == [], probe.failed
+    assert kubectl_json("get", "secret", name, "-n", "default")["data"]["v"] == value
+    after = storage(ca_minion)
+    assert after["by_key"] == {f"secretbox:{key}": after["total"]}, after["by_key"]
+    rewritten = minion_changes(steps[f"Secrets stored under {key}"])[ca_minion]
+    assert f"default/{name}" in next(iter(rewritten.values()))["rewritten"]
+
+    again = orchestrate("k8s.rotate.encryption", {"rotate_to": key})
+    changed = {sid: minion_changes(step) for sid, step in again.items() if sid != "sync kubesalt modules"}
+    assert all(not any(c.values()) for c in changed.values()), changed
+
+
+def token_session(directory):
+    """A session that trusts the lab's API server (the CA of the admin kubeconfig) and presents no certificate."""
+    cfg = yaml.safe_load(ADMIN.read_text())
+    cluster = cfg["clusters"][0]["cluster"]
+    ca = directory / "lab-ca.crt"
+    ca.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+    session = requests.Session()
+    session.trust_env, session.verify = False, str(ca)
+    return session, cluster["server"]
+
+
+def new_token():
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 7200}}
+    out = kubectl(
+        "create", "--raw", "/api/v1/namespaces/default/serviceaccounts/default/token", "-f", "-", input=json.dumps(body)
+    )
+    return json.loads(out)["status"]["token"]
+
+
+def kid(jwt):
+    header = jwt.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+
+
+def test_service_account_key_rotation_by_the_orchestration(masters, tmp_path):
+    session, server = token_session(tmp_path)
+
+    def accepted(jwt):
+        return session.get(f"{server}/api", headers={"Authorization": f"Bearer {jwt}"}, timeout=10).status_code
+
+    old = new_token()
+    assert accepted(old) == 200
+    with Probe("/api/v1/namespaces/default/serviceaccounts/default") as probe:
+        orchestrate("k8s.rotate.service-account")
+    record("rotation", what="service-account switched", probes_ok=probe.ok, failed=len(probe.failed))
+    if len(masters) > 1:
+        assert probe.failed == [], probe.failed
+    new = new_token()
+    assert kid(new) != kid(old)
+    assert (accepted(old), accepted(new)) == (200, 200)
+    # Pods keep their tokens across the switch: the default namespace's pods still talk to the API (CoreDNS does).
+    assert kubectl_json("get", "deployment", "coredns", "-n", "kube-system")["status"].get("availableReplicas")
+
+    orchestrate("k8s.rotate.service-account", {"drop_old": True})
+    assert (accepted(old), accepted(new)) == (401, 200)
