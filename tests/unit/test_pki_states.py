@@ -182,7 +182,7 @@ def test_a_worker_gets_its_kubelet_certificate_through_peer_publish_then_nothing
     ret = cluster.issue("worker01", "kubelet")
     assert ret["result"] is True, ret
     assert ret["changes"]["key"] == "generated" and "ca_file" in ret["changes"]
-    assert ("worker01", "master01", "k8s_pki.sign_remote") in cluster.published
+    assert ("worker01", "master01", "k8s_pki.sign_batch_remote") in cluster.published
     files = cluster.files("worker01", "kubelet")
     assert (mode(files["key"]), mode(files["cert"]), mode(files["ca_file"])) == (0o600, 0o600, 0o600)
     assert x509.certificate_info(files["cert"].read_text())["subject"]["cn"] == "system:node:worker01"
@@ -318,9 +318,10 @@ def test_the_ca_refusal_reaches_the_node_and_nothing_is_written(cluster):
     ret = states.certificate_managed(str(files["cert"]), str(files["key"]), "apiserver", config=config)
     assert ret["result"] is False
     assert (
-        "CA minion 'master01' refused k8s_pki.sign_remote for minion 'worker01': ERROR: minion 'worker01' "
-        "is not entitled to the 'apiserver' certificate" in ret["comment"]
+        "CA minion 'master01' refused k8s_pki.sign_batch_remote for minion 'worker01': ERROR: "
+        "k8s_pki.sign_batch_remote: request for 'apiserver' refused" in ret["comment"]
     )
+    assert "minion 'worker01' is not entitled to the 'apiserver' certificate" in ret["comment"]
     assert not files["cert"].exists() and not files["key"].exists()
 
 
@@ -341,7 +342,7 @@ def test_no_reply_from_the_ca_minion_fails_clearly_and_writes_nothing(cluster, f
     else:
         cluster.ca_down = True
     ret = cluster.issue("worker01", "kubelet")
-    assert ret["result"] is False and message in ret["comment"] and "k8s_pki.sign_remote" in ret["comment"]
+    assert ret["result"] is False and message in ret["comment"] and "k8s_pki.sign_batch_remote" in ret["comment"]
     assert not cluster.files("worker01", "kubelet")["key"].exists()
 
 
