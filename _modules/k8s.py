@@ -541,13 +541,15 @@ def check(config):
 _FORMULA_DATA = ("defaults", "profiles", "catalogue")
 
 
-def _formula_data(saltenv):
-    """``{name: parsed}`` of :py:data:`_FORMULA_DATA`, fetched from the fileserver (one hash round trip each when
-    the minion's cached copy is current) and read with Salt's YAML loader, as ``import_yaml`` reads them."""
+def _formula_data(saltenv, fetch=True):
+    """``{name: parsed}`` of :py:data:`_FORMULA_DATA`, read with Salt's YAML loader as ``import_yaml`` reads them.
+    With ``fetch`` each is fetched from the fileserver (a hash round trip when the cached copy is current); without,
+    the copy in this minion's file cache is read as its last render left it (fetched only when there is none)."""
     loaded = {}
     for name in _FORMULA_DATA:
         url = f"salt://k8s/{name}.yaml"
-        path = __salt__["cp.cache_file"](url, saltenv)
+        path = None if fetch else __salt__["cp.is_cached"](url, saltenv)
+        path = path or __salt__["cp.cache_file"](url, saltenv)
         if not path:
             raise CommandExecutionError(f"{url} (saltenv {saltenv}) is not on the salt-master's fileserver")
         with salt.utils.files.fopen(path, "r") as fh:
@@ -555,13 +557,19 @@ def _formula_data(saltenv):
     return loaded
 
 
-def resolve(saltenv="base", validate=True):
+def resolve(saltenv="base", validate=True, fetch=True):
     """
     This minion's settings as every SLS sees them: :py:func:`settings` over ``k8s/defaults.yaml``,
     ``k8s/profiles.yaml`` and ``k8s/catalogue.yaml`` from the salt-master's fileserver and the ``k8s`` pillar. This
     is what ``formulas/k8s/map.jinja`` calls. Within one job (a ``state.apply`` renders map.jinja once per SLS file
     that imports it) the result is computed once per pillar and kept in ``__context__``: the data files are fetched
     and parsed and the settings validated once, not once per SLS file; every caller gets its own copy.
+
+    fetch
+        False: read the three data files from this minion's file cache as its last render left them, without asking
+        the fileserver (three round trips, each signed with the minion's key). The CA minion answers peer-publish
+        requests this way: every orchestration renders on it (validation, CAs) before any node asks, and the pillar
+        -- who may hold what -- is read fresh all the same.
 
     CLI Example:
 
@@ -575,7 +583,7 @@ def resolve(saltenv="base", validate=True):
     minion_id = __opts__["id"]
     key = ("kubesalt.resolve", saltenv, bool(validate), minion_id, json.dumps(pillar, sort_keys=True, default=repr))
     if key not in __context__:
-        files = _formula_data(saltenv)
+        files = _formula_data(saltenv, fetch)
         __context__[key] = settings(
             files["defaults"].get("k8s") or {},
             files["profiles"],
@@ -587,10 +595,11 @@ def resolve(saltenv="base", validate=True):
     return copy.deepcopy(__context__[key])
 
 
-def config(validate=False):
+def config(validate=False, fetch=True):
     """
     Return this minion's resolved kubesalt settings, exactly as every SLS sees them (:py:func:`resolve`, which
-    ``k8s/map.jinja`` calls). With ``validate=True`` an invalid configuration raises an error listing every problem.
+    ``k8s/map.jinja`` calls). With ``validate=True`` an invalid configuration raises an error listing every problem;
+    ``fetch=False``: see :py:func:`resolve`.
 
     CLI Example:
 
@@ -599,7 +608,7 @@ def config(validate=False):
         salt-call k8s.config
         salt 'master01' k8s.config --out=yaml
     """
-    return resolve(validate=validate)
+    return resolve(validate=validate, fetch=fetch)
 
 
 def validate():

@@ -332,10 +332,11 @@ def _read_secret(config, name):
     return _read_private_file(source, f"secret '{name}'")
 
 
-def _ca_config(config=None):
-    """The settings on the CA minion; refuses when this minion is not the CA minion."""
+def _ca_config(config=None, fetch=True):
+    """The settings on the CA minion; refuses when this minion is not the CA minion. A peer-publish request reads
+    them with ``fetch=False`` (``k8s.resolve``: no fileserver round trips)."""
     if config is None:
-        config = __salt__["k8s.config"](validate=True)
+        config = __salt__["k8s.config"](validate=True, fetch=fetch)
     return peer.on_ca_minion(config, __opts__["id"], "send the request there")
 
 
@@ -358,7 +359,7 @@ def sign_remote(csr, identity, **kwargs):
         salt-call publish.publish master01 k8s_pki.sign_remote arg="['$(cat kubelet.csr)', kubelet]"
     """
     requester = peer.requester(kwargs, "k8s_pki.sign_remote")
-    return _issue(_ca_config(), requester, csr, identity)
+    return _issue(_ca_config(fetch=False), requester, csr, identity)
 
 
 def sign_batch_remote(requests, **kwargs):
@@ -381,7 +382,7 @@ def sign_batch_remote(requests, **kwargs):
     """
     requester = peer.requester(kwargs, "k8s_pki.sign_batch_remote")
     peer.refuse_arguments(kwargs, "k8s_pki.sign_batch_remote", "it takes requests={identity: CSR} only")
-    return _issue_batch(_ca_config(), requester, requests)
+    return _issue_batch(_ca_config(fetch=False), requester, requests)
 
 
 def sign_local(csr, identity, config=None, **kwargs):
@@ -420,7 +421,7 @@ def fetch_secret_remote(name, recipient=None, **kwargs):
     """
     requester = peer.requester(kwargs, "k8s_pki.fetch_secret_remote")
     peer.refuse_arguments(kwargs, "k8s_pki.fetch_secret_remote", "it takes a secret name and recipient=<key>")
-    config = _ca_config()
+    config = _ca_config(fetch=False)
     if name not in pki.SECRETS:
         raise CommandExecutionError(
             f"unknown secret '{name}' requested by minion '{requester}'; known secrets: {', '.join(pki.SECRETS)}"
