@@ -290,9 +290,10 @@ def run(count, keep):
         figures["cpu"] = [after - before for before, after in zip(cpu0, cluster.cpu(), strict=True)]
         figures["ok"], figures["changes"], failures = summarize(first)
         figures["failures"] = failures[:3]
-        t0 = time.time()
+        t0, cpu0 = time.time(), cluster.cpu()
         again = cluster.salt("G@role:worker", "state.apply", "k8s.worker", tgt_type="compound", batch=BATCH)
         figures["noop"] = time.time() - t0
+        figures["noop_cpu"] = [after - before for before, after in zip(cpu0, cluster.cpu(), strict=True)]
         figures["noop_ok"], figures["noop_changes"], _ = summarize(again)
         figures["requests"] = server.count()
         figures["signing"] = signing_batches(cluster, count)
@@ -348,6 +349,12 @@ def main():
             f"        CPU during the converge: salt-master {master:.1f} s ({master / count:.2f} s/worker), CA minion "
             f"{ca:.1f} s ({ca / count:.2f} s/worker), worker minions {workers:.1f} s ({workers / count:.2f} s/worker)"
             f"; common share {100 * (master + ca) / max(master + ca + workers, 1e-9):.0f} %",
+            flush=True,
+        )
+        master, ca, workers = f["noop_cpu"]
+        print(
+            f"        CPU during the no-op run (no signing: what any state.apply of a worker costs the shared parts): "
+            f"salt-master {master / count:.2f} s/worker, CA minion {ca / count:.2f} s/worker",
             flush=True,
         )
         print(f"        master publish stalls (a request timed out inside the salt-master): {f['stalls']}", flush=True)
