@@ -361,7 +361,8 @@ def main():
         for size, seconds, good in f["signing"]:
             print(
                 f"        worker_batch {size:>3}: {size} signing requests at once, last reply after {seconds:.1f} s "
-                f"({good}/{size} answered within the {REPLY_TIMEOUT} s reply timeout)",
+                f"({good}/{size} answered; {'inside' if seconds < REPLY_TIMEOUT else 'past'} the {REPLY_TIMEOUT} s "
+                "reply timeout)",
                 flush=True,
             )
         served = [(size, seconds) for size, seconds, good in f["signing"] if good == size and seconds < REPLY_TIMEOUT]
