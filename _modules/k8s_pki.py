@@ -340,6 +340,14 @@ def _ca_config(config=None, fetch=True):
     return peer.on_ca_minion(config, __opts__["id"], "send the request there")
 
 
+def _peer_request(kwargs, fun, takes):
+    """``(requester, settings)`` of a peer-publish request to ``fun`` on the CA minion: the caller (``__pub_id``), no
+    named arguments but what ``fun`` ``takes``, and the CA minion's settings (read without fileserver round trips)."""
+    requester = peer.requester(kwargs, fun)
+    peer.refuse_arguments(kwargs, fun, takes)
+    return requester, _ca_config(fetch=False)
+
+
 def sign_remote(csr, identity, **kwargs):
     """
     Sign a CSR for the minion that calls this through peer publish, on the CA minion. The requester is
@@ -380,9 +388,8 @@ def sign_batch_remote(requests, **kwargs):
         salt-call publish.publish master01 k8s_pki.sign_batch_remote \\
             arg="[{__kwarg__: true, requests: {kubelet: '$(cat kubelet.csr)', kube-proxy: '$(cat kube-proxy.csr)'}}]"
     """
-    requester = peer.requester(kwargs, "k8s_pki.sign_batch_remote")
-    peer.refuse_arguments(kwargs, "k8s_pki.sign_batch_remote", "it takes requests={identity: CSR} only")
-    return _issue_batch(_ca_config(fetch=False), requester, requests)
+    requester, config = _peer_request(kwargs, "k8s_pki.sign_batch_remote", "it takes requests={identity: CSR} only")
+    return _issue_batch(config, requester, requests)
 
 
 def sign_local(csr, identity, config=None, **kwargs):
@@ -419,9 +426,9 @@ def fetch_secret_remote(name, recipient=None, **kwargs):
         salt-call publish.publish master01 k8s_pki.fetch_secret_remote \\
             arg='[service-account, {__kwarg__: true, recipient: <base64 X25519 key>}]'
     """
-    requester = peer.requester(kwargs, "k8s_pki.fetch_secret_remote")
-    peer.refuse_arguments(kwargs, "k8s_pki.fetch_secret_remote", "it takes a secret name and recipient=<key>")
-    config = _ca_config(fetch=False)
+    requester, config = _peer_request(
+        kwargs, "k8s_pki.fetch_secret_remote", "it takes a secret name and recipient=<key>"
+    )
     if name not in pki.SECRETS:
         raise CommandExecutionError(
             f"unknown secret '{name}' requested by minion '{requester}'; known secrets: {', '.join(pki.SECRETS)}"
