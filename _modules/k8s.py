@@ -2,8 +2,9 @@
 kubesalt cluster settings: merging, derived facts and validation.
 
 The cluster's configuration is resolved in exactly one place, ``formulas/k8s/map.jinja``, which calls
-:py:func:`settings` with ``defaults.yaml``, ``profiles.yaml``, ``catalogue.yaml`` and the ``k8s`` pillar. The result
-is validated there before any state runs, so a broken pillar stops every SLS at render time, naming the bad key.
+:py:func:`resolve`: :py:func:`settings` over ``defaults.yaml``, ``profiles.yaml``, ``catalogue.yaml`` and the ``k8s``
+pillar, once per job. The result is validated there before any state runs, so a broken pillar stops every SLS at
+render time, naming the bad key.
 
 Everything below the Salt glue is plain Python over plain data: the unit tests call it without a minion.
 
@@ -12,12 +13,23 @@ never from grains (a minion sets its own grains).
 """
 
 import copy
+import json
 import logging
 import os
 
+import salt.utils.files
+import salt.utils.yaml
 from salt.exceptions import CommandExecutionError
 
 from kubesalt import data, schema, topology
+
+try:
+    from salt.utils.secret import expose as _unmasked
+except ImportError:  # pragma: no cover - Salt before 3008 does not mask pillar values
+
+    def _unmasked(value):
+        return value
+
 
 log = logging.getLogger(__name__)
 
@@ -525,13 +537,69 @@ def check(config):
 # --------------------------------------------------------------------------------------------------------------------
 # Salt glue
 # --------------------------------------------------------------------------------------------------------------------
-_CONFIG_TEMPLATE = "salt://k8s/files/config.jinja"
+# The formula's data files map.jinja resolves the settings from (k8s/<name>.yaml on the salt-master's fileserver).
+_FORMULA_DATA = ("defaults", "profiles", "catalogue")
 
 
-def config(validate=False):
+def _formula_data(saltenv, fetch=True):
+    """``{name: parsed}`` of :py:data:`_FORMULA_DATA`, read with Salt's YAML loader as ``import_yaml`` reads them.
+    With ``fetch`` each is fetched from the fileserver (a hash round trip when the cached copy is current); without,
+    the copy in this minion's file cache is read as its last render left it (fetched only when there is none)."""
+    loaded = {}
+    for name in _FORMULA_DATA:
+        url = f"salt://k8s/{name}.yaml"
+        path = None if fetch else __salt__["cp.is_cached"](url, saltenv)
+        path = path or __salt__["cp.cache_file"](url, saltenv)
+        if not path:
+            raise CommandExecutionError(f"{url} (saltenv {saltenv}) is not on the salt-master's fileserver")
+        with salt.utils.files.fopen(path, "r") as fh:
+            loaded[name] = salt.utils.yaml.safe_load(fh) or {}
+    return loaded
+
+
+def resolve(saltenv="base", validate=True, fetch=True):
     """
-    Return this minion's resolved kubesalt settings, exactly as every SLS sees them (rendered through
-    ``k8s/map.jinja``). With ``validate=True`` an invalid configuration raises an error listing every problem.
+    This minion's settings as every SLS sees them: :py:func:`settings` over ``k8s/defaults.yaml``,
+    ``k8s/profiles.yaml`` and ``k8s/catalogue.yaml`` from the salt-master's fileserver and the ``k8s`` pillar. This
+    is what ``formulas/k8s/map.jinja`` calls. Within one job (a ``state.apply`` renders map.jinja once per SLS file
+    that imports it) the result is computed once per pillar and kept in ``__context__``: the data files are fetched
+    and parsed and the settings validated once, not once per SLS file; every caller gets its own copy.
+
+    fetch
+        False: read the three data files from this minion's file cache as its last render left them, without asking
+        the fileserver (three round trips, each signed with the minion's key). The CA minion answers peer-publish
+        requests this way: every orchestration renders on it (validation, CAs) before any node asks, and the pillar
+        -- who may hold what -- is read fresh all the same.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s.resolve
+        salt-call k8s.resolve validate=False
+    """
+    # Read as a template reads it: Salt 3008 masks pillar values that leave a job through pillar.get.
+    pillar = _unmasked(__pillar__.get("k8s") or {})
+    minion_id = __opts__["id"]
+    key = ("kubesalt.resolve", saltenv, bool(validate), minion_id, json.dumps(pillar, sort_keys=True, default=repr))
+    if key not in __context__:
+        files = _formula_data(saltenv, fetch)
+        __context__[key] = settings(
+            files["defaults"].get("k8s") or {},
+            files["profiles"],
+            pillar,
+            files["catalogue"],
+            minion_id=minion_id,
+            validate=validate,
+        )
+    return copy.deepcopy(__context__[key])
+
+
+def config(validate=False, fetch=True):
+    """
+    Return this minion's resolved kubesalt settings, exactly as every SLS sees them (:py:func:`resolve`, which
+    ``k8s/map.jinja`` calls). With ``validate=True`` an invalid configuration raises an error listing every problem;
+    ``fetch=False``: see :py:func:`resolve`.
 
     CLI Example:
 
@@ -540,10 +608,7 @@ def config(validate=False):
         salt-call k8s.config
         salt 'master01' k8s.config --out=yaml
     """
-    rendered = __salt__["slsutil.renderer"](_CONFIG_TEMPLATE, default_renderer="jinja|yaml", validate=validate)
-    if not isinstance(rendered, dict) or "k8s" not in rendered:
-        raise CommandExecutionError(f"{_CONFIG_TEMPLATE} did not render to a mapping with a 'k8s' key")
-    return rendered["k8s"]
+    return resolve(validate=validate, fetch=fetch)
 
 
 def validate():

@@ -771,10 +771,11 @@ def register_node(config, minion_id, timeout=None, test=False, server=None, iden
     raise CommandExecutionError(f"{label} kept changing while it was patched (5 attempts); try again")
 
 
-def _ca_config(config=None):
-    """The settings on the CA minion (it holds the admin certificate); refuses anywhere else."""
+def _ca_config(config=None, fetch=True):
+    """The settings on the CA minion (it holds the admin certificate); refuses anywhere else. A peer-publish request
+    reads them with ``fetch=False`` (``k8s.resolve``: no fileserver round trips)."""
     if config is None:
-        config = __salt__["k8s.config"](validate=True)
+        config = __salt__["k8s.config"](validate=True, fetch=fetch)
     return peer.on_ca_minion(config, __opts__["id"], "nodes are registered there")
 
 
@@ -815,7 +816,7 @@ def register_node_remote(timeout=None, test=False, **kwargs):
         kwargs, "k8s_kube.register_node_remote", "the node is always the caller (__pub_id), never an argument"
     )
     requester = peer.requester(kwargs, "k8s_kube.register_node_remote")
-    config = _ca_config()
+    config = _ca_config(fetch=False)
     return register_node(config, requester, timeout=_bounded(config, timeout, requester), test=test is True)
 
 

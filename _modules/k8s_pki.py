@@ -240,8 +240,10 @@ def _requested_differs(asked, ent):
     return {k: asked[k] for k in granted if asked[k] != granted[k]}
 
 
-def _issue(config, requester, csr_pem, identity):
-    """Sign ``csr_pem`` for ``requester`` as ``identity`` with the policy's subject; the CSR gives only its key."""
+def _checked_request(config, requester, csr_pem, identity):
+    """``(entitlement, csr_pem)`` for one request, or raise naming what is wrong: the identity must be one
+    ``requester`` is entitled to, the CSR must parse and carry a valid signature (proof of possession) and a key at
+    least as strong as ``k8s:pki:key_type``. What the CSR asks for beyond its key is logged and ignored."""
     ent = _entitlement_for(config, requester, identity)
     asked = x509.csr_info(csr_pem, f"CSR from minion '{requester}' for '{identity}'")
     wanted = config["pki"]["key_type"]
@@ -258,7 +260,14 @@ def _issue(config, requester, csr_pem, identity):
             differs,
             identity,
         )
-    ca_cert, ca_key = _read_ca(config, ent["ca"])
+    return ent, csr_pem
+
+
+def _sign(config, requester, identity, ent, csr_pem, cas):
+    """Sign a checked request with the policy's subject; ``cas`` caches ``{ca: (cert, key)}`` for one job."""
+    if ent["ca"] not in cas:
+        cas[ent["ca"]] = _read_ca(config, ent["ca"])
+    ca_cert, ca_key = cas[ent["ca"]]
     cert = x509.sign_certificate(
         ca_cert,
         ca_key,
@@ -274,6 +283,44 @@ def _issue(config, requester, csr_pem, identity):
     return {"certificate": cert, "ca": ca_cert}
 
 
+def _issue(config, requester, csr_pem, identity):
+    """Sign ``csr_pem`` for ``requester`` as ``identity`` with the policy's subject; the CSR gives only its key."""
+    ent, csr_pem = _checked_request(config, requester, csr_pem, identity)
+    return _sign(config, requester, identity, ent, csr_pem, {})
+
+
+def _issue_batch(config, requester, requests):
+    """
+    Sign every ``{identity: CSR}`` of ``requests`` for ``requester``, all or nothing: each request is checked
+    (:py:func:`_checked_request`) before any is signed, and the first that fails refuses the whole batch, naming the
+    identity. Returns ``{identity: {"certificate", "ca"}}``.
+    """
+    fun = "k8s_pki.sign_batch_remote"
+    if not isinstance(requests, dict) or not requests:
+        raise SaltInvocationError(
+            f"{fun}: minion '{requester}' sent {type(requests).__name__} {requests!r:.80}; expected a non-empty "
+            "mapping {identity: CSR}"
+        )
+    if len(requests) > len(pki.IDENTITIES):
+        raise SaltInvocationError(
+            f"{fun}: minion '{requester}' sent {len(requests)} requests; there are only {len(pki.IDENTITIES)} "
+            "certificate identities"
+        )
+    checked = {}
+    for identity, csr_pem in sorted(requests.items(), key=lambda item: str(item[0])):
+        try:
+            if not isinstance(identity, str) or not isinstance(csr_pem, str):
+                raise SaltInvocationError(f"identity and CSR must be strings, not {type(csr_pem).__name__}")
+            checked[identity] = _checked_request(config, requester, csr_pem, identity)
+        except (CommandExecutionError, SaltInvocationError) as exc:
+            raise CommandExecutionError(
+                f"{fun}: request for '{identity}' refused, so none of the {len(requests)} certificates asked for "
+                f"by minion '{requester}' was signed: {exc}"
+            ) from None
+    cas = {}
+    return {identity: _sign(config, requester, identity, ent, csr, cas) for identity, (ent, csr) in checked.items()}
+
+
 def _read_secret(config, name):
     if name not in pki.SECRETS:
         raise CommandExecutionError(f"unknown secret '{name}'; known secrets: {', '.join(pki.SECRETS)}")
@@ -285,11 +332,20 @@ def _read_secret(config, name):
     return _read_private_file(source, f"secret '{name}'")
 
 
-def _ca_config(config=None):
-    """The settings on the CA minion; refuses when this minion is not the CA minion."""
+def _ca_config(config=None, fetch=True):
+    """The settings on the CA minion; refuses when this minion is not the CA minion. A peer-publish request reads
+    them with ``fetch=False`` (``k8s.resolve``: no fileserver round trips)."""
     if config is None:
-        config = __salt__["k8s.config"](validate=True)
+        config = __salt__["k8s.config"](validate=True, fetch=fetch)
     return peer.on_ca_minion(config, __opts__["id"], "send the request there")
+
+
+def _peer_request(kwargs, fun, takes):
+    """``(requester, settings)`` of a peer-publish request to ``fun`` on the CA minion: the caller (``__pub_id``), no
+    named arguments but what ``fun`` ``takes``, and the CA minion's settings (read without fileserver round trips)."""
+    requester = peer.requester(kwargs, fun)
+    peer.refuse_arguments(kwargs, fun, takes)
+    return requester, _ca_config(fetch=False)
 
 
 def sign_remote(csr, identity, **kwargs):
@@ -311,7 +367,29 @@ def sign_remote(csr, identity, **kwargs):
         salt-call publish.publish master01 k8s_pki.sign_remote arg="['$(cat kubelet.csr)', kubelet]"
     """
     requester = peer.requester(kwargs, "k8s_pki.sign_remote")
-    return _issue(_ca_config(), requester, csr, identity)
+    return _issue(_ca_config(fetch=False), requester, csr, identity)
+
+
+def sign_batch_remote(requests, **kwargs):
+    """
+    Sign several CSRs in one peer-publish call, on the CA minion: ``requests`` is ``{identity: CSR}`` for the
+    minion that calls this (``__pub_id``, set by the salt-master), each under the same policy as
+    :py:func:`sign_remote`. All or nothing: every request is checked before any is signed, and one that the
+    requester is not entitled to, or whose CSR is bad, refuses the whole batch with an error naming that identity.
+    Returns ``{identity: {"certificate": PEM, "ca": CA PEM}}``. A node's ``k8s.pki`` sends all of its due
+    certificates this way: one job on the CA minion per node instead of one per certificate.
+
+    The salt-master must allow it: ``peer: {'.*': ['k8s_pki.sign_batch_remote']}``; never allow ``k8s_pki.*``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call publish.publish master01 k8s_pki.sign_batch_remote \\
+            arg="[{__kwarg__: true, requests: {kubelet: '$(cat kubelet.csr)', kube-proxy: '$(cat kube-proxy.csr)'}}]"
+    """
+    requester, config = _peer_request(kwargs, "k8s_pki.sign_batch_remote", "it takes requests={identity: CSR} only")
+    return _issue_batch(config, requester, requests)
 
 
 def sign_local(csr, identity, config=None, **kwargs):
@@ -348,9 +426,9 @@ def fetch_secret_remote(name, recipient=None, **kwargs):
         salt-call publish.publish master01 k8s_pki.fetch_secret_remote \\
             arg='[service-account, {__kwarg__: true, recipient: <base64 X25519 key>}]'
     """
-    requester = peer.requester(kwargs, "k8s_pki.fetch_secret_remote")
-    peer.refuse_arguments(kwargs, "k8s_pki.fetch_secret_remote", "it takes a secret name and recipient=<key>")
-    config = _ca_config()
+    requester, config = _peer_request(
+        kwargs, "k8s_pki.fetch_secret_remote", "it takes a secret name and recipient=<key>"
+    )
     if name not in pki.SECRETS:
         raise CommandExecutionError(
             f"unknown secret '{name}' requested by minion '{requester}'; known secrets: {', '.join(pki.SECRETS)}"

@@ -190,15 +190,128 @@ def private_key_present(name, key_type="ecdsa-p256", mode="0600"):
         return outcome.failed(ret, exc)
 
 
+def _assess(config, identity, name, key, ca_file):
+    """
+    What this node's ``identity`` certificate at ``name`` (key ``key``, bundle ``ca_file``) needs, without changing
+    anything: ``{ent, key_pem, cert_pem, ca_pem, new_key, reasons}`` (``new_key``: why a new key is made, or None;
+    ``reasons``: why the certificate is (re)issued, empty when it is kept); None when this minion is not entitled to
+    ``identity``. Raises for a key file that is not a key.
+    """
+    ent = pki.entitlements(config, __opts__["id"]).get(identity)
+    if ent is None:
+        return None
+    settings = config["pki"]
+    key_type, renew_days = settings["key_type"], settings["renew_days"]
+    key_pem, cert_pem = files.read_text(key), files.read_text(name)
+    ca_pem = files.read_text(ca_file) if ca_file else None
+    new_key, reasons, key_info = None, [], {}
+    if key_pem is None:
+        new_key = "generated"
+    else:
+        key_info = _key_info(key, key_pem)
+        if key_info["key_type"] != key_type:
+            new_key = f"replaced: {key_info['key_type']} -> {key_type} (k8s:pki:key_type)"
+    if new_key and cert_pem is not None:
+        reasons.append(f"key {new_key}")
+    if cert_pem is None:
+        reasons.append("no certificate")
+    else:
+        expected = dict(ent, ca_pem=ca_pem)
+        if not new_key:
+            expected["public_key_fingerprint"] = key_info["public_key_fingerprint"]
+        reasons += x509.needs_renewal(cert_pem, expected, renew_days)
+    if ca_file and ca_pem is None:
+        reasons.append(f"no CA bundle at {ca_file}")
+    if reasons and not new_key and settings["rotate_keys"]:
+        new_key = "rotated (k8s:pki:rotate_keys)"
+    return {
+        "ent": ent,
+        "key_pem": key_pem,
+        "cert_pem": cert_pem,
+        "ca_pem": ca_pem,
+        "new_key": new_key,
+        "reasons": reasons,
+    }
+
+
+# Replies of the CA minion for this node's other due certificates, kept for their own states in this run.
+_WAITING = "k8s_pki.issued_for_later"
+
+
+def _request(config, plan):
+    """``(key PEM, CSR PEM)`` for a due certificate: a new key when ``plan`` says so, else the key on disk."""
+    ent = plan["ent"]
+    key_pem = x509.generate_private_key(config["pki"]["key_type"]) if plan["new_key"] else plan["key_pem"]
+    return key_pem, x509.create_csr(key_pem, ent["cn"], ent["o"], ent["dns"], ent["ips"])
+
+
+def _issued(config, identity, paths, plan, timeout):
+    """
+    ``(key PEM, reply)`` for a due certificate. The CA minion signs its own with ``k8s_pki.sign_local``. Any other
+    node sends one ``k8s_pki.sign_batch_remote`` for this certificate and every other one of its certificates that
+    is due at its ``k8s_pki.layout`` paths; the replies for the others wait in ``__context__`` (this job's memory
+    only) and are taken by their own states, when those find the same paths, policy and key plan.
+    """
+    me, ca_minion = __opts__["id"], config["cluster"]["ca_minion"]
+    if me == ca_minion:
+        key_pem, csr = _request(config, plan)
+        return key_pem, __salt__["k8s_pki.sign_local"](csr, identity, config=config)
+    waiting = __context__.setdefault(_WAITING, {})
+    held = waiting.pop(identity, None)
+    if (
+        held
+        and held["paths"] == paths
+        and held["ent"] == plan["ent"]
+        and bool(held["new_key"]) == bool(plan["new_key"])
+        and (plan["new_key"] or held["key_pem"] == plan["key_pem"])
+    ):
+        return held["key_pem"], held["reply"]
+    batch = {identity: (paths, plan)}
+    layout = pki.layout(config)["certificates"]
+    for other in sorted(pki.entitlements(config, me)):
+        spec = layout[other]
+        if other in batch or other in waiting:
+            continue
+        try:
+            due = _assess(config, other, spec["cert"], spec["key"], spec["ca_file"])
+        except (CommandExecutionError, SaltInvocationError, OSError):
+            continue  # its own state reports it
+        if due and due["reasons"]:
+            batch[other] = ((spec["cert"], spec["key"], spec["ca_file"]), due)
+    keys, csrs = {}, {}
+    for name, (_paths, due) in batch.items():
+        keys[name], csrs[name] = _request(config, due)
+    reply = _peer(ca_minion, "k8s_pki.sign_batch_remote", [peer.named(requests=csrs)], timeout)
+    for name, (other_paths, due) in batch.items():
+        if name != identity and isinstance(reply.get(name), dict):
+            waiting[name] = {
+                "paths": other_paths,
+                "ent": due["ent"],
+                "new_key": due["new_key"],
+                "key_pem": keys[name],
+                "reply": reply[name],
+            }
+    mine = reply.get(identity)
+    if not isinstance(mine, dict):
+        raise CommandExecutionError(
+            f"CA minion '{ca_minion}' replied to k8s_pki.sign_batch_remote without the '{identity}' certificate: "
+            f"{sorted(reply)}"
+        )
+    return keys[identity], mine
+
+
 def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=30):
     """
     Ensure this node holds a valid certificate for ``identity`` as the policy (``k8s_pki.entitlements`` for this
     minion id) describes it. The private key is generated here (0600) and never sent anywhere; when the certificate
     is missing, does not match the policy, the key or the CA bundle, or is due for renewal, a CSR is sent to the CA
-    minion: ``k8s_pki.sign_local`` when this minion is the CA minion, otherwise ``k8s_pki.sign_remote`` through peer
-    publish. A new key is made when there is none, when its type differs from ``k8s:pki:key_type``, or on renewal
-    with ``k8s:pki:rotate_keys``. Nothing is written unless the CA's reply verifies against the new key and CA and
-    matches the policy.
+    minion: ``k8s_pki.sign_local`` when this minion is the CA minion, otherwise ``k8s_pki.sign_batch_remote``
+    through peer publish. That one request carries every certificate of this node that is due (those this minion is
+    entitled to, at their ``k8s_pki.layout`` paths): the replies for the others wait in the run's ``__context__``
+    (with the keys made for them, never written or returned) until their own states take, check and write them, so
+    a node costs the CA minion one job, not one per certificate. A new key is made when there is none, when its type
+    differs from ``k8s:pki:key_type``, or on renewal with ``k8s:pki:rotate_keys``. Nothing is written unless the CA's
+    reply verifies against the new key and CA and matches the policy.
 
     name
         Path of the certificate (0600).
@@ -230,39 +343,13 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
         known = pki.identities()
         if identity not in known:
             raise SaltInvocationError(f"identity: unknown certificate identity '{identity}'; known: {', '.join(known)}")
-        ents = pki.entitlements(config, me)
-        if identity not in ents:
+        plan = _assess(config, identity, name, key, ca_file)
+        if plan is None:
             raise CommandExecutionError(
                 f"minion '{me}' is not entitled to the '{identity}' certificate by its roles in k8s:nodes "
-                f"(it may hold: {', '.join(ents) or 'nothing'})"
+                f"(it may hold: {', '.join(pki.entitlements(config, me)) or 'nothing'})"
             )
-        ent = ents[identity]
-        settings = config["pki"]
-        key_type, renew_days = settings["key_type"], settings["renew_days"]
-
-        key_pem, cert_pem = files.read_text(key), files.read_text(name)
-        ca_pem = files.read_text(ca_file) if ca_file else None
-        new_key, reasons, key_info = None, [], {}
-        if key_pem is None:
-            new_key = "generated"
-        else:
-            key_info = _key_info(key, key_pem)
-            if key_info["key_type"] != key_type:
-                new_key = f"replaced: {key_info['key_type']} -> {key_type} (k8s:pki:key_type)"
-        if new_key and cert_pem is not None:
-            reasons.append(f"key {new_key}")
-        if cert_pem is None:
-            reasons.append("no certificate")
-        else:
-            expected = dict(ent, ca_pem=ca_pem)
-            if not new_key:
-                expected["public_key_fingerprint"] = key_info["public_key_fingerprint"]
-            reasons += x509.needs_renewal(cert_pem, expected, renew_days)
-        if ca_file and ca_pem is None:
-            reasons.append(f"no CA bundle at {ca_file}")
-        if reasons and not new_key and settings["rotate_keys"]:
-            new_key = "rotated (k8s:pki:rotate_keys)"
-
+        ent, new_key, reasons = plan["ent"], plan["new_key"], plan["reasons"]
         changes = {}
         if new_key:
             changes["key"] = new_key
@@ -281,7 +368,7 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
         if not reasons:
             ret["changes"] = changes
             ret["result"] = None if (changes and test) else True
-            info = x509.certificate_info(cert_pem)
+            info = x509.certificate_info(plan["cert_pem"])
             ret["comment"] = f"Certificate '{identity}' is valid until {info['not_after']}."
             return ret
         ca_minion = config["cluster"]["ca_minion"]
@@ -293,14 +380,8 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
             )
             return ret
 
-        if new_key:
-            key_pem = x509.generate_private_key(key_type)
-            key_info = x509.private_key_info(key_pem)
-        csr = x509.create_csr(key_pem, ent["cn"], ent["o"], ent["dns"], ent["ips"])
-        if me == ca_minion:
-            reply = __salt__["k8s_pki.sign_local"](csr, identity, config=config)
-        else:
-            reply = _peer(ca_minion, "k8s_pki.sign_remote", [csr, identity], timeout)
+        key_pem, reply = _issued(config, identity, (name, key, ca_file), plan, timeout)
+        key_info = x509.private_key_info(key_pem)
         cert, ca = reply.get("certificate"), reply.get("ca")
         if not cert or not ca:
             raise CommandExecutionError(f"CA minion '{ca_minion}' replied without a certificate and CA: {reply!r:.200}")
@@ -316,7 +397,7 @@ def certificate_managed(name, key, identity, config=None, ca_file=None, timeout=
         if new_key:
             files.write(key, key_pem, pki.FILE_MODE)
         files.write(name, cert, pki.FILE_MODE)
-        if ca_file and ca != ca_pem:
+        if ca_file and ca != plan["ca_pem"]:
             files.write(ca_file, ca, pki.FILE_MODE)
             changes["ca_file"] = f"{ca_file} updated"
         info = x509.certificate_info(cert)

@@ -7,11 +7,16 @@ counts. Prints figures, asserts nothing.
 A converge from scratch is `make lab-down && make lab` (its summary prints the orchestrate phase); this script
 measures what a re-run costs on a converged cluster.
 
-Usage:  .venv/bin/python bench/lab_converge.py [--runs 2]
+With --trees A,B (checkouts, e.g. a `git worktree` of main and this one) it compares them side by side on the same
+lab, alternating for --rounds rounds: each switch restarts the lab master serving that tree (LAB_SALT_TREE, no
+orchestration), runs one orchestration to sync its modules (reported as warm-up), then --runs timed no-op ones.
+
+Usage:  .venv/bin/python bench/lab_converge.py [--runs 2] [--trees A,B --rounds 2]
 """
 
 import argparse
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -45,16 +50,48 @@ def orchestrate_figures(data):
     return rows, changes
 
 
+def orchestrate(label):
+    wall, data = timed("salt-run", "--out=json", "state.orchestrate", "k8s.cluster")
+    rows, changes = orchestrate_figures(data)
+    print(f"{label}: {wall:.1f} s wall, {changes} state changes on the minions", flush=True)
+    for sid, seconds, n, ok in rows:
+        print(f"    {seconds:7.1f} s  {n:3d} changes  {'ok ' if ok else 'FAIL'}  {sid}", flush=True)
+    return wall
+
+
+def compare(trees, rounds, runs):
+    """No-op orchestrations alternating between the checkouts ``trees`` on the running lab."""
+    walls = {tree: [] for tree in trees}
+    for round_ in range(1, rounds + 1):
+        for tree in trees:
+            up = subprocess.run(
+                LAB + ["up"],
+                capture_output=True,
+                text=True,
+                env=dict(os.environ, LAB_SALT_TREE=tree, LAB_ORCHESTRATE="0"),
+            )
+            if up.returncode != 0:
+                sys.exit(f"lab.sh up with LAB_SALT_TREE={tree} failed:\n{up.stdout[-2000:]}\n{up.stderr[-2000:]}")
+            orchestrate(f"round {round_} {tree} warm-up (syncs its modules)")
+            for run in range(1, runs + 1):
+                walls[tree].append(orchestrate(f"round {round_} {tree} no-op {run}"))
+    for tree, values in walls.items():
+        print(
+            f"{tree}: no-op orchestration {min(values):.1f}-{max(values):.1f} s (mean {sum(values) / len(values):.1f})"
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=2, help="no-op orchestrations to time")
+    parser.add_argument("--trees", help="checkouts to compare, comma-separated (LAB_SALT_TREE in turn)")
+    parser.add_argument("--rounds", type=int, default=2, help="with --trees: rounds of alternation")
     args = parser.parse_args()
+    if args.trees:
+        compare([os.path.abspath(t) for t in args.trees.split(",")], args.rounds, args.runs)
+        return
     for run in range(1, args.runs + 1):
-        wall, data = timed("salt-run", "--out=json", "state.orchestrate", "k8s.cluster")
-        rows, changes = orchestrate_figures(data)
-        print(f"orchestrate re-run {run}: {wall:.1f} s wall, {changes} state changes on the minions")
-        for sid, seconds, n, ok in rows:
-            print(f"    {seconds:7.1f} s  {n:3d} changes  {'ok ' if ok else 'FAIL'}  {sid}")
+        orchestrate(f"orchestrate re-run {run}")
     wall, data = timed("salt", "--out=json", "--static", "-C", "G@role:master or G@role:worker", "state.highstate")
     changes = sum(
         1 for states in data.values() for s in (states or {}).values() if isinstance(s, dict) and s.get("changes")

@@ -10,9 +10,14 @@ daemons, because N kubelets cannot run on one 2-core machine. Then it times, thr
 
 1. ``k8s.pki.ca`` + ``k8s.pki`` on the CA minion (not counted in the ratio);
 2. ``state.apply k8s.worker`` on all N workers, 4 at a time (``--batch-size 4``, what the orchestration's default
-   ``k8s:worker_batch`` does): per worker two keys + CSRs signed by the CA minion over peer
-   publish, every binary downloaded from the mirror and verified, every config file and unit written;
-3. the same again (no-op: must report 0 changes).
+   ``k8s:worker_batch`` does): per worker two keys + CSRs signed by the CA minion in one peer publish
+   (``k8s_pki.sign_batch_remote``), every binary downloaded from the mirror and verified, every config file and
+   unit written;
+3. the same again (no-op: must report 0 changes);
+4. ``worker_batch`` guidance: B workers at once (4, 8, 16, ... up to N) each send the CA minion one signing request
+   (two CSRs, as a new worker does) through peer publish; the time until the last reply, against the 30 s a node
+   waits for its reply (``k8s_pki.certificate_managed`` timeout), gives the largest batch the CA minion serves in
+   time on this machine.
 
 It reports wall times, the time per worker, the change counts, the mirror requests and the largest-vs-smallest ratio,
 and where the CPU went during the converge: the salt-master, the CA minion (signing over peer publish) and the
@@ -43,6 +48,9 @@ import time
 import psutil
 import yaml
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "_utils"))
+from kubesalt import x509  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -51,6 +59,8 @@ from tests.support.httpserver import LocalHTTPServer  # noqa: E402
 from tests.support.master_conf import PEER_RULES, WORKER_POOLS  # noqa: E402
 
 VENV = ROOT / ".venv" / "bin"
+# How long a node waits for the CA minion's reply to a signing request (k8s_pki.certificate_managed's timeout).
+REPLY_TIMEOUT = 30
 # The orchestration's default k8s:worker_batch: nodes converging (and calling the CA minion) at once.
 BATCH = 4
 SINGLE_POOL = 0  # 0: the README's worker_pools; N: one catch-all pool of N workers (worker_threads: N)
@@ -220,6 +230,41 @@ def summarize(ret):
     return ok, changes, failures
 
 
+def signing_batches(cluster, count):
+    """[(batch, seconds until the last reply, replies holding both certificates)] for B workers sending the CA minion
+    one signing request each at once, B = 4, 8, 16, ... up to ``count``."""
+    key = x509.generate_private_key()
+    csr = x509.create_csr(key, "ignored")
+    arg = json.dumps([{"__kwarg__": True, "requests": {"kubelet": csr, "kube-proxy": csr}}])
+    sizes = sorted({b for b in (4, 8, 16, 32, 64, 128) if b < count} | {count})
+    rows = []
+    for size in sizes:
+        targets = ",".join(cluster.workers[:size])
+        t0 = time.time()
+        ret = cluster.salt(
+            targets,
+            "publish.publish",
+            "master01",
+            "k8s_pki.sign_batch_remote",
+            f"arg={arg}",
+            f"timeout={REPLY_TIMEOUT}",
+            timeout=REPLY_TIMEOUT + 30,
+            tgt_type="list",
+        )
+        elapsed = time.time() - t0
+        good = sum(
+            1
+            for reply in ret.values()
+            if isinstance(reply, dict)
+            and isinstance(reply.get("master01"), dict)
+            and {"kubelet", "kube-proxy"} <= set(reply["master01"])
+        )
+        rows.append((size, elapsed, good))
+        if good < size:
+            break
+    return rows
+
+
 def run(count, keep):
     base = pathlib.Path(tempfile.mkdtemp(prefix=f"kubesalt-scale-{count}-"))
     mirror_root = base / "mirror"
@@ -245,11 +290,13 @@ def run(count, keep):
         figures["cpu"] = [after - before for before, after in zip(cpu0, cluster.cpu(), strict=True)]
         figures["ok"], figures["changes"], failures = summarize(first)
         figures["failures"] = failures[:3]
-        t0 = time.time()
+        t0, cpu0 = time.time(), cluster.cpu()
         again = cluster.salt("G@role:worker", "state.apply", "k8s.worker", tgt_type="compound", batch=BATCH)
         figures["noop"] = time.time() - t0
+        figures["noop_cpu"] = [after - before for before, after in zip(cpu0, cluster.cpu(), strict=True)]
         figures["noop_ok"], figures["noop_changes"], _ = summarize(again)
         figures["requests"] = server.count()
+        figures["signing"] = signing_batches(cluster, count)
         # A master worker whose own publication timed out (the stall the README's worker pools remove) logs this.
         log = cluster.master_dir / "var" / "log" / "salt" / "master"
         figures["stalls"] = log.read_text(errors="replace").count("Request timed out") if log.exists() else 0
@@ -304,7 +351,29 @@ def main():
             f"; common share {100 * (master + ca) / max(master + ca + workers, 1e-9):.0f} %",
             flush=True,
         )
+        master, ca, workers = f["noop_cpu"]
+        print(
+            f"        CPU during the no-op run (no signing: what any state.apply of a worker costs the shared parts): "
+            f"salt-master {master / count:.2f} s/worker, CA minion {ca / count:.2f} s/worker",
+            flush=True,
+        )
         print(f"        master publish stalls (a request timed out inside the salt-master): {f['stalls']}", flush=True)
+        for size, seconds, good in f["signing"]:
+            print(
+                f"        worker_batch {size:>3}: {size} signing requests at once, last reply after {seconds:.1f} s "
+                f"({good}/{size} answered; {'inside' if seconds < REPLY_TIMEOUT else 'past'} the {REPLY_TIMEOUT} s "
+                "reply timeout)",
+                flush=True,
+            )
+        served = [(size, seconds) for size, seconds, good in f["signing"] if good == size and seconds < REPLY_TIMEOUT]
+        if served:
+            size, seconds = served[-1]
+            print(
+                f"        worker_batch guidance: {size} served in {seconds:.1f} s (measured); at "
+                f"{seconds / size:.2f} s per request the CA minion serves about {int(REPLY_TIMEOUT * size / seconds)} "
+                f"inside the {REPLY_TIMEOUT} s reply timeout",
+                flush=True,
+            )
         if f["failures"]:
             print("   failures:", f["failures"])
     if len(counts) > 1:

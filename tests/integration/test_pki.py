@@ -155,3 +155,42 @@ def test_worker_asking_for_system_masters_gets_only_its_kubelet_identity(ca_read
     reply = _publish(salt_cli, "worker01", "k8s_pki.sign_remote", [worker_csr, "kubelet"])["master01"]
     info = core.certificate_info(reply["certificate"])
     assert info["subject"] == {"cn": "system:node:worker01", "o": ["system:nodes"]}
+
+
+def _batch(requests, **extra):
+    """The argument list of a k8s_pki.sign_batch_remote peer publish, as kubesalt.peer.named builds it."""
+    return [{"__kwarg__": True, "requests": requests, **extra}]
+
+
+def test_a_worker_gets_its_certificates_in_one_batch_under_its_own_identity(ca_ready, salt_cli, worker_csr):
+    reply = _publish(
+        salt_cli, "worker01", "k8s_pki.sign_batch_remote", _batch({"kubelet": worker_csr, "kube-proxy": worker_csr})
+    )["master01"]
+    assert set(reply) == {"kubelet", "kube-proxy"}, reply
+    assert core.certificate_info(reply["kubelet"]["certificate"])["subject"] == {
+        "cn": "system:node:worker01",
+        "o": ["system:nodes"],
+    }
+    assert core.certificate_info(reply["kube-proxy"]["certificate"])["subject"]["cn"] == "system:kube-proxy"
+
+
+@pytest.mark.parametrize(
+    "requests, extra, refused",
+    [
+        ({"kubelet": "CSR", "admin": "CSR"}, {}, "admin"),
+        ({"kubelet": "CSR", "apiserver": "CSR"}, {}, "apiserver"),
+        ({"kubelet": "CSR", "etcd-peer": "CSR"}, {}, "etcd-peer"),
+        ({"kube-proxy": "CSR", "admin": "CSR"}, {"__pub_id": "master01"}, "admin"),
+        ({"kubelet": "CSR", "kube-proxy": "not a CSR"}, {}, "kube-proxy"),
+    ],
+    ids=["admin", "apiserver", "etcd-peer", "admin-claiming-master01", "bad-csr"],
+)
+def test_a_batch_with_one_request_refused_signs_nothing_and_names_it(
+    ca_ready, salt_cli, worker_csr, requests, extra, refused
+):
+    requests = {k: worker_csr if v == "CSR" else v for k, v in requests.items()}
+    reply = _publish(salt_cli, "worker01", "k8s_pki.sign_batch_remote", _batch(requests, **extra))
+    answer = reply.get("master01") if isinstance(reply, dict) else reply
+    assert isinstance(answer, str), reply
+    assert f"request for '{refused}' refused" in answer and "minion 'worker01'" in answer, answer
+    assert "BEGIN CERTIFICATE" not in json.dumps(reply) and "PRIVATE KEY" not in json.dumps(reply)

@@ -54,7 +54,10 @@ class Minions:
         self.published = []
 
     def salt(self, minion_id):
-        return {"k8s_pki.layout": PKI.layout, "k8s.config": lambda validate=False: self.plane.config(minion_id)}
+        return {
+            "k8s_pki.layout": PKI.layout,
+            "k8s.config": lambda validate=False, fetch=True: self.plane.config(minion_id),
+        }
 
     def execution(self, minion_id):
         return load("k8s_kube", salt=self.salt(minion_id), opts={"id": minion_id, "test": False})

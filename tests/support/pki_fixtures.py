@@ -93,7 +93,7 @@ class Cluster:
             self._modules[key] = load(
                 "k8s_pki",
                 opts={"id": minion_id, "test": False},
-                salt={"k8s.config": lambda validate=False: self.config(minion_id)},
+                salt={"k8s.config": lambda validate=False, fetch=True: self.config(minion_id)},
             )
         return self._modules[key]
 
@@ -102,7 +102,7 @@ class Cluster:
         key = ("states", minion_id)
         if key not in self._modules:
             salt = public_functions(self.execution(minion_id))
-            salt["k8s.config"] = lambda validate=False: self.config(minion_id)
+            salt["k8s.config"] = lambda validate=False, fetch=True: self.config(minion_id)
             salt["publish.publish"] = self.publisher(minion_id)
             self._modules[key] = load("k8s_pki", "states", opts={"id": minion_id, "test": False}, salt=salt)
         module = self._modules[key]

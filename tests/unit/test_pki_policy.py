@@ -243,6 +243,97 @@ def test_a_csr_that_is_not_a_csr_is_refused(cluster):
         )
 
 
+# sign_batch_remote --------------------------------------------------------------------------------------------------
+def test_a_worker_obtains_all_its_certificates_in_one_batch(cluster, caplog):
+    ca = cluster.execution("master01")
+    (kubelet_key, kubelet_csr), (proxy_key, proxy_csr) = csr_for(cluster, "worker01"), csr_for(cluster, "worker01")
+    with caplog.at_level(logging.INFO):
+        reply = ca.sign_batch_remote({"kubelet": kubelet_csr, "kube-proxy": proxy_csr}, __pub_id="worker01")
+    assert set(reply) == {"kubelet", "kube-proxy"}
+    assert ca.certificate_info(reply["kubelet"]["certificate"])["subject"]["cn"] == "system:node:worker01"
+    assert ca.certificate_info(reply["kube-proxy"]["certificate"])["subject"]["cn"] == "system:kube-proxy"
+    for identity, key in (("kubelet", kubelet_key), ("kube-proxy", proxy_key)):
+        assert (
+            x509.needs_renewal(reply[identity]["certificate"], {"ca_pem": reply[identity]["ca"], "key_pem": key}, 30)
+            == []
+        )
+    assert "PRIVATE KEY" not in str(reply)
+
+
+def _issued_log(caplog):
+    return [r.getMessage() for r in caplog.records if "issued" in r.getMessage()]
+
+
+@pytest.mark.parametrize("other", ["admin", "apiserver", "etcd-peer", "kubelet:worker02"])
+def test_a_batch_holding_an_identity_the_caller_may_not_have_signs_nothing(cluster, caplog, other):
+    _, csr = csr_for(cluster, "worker01")
+    with caplog.at_level(logging.INFO), pytest.raises(CommandExecutionError) as err:
+        cluster.execution("master01").sign_batch_remote({"kubelet": csr, other: csr}, __pub_id="worker01")
+    message = str(err.value)
+    assert f"request for '{other}' refused" in message and "none of the 2 certificates" in message
+    assert "minion 'worker01'" in message
+    assert _issued_log(caplog) == []
+
+
+def test_a_batch_issues_the_callers_own_kubelet_whatever_the_csrs_ask_for(cluster):
+    ca = cluster.execution("master01")
+    _, other = csr_for(cluster, "worker01", cn="system:node:worker02", o=["system:masters"], dns=["worker02"])
+    reply = ca.sign_batch_remote({"kubelet": other, "kube-proxy": other}, __pub_id="worker01")
+    assert ca.certificate_info(reply["kubelet"]["certificate"])["subject"] == {
+        "cn": "system:node:worker01",
+        "o": ["system:nodes"],
+    }
+    assert "system:masters" not in str(ca.certificate_info(reply["kube-proxy"]["certificate"]))
+
+
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        ("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", "not a PEM"),
+        ("rsa-1024", "refusing to sign a weaker key"),
+        (None, "must be strings"),
+    ],
+    ids=["garbage", "weak-key", "not-a-string"],
+)
+def test_one_bad_csr_fails_the_whole_batch_naming_it(cluster, caplog, bad, why):
+    if bad == "rsa-1024":
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        weak = rsa.generate_private_key(public_exponent=65537, key_size=1024).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        bad = x509.create_csr(weak.decode(), "system:kube-proxy")
+    _, good = csr_for(cluster, "worker01")
+    with caplog.at_level(logging.INFO), pytest.raises(CommandExecutionError) as err:
+        cluster.execution("master01").sign_batch_remote({"kubelet": good, "kube-proxy": bad}, __pub_id="worker01")
+    assert "request for 'kube-proxy' refused" in str(err.value) and why in str(err.value)
+    assert _issued_log(caplog) == []
+
+
+@pytest.mark.parametrize(
+    "requests, kwargs, why",
+    [
+        ({}, {}, "expected a non-empty mapping"),
+        ("kubelet", {}, "expected a non-empty mapping"),
+        ({f"x{i}": "csr" for i in range(15)}, {}, "there are only 14 certificate identities"),
+        ({"kubelet": "csr"}, {"identity": "admin"}, "unexpected argument(s) identity"),
+    ],
+    ids=["empty", "not-a-mapping", "too-many", "extra-argument"],
+)
+def test_a_malformed_batch_is_refused(cluster, requests, kwargs, why):
+    with pytest.raises(SaltInvocationError, match=re.escape(why)):
+        cluster.execution("master01").sign_batch_remote(requests, __pub_id="worker01", **kwargs)
+
+
+def test_sign_batch_remote_needs_pub_id_and_the_ca_minion(cluster):
+    _, csr = csr_for(cluster, "worker01")
+    with pytest.raises(CommandExecutionError, match=r"no __pub_id"):
+        cluster.execution("master01").sign_batch_remote({"kubelet": csr})
+    with pytest.raises(CommandExecutionError, match="this minion \\('master02'\\) is not the CA minion"):
+        cluster.execution("master02").sign_batch_remote({"kubelet": csr}, __pub_id="worker01")
+
+
 def test_sign_local_signs_for_the_ca_minion_itself(cluster):
     ca = cluster.execution("master01")
     _, csr = csr_for(cluster, "master01")

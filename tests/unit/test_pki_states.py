@@ -182,7 +182,7 @@ def test_a_worker_gets_its_kubelet_certificate_through_peer_publish_then_nothing
     ret = cluster.issue("worker01", "kubelet")
     assert ret["result"] is True, ret
     assert ret["changes"]["key"] == "generated" and "ca_file" in ret["changes"]
-    assert ("worker01", "master01", "k8s_pki.sign_remote") in cluster.published
+    assert ("worker01", "master01", "k8s_pki.sign_batch_remote") in cluster.published
     files = cluster.files("worker01", "kubelet")
     assert (mode(files["key"]), mode(files["cert"]), mode(files["ca_file"])) == (0o600, 0o600, 0o600)
     assert x509.certificate_info(files["cert"].read_text())["subject"]["cn"] == "system:node:worker01"
@@ -191,6 +191,52 @@ def test_a_worker_gets_its_kubelet_certificate_through_peer_publish_then_nothing
     again = cluster.issue("worker01", "kubelet")
     assert again["result"] is True and again["changes"] == {}
     assert tree(cluster.root / "worker01") == before and cluster.published == []
+
+
+def test_a_node_sends_all_its_due_certificates_in_one_request_each_state_writes_its_own(cluster):
+    kubelet = cluster.issue("worker01", "kubelet")
+    assert cluster.published == [("worker01", "master01", "k8s_pki.sign_batch_remote")]
+    assert set(kubelet["changes"]) == {"key", "certificate", "ca_file"}
+    assert not cluster.files("worker01", "kube-proxy")["cert"].exists()  # written by its own state only
+    proxy = cluster.issue("worker01", "kube-proxy")
+    assert proxy["result"] is True and proxy["changes"]["key"] == "generated", proxy
+    assert cluster.published == [("worker01", "master01", "k8s_pki.sign_batch_remote")]  # no second request
+    files = cluster.files("worker01", "kube-proxy")
+    info = x509.certificate_info(files["cert"].read_text())
+    assert info["subject"]["cn"] == "system:kube-proxy"
+    assert (
+        x509.needs_renewal(
+            files["cert"].read_text(), {"ca_pem": files["ca_file"].read_text(), "key_pem": files["key"].read_text()}, 30
+        )
+        == []
+    )
+    assert "PRIVATE KEY" not in str(cluster.states("worker01").__context__.get("k8s_pki.issued_for_later"))
+
+
+def test_a_held_reply_whose_key_changed_meanwhile_is_not_used(cluster):
+    cluster.issue("worker01", "kubelet")  # holds kube-proxy's certificate for a key made then
+    files = cluster.files("worker01", "kube-proxy")
+    files["key"].parent.mkdir(parents=True, exist_ok=True)
+    other_key = x509.generate_private_key()
+    files["key"].write_text(other_key)
+    os.chmod(files["key"], 0o600)
+    proxy = cluster.issue("worker01", "kube-proxy")
+    assert proxy["result"] is True and "key" not in proxy["changes"], proxy
+    assert cluster.published == [("worker01", "master01", "k8s_pki.sign_batch_remote")] * 2
+    cert = files["cert"].read_text()
+    assert x509.needs_renewal(cert, {"ca_pem": files["ca_file"].read_text(), "key_pem": other_key}, 30) == []
+
+
+def test_a_batch_refused_by_the_ca_fails_the_state_and_writes_nothing(cluster):
+    node_config, files = cluster.config("worker01"), cluster.files("worker01", "kubelet")
+    cluster.pillar["nodes"] = {k: v for k, v in cluster.pillar["nodes"].items() if k != "worker01"}  # the CA's view
+    ret = cluster.states("worker01").certificate_managed(
+        str(files["cert"]), str(files["key"]), "kubelet", config=node_config, ca_file=str(files["ca_file"])
+    )
+    assert ret["result"] is False
+    assert "k8s_pki.sign_batch_remote: request for 'kube-proxy' refused" in ret["comment"]
+    assert "none of the 2 certificates" in ret["comment"] and "minion 'worker01' is not in k8s:nodes" in ret["comment"]
+    assert [p for p in cluster.root.glob("worker01/**/*") if p.suffix in (".crt", ".key")] == []
 
 
 def test_the_ca_minion_signs_its_own_certificates_locally(cluster):
@@ -318,9 +364,10 @@ def test_the_ca_refusal_reaches_the_node_and_nothing_is_written(cluster):
     ret = states.certificate_managed(str(files["cert"]), str(files["key"]), "apiserver", config=config)
     assert ret["result"] is False
     assert (
-        "CA minion 'master01' refused k8s_pki.sign_remote for minion 'worker01': ERROR: minion 'worker01' "
-        "is not entitled to the 'apiserver' certificate" in ret["comment"]
+        "CA minion 'master01' refused k8s_pki.sign_batch_remote for minion 'worker01': ERROR: "
+        "k8s_pki.sign_batch_remote: request for 'apiserver' refused" in ret["comment"]
     )
+    assert "minion 'worker01' is not entitled to the 'apiserver' certificate" in ret["comment"]
     assert not files["cert"].exists() and not files["key"].exists()
 
 
@@ -341,7 +388,7 @@ def test_no_reply_from_the_ca_minion_fails_clearly_and_writes_nothing(cluster, f
     else:
         cluster.ca_down = True
     ret = cluster.issue("worker01", "kubelet")
-    assert ret["result"] is False and message in ret["comment"] and "k8s_pki.sign_remote" in ret["comment"]
+    assert ret["result"] is False and message in ret["comment"] and "k8s_pki.sign_batch_remote" in ret["comment"]
     assert not cluster.files("worker01", "kubelet")["key"].exists()
 
 
