@@ -1,0 +1,113 @@
+"""
+kubesalt rolling-upgrade states: thin wrappers over the ``k8s_upgrade`` execution module, applied on the CA minion
+by the ``k8s.upgrade`` orchestration (``formulas/k8s/upgrade/``).
+
+- ``preflight_passed``: the version-skew and health checks; changes nothing, its comment is the plan.
+- ``node_started``: a node marked, cordoned and drained (PodDisruptionBudgets honoured).
+- ``node_finished``: a node Ready at the target version, uncordoned, its upgrade recorded.
+
+With ``test=True`` nothing is written and ``changes`` holds what would change; a second run returns ``changes: {}``.
+"""
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from kubesalt import outcome
+
+__virtualname__ = "k8s_upgrade"
+
+
+def __virtual__():
+    if "k8s_upgrade.preflight" in __salt__:
+        return __virtualname__
+    return (False, "k8s_upgrade states: the k8s_upgrade execution module is not loaded")
+
+
+def _config(config):
+    return config if config is not None else __salt__["k8s.config"](validate=True)
+
+
+def preflight_passed(name, config=None):
+    """
+    Refuse the upgrade (``result: False``, every problem named) when the version-skew policy forbids it or the
+    cluster is not healthy (``k8s_upgrade.preflight``); otherwise pass with the plan as the comment. Never changes
+    anything, also not with ``test=True`` (which shows the plan).
+
+    .. code-block:: jinja
+
+        upgrade preflight:
+          k8s_upgrade.preflight_passed:
+            - config: {{ k8s | json }}
+    """
+    ret = outcome.new(name)
+    try:
+        plan = __salt__["k8s_upgrade.preflight"](_config(config))
+        ret["comment"] = "upgrade plan:\n" + __salt__["k8s_upgrade.describe"](plan)
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        outcome.failed(ret, exc)
+    return ret
+
+
+def node_started(name, config=None, timeout=None):
+    """
+    Ensure Node ``name`` is marked as being upgraded (annotation ``kubesalt.io/upgrade-cordoned``), cordoned and
+    drained (``k8s_upgrade.begin_node``: the Eviction API, PodDisruptionBudgets honoured, up to ``timeout`` seconds,
+    default ``k8s:timeouts:drain``).
+
+    .. code-block:: jinja
+
+        worker01 cordoned and drained for the upgrade:
+          k8s_upgrade.node_started:
+            - name: worker01
+            - config: {{ k8s | json }}
+    """
+    ret = outcome.new(name)
+    try:
+        config = _config(config)
+        plan = __salt__["k8s_upgrade.begin_node"](config, name, timeout=timeout, test=True)
+        changes = {k: plan[k] for k in ("marked", "cordoned", "evicted") if plan[k]}
+        if not changes:
+            ret["comment"] = f"Node {name} is marked, cordoned and drained"
+            return ret
+        if __opts__.get("test"):
+            ret.update(result=None, changes=changes, comment=f"Node {name} would be cordoned and drained")
+            return ret
+        done = __salt__["k8s_upgrade.begin_node"](config, name, timeout=timeout)
+        ret["changes"] = {k: done[k] for k in ("marked", "cordoned", "evicted") if done[k]}
+        skipped = f"; left: {', '.join(done['skipped'])}" if done["skipped"] else ""
+        ret["comment"] = f"Node {name} cordoned and drained ({len(done['evicted'])} evicted){skipped}"
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        outcome.failed(ret, exc)
+    return ret
+
+
+def node_finished(name, config=None, timeout=None):
+    """
+    Ensure Node ``name`` is Ready with the target kubelet, uncordoned when the upgrade cordoned it, and recorded as
+    upgraded (``k8s_upgrade.finish_node``; waits up to ``timeout`` seconds, default ``k8s:timeouts:node_ready``).
+
+    .. code-block:: jinja
+
+        worker01 Ready and uncordoned:
+          k8s_upgrade.node_finished:
+            - name: worker01
+            - config: {{ k8s | json }}
+    """
+    ret = outcome.new(name)
+    try:
+        config = _config(config)
+        plan = __salt__["k8s_upgrade.finish_node"](config, name, timeout=timeout, test=True)
+        changes = {k: v for k, v in plan.items() if v}
+        if not changes:
+            ret["comment"] = f"Node {name} is upgraded and schedulable"
+            return ret
+        if __opts__.get("test"):
+            ret.update(result=None, changes=changes, comment=f"Node {name} would be uncordoned once Ready")
+            return ret
+        done = __salt__["k8s_upgrade.finish_node"](config, name, timeout=timeout)
+        ret["changes"] = {k: v for k, v in done.items() if v}
+        ret["comment"] = f"Node {name} is Ready at the target versions" + (
+            " and uncordoned" if done["uncordoned"] else ""
+        )
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        outcome.failed(ret, exc)
+    return ret
