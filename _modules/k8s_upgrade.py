@@ -41,7 +41,16 @@ def __virtual__():
 # Pure core
 # --------------------------------------------------------------------------------------------------------------------
 def parse_version(text):
-    """``"v1.20.2"``, ``"1.20.2-kubesalt"``, ``"containerd://1.7.24"`` -> ``(1, 20, 2)``; None for anything else."""
+    """
+    ``"v1.20.2"``, ``"1.20.2-kubesalt"`` -> ``(1, 20, 2)``, ``"containerd://1.7.24"`` -> ``(1, 7, 24)``; None for
+    anything else.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_upgrade.parse_version v1.20.2
+    """
     match = _VERSION.search(str(text or "").rsplit("/", 1)[-1])
     return tuple(int(p) for p in match.groups()) if match else None
 
@@ -51,12 +60,30 @@ def _text(version):
 
 
 def kubelet_skew(minor):
-    """How many minors a kubelet may be older than the API server (the version-skew policy: 3 from 1.28, 2 before)."""
+    """
+    How many minors a kubelet may be older than the API server of minor ``minor`` (``(1, 37)``): the version-skew
+    policy allows 3 from 1.28 on, 2 before.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_upgrade.kubelet_skew '[1, 37]'
+    """
     return 3 if tuple(minor[:2]) >= (1, 28) else 2
 
 
 def fingerprint(versions):
-    """The node components' versions as one annotation value, e.g. ``cni_plugins=1.9.1,containerd=1.7.24,...``."""
+    """
+    The node components' versions (``versions``: ``k8s:versions``) as one annotation value, e.g.
+    ``cni_plugins=1.9.1,containerd=1.7.24,...``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_upgrade.fingerprint '{kubernetes: 1.37.1, containerd: 2.3.6}'
+    """
     return ",".join(f"{c}={versions.get(c)}" for c in sorted(NODE_COMPONENTS) if versions.get(c))
 
 
@@ -212,8 +239,17 @@ def health_problems(observed, inventory):
 
 
 def node_pending(node, target):
-    """Whether node ``node`` (an entry of ``observe()["nodes"]``) still has to go through the node upgrade: cordoned
-    by an interrupted upgrade, or not yet upgraded to ``target["fingerprint"]``."""
+    """
+    Whether node ``node`` (an entry of ``observe()["nodes"]``; None: not registered) still has to go through the
+    node upgrade: cordoned by an interrupted upgrade, or not yet upgraded to ``target["fingerprint"]``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_upgrade.node_pending "$(salt-call --out=json k8s_upgrade.observe | jq -c .local.nodes.w1)" \
+            "$(salt-call --out=json k8s_upgrade.targets ... | jq -c .local)"
+    """
     return bool(node is None or node["upgrade_cordoned"] or node["upgraded_to"] != target["fingerprint"])
 
 
@@ -321,7 +357,8 @@ def observe(config=None):
     port = (config.get("apiserver") or {}).get("port")
     observed = {"apiservers": {}, "readyz": {}, "nodes": {}, "kubelets": {}, "etcd": {}, "etcd_health": {}}
     for master in cluster["masters"]:
-        server = f"https://{nodes_conf[master]['ip']}:{port}"
+        # each master's own API server; this minion's own as its own calls reach it
+        server = cluster["api_url"] if master == cluster["minion_id"] else f"https://{nodes_conf[master]['ip']}:{port}"
         observed["readyz"][master] = __salt__["k8s_kube.readyz"](config, identity="admin", server=server)
         if observed["readyz"][master]["ready"]:
             version = __salt__["k8s_kube.server_version"](config, identity="admin", server=server)

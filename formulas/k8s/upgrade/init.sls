@@ -26,9 +26,12 @@
 {{ raise("k8s.upgrade: no master answered with the k8s:nodes pillar (is a minion with the role:master grain up?)") }}
 {%- endif %}
 {%- set batch = (asked.batch or defaults.k8s.upgrade.node_batch) | int %}
-{%- set masters = asked.nodes | dictsort | selectattr("1.roles", "defined") | selectattr("1.roles", "contains", "master") | map(attribute="0") | list %}
-{%- set workers = asked.nodes | dictsort | selectattr("1.roles", "defined") | selectattr("1.roles", "contains", "worker") | map(attribute="0") | reject("in", masters) | list %}
-{%- set nodes = masters + workers %}
+{%- set by_role = {"master": [], "worker": []} %}
+{%- for id, node in asked.nodes | dictsort %}
+{%-   set roles = node.roles if node is mapping and node.roles is sequence else [] %}
+{%-   if "master" in roles %}{% do by_role.master.append(id) %}{% elif "worker" in roles %}{% do by_role.worker.append(id) %}{% endif %}
+{%- endfor %}
+{%- set nodes = by_role.master + by_role.worker %}
 {%- set drain_timeout = salt["pillar.get"]("drain_timeout", none) %}
 
 {{ o.sync(o.all_hosts) }}
@@ -61,7 +64,7 @@ etcd snapshot before the upgrade:
 {%-   if drain_timeout is not none %}{% do op.k8s_op.update({"drain_timeout": drain_timeout}) %}{% endif %}
 {%-   set label = group | join(", ") %}
 
-upgrade {{ label }}: marked, cordoned and drained:
+{{ label }} marked, cordoned and drained for the upgrade:
   salt.state:
     - tgt: "G@role:master"
     - tgt_type: compound
@@ -71,7 +74,7 @@ upgrade {{ label }}: marked, cordoned and drained:
     - require:
       - salt: {{ previous.step }}
 
-upgrade {{ label }}: runtime, kubelet and kube-proxy:
+{{ label }} runtime, kubelet and kube-proxy upgraded:
   salt.state:
     - tgt: {{ group | join(",") | json }}
     - tgt_type: list
@@ -79,9 +82,9 @@ upgrade {{ label }}: runtime, kubelet and kube-proxy:
     - pillar: {{ op | json }}
     - failhard: true
     - require:
-      - salt: "upgrade {{ label }}: marked, cordoned and drained"
+      - salt: "{{ label }} marked, cordoned and drained for the upgrade"
 
-upgrade {{ label }}: Ready and uncordoned:
+{{ label }} Ready and uncordoned:
   salt.state:
     - tgt: "G@role:master"
     - tgt_type: compound
@@ -89,6 +92,6 @@ upgrade {{ label }}: Ready and uncordoned:
     - pillar: {{ op | json }}
     - failhard: true
     - require:
-      - salt: "upgrade {{ label }}: runtime, kubelet and kube-proxy"
-{%-   set previous.step = "upgrade " ~ label ~ ": Ready and uncordoned" %}
+      - salt: "{{ label }} runtime, kubelet and kube-proxy upgraded"
+{%-   set previous.step = label ~ " Ready and uncordoned" %}
 {%- endfor %}
