@@ -207,7 +207,7 @@ def health_problems(observed, inventory):
         salt-call k8s_upgrade.health_problems "$(salt-call --out=json k8s_upgrade.observe | jq -c .local)" \\
             '{masters: [m1], nodes: [m1, w1], etcd_members: [m1]}'
     """
-    problems = []
+    problems = list(observed.get("errors") or [])
     etcd = observed.get("etcd_health") or {}
     if etcd.get("error"):
         problems.append(f"etcd: {etcd['error']}")
@@ -231,6 +231,8 @@ def health_problems(observed, inventory):
     nodes = observed.get("nodes") or {}
     for name in inventory.get("nodes") or []:
         node = nodes.get(name)
+        if observed.get("errors"):
+            break  # the Node objects could not be read: said once above
         if node is None:
             problems.append(f"node {name} is not registered (converge it with k8s.cluster first)")
         elif not node["ready"] and not node["upgrade_cordoned"]:
@@ -355,22 +357,36 @@ def observe(config=None):
     cluster = config["cluster"]
     nodes_conf = config.get("nodes") or {}
     port = (config.get("apiserver") or {}).get("port")
-    observed = {"apiservers": {}, "readyz": {}, "nodes": {}, "kubelets": {}, "etcd": {}, "etcd_health": {}}
+    observed = {
+        "apiservers": {},
+        "readyz": {},
+        "nodes": {},
+        "kubelets": {},
+        "etcd": {},
+        "etcd_health": {},
+        "errors": [],
+    }
     for master in cluster["masters"]:
         # each master's own API server; this minion's own as its own calls reach it
         server = cluster["api_url"] if master == cluster["minion_id"] else f"https://{nodes_conf[master]['ip']}:{port}"
-        observed["readyz"][master] = __salt__["k8s_kube.readyz"](config, identity="admin", server=server)
-        if observed["readyz"][master]["ready"]:
-            version = __salt__["k8s_kube.server_version"](config, identity="admin", server=server)
-            observed["apiservers"][master] = version
-    for node in __salt__["k8s_kube.get"](config, "Node"):
-        name = (node.get("metadata") or {}).get("name")
-        observed["nodes"][name] = _node_entry(node)
-        observed["kubelets"][name] = observed["nodes"][name]["kubelet"]
+        try:
+            observed["readyz"][master] = __salt__["k8s_kube.readyz"](config, identity="admin", server=server)
+            if observed["readyz"][master]["ready"]:
+                version = __salt__["k8s_kube.server_version"](config, identity="admin", server=server)
+                observed["apiservers"][master] = version
+        except (CommandExecutionError, SaltInvocationError) as exc:
+            observed["readyz"][master] = {"ready": False, "error": str(exc)}
+    try:
+        for node in __salt__["k8s_kube.get"](config, "Node"):
+            name = (node.get("metadata") or {}).get("name")
+            observed["nodes"][name] = _node_entry(node)
+            observed["kubelets"][name] = observed["nodes"][name]["kubelet"]
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        observed["errors"].append(f"the Node objects cannot be read: {exc}")
     if cluster["etcd_members"]:
         try:
             health = __salt__["k8s_etcd.cluster_health"]()
-        except CommandExecutionError as exc:
+        except (CommandExecutionError, SaltInvocationError) as exc:
             health = {"error": str(exc), "members": {}}
         observed["etcd_health"] = health
         urls = [m["endpoint"] for m in health.get("members", {}).values() if m.get("endpoint")]

@@ -2,7 +2,8 @@
 kubesalt rolling-upgrade states: thin wrappers over the ``k8s_upgrade`` execution module, applied on the CA minion
 by the ``k8s.upgrade`` orchestration (``formulas/k8s/upgrade/``).
 
-- ``preflight_passed``: the version-skew and health checks; changes nothing, its comment is the plan.
+- ``preflight_passed``: the version-skew and health checks; changes nothing itself, reports the plan as its
+  changes (none when there is nothing to upgrade).
 - ``node_started``: a node marked, cordoned and drained (PodDisruptionBudgets honoured).
 - ``node_finished``: a node Ready at the target version, uncordoned, its upgrade recorded.
 
@@ -29,8 +30,9 @@ def _config(config):
 def preflight_passed(name, config=None):
     """
     Refuse the upgrade (``result: False``, every problem named) when the version-skew policy forbids it or the
-    cluster is not healthy (``k8s_upgrade.preflight``); otherwise pass with the plan as the comment. Never changes
-    anything, also not with ``test=True`` (which shows the plan).
+    cluster is not healthy (``k8s_upgrade.preflight``); otherwise pass, reporting the plan as ``changes: {plan:
+    [lines]}`` (``result: None`` with ``test=True``) -- or no changes when there is nothing to upgrade. Writes
+    nothing itself.
 
     .. code-block:: jinja
 
@@ -41,7 +43,15 @@ def preflight_passed(name, config=None):
     ret = outcome.new(name)
     try:
         plan = __salt__["k8s_upgrade.preflight"](_config(config))
-        ret["comment"] = "upgrade plan:\n" + __salt__["k8s_upgrade.describe"](plan)
+        text = __salt__["k8s_upgrade.describe"](plan)
+        if not plan["snapshot"]:
+            ret["comment"] = "nothing to upgrade:\n" + text
+            return ret
+        # The plan is reported as this step's changes (what the orchestration is about to do), so the salt-run
+        # output shows it, and a run with nothing to do reports none.
+        ret.update(changes={"plan": text.splitlines()}, comment="upgrade plan:\n" + text)
+        if __opts__.get("test"):
+            ret["result"] = None
     except (CommandExecutionError, SaltInvocationError) as exc:
         outcome.failed(ret, exc)
     return ret

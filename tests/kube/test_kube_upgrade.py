@@ -151,7 +151,7 @@ def test_node_upgrade_cordons_finishes_after_an_interruption_and_then_changes_no
     states = up.states()
 
     ret = up.states(test=True).preflight_passed("upgrade preflight", up.config)
-    assert ret["result"] is True and ret["changes"] == {}
+    assert ret["result"] is None and ret["changes"]["plan"][0] == "etcd snapshot: taken first", ret
     fingerprint = up.module.targets(up.config)["fingerprint"]
     assert "containerd=1.7.24," in fingerprint and "kubernetes=1.20.2" in fingerprint
     assert f"node {worker}: never upgraded by k8s.upgrade -> {fingerprint}" in ret["comment"], ret["comment"]
@@ -186,8 +186,11 @@ def test_node_upgrade_cordons_finishes_after_an_interruption_and_then_changes_no
     assert "kubesalt.io/upgrade-cordoned" not in annotations
     assert annotations["kubesalt.io/upgraded-to"] == fingerprint
 
-    # second run: nothing pending, nothing changed
+    # second run: nothing pending, nothing changed (master01's Node recorded as upgraded as well)
+    assert states.node_finished("master01", up.config, timeout=30)["result"] is True
     assert worker in up.module.preflight(up.config)["skipped"]
+    ret = states.preflight_passed("upgrade preflight", up.config)
+    assert ret["result"] is True and ret["changes"] == {} and ret["comment"].startswith("nothing to upgrade"), ret
     assert up.module.nodes_pending(up.config, [worker]) == []
     assert states.node_finished(worker, up.config)["changes"] == {}
 

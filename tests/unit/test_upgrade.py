@@ -256,7 +256,7 @@ def test_orchestration_phases_in_order_nodes_in_batches_masters_first(tmp_path):
     by_id = {s[0]: s[2] for s in steps}
     assert all(args.get("failhard") for sid, args in by_id.items() if not sid.startswith("sync"))
     # each step after the previous one
-    for before, after in zip(ids[3:], ids[4:]):
+    for before, after in zip(ids[3:-1], ids[4:], strict=True):
         assert {"salt": before} in by_id[after]["require"], (before, after)
     assert by_id["etcd members restarted one at a time"]["batch"] == 1
     assert by_id["control plane one master at a time"]["batch"] == 1
@@ -271,7 +271,7 @@ def test_orchestration_batch_defaults_to_defaults_yaml(tmp_path):
     steps, _ = render(tmp_path, {}, {"k8s:nodes": NODES})
     drains = [s[0] for s in steps if s[0].endswith("for the upgrade")]
     assert drains == [f"{n} marked, cordoned and drained for the upgrade" for n in NODES]
-    assert "drain_timeout" not in dict((s[0], s[2]) for s in steps)[drains[0]]["pillar"]["k8s_op"]
+    assert "drain_timeout" not in {s[0]: s[2] for s in steps}[drains[0]]["pillar"]["k8s_op"]
 
 
 def test_orchestration_without_an_inventory_fails_before_any_step(tmp_path):
