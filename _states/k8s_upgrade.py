@@ -57,6 +57,27 @@ def preflight_passed(name, config=None):
     return ret
 
 
+def _node_step(name, function, config, timeout, keys, comments, report):
+    """Compare (``function`` with ``test=True``), then act, then report: the ``keys`` of its answer that are set are
+    the changes; ``comments`` = (nothing to do, would do), ``report(answer)`` the comment once done."""
+    ret = outcome.new(name)
+    try:
+        config = _config(config)
+        pending = {k: v for k, v in __salt__[function](config, name, timeout=timeout, test=True).items() if v}
+        pending = {k: pending[k] for k in keys if k in pending}
+        if not pending:
+            ret["comment"] = comments[0]
+            return ret
+        if __opts__.get("test"):
+            ret.update(result=None, changes=pending, comment=comments[1])
+            return ret
+        done = __salt__[function](config, name, timeout=timeout)
+        ret.update(changes={k: done[k] for k in keys if done.get(k)}, comment=report(done))
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        outcome.failed(ret, exc)
+    return ret
+
+
 def node_started(name, config=None, timeout=None):
     """
     Ensure Node ``name`` is marked as being upgraded (annotation ``kubesalt.io/upgrade-cordoned``), cordoned and
@@ -70,24 +91,20 @@ def node_started(name, config=None, timeout=None):
             - name: worker01
             - config: {{ k8s | json }}
     """
-    ret = outcome.new(name)
-    try:
-        config = _config(config)
-        plan = __salt__["k8s_upgrade.begin_node"](config, name, timeout=timeout, test=True)
-        changes = {k: plan[k] for k in ("marked", "cordoned", "evicted") if plan[k]}
-        if not changes:
-            ret["comment"] = f"Node {name} is marked, cordoned and drained"
-            return ret
-        if __opts__.get("test"):
-            ret.update(result=None, changes=changes, comment=f"Node {name} would be cordoned and drained")
-            return ret
-        done = __salt__["k8s_upgrade.begin_node"](config, name, timeout=timeout)
-        ret["changes"] = {k: done[k] for k in ("marked", "cordoned", "evicted") if done[k]}
+
+    def report(done):
         skipped = f"; left: {', '.join(done['skipped'])}" if done["skipped"] else ""
-        ret["comment"] = f"Node {name} cordoned and drained ({len(done['evicted'])} evicted){skipped}"
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        outcome.failed(ret, exc)
-    return ret
+        return f"Node {name} cordoned and drained ({len(done['evicted'])} evicted){skipped}"
+
+    return _node_step(
+        name,
+        "k8s_upgrade.begin_node",
+        config,
+        timeout,
+        keys=("marked", "cordoned", "evicted"),
+        comments=(f"Node {name} is marked, cordoned and drained", f"Node {name} would be cordoned and drained"),
+        report=report,
+    )
 
 
 def node_finished(name, config=None, timeout=None):
@@ -102,22 +119,16 @@ def node_finished(name, config=None, timeout=None):
             - name: worker01
             - config: {{ k8s | json }}
     """
-    ret = outcome.new(name)
-    try:
-        config = _config(config)
-        plan = __salt__["k8s_upgrade.finish_node"](config, name, timeout=timeout, test=True)
-        changes = {k: v for k, v in plan.items() if v}
-        if not changes:
-            ret["comment"] = f"Node {name} is upgraded and schedulable"
-            return ret
-        if __opts__.get("test"):
-            ret.update(result=None, changes=changes, comment=f"Node {name} would be uncordoned once Ready")
-            return ret
-        done = __salt__["k8s_upgrade.finish_node"](config, name, timeout=timeout)
-        ret["changes"] = {k: v for k, v in done.items() if v}
-        ret["comment"] = f"Node {name} is Ready at the target versions" + (
-            " and uncordoned" if done["uncordoned"] else ""
-        )
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        outcome.failed(ret, exc)
-    return ret
+
+    def report(done):
+        return f"Node {name} is Ready at the target versions" + (" and uncordoned" if done["uncordoned"] else "")
+
+    return _node_step(
+        name,
+        "k8s_upgrade.finish_node",
+        config,
+        timeout,
+        keys=("uncordoned", "upgraded_to"),
+        comments=(f"Node {name} is upgraded and schedulable", f"Node {name} would be uncordoned once Ready"),
+        report=report,
+    )

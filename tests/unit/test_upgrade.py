@@ -195,6 +195,18 @@ def test_preflight_runs_on_the_ca_minion_only():
 # --------------------------------------------------------------------------------------------------------------------
 # The orchestration
 # --------------------------------------------------------------------------------------------------------------------
+# the steps before the node batches
+PHASES = [
+    "sync kubesalt shared core",
+    "sync kubesalt execution modules",
+    "sync kubesalt state modules",
+    "validate configuration on every node",
+    "upgrade preflight and plan",
+    "etcd snapshot before the upgrade",
+    "etcd members in parallel",
+    "etcd members restarted one at a time",
+    "control plane one master at a time",
+]
 NODES = {
     "master01": {"roles": ["master", "etcd"], "ip": "10.240.0.11"},
     "worker01": {"roles": ["worker"], "ip": "10.240.0.21"},
@@ -239,13 +251,8 @@ def test_orchestration_phases_in_order_nodes_in_batches_masters_first(tmp_path):
     # only the inventory and the batch are asked of the masters: no secret of the k8s pillar reaches the job cache
     assert [a[2] for a in asked] == [["k8s:nodes"], ["k8s:upgrade:node_batch"]]
     ids = [s[0] for s in steps]
-    assert ids[3:] == [
-        "validate configuration on every node",
-        "upgrade preflight and plan",
-        "etcd snapshot before the upgrade",
-        "etcd members in parallel",
-        "etcd members restarted one at a time",
-        "control plane one master at a time",
+    assert ids[:9] == PHASES
+    assert ids[9:] == [
         "master01, worker01 marked, cordoned and drained for the upgrade",
         "master01, worker01 runtime, kubelet and kube-proxy upgraded",
         "master01, worker01 Ready and uncordoned",
