@@ -225,7 +225,11 @@ def render(tmp_path, pillar, answers):
 
     def cmd(tgt, fun, arg=(), tgt_type="glob", **kwargs):
         asked.append((tgt, fun, list(arg), tgt_type))
-        return {"master01": {"ret": answers.get(arg[0]), "retcode": 0}, "master02": {"ret": "", "retcode": 0}}
+        if fun == "test.ping":  # the minions with the role:master grain
+            return {m: {"ret": True, "retcode": 0} for m in answers.get("masters", [])}
+        # Salt masks pillar values in pillar.get's output; the keys stay
+        masked = {k: {"roles": ["**********"], "ip": "**********"} for k in answers.get(arg[0]) or {}}
+        return {"master01": {"ret": masked, "retcode": 0}, "master02": {"ret": "", "retcode": 0}}
 
     text = (FORMULAS / "k8s/upgrade/init.sls").read_text()
     result = salt.utils.templates.render_jinja_tmpl(
@@ -247,9 +251,10 @@ def render(tmp_path, pillar, answers):
 
 
 def test_orchestration_phases_in_order_nodes_in_batches_masters_first(tmp_path):
-    steps, asked = render(tmp_path, {"drain_timeout": 600}, {"k8s:nodes": NODES, "k8s:upgrade:node_batch": 2})
-    # only the inventory and the batch are asked of the masters: no secret of the k8s pillar reaches the job cache
-    assert [a[2] for a in asked] == [["k8s:nodes"], ["k8s:upgrade:node_batch"]]
+    pillar = {"drain_timeout": 600, "k8s:upgrade:node_batch": 2}
+    steps, asked = render(tmp_path, pillar, {"k8s:nodes": NODES, "masters": ["master01"]})
+    # only the inventory's keys are asked of the masters: no value of the k8s pillar reaches the job cache
+    assert [(a[1], a[2]) for a in asked] == [("pillar.get", ["k8s:nodes"]), ("test.ping", [])]
     ids = [s[0] for s in steps]
     assert ids[:9] == PHASES
     assert ids[9:] == [
@@ -275,7 +280,7 @@ def test_orchestration_phases_in_order_nodes_in_batches_masters_first(tmp_path):
 
 
 def test_orchestration_batch_defaults_to_defaults_yaml(tmp_path):
-    steps, _ = render(tmp_path, {}, {"k8s:nodes": NODES})
+    steps, _ = render(tmp_path, {}, {"k8s:nodes": NODES, "masters": ["master01"]})
     drains = [s[0] for s in steps if s[0].endswith("for the upgrade")]
     assert drains == [f"{n} marked, cordoned and drained for the upgrade" for n in NODES]
     assert "drain_timeout" not in {s[0]: s[2] for s in steps}[drains[0]]["pillar"]["k8s_op"]

@@ -13,25 +13,23 @@
     changes nothing. test=True shows the plan and every pending change and changes nothing. #}
 {%- import "k8s/orchestrate.jinja" as o with context %}
 {%- import_yaml "k8s/defaults.yaml" as defaults %}
-{#- The inventory (roles only) and the node batch, asked of the masters: the salt-master's own pillar need not hold
-    the k8s pillar. Only these two keys are read, so no secret of the k8s pillar reaches the job cache. #}
-{%- set asked = namespace(nodes={}, batch=none) %}
+{#- The nodes, asked of the masters at render time: the keys of their k8s:nodes pillar (the minion ids of the
+    inventory; Salt masks pillar values in pillar.get's output, "**********", but not the keys, and no value of the k8s
+    pillar reaches the job cache). The role grain only puts the masters first; each step decides from its own pillar
+    what to do (k8s.upgrade.begin/finish act only on the masters and workers of k8s:nodes). The batch size is read
+    like k8s.cluster's k8s:worker_batch: the master's own pillar, else defaults.yaml; the nodes validate theirs. #}
+{%- set ids = [] %}
 {%- for answer in salt["saltutil.cmd"]("G@role:master", "pillar.get", arg=["k8s:nodes"], tgt_type="compound").values() %}
-{%-   if answer.get("ret") is mapping %}{% set asked.nodes = answer.ret %}{% endif %}
+{%-   for id in (answer.get("ret") if answer.get("ret") is mapping else {}) | sort %}
+{%-     if id not in ids %}{% do ids.append(id) %}{% endif %}
+{%-   endfor %}
 {%- endfor %}
-{%- for answer in salt["saltutil.cmd"]("G@role:master", "pillar.get", arg=["k8s:upgrade:node_batch"], tgt_type="compound").values() %}
-{%-   if answer.get("ret") %}{% set asked.batch = answer.ret %}{% endif %}
-{%- endfor %}
-{%- if not asked.nodes %}
+{%- if not ids %}
 {{ raise("k8s.upgrade: no master answered with the k8s:nodes pillar (is a minion with the role:master grain up?)") }}
 {%- endif %}
-{%- set batch = (asked.batch or defaults.k8s.upgrade.node_batch) | int %}
-{%- set by_role = {"master": [], "worker": []} %}
-{%- for id, node in asked.nodes | dictsort %}
-{%-   set roles = node.roles if node is mapping and node.roles is sequence else [] %}
-{%-   if "master" in roles %}{% do by_role.master.append(id) %}{% elif "worker" in roles %}{% do by_role.worker.append(id) %}{% endif %}
-{%- endfor %}
-{%- set nodes = by_role.master + by_role.worker %}
+{%- set masters = salt["saltutil.cmd"]("G@role:master", "test.ping", tgt_type="compound").keys() | list %}
+{%- set nodes = (ids | select("in", masters) | list) + (ids | reject("in", masters) | list) %}
+{%- set batch = salt["pillar.get"]("k8s:upgrade:node_batch", defaults.k8s.upgrade.node_batch) | int %}
 {%- set drain_timeout = salt["pillar.get"]("drain_timeout", none) %}
 
 {{ o.sync(o.all_hosts) }}
