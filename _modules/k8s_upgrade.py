@@ -449,8 +449,9 @@ def nodes_pending(config, names, identity="admin"):
 def begin_node(config, name, timeout=None, test=False):
     """
     Start the upgrade of node ``name``: mark it (annotation ``kubesalt.io/upgrade-cordoned``), then cordon and
-    drain it (``k8s_kube.drain``: PodDisruptionBudgets honoured, up to ``timeout`` seconds). Returns
-    ``{"marked": bool, "cordoned": bool, "evicted": [...], "skipped": [...]}``; ``test=True`` only reads.
+    drain it (``k8s_kube.drain``: PodDisruptionBudgets honoured, up to ``timeout`` seconds) -- unless it is upgraded
+    to the pillar's versions already (``upgraded: True``, nothing done). Returns ``{"marked": bool, "cordoned":
+    bool, "evicted": [...], "skipped": [...], "upgraded": bool}``; ``test=True`` only reads.
 
     CLI Example:
 
@@ -462,7 +463,9 @@ def begin_node(config, name, timeout=None, test=False):
     if node is None:
         raise CommandExecutionError(f"Node {name} is not registered: nothing to upgrade there")
     entry = _node_entry(node)
-    result = {"marked": not entry["upgrade_cordoned"]}
+    if not node_pending(entry, targets(config)):
+        return {"marked": False, "cordoned": False, "evicted": [], "skipped": [], "upgraded": True}
+    result = {"marked": not entry["upgrade_cordoned"], "upgraded": False}
     if result["marked"] and not test:
         # The mark goes first: a run stopped between here and the drain leaves a node the next run finishes. A node
         # cordoned by hand before the upgrade is marked "by-hand": it stays cordoned afterwards.

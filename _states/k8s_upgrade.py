@@ -78,6 +78,30 @@ def _node_step(name, function, config, timeout, keys, comments, report):
     return ret
 
 
+def snapshot_taken(name, keep, copy_to=None, endpoints=None, config=None):
+    """
+    Take a fresh etcd snapshot into directory ``name`` (``k8s_etcd.snapshot_present`` with ``max_age: 0``: verified,
+    the newest ``keep`` kept) when the upgrade plan (``k8s_upgrade.preflight``) has anything to upgrade; otherwise
+    change nothing.
+
+    .. code-block:: jinja
+
+        etcd snapshot before the upgrade:
+          k8s_upgrade.snapshot_taken:
+            - name: /var/backups/kubesalt/etcd
+            - keep: 7
+            - config: {{ k8s | json }}
+    """
+    ret = outcome.new(name)
+    try:
+        if not __salt__["k8s_upgrade.preflight"](_config(config))["snapshot"]:
+            ret["comment"] = "nothing to upgrade: no snapshot needed"
+            return ret
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return outcome.failed(ret, exc)
+    return __states__["k8s_etcd.snapshot_present"](name, keep, max_age=0, copy_to=copy_to, endpoints=endpoints)
+
+
 def node_started(name, config=None, timeout=None):
     """
     Ensure Node ``name`` is marked as being upgraded (annotation ``kubesalt.io/upgrade-cordoned``), cordoned and
@@ -102,7 +126,10 @@ def node_started(name, config=None, timeout=None):
         config,
         timeout,
         keys=("marked", "cordoned", "evicted"),
-        comments=(f"Node {name} is marked, cordoned and drained", f"Node {name} would be cordoned and drained"),
+        comments=(
+            f"Node {name} is upgraded already, or marked, cordoned and drained",
+            f"Node {name} would be cordoned and drained",
+        ),
         report=report,
     )
 

@@ -1,5 +1,5 @@
 {#- k8s.upgrade, on the CA minion (a no-op elsewhere): each node of k8s_op:nodes (a master or worker of k8s:nodes)
-    that still has to be upgraded is
+    that still has to be upgraded (k8s_upgrade.begin_node decides, from its Node object) is
     marked (annotation kubesalt.io/upgrade-cordoned), cordoned and drained -- the Eviction API, PodDisruptionBudgets
     honoured, giving up after k8s_op:drain_timeout (default k8s:timeouts:drain) naming the pods still there. #}
 {%- from "k8s/map.jinja" import k8s, op with context %}
@@ -7,7 +7,7 @@
 {{ raise("k8s.upgrade.begin needs the nodes: pillar='{\"k8s_op\": {\"nodes\": [\"worker01\"]}}' (the orchestration passes them)") }}
 {%- endif %}
 {%- if k8s.cluster.is_ca and k8s.manage_services %}
-{%-   set pending = salt["k8s_upgrade.nodes_pending"](k8s, op.nodes | select("in", k8s.cluster.nodes) | list) %}
+{%-   set pending = op.nodes | select("in", k8s.cluster.nodes) | list %}
 {%-   for node in pending %}
 
 {{ node }} marked, cordoned and drained for the upgrade:

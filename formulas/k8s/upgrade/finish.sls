@@ -6,7 +6,7 @@
 {{ raise("k8s.upgrade.finish needs the nodes: pillar='{\"k8s_op\": {\"nodes\": [\"worker01\"]}}' (the orchestration passes them)") }}
 {%- endif %}
 {%- if k8s.cluster.is_ca and k8s.manage_services %}
-{%-   set pending = salt["k8s_upgrade.nodes_pending"](k8s, op.nodes | select("in", k8s.cluster.nodes) | list) %}
+{%-   set pending = op.nodes | select("in", k8s.cluster.nodes) | list %}
 {%-   for node in pending %}
 
 {{ node }} Ready at the new versions and uncordoned:
