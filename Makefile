@@ -43,7 +43,8 @@ format: deps
 
 ## make lab: nodes (systemd-nspawn) + artifact mirror + salt-master on a private bridge, then
 ## `salt-run state.orchestrate k8s.cluster` (LAB_ORCHESTRATE=0 skips it; LAB_MASTERS/LAB_WORKERS size a new lab;
-## LAB_PROFILE=current (default: etcd 3.5, containerd 1.7, runc 1.3, CNI 1.9 on trixie nodes) or bookworm).
+## LAB_PROFILE=current (default: etcd 3.5, containerd 1.7, runc 1.3, CNI 1.9 on trixie nodes), bookworm, or
+## old-components (bookworm's set on trixie nodes: the cluster tests/lab/test_upgrade_under_load.py upgrades).
 lab:
 	@bash tests/lab/lab.sh up
 

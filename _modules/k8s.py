@@ -633,9 +633,10 @@ def validate():
 
 def operation(op=None):
     """
-    The arguments of a day-2 orchestration (``k8s.etcd.member``, ``k8s.etcd.restore``, ``k8s.node.remove``), which
-    hand them to the nodes as the pillar ``k8s_op``: ``node``, ``replace``, ``seed`` (minion ids), ``snapshot`` (an
-    absolute path, or ``latest``), ``drain_timeout`` (seconds). Every key is optional here (each orchestration
+    The arguments of a day-2 orchestration (``k8s.etcd.member``, ``k8s.etcd.restore``, ``k8s.node.remove``,
+    ``k8s.upgrade``), which hand them to the nodes as the pillar ``k8s_op``: ``node``, ``replace``, ``seed`` (minion
+    ids), ``snapshot`` (an absolute path, or ``latest``), ``drain_timeout`` (seconds), ``nodes`` (a list of minion
+    ids). Every key is optional here (each orchestration
     requires its own); a wrong type or an unknown key raises, naming ``k8s_op:<key>``, so nothing is changed.
     ``formulas/k8s/map.jinja`` calls it and exports the result as ``op``.
 

@@ -469,6 +469,21 @@ def readyz(config, identity="apiserver-kubelet-client", server=None, timeout=5):
         return _readyz(client, float(timeout))
 
 
+def server_version(config, identity="apiserver-kubelet-client", server=None):
+    """
+    The API server's version from its ``/version`` (``gitVersion``, e.g. ``v1.37.1``); every authenticated user may
+    read it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.server_version "$(salt-call --out=json k8s.config | jq .local)"
+    """
+    with _client(config, identity, server) as client:
+        return str((client.request("GET", "/version", what="version") or {}).get("gitVersion") or "")
+
+
 def wait_ready(config, timeout=None, identity="apiserver-kubelet-client", server=None, interval=POLL_INTERVAL):
     """
     Poll ``/readyz`` until the API server is ready; return the last answer (see :py:func:`readyz`) with
@@ -1160,6 +1175,39 @@ def drain(config, name, timeout=None, identity="admin", server=None, test=False,
             _poll(check, timeout, f"draining Node {name} (PodDisruptionBudgets honoured)", interval)
     result["waited"] = round(time.monotonic() - start, 1)
     return result
+
+
+def node_patch(config, name, unschedulable=None, annotations=None, identity="admin", server=None, test=False):
+    """
+    Set Node ``name``'s ``spec.unschedulable`` (unless None) and ``annotations`` (a value of None removes the
+    annotation) with a merge patch, when they differ. Returns ``{"changed": bool, "object": "Node name"}``;
+    ``test=True`` only reads.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call k8s_kube.node_patch "$(salt-call --out=json k8s.config | jq -c .local)" worker02 unschedulable=False
+    """
+    info = kind_info("Node")
+    label = _label("Node", name)
+    annotations = dict(annotations or {})
+    with _client(config, identity, server) as client:
+        node = client.get(_path(info, name), what=label)
+        if node is None:
+            raise CommandExecutionError(f"{label} does not exist")
+        live = (node.get("metadata") or {}).get("annotations") or {}
+        body = {}
+        changed = {k: v for k, v in annotations.items() if live.get(k) != v and (v is not None or k in live)}
+        if changed:
+            body["metadata"] = {"annotations": changed}
+        if unschedulable is not None and bool((node.get("spec") or {}).get("unschedulable")) != bool(unschedulable):
+            body["spec"] = {"unschedulable": bool(unschedulable)}
+        if body and not test:
+            client.request(
+                "PATCH", _path(info, name), body=body, content_type="application/merge-patch+json", what=label
+            )
+    return {"changed": bool(body), "object": label}
 
 
 def delete_node(config, name, identity="admin", server=None, test=False):

@@ -437,6 +437,7 @@ SCHEMA = Struct(
     admin=Struct(kubeconfig_paths=ListOf(PATH)),
     timeouts=Struct(apiserver_ready=SECONDS, node_ready=SECONDS, addons_ready=SECONDS, drain=SECONDS),
     worker_batch=BATCH,
+    upgrade=Struct(node_batch=Scalar("a whole number of at least 1", _int_in(1))),
 )
 
 
@@ -450,6 +451,7 @@ OPERATION = Struct(
     seed=NODE_ID,
     snapshot=Scalar("an absolute path or 'latest'", lambda v: v == "latest" or _is_path(v), "e.g. latest"),
     drain_timeout=SECONDS,
+    nodes=ListOf(NODE_ID),
 )
 
 

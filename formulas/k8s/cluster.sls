@@ -62,40 +62,9 @@ node certificates everywhere:
     - require:
       - salt: certificate authorities on the CA minion
 
-etcd members in parallel:
-  salt.state:
-    - tgt: "{{ etcd_hosts }}"
-    - tgt_type: compound
-    - sls: k8s.etcd
-    - pillar:
-        k8s:
-          etcd:
-            restart_on_change: false
-    - failhard: true
-    - require:
-      - salt: node certificates everywhere
+{{ o.etcd_rolling("node certificates everywhere") }}
 
-etcd members restarted one at a time:
-  salt.state:
-    - tgt: "{{ etcd_hosts }}"
-    - tgt_type: compound
-    - sls: k8s.etcd.restart
-    - batch: 1
-    - failhard: true
-    - require:
-      - salt: etcd members in parallel
-
-control plane one master at a time:
-  salt.state:
-    - tgt: "G@role:master"
-    - tgt_type: compound
-    - sls:
-      - k8s.control-plane
-      - k8s.admin
-    - batch: 1
-    - failhard: true
-    - require:
-      - salt: etcd members restarted one at a time
+{{ o.control_plane("etcd members restarted one at a time") }}
 
 cluster objects:
   salt.state:

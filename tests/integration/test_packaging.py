@@ -69,7 +69,7 @@ def _salt_call(installed_venv, *args):
 def test_pip_install_makes_execution_modules_loadable_without_sync(installed_venv):
     modules = _salt_call(installed_venv, "sys.list_modules", "k8s*")
     assert "k8s" in modules
-    for name in ("k8s_pki", "k8s_artifact", "k8s_etcd"):
+    for name in ("k8s_pki", "k8s_artifact", "k8s_etcd", "k8s_upgrade"):
         if (REPO / "_modules" / f"{name}.py").exists():
             assert name in modules, modules
 

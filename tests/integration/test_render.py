@@ -33,6 +33,8 @@ OPERATION_PILLAR = {
     "k8s.etcd.restore": {"snapshot": "latest"},
     "k8s.etcd.restore.check": {"k8s_op": {"snapshot": "latest"}},
     "k8s.etcd.restore.data": {"k8s_op": {"snapshot": "latest"}},
+    "k8s.upgrade.begin": {"k8s_op": {"nodes": ["worker01"]}},
+    "k8s.upgrade.finish": {"k8s_op": {"nodes": ["worker01"]}},
 }
 # The arguments the secret rotations pass (orchestration pillar rotate_to; node-side k8s_rotate): without them,
 # those SLS refuse to render (test_rotation_sls_refuse_to_render_without_their_arguments).
@@ -53,6 +55,9 @@ def all_sls():
     for path in sorted((FORMULAS / "k8s").rglob("*.sls")):
         if "reactor" in path.parts:
             continue  # reactor SLS render on the master with event data (tested in test_boot)
+        if path.relative_to(FORMULAS).as_posix() == "k8s/upgrade/init.sls":
+            continue  # asks the masters for the inventory (saltutil.cmd): renders on the salt-master only (tested in
+            # tests/unit/test_upgrade.py and test_upgrade_orchestration.py)
         rel = path.relative_to(FORMULAS).with_suffix("")
         parts = list(rel.parts[:-1]) if rel.name == "init" else list(rel.parts)
         names.append(".".join(parts))

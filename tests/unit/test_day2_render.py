@@ -150,6 +150,7 @@ def test_operation_arguments_are_checked_and_named():
         "seed": None,
         "snapshot": None,
         "drain_timeout": None,
+        "nodes": None,
     }
     assert k8s.operation(None)["node"] is None
     with pytest.raises(salt.exceptions.CommandExecutionError) as bad:

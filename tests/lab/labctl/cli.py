@@ -10,10 +10,10 @@
     check-images [<id>]                               import + run the OCI images with containerd's ctr in a node
     orchestrate                                       run the orchestration phase again
 
-Environment: LAB_PROFILE (current | bookworm; tests/lab/build/profiles.json), LAB_MASTERS (1), LAB_WORKERS (2) --
-these three only when a lab is created; LAB_ORCHESTRATE=0 skips the orchestration; LAB_SALT_TREE (this checkout:
-whose formulas/ and conf/master.d/kubesalt.conf the master uses); LAB_STATE (/var/lib/kubesalt-lab); KUBESALT_CACHE
-(/var/cache/kubesalt); VENV (<repo>/.venv).
+Environment: LAB_PROFILE (current | bookworm | old-components; tests/lab/build/profiles.json), LAB_MASTERS (1),
+LAB_WORKERS (2) -- these three only when a lab is created; LAB_ORCHESTRATE=0 skips the orchestration;
+LAB_SALT_TREE (this checkout: whose formulas/ and conf/master.d/kubesalt.conf the master uses); LAB_STATE
+(/var/lib/kubesalt-lab); KUBESALT_CACHE (/var/cache/kubesalt); VENV (<repo>/.venv).
 
 Layout: state of a running lab in $LAB_STATE (lab.json inventory, pillar/, master/ = `salt -c` dir, keys/,
 nodes/<id>/{upper,work,rootfs,containerd}, logs/, admin.conf); builds cached in $KUBESALT_CACHE (kubernetes/,
