@@ -34,12 +34,15 @@ def _info(name, kind, mode, size=0, linkname=""):
 
 
 def layer_tar(files, symlinks=(), dirs=()):
-    """files: [(host path, path in image, mode)], symlinks: [(path in image, target)], dirs: [(path, mode)].
-    Return the uncompressed layer tar (parent directories added, entries sorted)."""
+    """files: [(host path or the content as bytes, path in image, mode)], symlinks: [(path in image, target)],
+    dirs: [(path, mode)]. Return the uncompressed layer tar (parent directories added, entries sorted)."""
     entries = {}
     for path, mode in dirs:
         entries[path.strip("/")] = ("dir", mode, None)
     for src, dest, mode in files:
+        if isinstance(src, bytes):
+            entries[dest.strip("/")] = ("file", mode, src)
+            continue
         with open(src, "rb") as fh:
             entries[dest.strip("/")] = ("file", mode, fh.read())
     for dest, target in symlinks:
@@ -74,19 +77,26 @@ def _blob(blobs, data):
     return digest, len(data)
 
 
-def image_archive(ref, layer, entrypoint=None, cmd=None, env=None, arch="amd64", workdir="/"):
-    """Return (archive bytes, manifest digest) of an OCI layout tar holding one image."""
+def image_archive(ref, layer, entrypoint=None, cmd=None, env=None, arch="amd64", workdir="/", user=None):
+    """Return (archive bytes, manifest digest) of an OCI layout tar holding one image. ``layer`` is one uncompressed
+    layer tar or a list of them, lowest first (images that share a lower layer share its blob)."""
+    layers = [layer] if isinstance(layer, bytes) else list(layer)
     blobs = {}
-    gz = _gzip(layer)
-    layer_digest, layer_size = _blob(blobs, gz)
+    descriptors = []
+    for data in layers:
+        digest, size = _blob(blobs, _gzip(data))
+        descriptors.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest,
+                            "size": size})
     config = {
         "architecture": arch,
         "os": "linux",
         "config": {"Env": env or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
                    "WorkingDir": workdir},
-        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
-        "history": [{"created_by": "kubesalt tests/lab/build/oci_image.py"}],
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(data).hexdigest() for data in layers]},
+        "history": [{"created_by": "kubesalt tests/lab/build/oci_image.py"} for _ in layers],
     }
+    if user is not None:
+        config["config"]["User"] = user
     if entrypoint is not None:
         config["config"]["Entrypoint"] = entrypoint
     if cmd is not None:
@@ -97,8 +107,7 @@ def image_archive(ref, layer, entrypoint=None, cmd=None, env=None, arch="amd64",
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
                    "size": config_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest,
-                    "size": layer_size}],
+        "layers": descriptors,
     }
     manifest_digest, manifest_size = _blob(blobs, json.dumps(manifest, sort_keys=True).encode())
     index = {
