@@ -24,7 +24,6 @@ import argparse
 import datetime
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -171,21 +170,20 @@ def dns_restore(replicas):
         say(f"  CoreDNS scaled back to {replicas}")
 
 
-def leftover_namespaces():
-    """Namespaces the e2e framework made (it names them <base>-<random>); normally it deletes each after its test."""
-    out = kubectl("get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
-    known = {"default", "kube-system", "kube-public", "kube-node-lease"}
-    return [n for n in out if n not in known and re.match(r"^[a-z0-9-]+-\d{4}$", n)]
+def e2e_namespaces():
+    """Namespaces the e2e framework made (it labels each e2e-run=<its run id>); it deletes each after its test."""
+    return kubectl("get", "namespaces", "-l", "e2e-run", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
 
 
 # -- the run -----------------------------------------------------------------------------------------------------------
-def e2e_argv(e2e, out, focus, skip, extra):
-    argv = [
-        os.path.join(e2e, "bin", "e2e.test"),
+def e2e_flags(out, focus, skip, extra, prefix=""):
+    """e2e.test's flags: the lab's admin kubeconfig and kubectl, reports into ``out`` (JUnit junit_<prefix>NN.xml)."""
+    flags = [
         f"--kubeconfig={ADMIN}",
         "--provider=skeleton",
         f"--kubectl-path={builds.kubectl()}",
         f"--report-dir={out}",
+        f"--report-prefix={prefix}",
         f"--e2e-output-dir={out}",
         "--disable-log-dump",
         "--system-pods-startup-timeout=5m",
@@ -194,8 +192,34 @@ def e2e_argv(e2e, out, focus, skip, extra):
         "--ginkgo.v",
     ]
     if skip:
-        argv.append(f"--ginkgo.skip={skip}")
-    return argv + list(extra)
+        flags.append(f"--ginkgo.skip={skip}")
+    return flags + list(extra)
+
+
+def runs(out, focus, skip, extra, parallel, serial_focus):
+    """[(label, argv)]: e2e.test alone, or (parallel > 1) ginkgo running ``parallel`` e2e.test processes on the tests
+    that are not [Serial], then e2e.test alone on the [Serial] ones (``serial_focus``; None: there are none)."""
+    e2e = os.path.join(E2E_DIR, "bin", "e2e.test")
+    if parallel <= 1:
+        return [("e2e", [e2e, *e2e_flags(out, focus, skip, extra)])]
+    ginkgo = os.path.join(E2E_DIR, "bin", "ginkgo")
+    no_serial = f"({skip})|\\[Serial\\]" if skip else "\\[Serial\\]"
+    out_runs = [
+        (
+            "parallel",
+            [
+                ginkgo,
+                f"-nodes={parallel}",
+                "-noColor",
+                e2e,
+                "--",
+                *e2e_flags(out, focus, no_serial, extra, prefix="parallel"),
+            ],
+        )
+    ]
+    if serial_focus:
+        out_runs.append(("serial", [e2e, *e2e_flags(out, serial_focus, skip, extra, prefix="serial")]))
+    return out_runs
 
 
 def lab_description(lab):
@@ -215,6 +239,9 @@ def cmd_conformance(args, lock):
     p.add_argument("--all", dest="run_all", action="store_true", help="run the not-runnable tests too")
     p.add_argument("--out", help="report directory (default build/conformance/<date>-<time>)")
     p.add_argument("--no-preload", action="store_true", help="skip builds and preload (images already on the nodes)")
+    p.add_argument(
+        "--parallel", type=int, default=1, help="N > 1: ginkgo runs N e2e.test at once, [Serial] tests after"
+    )
     p.add_argument("e2e_args", nargs="*", help="after --: more e2e.test flags")
     opts = p.parse_args(args)
 
@@ -260,19 +287,32 @@ def cmd_conformance(args, lock):
     skip = None if opts.run_all else exact(e["test"] for e in the_plan["not_runnable"])
     if skip:
         what += f" (the {len(the_plan['not_runnable'])} not runnable here skipped)"
-    argv = e2e_argv(E2E_DIR, out, focus, skip, opts.e2e_args)
-    write(os.path.join(out, "e2e.argv"), json.dumps(argv, indent=1) + "\n")
-    before = set(leftover_namespaces())
+    if opts.parallel > 1 and opts.focus:
+        die("--parallel cannot split a --focus into [Serial] and the rest; use --subset")
+    serial_focus = (
+        exact(n for n in the_plan["fast"] if "[Serial]" in n)
+        if opts.subset == "fast"
+        else r"\[Serial\].*\[Conformance\]"
+    )
+    if serial_focus == exact([]):
+        serial_focus = None
+    planned = runs(out, focus, skip, opts.e2e_args, opts.parallel, serial_focus)
+    write(os.path.join(out, "e2e.argv"), json.dumps(planned, indent=1) + "\n")
+    before = set(e2e_namespaces())
     replicas = dns_off()
     t0 = time.monotonic()
     rc = None
     try:
-        with phase(f"e2e.test: {what} (log: {out}/e2e.log)"), open(os.path.join(out, "e2e.log"), "w") as log:
-            rc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, cwd=out).returncode
+        for label, argv in planned:
+            how = f"{opts.parallel} in parallel, [Serial] tests apart" if opts.parallel > 1 else "one at a time"
+            log = os.path.join(out, f"{label}.log")
+            with phase(f"e2e.test ({label}): {what}, {how} (log: {log})"), open(log, "w") as fh:
+                code = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=out).returncode
+            rc = code if rc in (None, 0) else rc
     finally:
         dns_restore(replicas)
     seconds = time.monotonic() - t0
-    left = sorted(set(leftover_namespaces()) - before)
+    left = sorted(set(e2e_namespaces()) - before)
     if left:
         say(f"  namespaces the suite left behind (deleting): {left}")
         for ns in left:
