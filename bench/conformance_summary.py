@@ -17,7 +17,9 @@ and prints the table. Exit code 1 when a test failed, else 0. The SIG of a test 
 "[k8s.io]" tests (test/e2e/common: pods, probes, volumes, lifecycle) are SIG Node's.
 
 Usage:  .venv/bin/python bench/conformance_summary.py --report-dir DIR --conformance-yaml FILE
-            [--plan tests/lab/conformance.json] [--title TEXT]
+            [--plan tests/lab/conformance.json] [--title TEXT] [--suggest-fast BUDGET [--fast-longest SECONDS]]
+
+--suggest-fast prints the CI subset the run measured (suggest_fast()) instead of the table.
 """
 
 import argparse
@@ -171,14 +173,46 @@ def summarize(report_dir, conformance_yaml, plan_path=PLAN, title="Conformance")
     return rows, by_sig, total
 
 
+def suggest_fast(rows, budget, longest):
+    """The CI subset a run measured: passed tests, not [Serial], each within ``longest`` seconds, taken fastest first
+    in turn from each SIG (every SIG is covered before any gets a second test) while their summed time stays within
+    ``budget`` seconds. Names in conformance.yaml's order."""
+    pools = collections.OrderedDict()
+    for r in sorted(rows, key=lambda r: (r["seconds"], r["name"])):
+        if r["outcome"] == "passed" and "[Serial]" not in r["name"] and r["seconds"] <= longest:
+            pools.setdefault(r["sig"], []).append(r)
+    chosen, spent = set(), 0.0
+    while any(pools.values()):
+        for sig in sorted(pools):
+            if pools[sig]:
+                r = pools[sig].pop(0)
+                if spent + r["seconds"] > budget:
+                    pools[sig] = []
+                    continue
+                chosen.add(r["name"])
+                spent += r["seconds"]
+    return [r["name"] for r in rows if r["name"] in chosen]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
     p.add_argument("--report-dir", required=True)
     p.add_argument("--conformance-yaml", required=True)
     p.add_argument("--plan", default=PLAN)
     p.add_argument("--title", default="Conformance")
+    p.add_argument(
+        "--suggest-fast",
+        type=float,
+        metavar="BUDGET",
+        help="print the CI subset this run measured (conformance.json: fast): summed test time within BUDGET seconds",
+    )
+    p.add_argument("--fast-longest", type=float, default=20.0, help="with --suggest-fast: longest test, seconds")
     args = p.parse_args(argv)
     rows, by_sig, total = summarize(args.report_dir, args.conformance_yaml, args.plan, args.title)
+    if args.suggest_fast is not None:
+        fast = suggest_fast(rows, args.suggest_fast, args.fast_longest)
+        print(json.dumps(fast, indent=1))
+        return 0
     print(table(by_sig, total))
     for r in rows:
         if r["outcome"] == "failed":

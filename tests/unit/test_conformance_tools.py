@@ -236,3 +236,39 @@ def test_the_lab_pillar_with_the_conformance_images_is_valid_kubesalt_pillar(mak
     assert all(set(i) == {"name", "url", "sha256"} for i in images)  # the cache path stays on the host
     result = k8s_module.check(make_settings(pillar))
     assert result["errors"] == []
+
+
+def test_suggest_fast_takes_the_fastest_passed_tests_of_every_sig_within_the_budget():
+    def row(name, sig, outcome, seconds):
+        return {"name": name, "sig": sig, "outcome": outcome, "seconds": seconds}
+
+    rows = [
+        row("[sig-apps] a1 [Conformance]", "sig-apps", "passed", 4.0),
+        row("[sig-apps] a2 [Conformance]", "sig-apps", "passed", 2.0),
+        row("[sig-apps] a3 [Serial] [Conformance]", "sig-apps", "passed", 1.0),  # [Serial]: never in the subset
+        row("[sig-node] n1 [Conformance]", "sig-node", "passed", 6.0),
+        row("[sig-node] n2 [Conformance]", "sig-node", "failed", 1.0),  # failed: never
+        row("[sig-node] n3 [Conformance]", "sig-node", "passed", 30.0),  # longer than the longest allowed
+        row("[sig-cli] c1 [Conformance]", "sig-cli", "not runnable here", 0.0),
+        row("[sig-storage] s1 [Conformance]", "sig-storage", "passed", 3.0),
+        row("[sig-storage] s2 [Conformance]", "sig-storage", "passed", 3.5),
+    ]
+    # round 1: apps a2 (2), node n1 (6), storage s1 (3) = 11; round 2: apps a1 (15), storage s2 (18.5)
+    assert conformance_summary.suggest_fast(rows, 20, 20) == [
+        "[sig-apps] a1 [Conformance]",
+        "[sig-apps] a2 [Conformance]",
+        "[sig-node] n1 [Conformance]",
+        "[sig-storage] s1 [Conformance]",
+        "[sig-storage] s2 [Conformance]",
+    ]
+    # a small budget: one test per SIG at most, the fastest, while they fit
+    assert conformance_summary.suggest_fast(rows, 5, 20) == [
+        "[sig-apps] a2 [Conformance]",
+        "[sig-storage] s1 [Conformance]",
+    ]
+    assert conformance_summary.suggest_fast(rows, 100, 5) == [
+        "[sig-apps] a1 [Conformance]",
+        "[sig-apps] a2 [Conformance]",
+        "[sig-storage] s1 [Conformance]",
+        "[sig-storage] s2 [Conformance]",
+    ]

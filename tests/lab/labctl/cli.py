@@ -9,7 +9,7 @@
     salt <args...> / salt-run <args...> / salt-key <args...> / salt-cp <args...>   the lab master's CLIs
     check-images [<id>]                               import + run the OCI images with containerd's ctr in a node
     orchestrate                                       run the orchestration phase again
-    conformance [--subset all|fast] [--focus RE] [--all] [--out DIR] [-- e2e.test flags]
+    conformance [--subset all|fast] [--focus RE] [--all] [--parallel N] [--out DIR] [-- e2e.test flags]
                                                       the upstream conformance suite against the lab (make
                                                       lab-conformance; labctl/conformance.py)
 
