@@ -50,9 +50,11 @@ def sig_of(name):
 
 def read_junit(report_dir):
     """{test name: (status, seconds, message)} of every junit_*.xml e2e.test wrote (not ours); status is passed,
-    failed or skipped. A test reported by several files (parallel ginkgo nodes) keeps its non-skipped result."""
+    failed or skipped. A test reported by several files (parallel ginkgo nodes, or pieces run into one directory)
+    keeps its non-skipped result, the latest written when it ran more than once (a rerun counts)."""
     results = {}
-    for path in sorted(glob.glob(os.path.join(report_dir, "junit_*.xml"))):
+    paths = glob.glob(os.path.join(report_dir, "junit_*.xml"))
+    for path in sorted(paths, key=lambda p: (os.stat(p).st_mtime, p)):
         if os.path.basename(path) == "junit_conformance.xml":
             continue
         for case in ET.parse(path).getroot().iter("testcase"):
@@ -67,7 +69,7 @@ def read_junit(report_dir):
                 status, message = "skipped", ""
             else:
                 status, message = "passed", ""
-            if name not in results or results[name][0] == "skipped":
+            if name not in results or status != "skipped":
                 results[name] = (status, seconds, message)
     return results
 

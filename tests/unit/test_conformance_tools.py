@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import sys
 import tarfile
@@ -272,3 +273,44 @@ def test_suggest_fast_takes_the_fastest_passed_tests_of_every_sig_within_the_bud
         "[sig-storage] s1 [Conformance]",
         "[sig-storage] s2 [Conformance]",
     ]
+
+
+def test_pieces_run_into_one_report_directory_add_up_and_a_rerun_counts(report):
+    first, rerun = report / "out" / "junit_e2e-200000-01.xml", report / "out" / "junit_e2e-201500-01.xml"
+    _junit(first, [(TESTS[0][0], "failed", 40.0), (TESTS[2][0], "passed", 3.0), (TESTS[4][0], "skipped", 0)])
+    _junit(rerun, [(TESTS[0][0], "passed", 11.0), (TESTS[2][0], "skipped", 0), (TESTS[3][0], "passed", 5.0)])
+    os.utime(first, (1_000_000, 1_000_000))  # written first
+    rows, _, total = _summarize(report)
+    outcome = {r["name"]: (r["outcome"], r["seconds"]) for r in rows}
+    assert outcome[TESTS[0][0]] == ("passed", 11.0)  # the rerun's result, not the first piece's failure
+    assert outcome[TESTS[2][0]] == ("passed", 3.0)  # skipped by the later piece: the earlier result stays
+    assert outcome[TESTS[3][0]] == ("passed", 5.0)
+    assert outcome[TESTS[4][0]][0] == "not run"
+    assert total["passed"] == 3 and total["failed"] == 0
+
+
+def test_a_parallel_run_splits_any_focus_into_its_non_serial_and_serial_tests(tmp_path):
+    names = [
+        "[sig-apps] Daemon set [Serial] should rollback without unnecessary restarts [Conformance]",
+        "[sig-apps] Deployment deployment should support rollover [Conformance]",
+        "[sig-cli] Kubectl client Kubectl version should check is all data is printed  [Conformance]",
+        "[sig-network] DNS should provide DNS for the cluster  [Conformance]",
+    ]
+    skip = conformance.exact(names[3:])
+
+    def flags(argv):
+        return dict(a.split("=", 1) for a in argv if a.startswith("--ginkgo.") and "=" in a)
+
+    (par, argv_p), (ser, argv_s) = conformance.runs(str(tmp_path), r"\[sig-apps\]", skip, [], 3, names, "201500")
+    assert (par, ser) == ("parallel", "serial")
+    assert argv_p[1] == "-nodes=3" and "--report-prefix=parallel-201500-" in argv_p
+    p, s = flags(argv_p), flags(argv_s)
+    ran_parallel = [n for n in names if re.search(p["--ginkgo.focus"], n) and not re.search(p["--ginkgo.skip"], n)]
+    ran_serial = [n for n in names if re.search(s["--ginkgo.focus"], n) and not re.search(s["--ginkgo.skip"], n)]
+    assert ran_parallel == names[1:2] and ran_serial == names[:1]
+    # a focus with no [Serial] test: no serial run; one at a time: a single e2e.test run
+    assert [label for label, _ in conformance.runs(str(tmp_path), r"\[sig-cli\]", skip, [], 3, names, "1")] == [
+        "parallel"
+    ]
+    ((label, argv),) = conformance.runs(str(tmp_path), r"\[Conformance\]", skip, [], 1, names, "1")
+    assert label == "e2e" and "--report-prefix=e2e-1-" in argv and flags(argv)["--ginkgo.skip"] == skip

@@ -24,6 +24,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -196,12 +197,24 @@ def e2e_flags(out, focus, skip, extra, prefix=""):
     return flags + list(extra)
 
 
-def runs(out, focus, skip, extra, parallel, serial_focus):
+def release_tests():
+    """Full names of the release's [Conformance] tests (the e2e build's conformance.yaml; read by the venv's Python,
+    which has PyYAML -- the host's may not)."""
+    code = "import json, sys, yaml; print(json.dumps([t['codename'] for t in yaml.safe_load(open(sys.argv[1]))]))"
+    res = run(
+        [os.path.join(VENV, "bin", "python"), "-c", code, os.path.join(E2E_DIR, "conformance.yaml")], capture=True
+    )
+    return json.loads(res.stdout)
+
+
+def runs(out, focus, skip, extra, parallel, names, stamp):
     """[(label, argv)]: e2e.test alone, or (parallel > 1) ginkgo running ``parallel`` e2e.test processes on the tests
-    that are not [Serial], then e2e.test alone on the [Serial] ones (``serial_focus``; None: there are none)."""
+    of ``focus`` that are not [Serial], then e2e.test alone on its [Serial] ones -- when ``names`` (the release's
+    tests) has a [Serial] test ``focus`` matches. RE2 has no "and": the serial run skips the non-[Serial] tests by
+    their exact names. JUnit files are named by ``stamp`` too, so runs of pieces into one report directory add up."""
     e2e = os.path.join(E2E_DIR, "bin", "e2e.test")
     if parallel <= 1:
-        return [("e2e", [e2e, *e2e_flags(out, focus, skip, extra)])]
+        return [("e2e", [e2e, *e2e_flags(out, focus, skip, extra, prefix=f"e2e-{stamp}-")])]
     ginkgo = os.path.join(E2E_DIR, "bin", "ginkgo")
     no_serial = f"({skip})|\\[Serial\\]" if skip else "\\[Serial\\]"
     out_runs = [
@@ -213,12 +226,16 @@ def runs(out, focus, skip, extra, parallel, serial_focus):
                 "-noColor",
                 e2e,
                 "--",
-                *e2e_flags(out, focus, no_serial, extra, prefix="parallel"),
+                *e2e_flags(out, focus, no_serial, extra, prefix=f"parallel-{stamp}-"),
             ],
         )
     ]
-    if serial_focus:
-        out_runs.append(("serial", [e2e, *e2e_flags(out, serial_focus, skip, extra, prefix="serial")]))
+    skip_re = re.compile(skip) if skip else None
+    serial = [n for n in names if "[Serial]" in n and re.search(focus, n) and not (skip_re and skip_re.search(n))]
+    if serial:
+        not_serial = exact(n for n in names if "[Serial]" not in n)
+        serial_skip = f"({skip})|{not_serial}" if skip else not_serial
+        out_runs.append(("serial", [e2e, *e2e_flags(out, focus, serial_skip, extra, prefix=f"serial-{stamp}-")]))
     return out_runs
 
 
@@ -237,7 +254,11 @@ def cmd_conformance(args, lock):
     )
     p.add_argument("--focus", help="a regular expression (Go syntax) on test names, instead of the subset")
     p.add_argument("--all", dest="run_all", action="store_true", help="run the not-runnable tests too")
-    p.add_argument("--out", help="report directory (default build/conformance/<date>-<time>)")
+    p.add_argument(
+        "--out",
+        help="report directory (default build/conformance/<date>-<time>); runs of pieces (--focus) into one directory"
+        " add up in its report",
+    )
     p.add_argument("--no-preload", action="store_true", help="skip builds and preload (images already on the nodes)")
     p.add_argument(
         "--parallel", type=int, default=1, help="N > 1: ginkgo runs N e2e.test at once, [Serial] tests after"
@@ -287,17 +308,9 @@ def cmd_conformance(args, lock):
     skip = None if opts.run_all else exact(e["test"] for e in the_plan["not_runnable"])
     if skip:
         what += f" (the {len(the_plan['not_runnable'])} not runnable here skipped)"
-    if opts.parallel > 1 and opts.focus:
-        die("--parallel cannot split a --focus into [Serial] and the rest; use --subset")
-    serial_focus = (
-        exact(n for n in the_plan["fast"] if "[Serial]" in n)
-        if opts.subset == "fast"
-        else r"\[Serial\].*\[Conformance\]"
-    )
-    if serial_focus == exact([]):
-        serial_focus = None
-    planned = runs(out, focus, skip, opts.e2e_args, opts.parallel, serial_focus)
-    write(os.path.join(out, "e2e.argv"), json.dumps(planned, indent=1) + "\n")
+    stamp = f"{started:%H%M%S}"
+    planned = runs(out, focus, skip, opts.e2e_args, opts.parallel, release_tests(), stamp)
+    write(os.path.join(out, f"e2e-{stamp}.argv"), json.dumps(planned, indent=1) + "\n")
     before = set(e2e_namespaces())
     replicas = dns_off()
     t0 = time.monotonic()
@@ -305,7 +318,7 @@ def cmd_conformance(args, lock):
     try:
         for label, argv in planned:
             how = f"{opts.parallel} in parallel, [Serial] tests apart" if opts.parallel > 1 else "one at a time"
-            log = os.path.join(out, f"{label}.log")
+            log = os.path.join(out, f"{label}-{stamp}.log")
             with phase(f"e2e.test ({label}): {what}, {how} (log: {log})"), open(log, "w") as fh:
                 code = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=out).returncode
             rc = code if rc in (None, 0) else rc
@@ -327,7 +340,7 @@ def cmd_conformance(args, lock):
         "what": what,
         "e2e_exit_code": rc,
     }
-    write(os.path.join(out, "run.json"), json.dumps(meta, indent=1) + "\n")
+    write(os.path.join(out, f"run-{stamp}.json"), json.dumps(meta, indent=1) + "\n")
     title = f"Kubernetes {K8S_VERSION} conformance on the kubesalt lab ({meta['lab']}, {started:%Y-%m-%d}): {what}"
     res = run(
         [
