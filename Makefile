@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 BASETEMP ?= /tmp/kubesalt-test
 
 .PHONY: test unit integration deps lint format bench lab lab-down lab-status lab-test lab-test-core lab-summary \
-	lab-conformance clean
+	lab-conformance lab-conformance-fast clean
 
 ## make test: install what the suite needs (apt + venv), lint (ruff, settings in pyproject.toml), then run unit and
 ## integration tests (~5 min).
@@ -79,6 +79,11 @@ CONFORMANCE ?= all
 CONFORMANCE_ARGS ?=
 lab-conformance: deps
 	@bash tests/lab/lab.sh conformance --subset $(CONFORMANCE) $(CONFORMANCE_ARGS)
+
+## make lab-conformance-fast: the CI subset of the conformance suite (tests/lab/conformance.json: fast), the lab tier's
+## step after make lab-test-core; same builds, preload and report as make lab-conformance.
+lab-conformance-fast: deps
+	@bash tests/lab/lab.sh conformance --subset fast $(CONFORMANCE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BASETEMP) build *.egg-info

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import subprocess
 import sys
 import tarfile
 import xml.etree.ElementTree as ET
@@ -146,9 +147,10 @@ def test_exact_focus_matches_the_named_tests_and_nothing_else():
     expr = conformance.exact(names[:2] + names[-1:])
     # RE2 (ginkgo's) and Python agree on this syntax: anchors, groups, alternation, backslash-escaped punctuation
     assert re.search(r"\\[^\\.+*?()|\[\]{}^$]", expr) is None, "only RE2 metacharacters are escaped"
-    matched = [n for n in names if re.search(expr, n)]
+    matched = [n for n in names if re.search(expr, conformance.ginkgo_text(n))]
     assert matched == names[:2] + names[-1:]
-    assert not re.search(expr, names[0] + " [Slow]") and not re.search(expr, "x" + names[0])
+    assert not re.search(expr, conformance.ginkgo_text(names[0] + " [Slow]"))
+    assert not re.search(expr, conformance.ginkgo_text("x" + names[0]))
 
 
 def _read_layout(data):
@@ -305,8 +307,14 @@ def test_a_parallel_run_splits_any_focus_into_its_non_serial_and_serial_tests(tm
     assert (par, ser) == ("parallel", "serial")
     assert argv_p[1] == "-nodes=3" and "--report-prefix=parallel-201500-" in argv_p
     p, s = flags(argv_p), flags(argv_s)
-    ran_parallel = [n for n in names if re.search(p["--ginkgo.focus"], n) and not re.search(p["--ginkgo.skip"], n)]
-    ran_serial = [n for n in names if re.search(s["--ginkgo.focus"], n) and not re.search(s["--ginkgo.skip"], n)]
+
+    def ran(f):
+        texts = {n: conformance.ginkgo_text(n) for n in names}
+        return [
+            n for n in names if re.search(f["--ginkgo.focus"], texts[n]) and not re.search(f["--ginkgo.skip"], texts[n])
+        ]
+
+    ran_parallel, ran_serial = ran(p), ran(s)
     assert ran_parallel == names[1:2] and ran_serial == names[:1]
     # a focus with no [Serial] test: no serial run; one at a time: a single e2e.test run
     assert [label for label, _ in conformance.runs(str(tmp_path), r"\[sig-cli\]", skip, [], 3, names, "1")] == [
@@ -314,3 +322,47 @@ def test_a_parallel_run_splits_any_focus_into_its_non_serial_and_serial_tests(tm
     ]
     ((label, argv),) = conformance.runs(str(tmp_path), r"\[Conformance\]", skip, [], 1, names, "1")
     assert label == "e2e" and "--report-prefix=e2e-1-" in argv and flags(argv)["--ginkgo.skip"] == skip
+
+
+E2E_TEST = os.path.join(conformance.E2E_DIR, "bin", "e2e.test")
+
+
+def _dry_run(tmp_path, argv):
+    """The specs a real e2e.test (the lab's e2e build) selects with these flags: ginkgo's --dryRun walks the whole
+    suite, applies focus and skip exactly as a run does, and runs nothing (no cluster needed)."""
+    res = subprocess.run(
+        [argv[0], "--ginkgo.dryRun", *[a for a in argv[1:] if a.startswith(("--ginkgo.focus", "--ginkgo.skip"))]],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout[-2000:]
+    return sorted(json.loads(m)["msg"][len("PASSED ") :] for m in re.findall(r'(\{"msg":"PASSED .*?\})\n', res.stdout))
+
+
+@pytest.mark.skipif(
+    not os.path.exists(E2E_TEST), reason=f"no e2e build in {conformance.E2E_DIR} (tests/lab/build/kubernetes.sh e2e)"
+)
+def test_the_real_e2e_test_runs_exactly_the_planned_tests(tmp_path):
+    # ginkgo matches focus/skip against "Kubernetes e2e suite [Top Level] <name>": a ^-anchored name list selected
+    # nothing, so the not-runnable tests still ran and the CI subset ran no test at all
+    names = conformance.release_tests()
+    the_plan = conformance.plan()
+    not_runnable = {e["test"] for e in the_plan["not_runnable"]}
+    skip = conformance.exact(not_runnable)
+
+    ((_, argv),) = conformance.runs(str(tmp_path), r"\[Conformance\]", skip, [], 1, names, "1")
+    assert _dry_run(tmp_path, argv) == sorted(set(names) - not_runnable)
+
+    ((_, argv),) = conformance.runs(str(tmp_path), conformance.exact(the_plan["fast"]), skip, [], 1, names, "1")
+    assert _dry_run(tmp_path, argv) == sorted(the_plan["fast"])
+
+    # --parallel on a piece: the ginkgo run (its e2e.test flags) and the serial run split the piece's runnable tests
+    # (a piece is the conformance tests its --focus matches: [sig-apps] alone selects ~130 specs of the whole suite)
+    apps_piece = conformance.piece(r"\[sig-apps\]", names)
+    (_, par), (_, ser) = conformance.runs(str(tmp_path), apps_piece, skip, [], 2, names, "1")
+    e2e_flags = par[par.index("--") + 1 :]
+    apps = sorted(n for n in names if n.startswith("[sig-apps]") and n not in not_runnable)
+    parallel, serial = _dry_run(tmp_path, [E2E_TEST, *e2e_flags]), _dry_run(tmp_path, ser)
+    assert sorted(parallel + serial) == apps and serial and all("[Serial]" in n for n in serial)

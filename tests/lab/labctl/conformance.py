@@ -45,9 +45,24 @@ def plan():
         return json.load(fh)
 
 
+# What ginkgo (v1, vendored by 1.20.2) matches --ginkgo.focus/--ginkgo.skip against is not the test's full name (the
+# JUnit/conformance.yaml name) but "<suite description> <container texts> <test text>", and the containers start with
+# ginkgo's root, "[Top Level]" (vendor/github.com/onsi/ginkgo/internal/spec/specs.go toMatch, spec.go
+# ConcatenatedString, suite.go): "Kubernetes e2e suite [Top Level] [sig-apps] Deployment ...". An expression anchored
+# at the name's start (^) matches no test at all.
+GINKGO_PREFIX = "Kubernetes e2e suite [Top Level] "
+
+
+def ginkgo_text(name):
+    """The string ginkgo matches focus and skip expressions against, for the test called ``name``."""
+    return GINKGO_PREFIX + name
+
+
 def exact(names):
-    """A Go (RE2) regular expression matching exactly the full test names ``names`` (ginkgo's focus/skip)."""
-    return "^(" + "|".join("".join("\\" + c if c in GO_RE_SPECIAL else c for c in n) for n in sorted(names)) + ")$"
+    """A Go (RE2) regular expression matching exactly the tests called ``names`` (full names, as in conformance.yaml)
+    and no other, as ginkgo's focus/skip: anchored after the "[Top Level] " ginkgo puts before every name."""
+    alternatives = "|".join("".join("\\" + c if c in GO_RE_SPECIAL else c for c in n) for n in sorted(names))
+    return "\\[Top Level\\] (" + alternatives + ")$"
 
 
 # -- builds ------------------------------------------------------------------------------------------------------------
@@ -197,6 +212,16 @@ def e2e_flags(out, focus, skip, extra, prefix=""):
     return flags + list(extra)
 
 
+def piece(expr, names):
+    """A piece of the suite: the release's [Conformance] tests (``names``) whose ginkgo text ``expr`` matches, as an
+    exact expression -- ``expr`` alone would also select e2e tests outside the conformance suite (``[sig-apps]``
+    matches ~130 specs, 27 of them [Conformance])."""
+    chosen = [n for n in names if re.search(expr, ginkgo_text(n))]
+    if not chosen:
+        die(f"--focus {expr} matches none of the {len(names)} [Conformance] tests")
+    return exact(chosen)
+
+
 def release_tests():
     """Full names of the release's [Conformance] tests (the e2e build's conformance.yaml; read by the venv's Python,
     which has PyYAML -- the host's may not)."""
@@ -231,7 +256,11 @@ def runs(out, focus, skip, extra, parallel, names, stamp):
         )
     ]
     skip_re = re.compile(skip) if skip else None
-    serial = [n for n in names if "[Serial]" in n and re.search(focus, n) and not (skip_re and skip_re.search(n))]
+    serial = [
+        n
+        for n in names
+        if "[Serial]" in n and re.search(focus, ginkgo_text(n)) and not (skip_re and skip_re.search(ginkgo_text(n)))
+    ]
     if serial:
         not_serial = exact(n for n in names if "[Serial]" not in n)
         serial_skip = f"({skip})|{not_serial}" if skip else not_serial
@@ -298,7 +327,7 @@ def cmd_conformance(args, lock):
             preload(lab, index)
 
     if opts.focus:
-        focus, what = opts.focus, f"focus {opts.focus}"
+        focus, what = piece(opts.focus, release_tests()), f"focus {opts.focus}"
     elif opts.subset == "fast":
         if not the_plan.get("fast"):
             die(f"{PLAN_FILE} has no fast subset")
