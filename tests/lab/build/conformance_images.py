@@ -26,7 +26,6 @@ e2e build's SHA256SUMS and the exact .deb files; archives are reproducible (fixe
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -335,36 +334,24 @@ def build(cache, k8s_version):
         raise SystemExit(f"conformance_images.py: no e2e build in {e2e} (run tests/lab/build/kubernetes.sh e2e)")
     key = f"{k8s_version}-{inputs_key(cache, e2e)}"
     out = os.path.join(cache, "lab", "conformance", key)
-    index = os.path.join(out, "images.json")
-    if os.path.exists(index):
-        say(f"cached: {out}")
+    index, tmp = oci_image.start_build(out, "images.json", say)
+    if tmp is None:
         return index
-    tmp = out + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
     work = tempfile.mkdtemp(prefix="kubesalt-conformance-images-")
     try:
         layers, used = build_layers(cache, e2e, work)
         images = []
         for spec in IMAGES:
-            data, digest = oci_image.image_archive(
-                spec["name"], [layers[n] for n in spec["layers"]], entrypoint=spec.get("entrypoint"),
-                cmd=spec.get("cmd"), workdir=spec.get("workdir", "/"))
-            rel = f"{IMAGE_HOST}/images/conformance/{file_name(spec['name'])}"
-            dest = os.path.join(tmp, "www", rel)
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            with open(dest, "wb") as fh:
-                fh.write(data)
-            images.append({"name": spec["name"], "path": rel, "url": f"https://{rel}",
-                           "sha256": hashlib.sha256(data).hexdigest(), "manifest": digest, "size": len(data),
-                           "from": spec["from"]})
-            say(f"{spec['name']}: {len(data) / 1048576:.1f} MiB ({spec['from']})")
+            image = oci_image.write_image(
+                os.path.join(tmp, "www"), f"{IMAGE_HOST}/images/conformance/{file_name(spec['name'])}", spec["name"],
+                [layers[n] for n in spec["layers"]], entrypoint=spec.get("entrypoint"), cmd=spec.get("cmd"),
+                workdir=spec.get("workdir", "/"))
+            images.append({**image, "from": spec["from"]})
+            say(f"{spec['name']}: {image['size'] / 1048576:.1f} MiB ({spec['from']})")
         manifest = {"key": key, "www": os.path.join(out, "www"), "kubernetes": k8s_version, "suite": SUITE,
                     "images": images, "unavailable": UNAVAILABLE,
                     "debs": {p: debs.deb_field(path) for p, path in sorted(used.items())}}
-        with open(os.path.join(tmp, "images.json"), "w") as fh:
-            json.dump(manifest, fh, indent=1, sort_keys=True)
-        shutil.rmtree(out, ignore_errors=True)
-        os.rename(tmp, out)
+        oci_image.publish(tmp, out, "images.json", manifest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     say(f"built: {out}")

@@ -15,6 +15,8 @@ import gzip
 import hashlib
 import io
 import json
+import os
+import shutil
 import sys
 import tarfile
 
@@ -132,6 +134,39 @@ def image_archive(ref, layer, entrypoint=None, cmd=None, env=None, arch="amd64",
         put("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
         put("index.json", json.dumps(index, sort_keys=True).encode())
     return out.getvalue(), manifest_digest
+
+
+def write_image(www, rel, ref, layers, **kw):
+    """Write the image ``ref`` (image_archive(ref, layers, **kw)) to ``www``/``rel``, served as https://``rel`` by the
+    lab mirror; return its entry for the mirror's index: {name, path, url, sha256, manifest, size}."""
+    data, digest = image_archive(ref, layers, **kw)
+    dest = os.path.join(www, rel)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    with open(dest, "wb") as fh:
+        fh.write(data)
+    return {"name": ref, "path": rel, "url": f"https://{rel}", "sha256": hashlib.sha256(data).hexdigest(),
+            "manifest": digest, "size": len(data)}
+
+
+def start_build(out, index_name, log):
+    """A cached build in ``out``, complete when its ``index_name`` exists: (index path, None) when it is, else (index
+    path, the fresh ``out``.tmp to build in, then publish())."""
+    index = os.path.join(out, index_name)
+    if os.path.exists(index):
+        log(f"cached: {out}")
+        return index, None
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    return index, tmp
+
+
+def publish(tmp, out, index_name, index):
+    """Finish a cached build made in ``tmp``: write ``index`` as JSON to ``tmp``/``index_name``, then put ``tmp`` in
+    place of ``out`` (a reader sees the old tree, or none, or the whole new one)."""
+    with open(os.path.join(tmp, index_name), "w") as fh:
+        json.dump(index, fh, indent=1, sort_keys=True)
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)
 
 
 def main(argv=None):
