@@ -5,7 +5,8 @@ export VENV
 PYTEST_ARGS ?=
 BASETEMP ?= /tmp/kubesalt-test
 
-.PHONY: test unit integration deps lint format bench lab lab-down lab-status lab-test lab-test-core lab-summary clean
+.PHONY: test unit integration deps lint format bench lab lab-down lab-status lab-test lab-test-core lab-summary \
+	lab-conformance lab-conformance-fast clean
 
 ## make test: install what the suite needs (apt + venv), lint (ruff, settings in pyproject.toml), then run unit and
 ## integration tests (~5 min).
@@ -69,6 +70,21 @@ lab-test-core: deps
 ## and security attempt is thrown at it; prints load held, faults survived, bad inputs tried, data lost (~10 min).
 lab-summary: deps
 	$(VENV)/bin/python bench/fault_summary.py
+
+## make lab-conformance: the upstream Kubernetes conformance suite (1.20.2's e2e.test, focus [Conformance]) against
+## the running lab (make lab first). Builds e2e.test, ginkgo, agnhost and the test images once (cached), preloads the
+## images through the formula's k8s:container_runtime:images, runs the suite and writes a JUnit report and a table by
+## SIG (passed / failed / not runnable here) to build/conformance/latest/. CONFORMANCE=fast runs the CI subset
+## (tests/lab/conformance.json); CONFORMANCE_ARGS passes more options (tests/lab/lab.sh conformance --help).
+CONFORMANCE ?= all
+CONFORMANCE_ARGS ?=
+lab-conformance: deps
+	@bash tests/lab/lab.sh conformance --subset $(CONFORMANCE) $(CONFORMANCE_ARGS)
+
+## make lab-conformance-fast: the CI subset of the conformance suite (tests/lab/conformance.json: fast), the lab tier's
+## step after make lab-test-core; same builds, preload and report as make lab-conformance.
+lab-conformance-fast: deps
+	@bash tests/lab/lab.sh conformance --subset fast $(CONFORMANCE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BASETEMP) build *.egg-info

@@ -145,13 +145,9 @@ def build(cache, k8s_version, profile):
         key_src.update(os.path.basename(path).encode())
     key = f"{k8s_version}-{profile}-{key_src.hexdigest()[:12]}"
     out = os.path.join(cache, "lab", "mirror", key)
-    manifest_path = os.path.join(out, "manifest.json")
-    if os.path.exists(manifest_path):
-        say(f"cached: {out}")
+    manifest_path, tmp = oci_image.start_build(out, "manifest.json", say)
+    if tmp is None:
         return manifest_path
-
-    tmp = out + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
     root = os.path.join(tmp, "www")
     work = tempfile.mkdtemp(prefix="kubesalt-lab-artifacts-")
     try:
@@ -209,14 +205,7 @@ def build(cache, k8s_version, profile):
         images = []
 
         def image(ref, fname, layer, **kw):
-            data, digest = oci_image.image_archive(ref, layer, **kw)
-            rel = f"{IMAGE_HOST}/images/{fname}"
-            dest = os.path.join(root, rel)
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            with open(dest, "wb") as fh:
-                fh.write(data)
-            images.append({"name": ref, "path": rel, "url": f"https://{rel}",
-                           "sha256": hashlib.sha256(data).hexdigest(), "manifest": digest, "size": len(data)})
+            images.append(oci_image.write_image(root, f"{IMAGE_HOST}/images/{fname}", ref, layer, **kw))
 
         image(PAUSE_REF, "pause-3.2.tar", oci_image.layer_tar([(pause_bin, "pause", 0o755)]),
               entrypoint=["/pause"])
@@ -240,10 +229,7 @@ def build(cache, k8s_version, profile):
             "files": files,
             "images": images,
         }
-        with open(os.path.join(tmp, "manifest.json"), "w") as fh:
-            json.dump(manifest, fh, indent=1, sort_keys=True)
-        shutil.rmtree(out, ignore_errors=True)
-        os.rename(tmp, out)
+        oci_image.publish(tmp, out, "manifest.json", manifest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     say(f"built: {out}")

@@ -62,6 +62,31 @@ def fetch(cache, suite, packages):
     return out
 
 
+def resolve(cache, suite, packages):
+    """The packages ``packages`` pull in on an empty system (Depends and Pre-Depends, no Recommends) as apt resolves
+    them from the suite's lists: [package names], the requested ones included. apt only simulates (`install -s`
+    against an empty dpkg status file): nothing is downloaded or installed. The suite's lists are fetched once when
+    missing."""
+    opts = apt_options(cache, suite)
+    base = os.path.join(cache, "lab", "apt", suite)
+    if not glob.glob(os.path.join(base, "lists", "*_Packages*")):
+        say(f"{suite}: apt-get update")
+        subprocess.run(["apt-get", "-qq"] + opts + ["update"], check=True, stdout=subprocess.DEVNULL)
+    status = os.path.join(base, "empty-status")
+    open(status, "w").close()
+    res = subprocess.run(["apt-get", "-s", "-q"] + opts + ["-o", f"Dir::State::status={status}",
+                                                           "-o", "Debug::NoLocking=1", "install",
+                                                           "--no-install-recommends"] + sorted(packages),
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"debs.py: apt cannot resolve {' '.join(packages)} in {suite}:\n{res.stdout}{res.stderr}")
+    names = sorted({line.split()[1] for line in res.stdout.splitlines() if line.startswith("Inst ")})
+    missing = set(packages) - set(names)
+    if missing:
+        raise SystemExit(f"debs.py: apt's answer for {suite} lacks {' '.join(sorted(missing))}")
+    return names
+
+
 def deb_field(path, field="Version"):
     return subprocess.run(["dpkg-deb", "-f", path, field], check=True, capture_output=True,
                           text=True).stdout.strip()

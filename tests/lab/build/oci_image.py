@@ -15,6 +15,8 @@ import gzip
 import hashlib
 import io
 import json
+import os
+import shutil
 import sys
 import tarfile
 
@@ -34,12 +36,15 @@ def _info(name, kind, mode, size=0, linkname=""):
 
 
 def layer_tar(files, symlinks=(), dirs=()):
-    """files: [(host path, path in image, mode)], symlinks: [(path in image, target)], dirs: [(path, mode)].
-    Return the uncompressed layer tar (parent directories added, entries sorted)."""
+    """files: [(host path or the content as bytes, path in image, mode)], symlinks: [(path in image, target)],
+    dirs: [(path, mode)]. Return the uncompressed layer tar (parent directories added, entries sorted)."""
     entries = {}
     for path, mode in dirs:
         entries[path.strip("/")] = ("dir", mode, None)
     for src, dest, mode in files:
+        if isinstance(src, bytes):
+            entries[dest.strip("/")] = ("file", mode, src)
+            continue
         with open(src, "rb") as fh:
             entries[dest.strip("/")] = ("file", mode, fh.read())
     for dest, target in symlinks:
@@ -74,19 +79,26 @@ def _blob(blobs, data):
     return digest, len(data)
 
 
-def image_archive(ref, layer, entrypoint=None, cmd=None, env=None, arch="amd64", workdir="/"):
-    """Return (archive bytes, manifest digest) of an OCI layout tar holding one image."""
+def image_archive(ref, layer, entrypoint=None, cmd=None, env=None, arch="amd64", workdir="/", user=None):
+    """Return (archive bytes, manifest digest) of an OCI layout tar holding one image. ``layer`` is one uncompressed
+    layer tar or a list of them, lowest first (images that share a lower layer share its blob)."""
+    layers = [layer] if isinstance(layer, bytes) else list(layer)
     blobs = {}
-    gz = _gzip(layer)
-    layer_digest, layer_size = _blob(blobs, gz)
+    descriptors = []
+    for data in layers:
+        digest, size = _blob(blobs, _gzip(data))
+        descriptors.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest,
+                            "size": size})
     config = {
         "architecture": arch,
         "os": "linux",
         "config": {"Env": env or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
                    "WorkingDir": workdir},
-        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
-        "history": [{"created_by": "kubesalt tests/lab/build/oci_image.py"}],
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(data).hexdigest() for data in layers]},
+        "history": [{"created_by": "kubesalt tests/lab/build/oci_image.py"} for _ in layers],
     }
+    if user is not None:
+        config["config"]["User"] = user
     if entrypoint is not None:
         config["config"]["Entrypoint"] = entrypoint
     if cmd is not None:
@@ -97,8 +109,7 @@ def image_archive(ref, layer, entrypoint=None, cmd=None, env=None, arch="amd64",
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
                    "size": config_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest,
-                    "size": layer_size}],
+        "layers": descriptors,
     }
     manifest_digest, manifest_size = _blob(blobs, json.dumps(manifest, sort_keys=True).encode())
     index = {
@@ -123,6 +134,39 @@ def image_archive(ref, layer, entrypoint=None, cmd=None, env=None, arch="amd64",
         put("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
         put("index.json", json.dumps(index, sort_keys=True).encode())
     return out.getvalue(), manifest_digest
+
+
+def write_image(www, rel, ref, layers, **kw):
+    """Write the image ``ref`` (image_archive(ref, layers, **kw)) to ``www``/``rel``, served as https://``rel`` by the
+    lab mirror; return its entry for the mirror's index: {name, path, url, sha256, manifest, size}."""
+    data, digest = image_archive(ref, layers, **kw)
+    dest = os.path.join(www, rel)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    with open(dest, "wb") as fh:
+        fh.write(data)
+    return {"name": ref, "path": rel, "url": f"https://{rel}", "sha256": hashlib.sha256(data).hexdigest(),
+            "manifest": digest, "size": len(data)}
+
+
+def start_build(out, index_name, log):
+    """A cached build in ``out``, complete when its ``index_name`` exists: (index path, None) when it is, else (index
+    path, the fresh ``out``.tmp to build in, then publish())."""
+    index = os.path.join(out, index_name)
+    if os.path.exists(index):
+        log(f"cached: {out}")
+        return index, None
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    return index, tmp
+
+
+def publish(tmp, out, index_name, index):
+    """Finish a cached build made in ``tmp``: write ``index`` as JSON to ``tmp``/``index_name``, then put ``tmp`` in
+    place of ``out`` (a reader sees the old tree, or none, or the whole new one)."""
+    with open(os.path.join(tmp, index_name), "w") as fh:
+        json.dump(index, fh, indent=1, sort_keys=True)
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)
 
 
 def main(argv=None):

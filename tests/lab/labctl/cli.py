@@ -9,6 +9,9 @@
     salt <args...> / salt-run <args...> / salt-key <args...> / salt-cp <args...>   the lab master's CLIs
     check-images [<id>]                               import + run the OCI images with containerd's ctr in a node
     orchestrate                                       run the orchestration phase again
+    conformance [--subset all|fast] [--focus RE] [--all] [--parallel N] [--out DIR] [-- e2e.test flags]
+                                                      the upstream conformance suite against the lab (make
+                                                      lab-conformance; labctl/conformance.py)
 
 Environment: LAB_PROFILE (current | bookworm | old-components; tests/lab/build/profiles.json), LAB_MASTERS (1),
 LAB_WORKERS (2) -- these three only when a lab is created; LAB_ORCHESTRATE=0 skips the orchestration;
@@ -32,7 +35,7 @@ import shutil
 import sys
 import time
 
-from . import builds, master, mirror, nodes, orchestration
+from . import builds, conformance, master, mirror, nodes, orchestration
 from .common import (
     BRIDGE,
     CACHE,
@@ -88,6 +91,7 @@ def ensure_infra(lab):
     with phase(f"network ({BRIDGE} {HOST_IP}/24)"):
         nodes.bridge_up()
     with phase(f"artifact mirror ({MIRROR_URL})"):
+        conformance.place_extra_images(lab, manifest["mirror_dir"])
         mirror.mirror_start(manifest["mirror_dir"])
         say(f"  {mirror.mirror_check(manifest)} files served with the pinned digests")
     with phase("pillar + salt-master"):
@@ -369,6 +373,7 @@ COMMANDS = {
     "shell": lambda a: cmd_exec(a[:1] + ["bash", "-l"]),
     "check-images": cmd_check_images,
     "orchestrate": cmd_orchestrate,
+    "conformance": lambda a: conformance.cmd_conformance(a, lock),
     **{name: (lambda a, n=name: cmd_salt(n, a)) for name in ("salt", "salt-run", "salt-key", "salt-cp")},
 }
 

@@ -41,7 +41,11 @@ def pillar(lab, manifest):
         "container_runtime": {
             "crictl": False,
             "sandbox_image": "k8s.gcr.io/pause:3.2",
-            "images": [{"name": i["name"], "url": i["url"], "sha256": i["sha256"]} for i in manifest["images"]],
+            # The lab's own images, then its extra images (the conformance run's: labctl/conformance.py).
+            "images": [
+                {"name": i["name"], "url": i["url"], "sha256": i["sha256"]}
+                for i in manifest["images"] + lab.get("extra_images", [])
+            ],
             # The nodes cannot lower oom_score_adj (no CAP_SYS_RESOURCE in this VM's bounding set): without this,
             # runc fails every pod sandbox ("can't get final child's PID from pipe"). Lab-only, through the
             # formula's config.toml merge key.
