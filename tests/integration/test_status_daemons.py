@@ -88,6 +88,8 @@ def plane(runner_synced, apply_sls, salt_cli, pillar_dir, node_root, tmp_path_fa
                     "manage_services": True,
                     "etcd": {"client_port": ports[0], "peer_port": ports[1]},
                     "apiserver": {"port": ports[2], "endpoint": f"https://127.0.0.1:{ports[2]}"},
+                    # every node at the one API server on loopback: no node-local balancer runs here
+                    "api_balancer": {"enabled": False},
                 }
             }
         )
