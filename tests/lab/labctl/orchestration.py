@@ -84,7 +84,7 @@ def follow_steps():
     the orchestration about to start is shown as it starts and ends, from the events Salt fires for it."""
     run(salt_argv("salt-run", "saltutil.sync_all"), check=False, capture=True)  # the runner from the served tree
     proc = subprocess.Popen(
-        salt_argv("salt-run", "k8s.follow", "timeout=3600", "--out=quiet"),
+        salt_argv("salt-run", "k8s.follow", "timeout=3600"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
