@@ -200,6 +200,7 @@ PHASES = [
     "sync kubesalt shared core",
     "sync kubesalt execution modules",
     "sync kubesalt state modules",
+    "sync kubesalt beacons",
     "validate configuration on every node",
     "upgrade preflight and plan",
     "etcd snapshot before the upgrade",
@@ -268,7 +269,7 @@ def test_orchestration_phases_in_order_nodes_in_batches_masters_first(tmp_path):
     by_id = {s[0]: s[2] for s in steps}
     assert all(args.get("failhard") for sid, args in by_id.items() if not sid.startswith("sync"))
     # each step after the previous one
-    for before, after in zip(ids[3:-1], ids[4:], strict=True):
+    for before, after in zip(ids[4:-1], ids[5:], strict=True):
         assert {"salt": before} in by_id[after]["require"], (before, after)
     assert by_id["etcd members restarted one at a time"]["batch"] == 1
     assert by_id["control plane one master at a time"]["batch"] == 1
