@@ -257,8 +257,8 @@ def test_orchestration_phases_in_order_nodes_in_batches_masters_first(tmp_path):
     # only the inventory's keys are asked of the masters: no value of the k8s pillar reaches the job cache
     assert [(a[1], a[2]) for a in asked] == [("pillar.get", ["k8s:nodes"]), ("test.ping", [])]
     ids = [s[0] for s in steps]
-    assert ids[:9] == PHASES
-    assert ids[9:] == [
+    assert ids[: len(PHASES)] == PHASES
+    assert ids[len(PHASES) :] == [
         "master01, worker01 marked, cordoned and drained for the upgrade",
         "master01, worker01 runtime, kubelet and kube-proxy upgraded",
         "master01, worker01 Ready and uncordoned",
