@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 
-from .common import BUILD, CACHE, FILES, K8S_VERSION, REPO, VENV, die, read, run, say, sha
+from .common import BUILD, CACHE, FILES, K8S_VERSION, REPO, STATE, VENV, die, read, run, say, sha
 
 PROFILES_FILE = os.path.join(BUILD, "profiles.json")
 
@@ -37,7 +37,25 @@ def profile(name):
     return profiles()["profiles"][name]
 
 
+# The nodes' kubelets see the host's filesystem: below 15 % free (imagefs.available, a hard eviction threshold) every
+# node is tainted disk-pressure and nothing schedules -- for the kubelet's 5 minute transition period after it clears.
+MIN_FREE_PERCENT = 20
+
+
+def disk_headroom(path=STATE):
+    """Refuse to bring nodes up while the filesystem of ``path`` has less than MIN_FREE_PERCENT free."""
+    probe = path if os.path.exists(path) else os.path.dirname(path.rstrip("/")) or "/"
+    st = os.statvfs(probe)
+    free = 100.0 * st.f_bavail / st.f_blocks if st.f_blocks else 100.0
+    if free < MIN_FREE_PERCENT:
+        die(
+            f"{probe}: {free:.0f} % free; the lab needs {MIN_FREE_PERCENT} % (the nodes' kubelets would taint every "
+            "node disk-pressure below 15 %): free some space (old pytest --basetemp directories in /tmp?)"
+        )
+
+
 def host_tools():
+    disk_headroom()
     need = {
         "systemd-nspawn": "systemd-container",
         "debootstrap": "debootstrap",
