@@ -6,16 +6,16 @@ set CI runs on every submission (`make lab-test-core`, `.ci/run`)."""
 import base64
 import ipaddress
 import json
-import textwrap
 
 import pytest
 import requests
 
 from tests.lab.conftest import kubectl, kubectl_json, lab, node_root, session_for, wait_for
+from tests.lab.traffic import BUSYBOX, web_manifest
 
 pytestmark = pytest.mark.lab
 
-BUSYBOX = "kubesalt.lab/busybox:1.35"
+
 
 
 def nodes_by_name():
@@ -108,39 +108,7 @@ def test_only_the_ca_master_holds_ca_keys_and_admin_credentials(inventory, maste
 def web(workers, inventory):
     """A Deployment with one pod per worker (anti-affinity), serving its pod name over HTTP, and a NodePort
     Service in front of it."""
-    manifest = textwrap.dedent(f"""\
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata: {{name: web, namespace: default}}
-        spec:
-          replicas: {len(workers)}
-          selector: {{matchLabels: {{app: web}}}}
-          template:
-            metadata: {{labels: {{app: web}}}}
-            spec:
-              affinity:
-                podAntiAffinity:
-                  requiredDuringSchedulingIgnoredDuringExecution:
-                  - labelSelector: {{matchLabels: {{app: web}}}}
-                    topologyKey: kubernetes.io/hostname
-              containers:
-              - name: web
-                image: {BUSYBOX}
-                imagePullPolicy: Never
-                command:
-                - sh
-                - -c
-                - mkdir -p /www && hostname > /www/index.html && echo started && exec httpd -f -p 8080 -h /www
-                ports: [{{containerPort: 8080}}]
-        ---
-        apiVersion: v1
-        kind: Service
-        metadata: {{name: web, namespace: default}}
-        spec:
-          type: NodePort
-          selector: {{app: web}}
-          ports: [{{port: 80, targetPort: 8080, nodePort: 30080}}]
-        """)
+    manifest = web_manifest("default", replicas=len(workers), node_port=30080, budget=False)
     kubectl("apply", "-f", "-", input=manifest)
 
     def running():

@@ -9,12 +9,11 @@ operator would; every test puts both back. The membership and master tests need 
 import base64
 import contextlib
 import json
-import threading
-import time
 
 import pytest
 
 from tests.lab.conftest import STATE, kubectl, kubectl_json, lab, node_root, wait_for
+from tests.lab.traffic import ApiProbe
 
 pytestmark = pytest.mark.lab
 PILLAR = STATE / "pillar" / "k8s.sls"
@@ -98,31 +97,6 @@ def members(ca):
 def nodes_ready():
     items = kubectl_json("get", "nodes")["items"]
     return all(any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"]) for n in items)
-
-
-class ApiProbe:
-    """Asks the API (GET /readyz with the admin kubeconfig) every second in the background; counts the failures."""
-
-    def __init__(self):
-        self.answers, self.failures, self.stop = 0, [], threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self):
-        while not self.stop.is_set():
-            try:
-                kubectl("get", "--raw", "/readyz", timeout=10)
-                self.answers += 1
-            except AssertionError as exc:
-                self.failures.append((time.time(), str(exc)[:200]))
-            self.stop.wait(1)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(30)
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +185,7 @@ def test_etcd_shrinks_to_one_grows_to_three_replaces_one_and_moves_a_member_whil
         set_roles({mover: ["worker"], m3: ["master", "etcd"]})
         orchestrate("k8s.etcd.member")
         assert members(ca) == sorted([(m1, False), (m2, False), (m3, False)])
-    assert probe.answers > 30 and probe.failures == [], probe.failures
+    assert probe.ok > 30 and probe.failed == [], probe.failed
     assert ok(apply(ca, "k8s.etcd.membership")) == set()
 
 
@@ -291,7 +265,7 @@ def test_a_master_whose_disk_is_gone_is_replaced_under_its_id(three_masters, ca)
         ok(apply(victim, "k8s.master"))
     wait_for(nodes_ready, 300, "every node Ready")
     assert (victim, False) in members(ca)
-    assert probe.failures == [], probe.failures
+    assert probe.failed == [], probe.failed
 
 
 def test_the_ca_master_comes_back_from_its_encrypted_backup(ca, masters, workers):

@@ -6,7 +6,6 @@ as a fault only with several masters."""
 
 import base64
 import json
-import threading
 import time
 
 import pytest
@@ -14,6 +13,7 @@ import requests
 import yaml
 
 from tests.lab.conftest import ADMIN, STATE, kubectl, kubectl_json, lab, record
+from tests.lab.traffic import ApiProbe
 
 pytestmark = pytest.mark.lab
 
@@ -41,42 +41,6 @@ def minion_changes(step):
     }
 
 
-class Probe:
-    """GET the API once a second in a thread while an orchestration runs; counts the failures. Like a client behind a
-    load balancer, a request refused by a master whose API server is restarting goes to the next master (``servers``);
-    it fails only when no master answers."""
-
-    def __init__(self, path, servers=()):
-        self.path, self.servers, self.ok, self.failed, self.stop = path, list(servers), 0, [], threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _get(self):
-        for index, server in enumerate(self.servers or [None]):
-            try:
-                return kubectl(*([f"--server={server}"] if server else []), "get", "--raw", self.path, timeout=10)
-            except AssertionError as exc:
-                if "refused" not in str(exc) or index == len(self.servers) - 1:
-                    raise
-        return None
-
-    def _run(self):
-        while not self.stop.is_set():
-            try:
-                self._get()
-                self.ok += 1
-            except AssertionError as exc:
-                self.failed.append(str(exc)[:200])
-            self.stop.wait(1)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(30)
-
-
 def api_servers(masters):
     """Every master's API server URL, from the lab inventory."""
     nodes = json.loads((STATE / "lab.json").read_text())["nodes"]
@@ -100,7 +64,7 @@ def test_encryption_key_rotation_by_the_orchestration(masters, ca_minion):
     kubectl("create", "secret", "generic", name, "-n", "default", f"--from-literal=v=before rotation to {key}")
     before = storage(ca_minion)
     assert before["secrets"][f"default/{name}"].startswith("secretbox:")
-    with Probe(f"/api/v1/namespaces/default/secrets/{name}", api_servers(masters)) as probe:
+    with ApiProbe(f"/api/v1/namespaces/default/secrets/{name}", api_servers(masters)) as probe:
         started = time.monotonic()
         steps = orchestrate("k8s.rotate.encryption", {"rotate_to": key})
         took = time.monotonic() - started
@@ -151,7 +115,7 @@ def test_service_account_key_rotation_by_the_orchestration(masters, tmp_path):
     orchestrate("k8s.rotate.service-account", {"drop_old": True})  # ends a rotation an earlier run left pending
     old = new_token()
     assert accepted(old) == 200
-    with Probe("/api/v1/namespaces/default/serviceaccounts/default", api_servers(masters)) as probe:
+    with ApiProbe("/api/v1/namespaces/default/serviceaccounts/default", api_servers(masters)) as probe:
         orchestrate("k8s.rotate.service-account")
     record("rotation", what="service-account switched", probes_ok=probe.ok, failed=len(probe.failed))
     if len(masters) > 1:

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from tests.lab.conftest import ADMIN, KUBECTL, LAB_SH, node_root
+from tests.lab.conftest import ADMIN, KUBECTL, LAB_SH, kubectl, node_root
 
 BUSYBOX = "kubesalt.lab/busybox:1.35"
 
@@ -62,15 +62,26 @@ while not os.path.exists(stop):
 """
 
 
-def web_manifest(namespace, pre_stop_seconds=0):
-    """The Namespace, the web Deployment (2 replicas, one per node), its PodDisruptionBudget and NodePort Service.
-    ``pre_stop_seconds``: a pod being evicted keeps serving that long after it is taken out of the Service's
-    endpoints (what a real Deployment does to be drained without a failed request); 0: none."""
+def web_manifest(namespace, pre_stop_seconds=0, replicas=2, node_port=None, budget=True):
+    """The Namespace, the web Deployment (``replicas``, one per node: anti-affinity), its PodDisruptionBudget
+    (minAvailable 1; ``budget=False``: none) and NodePort Service (``node_port``: that port, else one the API server
+    picks). Each pod serves its name over HTTP on 8080 and logs "started". ``pre_stop_seconds``: a pod being evicted
+    keeps serving that long after it is taken out of the Service's endpoints (what a real Deployment does to be
+    drained without a failed request); 0: none."""
     pre_stop = (
         f"\n        lifecycle: {{preStop: {{exec: {{command: [sleep, '{pre_stop_seconds}']}}}}}}"
         if pre_stop_seconds
         else ""
     )
+    pdb = f"""
+---
+apiVersion: policy/v1beta1
+kind: PodDisruptionBudget
+metadata: {{name: web, namespace: {namespace}}}
+spec:
+  minAvailable: 1
+  selector: {{matchLabels: {{app: web}}}}"""
+    port = f", nodePort: {node_port}" if node_port else ""
     return f"""
 apiVersion: v1
 kind: Namespace
@@ -80,7 +91,7 @@ apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: web, namespace: {namespace}}}
 spec:
-  replicas: 2
+  replicas: {replicas}
   selector: {{matchLabels: {{app: web}}}}
   template:
     metadata: {{labels: {{app: web}}}}
@@ -94,16 +105,10 @@ spec:
       - name: web
         image: {BUSYBOX}
         imagePullPolicy: Never
-        command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
+        command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && echo started &&
+          exec httpd -f -p 8080 -h /www']
         ports: [{{containerPort: 8080}}]
-        readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 2}}{pre_stop}
----
-apiVersion: policy/v1beta1
-kind: PodDisruptionBudget
-metadata: {{name: web, namespace: {namespace}}}
-spec:
-  minAvailable: 1
-  selector: {{matchLabels: {{app: web}}}}
+        readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 2}}{pre_stop}{pdb if budget else ""}
 ---
 apiVersion: v1
 kind: Service
@@ -111,8 +116,45 @@ metadata: {{name: web, namespace: {namespace}}}
 spec:
   type: NodePort
   selector: {{app: web}}
-  ports: [{{port: 80, targetPort: 8080}}]
+  ports: [{{port: 80, targetPort: 8080{port}}}]
 """
+
+
+class ApiProbe:
+    """GETs ``path`` from the API with the admin kubeconfig once a second in a thread (``with ApiProbe(...) as p``);
+    counts the answers (``ok``) and the failures (``failed``: their messages). Like a client behind a load balancer, a
+    request refused by a master whose API server is restarting goes to the next of ``servers`` (API server URLs); it
+    fails only when none answers. Without ``servers``: the kubeconfig's server only."""
+
+    def __init__(self, path="/readyz", servers=()):
+        self.path, self.servers, self.ok, self.failed, self.stop = path, list(servers), 0, [], threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _get(self):
+        for index, server in enumerate(self.servers or [None]):
+            try:
+                return kubectl(*([f"--server={server}"] if server else []), "get", "--raw", self.path, timeout=10)
+            except AssertionError as exc:
+                if "refused" not in str(exc) or index >= len(self.servers) - 1:
+                    raise
+        return None
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                self._get()
+                self.ok += 1
+            except AssertionError as exc:
+                self.failed.append(f"{time.strftime('%T')} {exc}"[:200])
+            self.stop.wait(1)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(30)
 
 
 def kube(server, *args, input=None, timeout=120, check=True):
