@@ -174,7 +174,7 @@ def server_version(config, identity="apiserver-kubelet-client", server=None):
         salt-call k8s_kube.server_version "$(salt-call --out=json k8s.config | jq .local)"
     """
     with _client(config, identity, server) as client:
-        return str((client.version()).get("gitVersion") or "")
+        return str(client.version().get("gitVersion") or "")
 
 
 def wait_ready(config, timeout=None, identity="apiserver-kubelet-client", server=None, interval=POLL_INTERVAL):

@@ -83,11 +83,9 @@ class KubeClient(http.Client):
         """The object at ``path``, or None when it does not exist (404)."""
         return self.request("GET", path, what=what, missing_ok=(404,), timeout=timeout)
 
-    def merge_patch(self, path, body, what, timeout=None):
+    def merge_patch(self, path, body, what):
         """A JSON merge patch of the object at ``path``."""
-        return self.request(
-            "PATCH", path, body=body, content_type="application/merge-patch+json", what=what, timeout=timeout
-        )
+        return self.request("PATCH", path, body=body, content_type="application/merge-patch+json", what=what)
 
     def readyz(self, timeout):
         """``/readyz?verbose``: ``{"ready", "url", "status", "failed", "error"}`` (see ``k8s_kube.readyz``)."""
