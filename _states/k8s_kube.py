@@ -15,6 +15,8 @@ returns ``changes: {}``.
 Each state's docstring has an SLS example; ``k8s`` is the settings from ``k8s/map.jinja``.
 """
 
+import functools
+
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from kubesalt import outcome, peer
@@ -23,13 +25,11 @@ __virtualname__ = "k8s_kube"
 
 
 def __virtual__():
-    if "k8s_kube.apply" in __salt__:
-        return __virtualname__
-    return (False, "k8s_kube states: the k8s_kube execution module is not loaded (is 'requests' installed?)")
+    return outcome.virtual(__salt__, __virtualname__, "k8s_kube.apply", "is 'requests' installed?")
 
 
 def _config(config):
-    return config if config is not None else __salt__["k8s.config"](validate=True)
+    return outcome.settings(__salt__, config)
 
 
 def _keys(manifests):
@@ -379,32 +379,24 @@ def node_drained(name, config=None, timeout=None, identity="admin", server=None)
           k8s_kube.node_drained:
             - name: worker02
             - config: {{ k8s | json }}
+            - timeout: 600
     """
-    ret = outcome.new(name)
-    try:
-        config = _config(config)
-        plan = __salt__["k8s_kube.drain"](config, name, timeout=timeout, identity=identity, server=server, test=True)
+
+    def probe(plan):
+        pending = {k: plan[k] for k in ("cordoned", "evicted") if plan[k]}
+        if pending:
+            return pending, f"Node {name} would be cordoned and drained"
         if not plan["exists"]:
-            ret.update(result=True, comment=f"Node {name} is not registered; nothing to drain")
-            return ret
-        changes = {k: plan[k] for k in ("cordoned", "evicted") if plan[k]}
-        if not changes:
-            ret.update(result=True, comment=f"Node {name} is cordoned and has no pod to evict")
-            return ret
-        if _test():
-            ret.update(result=None, changes=changes, comment=f"Node {name} would be cordoned and drained")
-            return ret
-        done = __salt__["k8s_kube.drain"](config, name, timeout=timeout, identity=identity, server=server)
-        changes = {k: done[k] for k in ("cordoned", "evicted") if done[k]}
+            return {}, f"Node {name} is not registered; nothing to drain"
+        return {}, f"Node {name} is cordoned and has no pod to evict"
+
+    def report(done, pending):
         skipped = f"; left: {', '.join(done['skipped'])}" if done["skipped"] else ""
-        ret.update(
-            result=True,
-            changes=changes,
-            comment=f"Node {name} cordoned and drained in {done['waited']} s ({len(done['evicted'])} evicted){skipped}",
-        )
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        outcome.failed(ret, exc)
-    return ret
+        comment = f"Node {name} cordoned and drained in {done['waited']} s ({len(done['evicted'])} evicted){skipped}"
+        return {k: done[k] for k in ("cordoned", "evicted") if done[k]}, comment
+
+    drain = functools.partial(__salt__["k8s_kube.drain"], name=name, timeout=timeout, identity=identity, server=server)
+    return outcome.converge(name, _test(), lambda: _config(config), drain, probe, report)
 
 
 def node_absent(name, config=None, identity="admin", server=None):
@@ -418,19 +410,14 @@ def node_absent(name, config=None, identity="admin", server=None):
             - name: worker02
             - config: {{ k8s | json }}
     """
-    ret = outcome.new(name)
-    try:
-        config = _config(config)
-        found = __salt__["k8s_kube.delete_node"](config, name, identity=identity, server=server, test=True)
+
+    def probe(found):
         if not found["changed"]:
-            ret.update(result=True, comment=f"Node {name} does not exist")
-            return ret
-        changes = {"deleted": found["object"]}
-        if _test():
-            ret.update(result=None, changes=changes, comment=f"Node {name} would be deleted")
-            return ret
-        __salt__["k8s_kube.delete_node"](config, name, identity=identity, server=server)
-        ret.update(result=True, changes=changes, comment=f"Node {name} deleted")
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        outcome.failed(ret, exc)
-    return ret
+            return {}, f"Node {name} does not exist"
+        return {"deleted": found["object"]}, f"Node {name} would be deleted"
+
+    def report(done, pending):
+        return pending, f"Node {name} deleted"
+
+    delete = functools.partial(__salt__["k8s_kube.delete_node"], name=name, identity=identity, server=server)
+    return outcome.converge(name, _test(), lambda: _config(config), delete, probe, report)

@@ -10,6 +10,8 @@ by the ``k8s.upgrade`` orchestration (``formulas/k8s/upgrade/``).
 With ``test=True`` nothing is written and ``changes`` holds what would change; a second run returns ``changes: {}``.
 """
 
+import functools
+
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from kubesalt import outcome
@@ -18,13 +20,7 @@ __virtualname__ = "k8s_upgrade"
 
 
 def __virtual__():
-    if "k8s_upgrade.preflight" in __salt__:
-        return __virtualname__
-    return (False, "k8s_upgrade states: the k8s_upgrade execution module is not loaded")
-
-
-def _config(config):
-    return config if config is not None else __salt__["k8s.config"](validate=True)
+    return outcome.virtual(__salt__, __virtualname__, "k8s_upgrade.preflight")
 
 
 def preflight_passed(name, config=None):
@@ -42,7 +38,7 @@ def preflight_passed(name, config=None):
     """
     ret = outcome.new(name)
     try:
-        plan = __salt__["k8s_upgrade.preflight"](_config(config))
+        plan = __salt__["k8s_upgrade.preflight"](outcome.settings(__salt__, config))
         text = __salt__["k8s_upgrade.describe"](plan)
         if not plan["snapshot"]:
             ret["comment"] = "nothing to upgrade:\n" + text
@@ -60,22 +56,22 @@ def preflight_passed(name, config=None):
 def _node_step(name, function, config, timeout, keys, comments, report):
     """Compare (``function`` with ``test=True``), then act, then report: the ``keys`` of its answer that are set are
     the changes; ``comments`` = (nothing to do, would do), ``report(answer)`` the comment once done."""
-    ret = outcome.new(name)
-    try:
-        config = _config(config)
-        pending = {k: v for k, v in __salt__[function](config, name, timeout=timeout, test=True).items() if v}
-        pending = {k: pending[k] for k in keys if k in pending}
-        if not pending:
-            ret["comment"] = comments[0]
-            return ret
-        if __opts__.get("test"):
-            ret.update(result=None, changes=pending, comment=comments[1])
-            return ret
-        done = __salt__[function](config, name, timeout=timeout)
-        ret.update(changes={k: done[k] for k in keys if done.get(k)}, comment=report(done))
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        outcome.failed(ret, exc)
-    return ret
+
+    def changes(answer):
+        return {k: answer[k] for k in keys if answer.get(k)}
+
+    def probe(answer):
+        pending = changes(answer)
+        return pending, comments[1] if pending else comments[0]
+
+    return outcome.converge(
+        name,
+        __opts__.get("test"),
+        lambda: outcome.settings(__salt__, config),
+        functools.partial(__salt__[function], name=name, timeout=timeout),
+        probe,
+        lambda done, pending: (changes(done), report(done)),
+    )
 
 
 def snapshot_taken(name, keep, copy_to=None, endpoints=None, config=None):
@@ -94,7 +90,7 @@ def snapshot_taken(name, keep, copy_to=None, endpoints=None, config=None):
     """
     ret = outcome.new(name)
     try:
-        if not __salt__["k8s_upgrade.preflight"](_config(config))["snapshot"]:
+        if not __salt__["k8s_upgrade.preflight"](outcome.settings(__salt__, config))["snapshot"]:
             ret["comment"] = "nothing to upgrade: no snapshot needed"
             return ret
     except (CommandExecutionError, SaltInvocationError) as exc:

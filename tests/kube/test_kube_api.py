@@ -5,6 +5,7 @@ import time
 import pytest
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+from kubesalt import kubeapi
 from tests.support import etcd_cluster
 
 pytestmark = pytest.mark.kube
@@ -59,7 +60,7 @@ def test_a_missing_certificate_is_refused_naming_the_file_and_identity(minions, 
 def test_a_certificate_from_another_ca_is_not_accepted(kube, config, plane, tmp_path):
     rogue = etcd_cluster.Pki(tmp_path, common_name="rogue-ca")
     cert, key = rogue.issue("admin", "kubernetes-admin")
-    client = kube.KubeClient(plane.server, str(plane.pki_dir / "kubernetes-ca.crt"), cert, key)
+    client = kubeapi.KubeClient(plane.server, str(plane.pki_dir / "kubernetes-ca.crt"), cert, key)
     with client, pytest.raises(CommandExecutionError) as error:
         client.request("GET", "/api/v1/namespaces")
     assert "HTTP 401" in str(error.value) and cert in str(error.value)

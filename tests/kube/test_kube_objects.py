@@ -8,7 +8,7 @@ import pytest
 import yaml
 from salt.exceptions import CommandExecutionError
 
-from kubesalt import data
+from kubesalt import data, kubeobjects
 from tests.kube.conftest import PKI, now
 from tests.support.loader import ROOT, load
 
@@ -26,9 +26,9 @@ ADMIN = "kubernetes-admin"
 
 def dry_run(plane, kube, manifest):
     """A server-side apply with dryRun=All: the API server validates and admits the object, and stores nothing."""
-    manifest = kube.normalize(manifest)
-    kind, namespace, name = kube._ref(manifest)
-    url = plane.server + kube._path(kube.kind_info(kind), name, namespace)
+    manifest, _, path = kubeobjects.target(manifest)
+    kind, namespace, name = kubeobjects.ref(manifest)
+    url = plane.server + path
     with plane.session() as admin:
         answer = admin.patch(
             url,
