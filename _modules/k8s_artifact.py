@@ -43,6 +43,25 @@ What it guarantees
 * **One log line per artifact** at INFO: where it came from (download with size and rate, or the cache) and that it
   was verified. Retries are logged at WARNING.
 
+Download options
+----------------
+:py:func:`install`, :py:func:`extract`, :py:func:`fetch` and the ``k8s_artifact`` states take the same keyword
+arguments for where an artifact comes from and how it is fetched (defaults in ``DOWNLOAD_OPTIONS``); any other
+keyword is refused, naming it:
+
+``hash_type``
+    ``sha256`` (default) or ``sha512``: the type of ``digest``.
+``checksum_url``
+    an opted-in official checksum file to take the digest from when none is pinned.
+``cache_dir``
+    verified downloads are kept here by digest (default ``/var/cache/kubesalt/artifacts``); empty: no cache.
+``connect_timeout``, ``read_timeout``
+    seconds (defaults 10 and 30).
+``retries``, ``backoff``
+    extra attempts (default 3) and the first wait between them in seconds (default 1.0).
+``max_redirects``, ``max_bytes``
+    at most this many redirects (default 5) and bytes (default 512 MiB).
+
 Mirrors (air-gapped sites)
 --------------------------
 ``k8s:artifacts:mirror`` (a base URL) rewrites every artifact URL: the scheme and host are replaced and the upstream
@@ -292,28 +311,46 @@ def resolve(component, config):
     return _resolve(component, config, mirror=mirror)
 
 
-def _source(
-    url,
-    hash_type,
-    digest,
-    checksum_url,
-    cache_dir,
-    connect_timeout,
-    read_timeout,
-    retries,
-    backoff,
-    max_redirects,
-    max_bytes,
-):
-    """The checked arguments that say where an artifact comes from and how it is verified and fetched."""
-    hash_type = download.check_hash_type(hash_type)
+# The download options of install, extract and fetch (and of the k8s_artifact states), with their defaults: each is a
+# keyword argument, documented under "Download options" in the module docstring.
+DOWNLOAD_OPTIONS = {
+    "hash_type": "sha256",
+    "checksum_url": None,
+    "cache_dir": cache.DEFAULT_DIR,
+    "connect_timeout": 10,
+    "read_timeout": 30,
+    "retries": 3,
+    "backoff": 1.0,
+    "max_redirects": 5,
+    "max_bytes": download.DEFAULT_MAX_BYTES,
+}
+
+
+def _source(url, digest, options):
+    """
+    ``(url, hash_type, digest, checksum_url, cache_dir, net)``: where an artifact comes from and how it is verified
+    and fetched, checked. ``options`` are the caller's download options (:data:`DOWNLOAD_OPTIONS`); any other
+    argument is refused, naming it (Salt's own ``__pub_*`` keywords aside).
+    """
+    unknown = sorted(k for k in options if k not in DOWNLOAD_OPTIONS and not k.startswith("__"))
+    if unknown:
+        raise SaltInvocationError(
+            f"k8s_artifact: unknown argument(s) {', '.join(map(repr, unknown))}; the download options are "
+            f"{', '.join(DOWNLOAD_OPTIONS)}"
+        )
+    opts = {key: options.get(key, default) for key, default in DOWNLOAD_OPTIONS.items()}
+    hash_type = download.check_hash_type(opts["hash_type"])
+    checksum_url, cache_dir = opts["checksum_url"], opts["cache_dir"]
     return (
         download.check_url(url),
         hash_type,
         download.check_digest(digest, hash_type),
         None if checksum_url in download.NO_DIGEST else download.check_url(checksum_url, "checksum_url"),
         cache.check_dir(_abspath(cache_dir, "cache_dir")) if cache_dir else None,
-        download.Net(connect_timeout, read_timeout, retries, backoff, max_redirects, max_bytes),
+        download.Net(
+            *(opts[k] for k in ("connect_timeout", "read_timeout", "retries", "backoff", "max_redirects")),
+            opts["max_bytes"],
+        ),
     )
 
 
@@ -326,24 +363,7 @@ def _wanted_digest(url, digest, checksum_url, hash_type, cache_dir, net, test):
     return cache.digest_from_checksum_file(checksum_url, url, hash_type, cache_dir, net, network=not test)
 
 
-def install(
-    name,
-    url,
-    digest=None,
-    hash_type="sha256",
-    checksum_url=None,
-    mode="0755",
-    user="root",
-    group="root",
-    cache_dir=cache.DEFAULT_DIR,
-    connect_timeout=10,
-    read_timeout=30,
-    retries=3,
-    backoff=1.0,
-    max_redirects=5,
-    max_bytes=download.DEFAULT_MAX_BYTES,
-    test=False,
-):
+def install(name, url, digest=None, mode="0755", user="root", group="root", test=False, **options):
     """
     Install the file at ``url`` as ``name`` after verifying its ``hash_type`` digest, atomically. Nothing is
     downloaded when ``name`` already has that digest; mode and owner are corrected in place. Returns
@@ -352,7 +372,8 @@ def install(
     changes that would be made are returned.
 
     ``digest`` is required unless ``checksum_url`` names an opted-in checksum file. ``cache_dir`` (empty: no cache)
-    keeps verified downloads by digest. ``user``/``group`` None leave the owner alone.
+    keeps verified downloads by digest. ``user``/``group`` None leave the owner alone. The other keyword arguments
+    are the download options (module docstring).
 
     CLI Example:
 
@@ -363,19 +384,7 @@ def install(
             digest=95bd70842bd11a524d24acd5b68726899e3488e153e45e2b4ae846545beda050
     """
     path = _abspath(name)
-    url, hash_type, digest, checksum_url, cache_dir, net = _source(
-        url,
-        hash_type,
-        digest,
-        checksum_url,
-        cache_dir,
-        connect_timeout,
-        read_timeout,
-        retries,
-        backoff,
-        max_redirects,
-        max_bytes,
-    )
+    url, hash_type, digest, checksum_url, cache_dir, net = _source(url, digest, options)
     mode, uid, gid = files.parse_mode(mode), files.owner_id(user, "user"), files.owner_id(group, "group")
 
     current = file_digest(path, hash_type)
@@ -404,22 +413,11 @@ def install(
     }
 
 
-def fetch(
-    url,
-    digest=None,
-    hash_type="sha256",
-    checksum_url=None,
-    cache_dir=cache.DEFAULT_DIR,
-    connect_timeout=10,
-    read_timeout=30,
-    retries=3,
-    backoff=1.0,
-    max_redirects=5,
-    max_bytes=download.DEFAULT_MAX_BYTES,
-):
+def fetch(url, digest=None, **options):
     """
     Download ``url`` into the cache (verified; nothing is fetched when a valid entry exists) and return the path of
-    the cache entry. Useful to pre-seed a node's cache.
+    the cache entry. Useful to pre-seed a node's cache. The keyword arguments are the download options (module
+    docstring); ``cache_dir`` must not be empty.
 
     CLI Example:
 
@@ -428,21 +426,9 @@ def fetch(
         salt-call k8s_artifact.fetch https://dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubectl \\
             digest=95bd70842bd11a524d24acd5b68726899e3488e153e45e2b4ae846545beda050
     """
-    if not cache_dir:
+    if not options.get("cache_dir", DOWNLOAD_OPTIONS["cache_dir"]):
         raise SaltInvocationError("k8s_artifact.fetch: cache_dir is required")
-    url, hash_type, digest, checksum_url, cache_dir, net = _source(
-        url,
-        hash_type,
-        digest,
-        checksum_url,
-        cache_dir,
-        connect_timeout,
-        read_timeout,
-        retries,
-        backoff,
-        max_redirects,
-        max_bytes,
-    )
+    url, hash_type, digest, checksum_url, cache_dir, net = _source(url, digest, options)
     if digest is None:
         if checksum_url is None:
             raise _no_digest_error(url)
@@ -452,25 +438,7 @@ def fetch(
     return cache.entry_path(cache_dir, hash_type, digest)
 
 
-def extract(
-    name,
-    url,
-    members,
-    digest=None,
-    hash_type="sha256",
-    checksum_url=None,
-    mode="0755",
-    user="root",
-    group="root",
-    cache_dir=cache.DEFAULT_DIR,
-    connect_timeout=10,
-    read_timeout=30,
-    retries=3,
-    backoff=1.0,
-    max_redirects=5,
-    max_bytes=download.DEFAULT_MAX_BYTES,
-    test=False,
-):
+def extract(name, url, members, digest=None, mode="0755", user="root", group="root", test=False, **options):
     """
     Extract selected members of the tar archive (.tar.gz, .tgz, .tar.xz, .tar) at ``url`` into the directory
     ``name``, after verifying the archive's digest. ``members`` maps each file name to write in ``name`` to its
@@ -479,7 +447,8 @@ def extract(
     ``{"changes": {<path>: {"digest": {old, new}} or mode/user/group changes}, "comment": ...}``.
 
     With a ``cache_dir`` the member digests are recorded, so a re-apply compares the files without any request.
-    With ``test=True`` nothing is written and nothing is fetched.
+    With ``test=True`` nothing is written and nothing is fetched. The other keyword arguments are the download
+    options (module docstring).
 
     CLI Example:
 
@@ -492,19 +461,7 @@ def extract(
     """
     dest_dir = _abspath(name)
     members = archive.check_members(members)
-    url, hash_type, digest, checksum_url, cache_dir, net = _source(
-        url,
-        hash_type,
-        digest,
-        checksum_url,
-        cache_dir,
-        connect_timeout,
-        read_timeout,
-        retries,
-        backoff,
-        max_redirects,
-        max_bytes,
-    )
+    url, hash_type, digest, checksum_url, cache_dir, net = _source(url, digest, options)
     mode, uid, gid = files.parse_mode(mode), files.owner_id(user, "user"), files.owner_id(group, "group")
     if os.path.exists(dest_dir) and not os.path.isdir(dest_dir):
         raise CommandExecutionError(f"k8s_artifact: {dest_dir} exists and is not a directory")

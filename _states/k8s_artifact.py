@@ -36,12 +36,7 @@ directory in the other. Keeping them apart keeps each state's arguments and chan
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from kubesalt import cache, download
-
 __virtualname__ = "k8s_artifact"
-
-DEFAULT_CACHE_DIR = cache.DEFAULT_DIR
-DEFAULT_MAX_BYTES = download.DEFAULT_MAX_BYTES
 
 
 def __virtual__():
@@ -55,10 +50,11 @@ def __virtual__():
 
 
 def _run(name, function, **kwargs):
+    """Call execution ``function`` for ``name`` (in test mode when Salt is) and report its outcome as a state."""
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
     test = bool(__opts__.get("test"))
     try:
-        outcome = __salt__[function](name, test=test, **kwargs)
+        outcome = __salt__[function](name, **dict(kwargs, test=test))
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret["comment"] = str(exc)
         return ret
@@ -68,22 +64,7 @@ def _run(name, function, **kwargs):
     return ret
 
 
-def managed(
-    name,
-    url,
-    digest=None,
-    hash_type="sha256",
-    checksum_url=None,
-    mode="0755",
-    user="root",
-    group="root",
-    cache_dir=DEFAULT_CACHE_DIR,
-    connect_timeout=10,
-    read_timeout=30,
-    retries=3,
-    max_redirects=5,
-    max_bytes=DEFAULT_MAX_BYTES,
-):
+def managed(name, url, digest=None, mode="0755", user="root", group="root", **options):
     """
     Install the single file at ``url`` as ``name`` once its digest is verified (atomically; the old file is kept
     on any failure).
@@ -100,8 +81,10 @@ def managed(
         Of the installed file. ``user``/``group`` empty: leave the owner alone.
     cache_dir
         Verified downloads are kept here by digest; empty disables the cache.
-    connect_timeout / read_timeout / retries / max_redirects
-        Network limits (seconds, extra attempts, redirects).
+    connect_timeout / read_timeout / retries / backoff / max_redirects / max_bytes
+        Network limits (seconds, extra attempts, first wait between them, redirects, bytes). These and
+        ``hash_type``, ``checksum_url`` and ``cache_dir`` are the download options of the ``k8s_artifact``
+        execution module (defaults there); any other argument fails the state, naming it.
 
     .. code-block:: jinja
 
@@ -111,42 +94,10 @@ def managed(
             - url: https://dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubectl
             - digest: 95bd70842bd11a524d24acd5b68726899e3488e153e45e2b4ae846545beda050
     """
-    return _run(
-        name,
-        "k8s_artifact.install",
-        url=url,
-        digest=digest,
-        hash_type=hash_type,
-        checksum_url=checksum_url,
-        mode=mode,
-        user=user,
-        group=group,
-        cache_dir=cache_dir,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        retries=retries,
-        max_redirects=max_redirects,
-        max_bytes=max_bytes,
-    )
+    return _run(name, "k8s_artifact.install", url=url, digest=digest, mode=mode, user=user, group=group, **options)
 
 
-def extracted(
-    name,
-    url,
-    members,
-    digest=None,
-    hash_type="sha256",
-    checksum_url=None,
-    mode="0755",
-    user="root",
-    group="root",
-    cache_dir=DEFAULT_CACHE_DIR,
-    connect_timeout=10,
-    read_timeout=30,
-    retries=3,
-    max_redirects=5,
-    max_bytes=DEFAULT_MAX_BYTES,
-):
+def extracted(name, url, members, digest=None, mode="0755", user="root", group="root", **options):
     """
     Extract selected members of the tar archive at ``url`` into the directory ``name``, once the archive's digest is
     verified. Each file is written atomically and only when its content differs. Archives with unsafe members
@@ -176,15 +127,8 @@ def extracted(
         url=url,
         members=members,
         digest=digest,
-        hash_type=hash_type,
-        checksum_url=checksum_url,
         mode=mode,
         user=user,
         group=group,
-        cache_dir=cache_dir,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        retries=retries,
-        max_redirects=max_redirects,
-        max_bytes=max_bytes,
+        **options,
     )

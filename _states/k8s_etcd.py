@@ -217,6 +217,14 @@ def healthy(name, timeout=60, interval=2, **conn):
         time.sleep(interval)
 
 
+def _snapshot_facts(facts):
+    """What a comment says of a sound snapshot (``k8s_etcd.verify_snapshot``'s facts)."""
+    return (
+        f"revision {facts['revision']}, {facts['size']} bytes, sha256 {facts['sha256']}, {facts['secrets']} Secret "
+        "revisions, all encrypted"
+    )
+
+
 def snapshot_present(name, keep, max_age=3600, copy_to=None, **conn):
     """
     Ensure directory ``name`` holds a snapshot of this etcd member taken less than ``max_age`` seconds ago: when the
@@ -253,8 +261,7 @@ def snapshot_present(name, keep, max_age=3600, copy_to=None, **conn):
         ret.update(
             result=True,
             changes=changes,
-            comment=f"took etcd snapshot {taken['path']} (revision {taken['revision']}, {taken['size']} bytes, "
-            f"{taken['secrets']} Secret revisions, all encrypted) because {why}",
+            comment=f"took etcd snapshot {taken['path']} ({_snapshot_facts(taken)}) because {why}",
         )
     except (CommandExecutionError, SaltInvocationError) as exc:
         failed(ret, exc)
@@ -321,6 +328,14 @@ def first_start(name, config=None, ask=True):
     return ret
 
 
+def _against_nodes(check, config, conn):
+    """``(settings, check())``: ``check`` (``k8s_etcd.not_voting`` or ``k8s_etcd.members_to_remove``) asked of
+    ``k8s:nodes`` and the member list as the cluster gives it now, and the connection for what follows."""
+    conn = _conn(conn)
+    config = config or __salt__["k8s.config"]()
+    return config, conn, lambda: __salt__[check](config, __salt__["k8s_etcd.member_list"](**conn))
+
+
 def members_voting(name, config=None, wait=120, **conn):
     """
     Check that every etcd member of ``k8s:nodes`` is a started, voting member of the running cluster
@@ -334,14 +349,14 @@ def members_voting(name, config=None, wait=120, **conn):
           k8s_etcd.members_voting:
             - name: etcd membership
             - config: {{ k8s | json }}
+            - wait: {{ k8s.etcd.health_timeout }}
     """
     ret = _ret(name)
     try:
-        conn = _conn(conn)
-        config = config or __salt__["k8s.config"]()
+        config, _, not_voting = _against_nodes("k8s_etcd.not_voting", config, conn)
         deadline = time.monotonic() + (0 if __opts__["test"] else float(wait))
         while True:
-            problems = __salt__["k8s_etcd.not_voting"](config, __salt__["k8s_etcd.member_list"](**conn))
+            problems = not_voting()
             if not problems or time.monotonic() + 2 > deadline:
                 break
             time.sleep(2)
@@ -380,9 +395,8 @@ def members_match(name, config=None, **conn):
     """
     ret = _ret(name)
     try:
-        conn = _conn(conn)
-        config = config or __salt__["k8s.config"]()
-        leaving = __salt__["k8s_etcd.members_to_remove"](config, __salt__["k8s_etcd.member_list"](**conn))
+        _, conn, to_remove = _against_nodes("k8s_etcd.members_to_remove", config, conn)
+        leaving = to_remove()
         if not leaving:
             ret.update(result=True, comment="every etcd member is one k8s:nodes lists")
             return ret
@@ -425,11 +439,7 @@ def snapshot_sound(name, directory=None):
     try:
         path = __salt__["k8s_etcd.resolve_snapshot"](name, directory)
         facts = __salt__["k8s_etcd.verify_snapshot"](path)
-        ret.update(
-            result=True,
-            comment=f"{path}: revision {facts['revision']}, {facts['size']} bytes, sha256 {facts['sha256']}, "
-            f"{facts['secrets']} Secret revisions, all encrypted",
-        )
+        ret.update(result=True, comment=f"{path}: {_snapshot_facts(facts)}")
     except (CommandExecutionError, SaltInvocationError) as exc:
         failed(ret, exc)
     return ret

@@ -141,16 +141,7 @@ def parse_checksums(text, filename=None, hash_type="sha256"):
 
 
 def mirror_url(url, mirror):
-    """
-    Rewrite ``url`` onto the ``mirror`` base URL: scheme and host are replaced, the upstream host becomes the first
-    path segment. An empty ``mirror`` returns ``url`` unchanged.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call k8s_artifact.mirror_url https://dl.k8s.io/release/v1.34.10/bin/linux/amd64/kubelet http://mirror:8080
-    """
+    """``url`` rewritten onto the ``mirror`` base URL (the layout is described at ``k8s_artifact.mirror_url``)."""
     if not mirror:
         return url
     base = check_url(mirror, "mirror").rstrip("/")

@@ -232,6 +232,7 @@ def test_missing_digest_is_refused_naming_the_pins_key(art, http_server, target,
         ({"url": "ftp://example/x"}, "'ftp://example/x'"),
         ({"user": "no-such-user-k8s"}, "'no-such-user-k8s'"),
         ({"retries": -1}, "'-1'"),
+        ({"timeout": 5}, "unknown argument.*'timeout'.*the download options are hash_type, checksum_url"),
     ],
 )
 def test_bad_arguments_are_rejected_naming_the_value(art, target, kwargs, bad):

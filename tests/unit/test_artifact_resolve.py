@@ -108,7 +108,15 @@ def test_download_goes_through_the_mirror_path(art, http_server, make_settings, 
     path = f"/mirror/dl.k8s.io/release/v{K8S_VERSION}/bin/linux/amd64/kubelet"
     assert a["url"] == http_server.url(path)
     http_server.serve(path, KUBELET)
-    art.install(str(tmp_path / "kubelet"), a["url"], a["digest"], a["hash_type"], cache_dir=None, user=None, group=None)
+    art.install(
+        str(tmp_path / "kubelet"),
+        a["url"],
+        a["digest"],
+        hash_type=a["hash_type"],
+        cache_dir=None,
+        user=None,
+        group=None,
+    )
     assert (tmp_path / "kubelet").read_bytes() == KUBELET
     assert http_server.requests == [path]
 

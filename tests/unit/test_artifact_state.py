@@ -89,6 +89,16 @@ def test_managed_without_digest_fails_naming_the_pins_key(state, http_server, tm
     assert http_server.count() == 0
 
 
+def test_managed_passes_the_download_options_on_and_refuses_unknown_ones(state, http_server, tmp_path):
+    url = http_server.serve("/kube-apiserver", BODY)
+    small = managed(state, tmp_path, url, max_bytes=1000, retries=0)
+    assert small["result"] is False and "1000" in small["comment"], small
+    typo = managed(state, tmp_path, url, retires=2)
+    assert typo["result"] is False and "unknown argument(s) 'retires'" in typo["comment"], typo
+    assert typo["changes"] == {} and not (tmp_path / "bin" / "kube-apiserver").exists()
+    assert http_server.count() == 1  # only the download that max_bytes cut short
+
+
 def test_managed_from_resolve_as_the_formulas_use_it(art, state, http_server, make_settings, tmp_path):
     url = http_server.serve(f"/release/v{K8S_VERSION}/amd64/kube-apiserver", BODY)
     config = make_settings(

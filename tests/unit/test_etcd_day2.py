@@ -12,6 +12,7 @@ import subprocess
 import pytest
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+from kubesalt import etcd as kubesalt_etcd
 from kubesalt import snapshot
 from tests.support import etcd_cluster
 from tests.support.loader import load
@@ -139,7 +140,7 @@ def test_a_snapshot_with_a_cleartext_secret_is_not_kept(etcd, single, tmp_path):
 
 def compact(etcd, cluster):
     """Compact the cluster's history up to its current revision, as the API server does every 5 minutes."""
-    with etcd.EtcdClient(**cluster.conn()) as client:
+    with kubesalt_etcd.EtcdClient(**cluster.conn()) as client:
         client.request("/v3/kv/compaction", {"revision": str(client.revision()), "physical": True}, write=True)
 
 
