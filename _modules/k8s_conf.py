@@ -149,12 +149,7 @@ def kubeconfig_path(config, identity):
 
 
 def _kubeconfig_file(config, identity, server):
-    return {
-        kubeconfig_path(config, identity): {
-            "contents": render.to_yaml(kubeconfig(config, identity, server)),
-            "mode": "0600",
-        }
-    }
+    return {kubeconfig_path(config, identity): render.file(render.to_yaml(kubeconfig(config, identity, server)))}
 
 
 def admin(config, minion_id):
@@ -176,7 +171,7 @@ def admin(config, minion_id):
     paths = [kubeconfig_path(config, "admin")] + [
         str(p) for p in ((config.get("admin") or {}).get("kubeconfig_paths") or [])
     ]
-    files = {path: {"contents": text, "mode": "0600"} for path in paths}
+    files = {path: render.file(text) for path in paths}
     if config["pki"]["super_admin"]:
         files.update(_kubeconfig_file(config, "super-admin", server))
     return files
@@ -383,12 +378,8 @@ def apiserver(config, minion_id):
     files, audit, admission = {}, {}, {}
     if api.get("audit_rules"):
         policy = f"{config['paths']['config_dir']}/audit-policy.yaml"
-        files[policy] = {
-            "contents": render.to_yaml(
-                {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": api["audit_rules"]}
-            ),
-            "mode": "0600",
-        }
+        audit_policy = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": api["audit_rules"]}
+        files[policy] = render.file(render.to_yaml(audit_policy))
         audit = {
             "audit-policy-file": policy,
             "audit-log-path": api.get("audit_log_path"),
@@ -398,7 +389,7 @@ def apiserver(config, minion_id):
         }
     if api["pod_security_api_version"]:
         admission_file = f"{config['paths']['config_dir']}/admission.yaml"
-        files[admission_file] = {"contents": render.to_yaml(admission_config(config)), "mode": "0600"}
+        files[admission_file] = render.file(render.to_yaml(admission_config(config)))
         admission = {"admission-control-config-file": admission_file}
     tls_cert, tls_key = objects.cert(config, "apiserver")
     etcd_cert, etcd_key = objects.cert(config, "apiserver-etcd-client")
@@ -585,7 +576,7 @@ def scheduler(config, minion_id):
         "Kubernetes scheduler (kubesalt)",
         {"config": config_file},
         {},
-        files={config_file: {"contents": render.to_yaml(obj), "mode": "0600"}},
+        files={config_file: render.file(render.to_yaml(obj))},
     )
 
 
@@ -637,10 +628,9 @@ def containerd(config, minion_id):
     _require_role(config, minion_id, "node")
     config_file = f"{config['paths']['containerd_config_dir']}/config.toml"
     files = {
-        config_file: {
-            "contents": "# Managed by kubesalt (k8s_conf.containerd_config).\n" + to_toml(containerd_config(config)),
-            "mode": "0600",
-        }
+        config_file: render.file(
+            "# Managed by kubesalt (k8s_conf.containerd_config).\n" + to_toml(containerd_config(config))
+        )
     }
     files.update(registry_hosts(config))
     return _spec(
@@ -741,7 +731,7 @@ def kubelet(config, minion_id):
     node, kubelet_settings = _node(config, minion_id), config.get("kubelet") or {}
     config_file = f"{config['paths']['config_dir']}/kubelet.yaml"
     files = _kubeconfig_file(config, "kubelet", topology.daemon_api_url(config, minion_id))
-    files[config_file] = {"contents": render.to_yaml(kubelet_config(config, minion_id)), "mode": "0600"}
+    files[config_file] = render.file(render.to_yaml(kubelet_config(config, minion_id)))
     flags = render.flags(
         {
             "config": config_file,
@@ -793,7 +783,7 @@ def kube_proxy(config, minion_id):
     _require_role(config, minion_id, "node")
     config_file = f"{config['paths']['config_dir']}/kube-proxy.yaml"
     files = _kubeconfig_file(config, "kube-proxy", topology.daemon_api_url(config, minion_id))
-    files[config_file] = {"contents": render.to_yaml(kube_proxy_config(config, minion_id)), "mode": "0600"}
+    files[config_file] = render.file(render.to_yaml(kube_proxy_config(config, minion_id)))
     return _spec(
         "kube-proxy",
         "Kubernetes service proxy (kubesalt)",
@@ -850,7 +840,7 @@ def api_balancer(config, minion_id, without=()):
         "Node-local Kubernetes API load balancer (kubesalt)",
         HAPROXY,
         ["-Ws", "-f", config_file],
-        files={config_file: {"contents": api_balancer_config(config, minion_id, without), "mode": "0600"}},
+        files={config_file: render.file(api_balancer_config(config, minion_id, without))},
         certificates=["kube-proxy"],
         after=["network-online.target"],
         service={
@@ -871,18 +861,6 @@ def api_balancer(config, minion_id, without=()):
 # --------------------------------------------------------------------------------------------------------------------
 # Pod network
 # --------------------------------------------------------------------------------------------------------------------
-def _cni_version(config):
-    versions = config.get("versions") or {}
-    runtime = config.get("container_runtime") or {}
-    if (
-        runtime.get("install") != "package"
-        and (data.version(versions.get("cni_plugins")) or (0,)) >= (1, 0, 0)
-        and (data.version(versions.get("containerd")) or (0,)) >= (1, 7, 0)
-    ):
-        return "1.0.0"
-    return "0.4.0"
-
-
 def pod_routes(config, minion_id):
     """
     Network mode ``routes``: ``[{"cidr", "via", "node"}]``, a route to every other node's pod subnet through that
@@ -894,14 +872,7 @@ def pod_routes(config, minion_id):
 
         salt-call k8s_conf.pod_routes "$(salt-call --out=json k8s.config | jq -c .local)" worker01
     """
-    cluster, nodes = config["cluster"], config.get("nodes") or {}
-    routes = []
-    for other in sorted(set(cluster["masters"]) | set(cluster["workers"])):
-        cidr = cluster["pod_cidrs"].get(other)
-        if other == minion_id or not cidr:
-            continue
-        routes.append({"cidr": cidr, "via": str(nodes[other]["ip"]), "node": other})
-    return routes
+    return objects.pod_routes(config, minion_id)
 
 
 def network(config, minion_id):
@@ -925,23 +896,11 @@ def network(config, minion_id):
     conf_dir = config["paths"]["cni_conf_dir"]
     mode = config["network"]["mode"]
     if mode == "flannel":
-        conflist = {
-            "cniVersion": "0.3.1",
-            "name": "cbr0",
-            "plugins": [
-                {"type": "flannel", "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
-                {"type": "portmap", "capabilities": {"portMappings": True}},
-            ],
-        }
         net_conf = f"{config['paths']['config_dir']}/flannel-net-conf.json"
         files = _kubeconfig_file(config, "flannel", topology.daemon_api_url(config, minion_id))
-        files[net_conf] = {
-            "contents": render.to_json(
-                {"Network": config["networks"]["pod_cidr"], "Backend": config["network"]["backend"]}
-            ),
-            "mode": "0600",
-        }
-        files[f"{conf_dir}/10-flannel.conflist"] = {"contents": render.to_json(conflist), "mode": "0600"}
+        files[net_conf] = render.file(render.to_json(objects.flannel_net_conf(config)))
+        name, conflist = objects.cni_conflist(config)
+        files[f"{conf_dir}/{name}"] = render.file(render.to_json(conflist))
         return _spec(
             "flanneld",
             "flannel pod network (kubesalt)",
@@ -967,21 +926,7 @@ def network(config, minion_id):
     pod_cidr = config["cluster"]["pod_cidrs"].get(minion_id)
     if not pod_cidr:
         raise SaltInvocationError(f"k8s:nodes:{minion_id}:pod_cidr: no pod subnet for {minion_id}")
-    conflist = {
-        "cniVersion": _cni_version(config),
-        "name": "kubesalt",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": "cni0",
-                "isGateway": True,
-                "ipMasq": True,
-                "hairpinMode": True,
-                "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_cidr}]], "routes": [{"dst": "0.0.0.0/0"}]},
-            },
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-        ],
-    }
+    name, conflist = objects.cni_conflist(config, pod_cidr)
     routes = pod_routes(config, minion_id)
     commands = [["/sbin/ip", "route", "replace", r["cidr"], "via", r["via"]] for r in routes]
     return _spec(
@@ -989,7 +934,7 @@ def network(config, minion_id):
         "Routes to the other nodes' pod subnets (kubesalt network mode routes)",
         None,
         [],
-        files={f"{conf_dir}/10-kubesalt.conflist": {"contents": render.to_json(conflist), "mode": "0600"}},
+        files={f"{conf_dir}/{name}": render.file(render.to_json(conflist))},
         after=["network-online.target"],
         before=["kubelet.service"],
         service={"Type": "oneshot", "RemainAfterExit": "yes"},
@@ -1092,4 +1037,4 @@ def unit_file(config, spec):
         salt-call k8s_conf.unit_file "$(salt-call --out=json k8s.config | jq -c .local)" \\
             "$(salt-call --out=json k8s_conf.kubelet ... | jq -c .local)"
     """
-    return {f"{config['paths']['unit_dir']}/{spec['unit']}.service": {"contents": unit(spec), "mode": "0600"}}
+    return {f"{config['paths']['unit_dir']}/{spec['unit']}.service": render.file(unit(spec))}

@@ -227,7 +227,7 @@ def registry_hosts(config):
         doc = {"server": server}
         ca_file = f"{directory}/ca.crt" if spec.get("ca") else None
         if ca_file:
-            files[ca_file] = {"contents": str(spec["ca"]).strip() + "\n", "mode": "0600"}
+            files[ca_file] = render.file(str(spec["ca"]).strip() + "\n")
         hosts = {}
         for mirror in spec.get("mirrors") or []:
             entry = {"capabilities": ["pull", "resolve"]}
@@ -239,8 +239,62 @@ def registry_hosts(config):
         text = render.to_toml({k: v for k, v in doc.items() if k != "host"})
         for mirror, entry in hosts.items():
             text += "\n" + render.to_toml(entry, ("host", mirror))
-        files[f"{directory}/hosts.toml"] = {"contents": text.rstrip("\n") + "\n", "mode": "0600"}
+        files[f"{directory}/hosts.toml"] = render.file(text.rstrip("\n") + "\n")
     return files
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The pod network
+# --------------------------------------------------------------------------------------------------------------------
+def _cni_version(config):
+    versions = config.get("versions") or {}
+    runtime = config.get("container_runtime") or {}
+    if (
+        runtime.get("install") != "package"
+        and (data.version(versions.get("cni_plugins")) or (0,)) >= (1, 0, 0)
+        and (data.version(versions.get("containerd")) or (0,)) >= (1, 7, 0)
+    ):
+        return "1.0.0"
+    return "0.4.0"
+
+
+def cni_conflist(config, pod_cidr=None):
+    """``(file name, conflist)`` of the pod network ``k8s:network:mode``: flannel delegating to bridge, or (mode
+    ``routes``) a bridge with host-local addresses from the node's ``pod_cidr``; both with portmap."""
+    portmap = {"type": "portmap", "capabilities": {"portMappings": True}}
+    if config["network"]["mode"] == "flannel":
+        flannel = {"type": "flannel", "delegate": {"hairpinMode": True, "isDefaultGateway": True}}
+        return "10-flannel.conflist", {"cniVersion": "0.3.1", "name": "cbr0", "plugins": [flannel, portmap]}
+    bridge = {
+        "type": "bridge",
+        "bridge": "cni0",
+        "isGateway": True,
+        "ipMasq": True,
+        "hairpinMode": True,
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_cidr}]], "routes": [{"dst": "0.0.0.0/0"}]},
+    }
+    return "10-kubesalt.conflist", {
+        "cniVersion": _cni_version(config),
+        "name": "kubesalt",
+        "plugins": [bridge, portmap],
+    }
+
+
+def flannel_net_conf(config):
+    """flanneld's network configuration (``--net-config-path``): the cluster's pod network and the backend."""
+    return {"Network": config["networks"]["pod_cidr"], "Backend": config["network"]["backend"]}
+
+
+def pod_routes(config, minion_id):
+    """Network mode ``routes``: ``[{"cidr", "via", "node"}]``, to every other node's pod subnet through its address."""
+    cluster, nodes = config["cluster"], config.get("nodes") or {}
+    routes = []
+    for other in sorted(set(cluster["masters"]) | set(cluster["workers"])):
+        cidr = cluster["pod_cidrs"].get(other)
+        if other == minion_id or not cidr:
+            continue
+        routes.append({"cidr": cidr, "via": str(nodes[other]["ip"]), "node": other})
+    return routes
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -16,6 +16,11 @@ from salt.exceptions import SaltInvocationError
 HEADER = "# Managed by kubesalt: built by k8s_conf from the k8s pillar; edit the pillar, not this file."
 
 
+def file(contents):
+    """One entry of a component spec's ``files``: ``contents``, mode 0600 (every file kubesalt writes is root's)."""
+    return {"contents": contents, "mode": "0600"}
+
+
 def to_yaml(data):
     """``data`` as a block-style YAML document, keys in their order."""
     return salt.utils.yaml.safe_dump(data, default_flow_style=False, sort_keys=False)
