@@ -100,6 +100,12 @@ def _spec(
     }
 
 
+def _keypair(config, identity, cert_flag, key_flag):
+    """``{cert_flag: certificate, key_flag: key}``: the two flags that name ``identity``'s files."""
+    cert, key = objects.cert(config, identity)
+    return {cert_flag: cert, key_flag: key}
+
+
 def _extra(config, section):
     sect = config.get(section) or {}
     return [str(f) for f in (sect.get("version_flags") or [])] + [str(f) for f in (sect.get("extra_flags") or [])]
@@ -244,11 +250,9 @@ def etcd(config, minion_id):
     peers = topology.etcd_peer_urls(config)
     tls = {
         "trusted-ca-file": objects.ca(config, "etcd-ca"),
-        "cert-file": objects.cert(config, "etcd-server")[0],
-        "key-file": objects.cert(config, "etcd-server")[1],
+        **_keypair(config, "etcd-server", "cert-file", "key-file"),
         "peer-trusted-ca-file": objects.ca(config, "etcd-ca"),
-        "peer-cert-file": objects.cert(config, "etcd-peer")[0],
-        "peer-key-file": objects.cert(config, "etcd-peer")[1],
+        **_keypair(config, "etcd-peer", "peer-cert-file", "peer-key-file"),
     }
     user = etcd_user(config)
     first_start_file = etcd_first_start_file(config)
@@ -391,10 +395,6 @@ def apiserver(config, minion_id):
         admission_file = f"{config['paths']['config_dir']}/admission.yaml"
         files[admission_file] = render.file(render.to_yaml(admission_config(config)))
         admission = {"admission-control-config-file": admission_file}
-    tls_cert, tls_key = objects.cert(config, "apiserver")
-    etcd_cert, etcd_key = objects.cert(config, "apiserver-etcd-client")
-    kubelet_cert, kubelet_key = objects.cert(config, "apiserver-kubelet-client")
-    proxy_cert, proxy_key = objects.cert(config, "front-proxy-client")
     flags = render.flags(
         {
             "advertise-address": node["ip"],
@@ -404,16 +404,13 @@ def apiserver(config, minion_id):
             "authorization-mode": ["Node", "RBAC"],
             "enable-admission-plugins": ["NodeRestriction"],
             "client-ca-file": objects.ca(config, "kubernetes-ca"),
-            "tls-cert-file": tls_cert,
-            "tls-private-key-file": tls_key,
+            **_keypair(config, "apiserver", "tls-cert-file", "tls-private-key-file"),
             "etcd-servers": topology.etcd_client_urls(config),
             "etcd-cafile": objects.ca(config, "etcd-ca"),
-            "etcd-certfile": etcd_cert,
-            "etcd-keyfile": etcd_key,
+            **_keypair(config, "apiserver-etcd-client", "etcd-certfile", "etcd-keyfile"),
             "encryption-provider-config": _secret(config, "encryption-config"),
             "kubelet-certificate-authority": objects.ca(config, "kubernetes-ca"),
-            "kubelet-client-certificate": kubelet_cert,
-            "kubelet-client-key": kubelet_key,
+            **_keypair(config, "apiserver-kubelet-client", "kubelet-client-certificate", "kubelet-client-key"),
             "kubelet-preferred-address-types": ["InternalIP", "Hostname"],
             "service-account-issuer": f"https://kubernetes.default.svc.{domain}",
             # The verification key as a public key: kube-apiserver cannot read an ECDSA private key in PKCS#8 form here.
@@ -428,8 +425,7 @@ def apiserver(config, minion_id):
             "requestheader-extra-headers-prefix": "X-Remote-Extra-",
             "requestheader-group-headers": "X-Remote-Group",
             "requestheader-username-headers": "X-Remote-User",
-            "proxy-client-cert-file": proxy_cert,
-            "proxy-client-key-file": proxy_key,
+            **_keypair(config, "front-proxy-client", "proxy-client-cert-file", "proxy-client-key-file"),
             "profiling": False,
             "shutdown-delay-duration": f"{int(api['shutdown_delay'])}s",
             **_tls(config),
@@ -479,13 +475,11 @@ def _local_daemon(config, minion_id, name, description, first, own, files=None, 
     """
     _require_role(config, minion_id, "master")
     kubeconfig_file = kubeconfig_path(config, name)
-    cert, key = objects.cert(config, name)
     serving = {
         "authentication-kubeconfig": kubeconfig_file,
         "authorization-kubeconfig": kubeconfig_file,
         "bind-address": "127.0.0.1",
-        "tls-cert-file": cert,
-        "tls-private-key-file": key,
+        **_keypair(config, name, "tls-cert-file", "tls-private-key-file"),
         "client-ca-file": objects.ca(config, "kubernetes-ca"),
         **_tls(config),
     }
