@@ -725,6 +725,8 @@ def _paths(name):
     """``(paths(node), what)`` of a ``files`` row's ``<paths>``: a name of PATHS, ``unit:<component>`` (its systemd
     unit) or ``kubeconfig:<identity>``."""
     kind, _, arg = name.partition(":")
+    if kind == "unit" and arg not in COMPONENTS:
+        raise ValueError(f"CIS table: {name}: {arg} is not a component ({', '.join(COMPONENTS)})")
     if kind == "unit":
         return (lambda node: sorted(node.conf("unit_file")(node.config, node.specs[arg]))), "file"
     if kind == "kubeconfig":
@@ -735,6 +737,10 @@ def _paths(name):
 def _check(row):
     """The evaluation fn(node) -> (result, detail) of a row of ``kubesalt.cis_checks.ROWS``."""
     kind = row["kind"]
+    if row.get("component", "kube-apiserver") not in COMPONENTS:
+        raise ValueError(f"CIS check {row['id']}: {row['component']} is not a component ({', '.join(COMPONENTS)})")
+    if row.get("level", "baseline") not in POD_SECURITY_LEVELS:
+        raise ValueError(f"CIS check {row['id']}: {row['level']} is not a Pod Security level")
     if kind == "files":
         paths, what = _paths(row["paths"])
         owner = OWNERS.get(row.get("owner"), row.get("owner"))

@@ -577,8 +577,6 @@ def scheduler(config, minion_id):
 # --------------------------------------------------------------------------------------------------------------------
 # Node components
 # --------------------------------------------------------------------------------------------------------------------
-
-
 def containerd_config(config):
     """
     containerd's ``config.toml`` as data: config version 2 for containerd 1.x, version 3 for 2.x (the CRI plugin
@@ -940,8 +938,6 @@ def network(config, minion_id):
 # --------------------------------------------------------------------------------------------------------------------
 # Cluster objects and add-ons (manifests the CA minion applies with k8s_kube)
 # --------------------------------------------------------------------------------------------------------------------
-
-
 def cluster_objects(config):
     """
     The cluster-wide objects kubesalt applies from the CA minion (a list of manifests):
@@ -1001,8 +997,6 @@ def coredns_objects(config, objects=None):
 # --------------------------------------------------------------------------------------------------------------------
 # Units
 # --------------------------------------------------------------------------------------------------------------------
-
-
 def unit(spec):
     """
     The text of the systemd unit for a component ``spec`` (see the module docstring): ``ExecStart`` from its

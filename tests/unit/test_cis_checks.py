@@ -134,6 +134,23 @@ def test_a_malformed_row_is_refused_naming_its_check(table, complaint):
 
 
 @pytest.mark.parametrize(
+    "table,complaint",
+    [
+        ("9.9 A master flag kube-apiservr profiling=is:false\n  T", "9.9: kube-apiservr is not a component"),
+        ("9.9 A master files unit:kubelett mode=600\n  T", "unit:kubelett: kubelett is not a component"),
+        ("9.9 M ca pss strict hostPID\n  T", "9.9: strict is not a Pod Security level"),
+        ("9.9 M ca check frobnicate\n  T", "frobnicate"),
+        ("9.9 M ca manual frobnicate\n  T", "frobnicate"),
+        ("9.9 M ca flag kubelet hostname-override=unset na=frobnicate\n  T", "frobnicate"),
+        ("9.9 M ca files frobnicate mode=600\n  T", "frobnicate"),
+    ],
+)
+def test_a_row_naming_what_k8s_cis_does_not_have_is_refused(cis, table, complaint):
+    with pytest.raises((ValueError, KeyError), match=re.escape(complaint)):
+        cis._check(cis_checks.parse(table)[0])
+
+
+@pytest.mark.parametrize(
     "test,argument,passes,fails",
     [
         ("is", "false", [False, "false", " False "], [None, True, "0"]),
