@@ -10,6 +10,9 @@ concerns a component running on this node, by its roles in ``k8s:nodes``:
   cluster objects: mostly reviews for a person, reported ``MANUAL`` with what kubesalt does;
 - section 4 (worker nodes) on every master and worker (masters run a kubelet too).
 
+The checks are the rows of a table, ``kubesalt.cis_checks`` (one of a handful of kinds each: file modes and
+owners, flag values, admission plugins, reviews); this module reads the node and evaluates them.
+
 Each row is ``PASS``, ``FAIL``, ``MANUAL`` (a person must judge it; the detail says what kubesalt does) or ``N/A``
 (the check cannot apply to this release, or kubesalt deliberately does otherwise; the detail gives the reason), with
 a one-line detail: the value seen. A Manual check with a mechanical test is evaluated like an Automated one.

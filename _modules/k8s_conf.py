@@ -5,7 +5,8 @@ Every file and command line kubesalt writes for a Kubernetes component comes fro
 KubeletConfiguration, KubeProxyConfiguration and KubeSchedulerConfiguration objects, containerd's ``config.toml``,
 CNI network configurations, the pod routes of network mode ``routes``, and the flag lists of every systemd unit.
 The formulas only loop over what these functions return, so the SLS files stay thin and the logic is unit-tested
-without a minion.
+without a minion. The component specs are built here; the documents in them come from ``kubesalt.objects`` and
+their text from the writers of ``kubesalt.render``.
 
 Each ``<component>(config, minion_id)`` function returns a *component spec*::
 
