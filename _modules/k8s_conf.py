@@ -107,9 +107,11 @@ def _keypair(config, identity, cert_flag, key_flag):
     return {cert_flag: cert, key_flag: key}
 
 
-def _extra(config, section):
+def _extra(config, section, *keys):
+    """The flags the settings add to a component: ``k8s:<section>:<key>`` for each of ``keys`` (by default the
+    version profile's ``version_flags``, then the user's ``extra_flags``)."""
     sect = config.get(section) or {}
-    return [str(f) for f in (sect.get("version_flags") or [])] + [str(f) for f in (sect.get("extra_flags") or [])]
+    return [str(f) for key in keys or ("version_flags", "extra_flags") for f in sect.get(key) or []]
 
 
 def to_toml(data, _prefix=()):
@@ -733,10 +735,10 @@ def kubelet(config, minion_id):
             "node-ip": node["ip"],
             "root-dir": config["paths"]["kubelet_dir"],
         }
-    ) + [str(f) for f in kubelet_settings.get("runtime_flags") or []]
+    ) + _extra(config, "kubelet", "runtime_flags")
     if not kubelet_settings["runtime_endpoint_in_config"]:
         flags.append(f"--container-runtime-endpoint={objects.CONTAINERD_SOCKET}")
-    flags += [str(f) for f in kubelet_settings.get("extra_flags") or []]
+    flags += _extra(config, "kubelet", "extra_flags")
     return _spec(
         "kubelet",
         "Kubernetes node agent (kubesalt)",
@@ -781,7 +783,7 @@ def kube_proxy(config, minion_id):
         "kube-proxy",
         "Kubernetes service proxy (kubesalt)",
         _bin(config, "kube-proxy"),
-        [f"--config={config_file}"] + [str(f) for f in (config.get("kube_proxy") or {}).get("extra_flags") or []],
+        [f"--config={config_file}"] + _extra(config, "kube_proxy", "extra_flags"),
         files=files,
         certificates=["kube-proxy"],
         after=["network-online.target"],
