@@ -109,6 +109,20 @@ def test_pip_install_brings_the_shared_core_the_modules_import(installed_venv):
     assert "site-packages/kubesalt/topology.py" in site, site
 
 
+def test_pip_install_brings_the_writers_documents_and_benchmark_table(installed_venv):
+    """k8s_conf's writers (kubesalt.render) and documents (kubesalt.objects) and k8s_cis's table
+    (kubesalt.cis_checks) come with the install: the public functions answer through them."""
+    assert _salt_call(installed_venv, "k8s_conf.to_toml", '{"version": 2, "plugins": {"x y": [1, true]}}') == (
+        'version = 2\n\n[plugins]\n"x y" = [1, true]\n'
+    )
+    checks = _salt_call(installed_venv, "k8s_cis.checks")
+    assert len(checks) == 131 and checks[0]["id"] == "1.1.1" and checks[-1]["id"] == "5.6.4"
+    unit = _salt_call(
+        installed_venv, "k8s_conf.unit", json.dumps({"description": "d", "exec": "/bin/x", "flags": ["--a=b c"]})
+    )
+    assert 'ExecStart=/bin/x \\\n  "--a=b c"' in unit
+
+
 LOADERS = """
 import json, sys
 import salt.config, salt.loader

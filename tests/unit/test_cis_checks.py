@@ -13,11 +13,12 @@ and the real component specs (k8s_conf).
 import copy
 import os
 import pathlib
+import re
 
 import pytest
 from salt.exceptions import SaltInvocationError
 
-from kubesalt import pki
+from kubesalt import cis_checks, pki
 from tests.support.loader import load
 from tests.unit.conftest import INVENTORY
 
@@ -103,6 +104,79 @@ def test_the_table_is_the_whole_benchmark_in_order_with_its_automated_and_manual
                                       "Avoid", "Limit", "Prefer", "Consider", "Configure", "Create", "Apply", "The "))
                for c in table)  # fmt: skip
     assert {c["runs_on"] for c in table} == {"master", "etcd", "node", "ca"}
+
+
+def test_every_row_of_the_table_resolves_to_an_evaluation(cis):
+    assert len({row["id"] for row in cis.ROWS}) == len(cis.ROWS) == len(BENCHMARK_IDS)
+    assert all(callable(row["run"]) for row in cis.ROWS)
+    assert {row["kind"] for row in cis_checks.ROWS} == set(cis_checks.KINDS)
+
+
+@pytest.mark.parametrize(
+    "table,complaint",
+    [
+        ("9.9 A master flag kube-apiserver profiling=maybe:false\n  Title", "9.9: 'profiling=maybe:false'"),
+        ("9.9 A master flag kube-apiserver profiling\n  Title", "9.9: 'profiling' is not"),
+        ("9.9 A master frobnicate x\n  Title", "9.9: '9.9 A master frobnicate x'"),
+        ("9.9 X master says x\n  Title", "9.9:"),
+        ("9.9 A everyone says x\n  Title", "9.9:"),
+        ("9.9 A master files cni mode\n  Title", "9.9: files takes"),
+        ("9.9 M master admission EventRateLimit unknown-reason\n  Title", "9.9: admission takes"),
+        ("9.9 M master says\n  Title", "9.9: says takes arguments"),
+        ("9.9 M master says x\n9.10 M master says y\n  Title", "9.9: no title"),
+        ("  Title\n9.9 M master says y\n  Title", "the title 'Title' follows no check"),
+        ("9.9 M master says y", "9.9: no title"),
+    ],
+)
+def test_a_malformed_row_is_refused_naming_its_check(table, complaint):
+    with pytest.raises(ValueError, match=re.escape(complaint)):
+        cis_checks.parse(table)
+
+
+@pytest.mark.parametrize(
+    "table,complaint",
+    [
+        ("9.9 A master flag kube-apiservr profiling=is:false\n  T", "9.9: kube-apiservr is not a component"),
+        ("9.9 A master files unit:kubelett mode=600\n  T", "unit:kubelett: kubelett is not a component"),
+        ("9.9 M ca pss strict hostPID\n  T", "9.9: strict is not a Pod Security level"),
+        ("9.9 M ca check frobnicate\n  T", "frobnicate"),
+        ("9.9 M ca manual frobnicate\n  T", "frobnicate"),
+        ("9.9 M ca flag kubelet hostname-override=unset na=frobnicate\n  T", "frobnicate"),
+        ("9.9 M ca files frobnicate mode=600\n  T", "frobnicate"),
+    ],
+)
+def test_a_row_naming_what_k8s_cis_does_not_have_is_refused(cis, table, complaint):
+    with pytest.raises((ValueError, KeyError), match=re.escape(complaint)):
+        cis._check(cis_checks.parse(table)[0])
+
+
+@pytest.mark.parametrize(
+    "test,argument,passes,fails",
+    [
+        ("is", "false", [False, "false", " False "], [None, True, "0"]),
+        ("unset-or", "0", [None, 0, "0"], [10255, ""]),
+        ("set", None, ["x", 0], [None, "", " "]),
+        ("unset", None, [None], ["", "x"]),
+        ("has", "Node", ["Node,RBAC", ["RBAC", "Node"]], [None, "NodeRestriction", "node"]),
+        ("set-without", "AlwaysAllow", ["Node,RBAC"], [None, "RBAC,AlwaysAllow"]),
+        ("unset-or-without", "AlwaysAdmit", [None, "NodeRestriction"], ["AlwaysAdmit,X"]),
+        ("at-least", "30", [30, "31"], [None, 29, "x", True]),
+        ("unset-or-at-least", "0", [None, 0, "5"], [-1, "x"]),
+        ("positive", None, [1, "4096"], [None, 0, -1, "x"]),
+        (
+            "strong-ciphers",
+            "kubelet",
+            ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"],
+            [None, "", "TLS_RSA_WITH_RC4_128_SHA"],
+        ),
+        ("unset-or-not-zero", None, [None, "5m", "4h0m0s"], [0, "0", "0s"]),
+        ("loopback-or-unset", None, [None, "127.0.0.1:10249", "[::1]:10249", "localhost:1"], ["0.0.0.0:10249"]),
+    ],
+)
+def test_each_value_test_of_a_flag_row(test, argument, passes, fails):
+    check = cis_checks.TESTS[test](argument)
+    assert [v for v in passes if not check(v)] == []
+    assert [v for v in fails if check(v)] == []
 
 
 # -- rendered mode: the generated configuration ------------------------------------------------------------------------
