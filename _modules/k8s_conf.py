@@ -68,39 +68,6 @@ def _bin(config, name):
     return f"{config['paths']['bin_dir']}/{name}"
 
 
-def _spec(
-    unit,
-    description,
-    exec_,
-    flags,
-    files=None,
-    certificates=(),
-    secrets=(),
-    after=(),
-    requires=(),
-    service=None,
-    **extra,
-):
-    """
-    A component spec (the module docstring lists its keys): the unit ``unit`` runs ``exec_`` with ``flags``, writes
-    ``files``, restarts for ``certificates`` and ``secrets``, and restarts on failure unless ``service`` says
-    otherwise. ``extra`` adds keys (``before``, ``public_keys``, ``commands``, ``documentation``, ...).
-    """
-    return {
-        "unit": unit,
-        "description": description,
-        "exec": exec_,
-        "flags": flags,
-        "files": files or {},
-        "certificates": list(certificates),
-        "secrets": list(secrets),
-        "after": list(after),
-        "requires": list(requires),
-        "service": service or {"Restart": "on-failure", "RestartSec": 5},
-        **extra,
-    }
-
-
 def _keypair(config, identity, cert_flag, key_flag):
     """``{cert_flag: certificate, key_flag: key}``: the two flags that name ``identity``'s files."""
     cert, key = objects.cert(config, identity)
@@ -303,7 +270,7 @@ def etcd(config, minion_id):
             }
         )
     )
-    return _spec(
+    return render.spec(
         "etcd",
         "etcd key-value store (kubesalt)",
         _bin(config, "etcd") if settings["install"] == "artifact" else "/usr/bin/etcd",
@@ -349,7 +316,7 @@ def etcd_backup(config, minion_id, salt_call="/usr/bin/salt-call"):
     ]
     if backup.get("copy_to"):
         command.append(f"copy_to={backup['copy_to']}")
-    return _spec(
+    return render.spec(
         "kubesalt-etcd-backup",
         "etcd snapshot of this member (kubesalt)",
         None,
@@ -436,7 +403,7 @@ def apiserver(config, minion_id):
             **admission,
         }
     ) + _extra(config, "apiserver")
-    return _spec(
+    return render.spec(
         "kube-apiserver",
         "Kubernetes API server (kubesalt)",
         _bin(config, "kube-apiserver"),
@@ -487,7 +454,7 @@ def _local_daemon(config, minion_id, name, description, first, own, files=None, 
         **_tls(config),
     }
     section = name.removeprefix("kube-").replace("-", "_")
-    return _spec(
+    return render.spec(
         name,
         description,
         _bin(config, name),
@@ -628,7 +595,7 @@ def containerd(config, minion_id):
         )
     }
     files.update(registry_hosts(config))
-    return _spec(
+    return render.spec(
         "containerd",
         "containerd container runtime (kubesalt)",
         objects.runtime_bin(config, "containerd"),
@@ -739,7 +706,7 @@ def kubelet(config, minion_id):
     if not kubelet_settings["runtime_endpoint_in_config"]:
         flags.append(f"--container-runtime-endpoint={objects.CONTAINERD_SOCKET}")
     flags += _extra(config, "kubelet", "extra_flags")
-    return _spec(
+    return render.spec(
         "kubelet",
         "Kubernetes node agent (kubesalt)",
         _bin(config, "kubelet"),
@@ -779,7 +746,7 @@ def kube_proxy(config, minion_id):
     config_file = f"{config['paths']['config_dir']}/kube-proxy.yaml"
     files = _kubeconfig_file(config, "kube-proxy", topology.daemon_api_url(config, minion_id))
     files[config_file] = render.file(render.to_yaml(kube_proxy_config(config, minion_id)))
-    return _spec(
+    return render.spec(
         "kube-proxy",
         "Kubernetes service proxy (kubesalt)",
         _bin(config, "kube-proxy"),
@@ -830,7 +797,7 @@ def api_balancer(config, minion_id, without=()):
     """
     config_file = f"{config['paths']['config_dir']}/api-balancer.cfg"
     check = [HAPROXY, "-Ws", "-f", config_file, "-c", "-q"]
-    return _spec(
+    return render.spec(
         "kubesalt-api-balancer",
         "Node-local Kubernetes API load balancer (kubesalt)",
         HAPROXY,
@@ -896,7 +863,7 @@ def network(config, minion_id):
         files[net_conf] = render.file(render.to_json(objects.flannel_net_conf(config)))
         name, conflist = objects.cni_conflist(config)
         files[f"{conf_dir}/{name}"] = render.file(render.to_json(conflist))
-        return _spec(
+        return render.spec(
             "flanneld",
             "flannel pod network (kubesalt)",
             _bin(config, "flanneld"),
@@ -924,7 +891,7 @@ def network(config, minion_id):
     name, conflist = objects.cni_conflist(config, pod_cidr)
     routes = pod_routes(config, minion_id)
     commands = [["/sbin/ip", "route", "replace", r["cidr"], "via", r["via"]] for r in routes]
-    return _spec(
+    return render.spec(
         "kubesalt-pod-routes",
         "Routes to the other nodes' pod subnets (kubesalt network mode routes)",
         None,

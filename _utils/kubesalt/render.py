@@ -126,6 +126,40 @@ def _command(argv):
     return " ".join(_arg(a) for a in ([argv] if isinstance(argv, str) else argv))
 
 
+def spec(
+    unit,
+    description,
+    exec_,
+    flags,
+    files=None,
+    certificates=(),
+    secrets=(),
+    after=(),
+    requires=(),
+    service=None,
+    **extra,
+):
+    """
+    A component spec (the shape ``k8s_conf``'s module docstring describes; :py:func:`unit` writes its unit): the unit
+    ``unit`` runs ``exec_`` with ``flags``, writes ``files``, restarts for ``certificates`` and ``secrets``, and
+    restarts on failure unless ``service`` says otherwise. ``extra`` adds keys (``before``, ``public_keys``,
+    ``commands``, ``documentation``, ...).
+    """
+    return {
+        "unit": unit,
+        "description": description,
+        "exec": exec_,
+        "flags": flags,
+        "files": files or {},
+        "certificates": list(certificates),
+        "secrets": list(secrets),
+        "after": list(after),
+        "requires": list(requires),
+        "service": service or {"Restart": "on-failure", "RestartSec": 5},
+        **extra,
+    }
+
+
 def unit(spec):
     """The text of the systemd unit of a component ``spec`` (``k8s_conf.unit`` documents it)."""
     lines = [
