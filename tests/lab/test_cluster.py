@@ -16,8 +16,6 @@ from tests.lab.traffic import BUSYBOX, web_manifest
 pytestmark = pytest.mark.lab
 
 
-
-
 def nodes_by_name():
     return {n["metadata"]["name"]: n for n in kubectl_json("get", "nodes")["items"]}
 
