@@ -209,6 +209,11 @@ def main(argv=None):
         help="print the CI subset this run measured (conformance.json: fast): summed test time within BUDGET seconds",
     )
     p.add_argument("--fast-longest", type=float, default=20.0, help="with --suggest-fast: longest test, seconds")
+    p.add_argument(
+        "--expected",
+        help="a JSON list of the tests this run was asked to run: each one without a result in the JUnit files fails"
+        " the summary (a run whose reports went missing must not pass as 'nothing failed')",
+    )
     args = p.parse_args(argv)
     rows, by_sig, total = summarize(args.report_dir, args.conformance_yaml, args.plan, args.title)
     if args.suggest_fast is not None:
@@ -219,8 +224,16 @@ def main(argv=None):
     for r in rows:
         if r["outcome"] == "failed":
             print(f"FAILED  {r['name']}: {r['reason']}")
+    missing = []
+    if args.expected:
+        with open(args.expected) as fh:
+            asked = json.load(fh)
+        outcome = {r["name"]: r["outcome"] for r in rows}
+        missing = [n for n in asked if outcome.get(n) in (None, "not run")]
+        for name in missing:
+            print(f"NO RESULT  {name}: asked for, but no JUnit file has its result")
     print(f"report: {args.report_dir}/summary.md, {args.report_dir}/junit_conformance.xml")
-    return 1 if total["failed"] else 0
+    return 1 if total["failed"] or missing else 0
 
 
 if __name__ == "__main__":

@@ -102,6 +102,22 @@ def test_summary_puts_every_conformance_test_in_one_outcome_by_sig(report):
     assert json.loads((report / "out" / "summary.json").read_text())["total"] == total
 
 
+def test_a_run_whose_reports_went_missing_fails_the_summary(report, capsys):
+    # every asked-for test passed in the files found, but one asked-for test has no result at all (its JUnit file was
+    # written elsewhere): that is a failure, not "nothing failed"
+    _junit(report / "out" / "junit_01.xml", [(TESTS[0][0], "passed", 1.0), (TESTS[2][0], "passed", 1.0)])
+    args = [
+        f"--report-dir={report / 'out'}",
+        f"--conformance-yaml={report / 'conformance.yaml'}",
+        f"--plan={report / 'plan.json'}",
+    ]
+    (report / "asked.json").write_text(json.dumps([TESTS[0][0], TESTS[2][0]]))
+    assert conformance_summary.main([*args, f"--expected={report / 'asked.json'}"]) == 0
+    (report / "asked.json").write_text(json.dumps([TESTS[0][0], TESTS[2][0], TESTS[4][0]]))
+    assert conformance_summary.main([*args, f"--expected={report / 'asked.json'}"]) == 1
+    assert f"NO RESULT  {TESTS[4][0]}" in capsys.readouterr().out
+
+
 def test_a_not_runnable_test_run_anyway_stays_not_runnable_and_keeps_its_failure(report):
     _junit(report / "out" / "junit_01.xml", [(TESTS[1][0], "failed", 600.0)])
     rows, _, total = _summarize(report)

@@ -302,7 +302,9 @@ def cmd_conformance(args, lock):
         die(f"{ADMIN} is missing: the lab's orchestration has not finished")
     the_plan = plan()
     started = datetime.datetime.now()
-    out = opts.out or os.path.join(REPO, "build", "conformance", f"{started:%Y%m%d-%H%M%S}")
+    # absolute: ginkgo starts the parallel e2e.test processes in its own directory and e2e.test writes its JUnit
+    # files relative to where it runs (a relative --out put them under the e2e build's bin/ and the report found none)
+    out = os.path.abspath(opts.out or os.path.join(REPO, "build", "conformance", f"{started:%Y%m%d-%H%M%S}"))
     os.makedirs(out, exist_ok=True)
     if not opts.out:
         latest = os.path.join(REPO, "build", "conformance", "latest")
@@ -338,7 +340,14 @@ def cmd_conformance(args, lock):
     if skip:
         what += f" (the {len(the_plan['not_runnable'])} not runnable here skipped)"
     stamp = f"{started:%H%M%S}"
-    planned = runs(out, focus, skip, opts.e2e_args, opts.parallel, release_tests(), stamp)
+    names = release_tests()
+    skip_re = re.compile(skip) if skip else None
+    expected = [
+        n for n in names if re.search(focus, ginkgo_text(n)) and not (skip_re and skip_re.search(ginkgo_text(n)))
+    ]
+    expected_file = os.path.join(out, f"expected-{stamp}.json")
+    write(expected_file, json.dumps(expected, indent=1) + "\n")
+    planned = runs(out, focus, skip, opts.e2e_args, opts.parallel, names, stamp)
     write(os.path.join(out, f"e2e-{stamp}.argv"), json.dumps(planned, indent=1) + "\n")
     before = set(e2e_namespaces())
     replicas = dns_off()
@@ -379,6 +388,7 @@ def cmd_conformance(args, lock):
             f"--conformance-yaml={os.path.join(E2E_DIR, 'conformance.yaml')}",
             f"--plan={PLAN_FILE}",
             f"--title={title}",
+            f"--expected={expected_file}",
         ],
         check=False,
         capture=True,
