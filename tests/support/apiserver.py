@@ -39,7 +39,9 @@ from tests.support import etcd_cluster
 from tests.support.pki_fixtures import Cluster, formula_yaml
 
 VERSION = "1.20.2"
-BIN_DIR = os.environ.get("KUBESALT_KUBE_BIN_DIR", f"/var/cache/kubesalt/kubernetes/{VERSION}/bin")
+# where tests/lab/build/kubernetes.sh puts them: under $KUBESALT_CACHE, like every other build
+CACHE = os.environ.get("KUBESALT_CACHE", "/var/cache/kubesalt")
+BIN_DIR = os.environ.get("KUBESALT_KUBE_BIN_DIR", f"{CACHE}/kubernetes/{VERSION}/bin")
 BINARIES = ("kube-apiserver", "kube-controller-manager")
 START_TIMEOUT = 90
 SKIP_REASON = (
