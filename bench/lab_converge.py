@@ -24,6 +24,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAB = ["bash", str(ROOT / "tests/lab/lab.sh")]
+LAB_JSON = os.path.join(os.environ.get("LAB_STATE", "/var/lib/kubesalt-lab"), "lab.json")
 
 
 def timed(*args):
@@ -59,22 +60,32 @@ def orchestrate(label):
     return wall
 
 
+def serve(tree):
+    """Restart the lab master serving ``tree`` (no orchestration)."""
+    up = subprocess.run(
+        LAB + ["up"], capture_output=True, text=True, env=dict(os.environ, LAB_SALT_TREE=tree, LAB_ORCHESTRATE="0")
+    )
+    if up.returncode != 0:
+        sys.exit(f"lab.sh up with LAB_SALT_TREE={tree} failed:\n{up.stdout[-2000:]}\n{up.stderr[-2000:]}")
+
+
 def compare(trees, rounds, runs):
-    """No-op orchestrations alternating between the checkouts ``trees`` on the running lab."""
+    """No-op orchestrations alternating between the checkouts ``trees`` on the running lab. Afterwards the lab serves
+    the tree it served before, its modules synced back by one more orchestration (otherwise a later `make lab-test`
+    would test the last tree compared, not this checkout)."""
+    with open(LAB_JSON) as fh:
+        before = json.load(fh)["salt_tree"]
     walls = {tree: [] for tree in trees}
-    for round_ in range(1, rounds + 1):
-        for tree in trees:
-            up = subprocess.run(
-                LAB + ["up"],
-                capture_output=True,
-                text=True,
-                env=dict(os.environ, LAB_SALT_TREE=tree, LAB_ORCHESTRATE="0"),
-            )
-            if up.returncode != 0:
-                sys.exit(f"lab.sh up with LAB_SALT_TREE={tree} failed:\n{up.stdout[-2000:]}\n{up.stderr[-2000:]}")
-            orchestrate(f"round {round_} {tree} warm-up (syncs its modules)")
-            for run in range(1, runs + 1):
-                walls[tree].append(orchestrate(f"round {round_} {tree} no-op {run}"))
+    try:
+        for round_ in range(1, rounds + 1):
+            for tree in trees:
+                serve(tree)
+                orchestrate(f"round {round_} {tree} warm-up (syncs its modules)")
+                for run in range(1, runs + 1):
+                    walls[tree].append(orchestrate(f"round {round_} {tree} no-op {run}"))
+    finally:
+        serve(before)
+        orchestrate(f"back to {before} (syncs its modules)")
     for tree, values in walls.items():
         print(
             f"{tree}: no-op orchestration {min(values):.1f}-{max(values):.1f} s (mean {sum(values) / len(values):.1f})"
