@@ -28,9 +28,16 @@ rendering the settings (a file-server round trip to the master) would block the 
         - certificates: {kubelet: {cert: /etc/kubernetes/pki/kubelet.crt, ca_file: ..., cn: ..., ...}}
 
 Salt's beacon loader does not put kubesalt's shared core on ``sys.path``: this module uses ``__salt__`` only.
+
+Beacons run in the minion's main process, which every job process is forked from. The execution module this beacon
+calls imports kubesalt's shared core (``kubesalt.*``); left in the main process's ``sys.modules``, that copy would be
+inherited by every later job, and a newer kubesalt synced afterwards (``saltutil.sync_utils``) would not be imported
+by any job until the minion restarts: the jobs would mix new modules with the old shared core. So each check drops
+``kubesalt`` from ``sys.modules`` again (:py:func:`_forget_shared_core`).
 """
 
 import logging
+import sys
 import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -82,6 +89,12 @@ def validate(config):
     return True, "valid beacon configuration"
 
 
+def _forget_shared_core():
+    """Drop ``kubesalt`` and its modules from this (the minion's main) process's ``sys.modules`` (module docstring)."""
+    for name in [n for n in sys.modules if n == "kubesalt" or n.startswith("kubesalt.")]:
+        del sys.modules[name]
+
+
 def _key(due):
     """What makes two due sets the same: the certificates, their state and their reasons (not days_left)."""
     return sorted((identity, c["state"], tuple(c["reasons"])) for identity, c in due.items())
@@ -107,6 +120,8 @@ def beacon(config):
     except (CommandExecutionError, SaltInvocationError, KeyError) as exc:
         log.warning("k8s_certs beacon: cannot check this node's certificates: %s", exc)
         return []
+    finally:
+        _forget_shared_core()
     if not due:
         __context__.pop(_CONTEXT, None)
         return []

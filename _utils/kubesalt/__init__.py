@@ -14,5 +14,7 @@ How it reaches a minion, by install route:
   ``kubesalt`` next to ``saltext.kubesalt``.
 
 A minion that runs jobs in threads (``multiprocessing: False``) keeps the first imported copy in ``sys.modules``:
-restart it after syncing a new kubesalt. With Salt's default (a process per job) every job imports the synced files.
+restart it after syncing a new kubesalt. With Salt's default (a process per job) every job imports the synced files,
+as long as the minion's main process, which the job processes are forked from, holds no copy: kubesalt's beacon, the
+one piece of kubesalt that runs there, drops it after each check (``_beacons/k8s_certs.py``).
 """

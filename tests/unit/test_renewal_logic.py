@@ -11,6 +11,7 @@ etcd for the lock:
 
 import functools
 import os
+import sys
 import time
 
 import pytest
@@ -73,6 +74,19 @@ def test_check_sees_a_certificate_that_no_longer_matches_the_policy(cluster):
 # --------------------------------------------------------------------------------------------------------------------
 # The beacon
 # --------------------------------------------------------------------------------------------------------------------
+def _shared_core():
+    return {n: m for n, m in sys.modules.items() if n == "kubesalt" or n.startswith("kubesalt.")}
+
+
+@pytest.fixture(autouse=True)
+def keep_shared_core():
+    """The beacon drops kubesalt from sys.modules (the minion's main process); put this process's copy back after each
+    test, so later tests keep comparing against the same classes."""
+    saved = _shared_core()
+    yield
+    sys.modules.update(saved)
+
+
 def beacon_for(cluster, minion):
     pki = pki_for(cluster, minion)
     ops = load("k8s_ops", salt={"k8s_pki.check": pki.check}, opts={"id": minion, "test": False})
@@ -120,6 +134,17 @@ def test_the_beacon_forgets_a_due_set_once_it_is_renewed(cluster):
     assert beacon.beacon(config) == []
     reissue(path, ca_dir(cluster), days=9)  # due again later: a new event
     assert len(beacon.beacon(config)) == 1
+
+
+def test_the_beacon_leaves_no_shared_core_in_the_minions_main_process(cluster):
+    # the execution module the beacon calls imports kubesalt in the process the beacon runs in -- the minion's main
+    # process, which every job is forked from: left there, a kubesalt synced later would never reach a job
+    beacon, config = beacon_for(cluster, "worker01")
+    assert beacon.beacon(config) == []
+    assert _shared_core() == {}
+    reissue(config[4]["certificates"]["kubelet"]["cert"], ca_dir(cluster), days=9)
+    assert len(beacon.beacon(config)) == 1
+    assert _shared_core() == {}
 
 
 @pytest.mark.parametrize(
