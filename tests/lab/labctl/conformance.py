@@ -232,6 +232,12 @@ def release_tests():
     return json.loads(res.stdout)
 
 
+def asked(names, focus, skip):
+    """The tests of ``names`` a run with these ginkgo ``focus`` and ``skip`` expressions runs."""
+    skip_re = re.compile(skip) if skip else None
+    return [n for n in names if re.search(focus, ginkgo_text(n)) and not (skip_re and skip_re.search(ginkgo_text(n)))]
+
+
 def runs(out, focus, skip, extra, parallel, names, stamp):
     """[(label, argv)]: e2e.test alone, or (parallel > 1) ginkgo running ``parallel`` e2e.test processes on the tests
     of ``focus`` that are not [Serial], then e2e.test alone on its [Serial] ones -- when ``names`` (the release's
@@ -255,12 +261,7 @@ def runs(out, focus, skip, extra, parallel, names, stamp):
             ],
         )
     ]
-    skip_re = re.compile(skip) if skip else None
-    serial = [
-        n
-        for n in names
-        if "[Serial]" in n and re.search(focus, ginkgo_text(n)) and not (skip_re and skip_re.search(ginkgo_text(n)))
-    ]
+    serial = [n for n in asked(names, focus, skip) if "[Serial]" in n]
     if serial:
         not_serial = exact(n for n in names if "[Serial]" not in n)
         serial_skip = f"({skip})|{not_serial}" if skip else not_serial
@@ -341,10 +342,7 @@ def cmd_conformance(args, lock):
         what += f" (the {len(the_plan['not_runnable'])} not runnable here skipped)"
     stamp = f"{started:%H%M%S}"
     names = release_tests()
-    skip_re = re.compile(skip) if skip else None
-    expected = [
-        n for n in names if re.search(focus, ginkgo_text(n)) and not (skip_re and skip_re.search(ginkgo_text(n)))
-    ]
+    expected = asked(names, focus, skip)
     expected_file = os.path.join(out, f"expected-{stamp}.json")
     write(expected_file, json.dumps(expected, indent=1) + "\n")
     planned = runs(out, focus, skip, opts.e2e_args, opts.parallel, names, stamp)
