@@ -48,3 +48,35 @@ def test_a_second_master_gets_the_secrets_and_salt_keeps_no_cleartext(
     for event in events:
         text = json.dumps(event.data, default=str)
         assert not any(s in text for s in secrets), f"key material on the event bus: {event.tag}"
+
+
+def test_the_ca_step_creates_the_secrets_before_any_master_fetches_them(apply_sls, pillar_override, node_root):
+    # The orchestration runs k8s.pki.ca, then k8s.pki on every node at once: a second master's fetch must not depend
+    # on the CA minion's own k8s.pki having run first (it raced on a 3-master lab: "secret ... does not exist on the
+    # CA minion").
+    assert apply_sls("master01", "k8s.pki").ok
+    ca_dir = node_root("master01") / "etc/kubernetes/pki/ca"
+    names = ("service-account.key", "encryption-config.yaml")
+    kept = {name: (ca_dir / name).read_bytes() for name in names}
+    try:
+        for name in names:
+            (ca_dir / name).unlink()  # a CA minion that has not made its secrets yet
+        plan = apply_sls("master01", "k8s.pki.ca", test=True)
+        assert sorted(s["__id__"] for s in plan.pending.values()) == [
+            "cluster secret encryption-config on the CA minion",
+            "cluster secret service-account on the CA minion",
+        ], plan
+        assert not any((ca_dir / name).exists() for name in names), "test=True wrote a secret"
+        run = apply_sls("master01", "k8s.pki.ca")
+        assert run.ok, run
+        made = {name: (ca_dir / name).read_text() for name in names}
+        pillar_override("k8s:\n  nodes:\n    worker02:\n      roles: [worker, master]\n")
+        run = apply_sls("worker02", "k8s.pki")  # before master01's k8s.pki
+        assert run.ok, run
+        pki = node_root("worker02") / "etc/kubernetes/pki"
+        for name in names:
+            assert (pki / name).read_text() == made[name], name
+        assert apply_sls("master01", "k8s.pki.ca").changed == {}, "the CA step is not idempotent"
+    finally:
+        for name, data in kept.items():
+            (ca_dir / name).write_bytes(data)
