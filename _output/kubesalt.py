@@ -162,4 +162,6 @@ def output(data, **kwargs):
         return status_text(report)
     if isinstance(report, dict) and report.get("kind") == "converge":
         return converge_text(report)
-    return salt.output.string_format(data, "nested", __opts__)
+    # Salt's get_printout prefers opts["output"] over the outputter it is asked for: with `--out=kubesalt` that is
+    # this one again, which recursed until RecursionError (e.g. `salt-run state.orchestrate ... --out=kubesalt`).
+    return salt.output.string_format(data, "nested", dict(__opts__, output="nested"))

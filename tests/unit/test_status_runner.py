@@ -3,7 +3,10 @@ the kubesalt outputter prints it, and how orchestration events become step start
 the shape the real minions give (tests/integration/test_status*.py run the runner against real minions, a real
 etcd and a real kube-apiserver)."""
 
+import pathlib
+
 import pytest
+import salt.config
 
 from tests.support.loader import load
 
@@ -305,3 +308,21 @@ def test_the_timing_table_comes_from_the_orchestration_return_in_run_order(runne
     assert "sync kubesalt shared core             3        ok      0.8 s" in text
     assert "total                                 -        FAIL    2.1 s" in text
     assert "smoke checks: Run failed on minions: master01" in text
+
+
+def test_anything_but_a_report_prints_as_nested_also_when_kubesalt_is_the_chosen_outputter():
+    # `salt-run state.orchestrate k8s.cluster --out=kubesalt`: Salt's get_printout takes opts["output"] over the
+    # outputter asked for, so handing other data to "nested" with those opts came back here until RecursionError
+    # Salt's own outputter loader must find this outputter, as salt-run's does (from extension_modules)
+    opts = dict(salt.config.DEFAULT_MINION_OPTS, color=False, output="kubesalt")
+    opts["outputter_dirs"] = [str(pathlib.Path(__file__).resolve().parents[2] / "_output")]
+    chosen = load("kubesalt", "output", opts=opts)
+    text = chosen.output({"master01": {"result": True, "comment": "ok"}})
+    assert text.splitlines() == [
+        "master01:",
+        "    ----------",
+        "    comment:",
+        "        ok",
+        "    result:",
+        "        True",
+    ]
