@@ -2,11 +2,11 @@
 build a test needs exists, so a skip there means a test that did not run. Runs pytest itself on a small test file."""
 
 import os
-import pathlib
 import subprocess
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.support.loader import ROOT
+
 SAMPLE = """
 import pytest
 

@@ -3,12 +3,10 @@ the kubesalt outputter prints it, and how orchestration events become step start
 the shape the real minions give (tests/integration/test_status*.py run the runner against real minions, a real
 etcd and a real kube-apiserver)."""
 
-import pathlib
-
 import pytest
 import salt.config
 
-from tests.support.loader import load
+from tests.support.loader import ROOT, load
 
 INVENTORY = {"master01": ["etcd", "master"], "worker01": ["worker"], "worker02": ["worker"]}
 
@@ -312,10 +310,10 @@ def test_the_timing_table_comes_from_the_orchestration_return_in_run_order(runne
 
 def test_anything_but_a_report_prints_as_nested_also_when_kubesalt_is_the_chosen_outputter():
     # `salt-run state.orchestrate k8s.cluster --out=kubesalt`: Salt's get_printout takes opts["output"] over the
-    # outputter asked for, so handing other data to "nested" with those opts came back here until RecursionError
-    # Salt's own outputter loader must find this outputter, as salt-run's does (from extension_modules)
+    # outputter asked for, so handing other data to "nested" with those opts came back here until RecursionError.
+    # Salt's own outputter loader must find this outputter, as salt-run's does (from extension_modules).
     opts = dict(salt.config.DEFAULT_MINION_OPTS, color=False, output="kubesalt")
-    opts["outputter_dirs"] = [str(pathlib.Path(__file__).resolve().parents[2] / "_output")]
+    opts["outputter_dirs"] = [str(ROOT / "_output")]
     chosen = load("kubesalt", "output", opts=opts)
     text = chosen.output({"master01": {"result": True, "comment": "ok"}})
     assert text.splitlines() == [
