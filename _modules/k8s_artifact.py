@@ -387,7 +387,7 @@ def install(name, url, digest=None, mode="0755", user="root", group="root", test
     url, hash_type, digest, checksum_url, cache_dir, net = _source(url, digest, options)
     mode, uid, gid = files.parse_mode(mode), files.owner_id(user, "user"), files.owner_id(group, "group")
 
-    current = file_digest(path, hash_type)
+    current = cache.installed_digest(path, hash_type, cache_dir, record=not test)
     digest = _wanted_digest(url, digest, checksum_url, hash_type, cache_dir, net, test)
     if digest is None:
         return {
@@ -467,7 +467,7 @@ def extract(name, url, members, digest=None, mode="0755", user="root", group="ro
         raise CommandExecutionError(f"k8s_artifact: {dest_dir} exists and is not a directory")
 
     paths = {dest: os.path.join(dest_dir, dest) for dest in members}
-    current = {dest: file_digest(path, "sha256") for dest, path in paths.items()}
+    current = {dest: cache.installed_digest(path, "sha256", cache_dir, record=not test) for dest, path in paths.items()}
     digest = _wanted_digest(url, digest, checksum_url, hash_type, cache_dir, net, test)
     if digest is None:
         return {

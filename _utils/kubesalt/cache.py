@@ -4,6 +4,12 @@ another component that needs the same bytes whatever its URL, reuses the entry w
 re-hashed every time it is used; a corrupted one is discarded and downloaded again. Digests taken from opted-in
 checksum files are kept in ``<cache_dir>/checksums/``, and the member digests of extracted archives in
 ``<cache_dir>/manifests/`` (so a re-apply compares files without downloading or decompressing anything).
+
+The digests of installed files are recorded in ``<cache_dir>/installed/`` with the file's stamp (device, inode,
+size, mtime, ctime): a re-apply reads an installed file again only when its stamp moved, as git's index does. Any
+write, rename over, truncate, chmod or touch moves the ctime, which user space cannot set back; a file that changed
+within ``RACY_SECONDS`` before it was hashed is not recorded, since a write in the same clock tick could leave the
+stamp unchanged.
 """
 
 import contextlib
@@ -14,6 +20,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -22,6 +29,8 @@ from kubesalt import download, files
 log = logging.getLogger(__name__)
 
 DEFAULT_DIR = "/var/cache/kubesalt/artifacts"
+# An installed file modified less than this many seconds before it was hashed is not recorded (module docstring).
+RACY_SECONDS = 2
 
 
 def check_dir(cache_dir):
@@ -223,6 +232,41 @@ def cached_readonly(cache_dir, hash_type, digest, stack):
         return None
     fh.seek(0)
     return fh
+
+
+def _installed_path(cache_dir, path, hash_type):
+    key = hashlib.sha256(f"{path}\n{hash_type}".encode()).hexdigest()
+    return os.path.join(cache_dir, "installed", f"{key}.json")
+
+
+def installed_digest(path, hash_type, cache_dir, record=True):
+    """
+    The digest of the installed file at ``path`` (:func:`kubesalt.files.digest`): the one recorded in ``cache_dir``
+    when the file's stamp is the recorded one, else read and hashed, and recorded when ``record`` (not in test mode)
+    and the file is not racy (module docstring). Without ``cache_dir`` the file is always hashed.
+    """
+    if not cache_dir:
+        return files.digest(path, hash_type)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    record_path = _installed_path(cache_dir, path, hash_type)
+    if stat.S_ISREG(info.st_mode):
+        recorded = None
+        with contextlib.suppress(OSError, ValueError, AttributeError, SaltInvocationError):
+            with open(record_path, encoding="utf-8") as fh:
+                data = json.load(fh)
+            if data.get("path") == path and data.get("stamp") == files.stamp(info):
+                recorded = download.check_digest(data.get("digest"), hash_type)
+        if recorded:
+            return recorded
+    digest, stamp = files.digest_stamped(path, hash_type)
+    if record and digest and stamp and time.time() - stamp[4] / 1e9 > RACY_SECONDS:
+        os.makedirs(os.path.dirname(record_path), mode=0o700, exist_ok=True)
+        with files.atomic(record_path, 0o600) as fh:
+            fh.write(json.dumps({"path": path, "hash_type": hash_type, "digest": digest, "stamp": stamp}).encode())
+    return digest
 
 
 def tag(hash_type, digest):

@@ -166,16 +166,38 @@ def write(path, content, mode, uid=-1, gid=-1, dir_mode=0o755):
 def digest(path, hash_type="sha256"):
     """The hex digest of the regular file at ``path``, or None when there is none (missing, or a symlink, which an
     install replaces by a regular file); a directory raises."""
+    return digest_stamped(path, hash_type)[0]
+
+
+def stamp(info):
+    """What identifies a file's content version without reading it: device, inode, size, mtime and ctime (ns)."""
+    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
+def digest_stamped(path, hash_type="sha256"):
+    """``(digest, stamp)`` of the regular file at ``path`` (:func:`digest`), where ``stamp`` (:func:`stamp`) is that of
+    the bytes hashed, or None when the file changed while it was read. ``(None, None)`` when there is no regular
+    file."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
-        return None
+        return None, None
     if stat.S_ISDIR(info.st_mode):
         raise CommandExecutionError(f"{path} is a directory, not a file")
     if not stat.S_ISREG(info.st_mode):
-        return None
+        return None, None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None, None
+    except OSError:  # replaced by a symlink since the lstat (ELOOP)
+        return None, None
     hasher = hashlib.new(hash_type)
-    with open(path, "rb") as fh:
+    with os.fdopen(fd, "rb") as fh:
+        before = os.fstat(fh.fileno())
+        if not stat.S_ISREG(before.st_mode):
+            return None, None
         while chunk := fh.read(CHUNK):
             hasher.update(chunk)
-    return hasher.hexdigest()
+        after = os.fstat(fh.fileno())
+    return hasher.hexdigest(), stamp(after) if stamp(before) == stamp(after) else None

@@ -2,8 +2,10 @@
 (tests/support/httpserver.py) that counts requests and misbehaves on demand. No mocks of requests or of the disk."""
 
 import hashlib
+import json
 import logging
 import os
+import pathlib
 import time
 
 import pytest
@@ -273,3 +275,71 @@ def test_a_cache_directory_others_can_write_is_refused(art, http_server, target,
     with pytest.raises(CommandExecutionError, match=f"cache_dir {cache} "):
         art.install(str(target), url, DIGEST, cache_dir=str(cache), **FAST)
     assert target.read_bytes() == OLD and http_server.requests == []
+
+
+# -- installed files are read again only when their stamp moved (kubesalt.cache.installed_digest) --------------------
+@pytest.fixture
+def recorded(art, http_server, tmp_path, monkeypatch):
+    """(install args, record file): kubelet installed once and its digest recorded. The file was written a moment
+    ago, so the racy window is set to 0 s instead of waiting RACY_SECONDS."""
+    from kubesalt import cache
+
+    monkeypatch.setattr(cache, "RACY_SECONDS", 0)
+    url = http_server.serve("/kubelet", BODY)
+    dest = tmp_path / "bin" / "kubelet"
+    args = dict(name=str(dest), url=url, digest=DIGEST, cache_dir=str(tmp_path / "cache"), user=None, group=None)
+    art.install(**args)
+    time.sleep(0.01)
+    assert art.install(**args)["changes"] == {}  # hashed the installed file and recorded it
+    [record] = (tmp_path / "cache" / "installed").iterdir()
+    return args, record
+
+
+def test_an_unchanged_installed_file_is_taken_from_its_record(art, recorded):
+    """The record is what a re-apply uses: a record edited to another digest (same stamp) makes the file look stale,
+    which only happens when the file is not read again."""
+    args, record = recorded
+    data = json.loads(record.read_text())
+    assert data["path"] == args["name"] and data["digest"] == DIGEST
+    assert oct(record.stat().st_mode & 0o777) == "0o600"
+    record.write_text(json.dumps({**data, "digest": "0" * 64}))
+    result = art.install(**args)
+    assert result["changes"] == {"digest": {"old": "sha256:" + "0" * 64, "new": f"sha256:{DIGEST}"}}
+    assert pathlib.Path(args["name"]).read_bytes() == BODY
+
+
+def test_a_file_changed_in_place_with_its_mtime_put_back_is_read_again(art, recorded):
+    """Same size, same mtime, but the ctime moved: the stamp differs, the file is hashed and replaced."""
+    args, _ = recorded
+    dest = pathlib.Path(args["name"])
+    before = dest.stat()
+    with open(dest, "r+b") as fh:
+        fh.write(b"X" * 16)
+    os.utime(dest, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert dest.stat().st_size == before.st_size and dest.stat().st_mtime_ns == before.st_mtime_ns
+    result = art.install(**args)
+    assert result["changes"]["digest"]["new"] == f"sha256:{DIGEST}"
+    assert result["changes"]["digest"]["old"] != f"sha256:{DIGEST}"
+    assert dest.read_bytes() == BODY
+
+
+def test_a_file_written_just_now_is_not_recorded(art, http_server, tmp_path):
+    """Inside the racy window (RACY_SECONDS, 2 s) a same-tick write could keep the stamp: no record is kept."""
+    url = http_server.serve("/kubelet", BODY)
+    args = dict(name=str(tmp_path / "k"), url=url, digest=DIGEST, cache_dir=str(tmp_path / "c"), user=None, group=None)
+    art.install(**args)
+    assert art.install(**args)["changes"] == {}
+    assert not (tmp_path / "c" / "installed").exists()
+
+
+def test_test_mode_records_nothing(art, http_server, tmp_path, monkeypatch):
+    from kubesalt import cache
+
+    monkeypatch.setattr(cache, "RACY_SECONDS", 0)
+    dest = tmp_path / "kubelet"
+    dest.write_bytes(BODY)
+    dest.chmod(0o755)
+    url = http_server.serve("/kubelet", BODY)
+    result = art.install(str(dest), url, DIGEST, cache_dir=str(tmp_path / "c"), user=None, group=None, test=True)
+    assert result["changes"] == {}
+    assert not (tmp_path / "c").exists()
