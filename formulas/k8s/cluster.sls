@@ -6,8 +6,9 @@
 
     sync -> validate -> CAs -> node certificates -> etcd members (parallel, restarts deferred) -> etcd restarts one
     at a time with a quorum wait -> control plane one master at a time (each waits for
-    its /readyz) -> cluster objects -> nodes (batch k8s:worker_batch; each registers and waits until Ready) ->
-    add-ons -> smoke checks (the API through every node's balancer, every node Ready, CoreDNS available).
+    its /readyz) -> cluster objects and add-ons (one state run on the CA minion; the add-ons' pods are scheduled once
+    nodes are Ready, as with kubeadm) -> nodes (batch k8s:worker_batch; each registers and waits until Ready) ->
+    smoke checks (the API through every node's balancer, every node Ready, CoreDNS available).
 
     Progress: Salt fires salt/run/<jid>/args when a step starts (its target); as every step requires the one
     before, a step has ended when the next one starts or the run returns. `salt-run k8s.follow` prints that as it
@@ -66,11 +67,13 @@ node certificates everywhere:
 
 {{ o.control_plane("etcd members restarted one at a time") }}
 
-cluster objects:
+cluster objects and add-ons:
   salt.state:
     - tgt: "G@role:master"
     - tgt_type: compound
-    - sls: k8s.objects
+    - sls:
+      - k8s.objects
+      - k8s.addons
     - failhard: true
     - require:
       - salt: control plane one master at a time
@@ -83,16 +86,7 @@ nodes (masters and workers):
     - batch: {{ batch | json }}
     - failhard: true
     - require:
-      - salt: cluster objects
-
-add-ons:
-  salt.state:
-    - tgt: "G@role:master"
-    - tgt_type: compound
-    - sls: k8s.addons
-    - failhard: true
-    - require:
-      - salt: nodes (masters and workers)
+      - salt: cluster objects and add-ons
 
 smoke checks:
   salt.state:
@@ -101,4 +95,4 @@ smoke checks:
     - sls: k8s.smoke
     - failhard: true
     - require:
-      - salt: add-ons
+      - salt: nodes (masters and workers)

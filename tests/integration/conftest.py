@@ -48,9 +48,8 @@ ORCHESTRATION_STEPS = [
     "etcd members in parallel",
     "etcd members restarted one at a time",
     "control plane one master at a time",
-    "cluster objects",
+    "cluster objects and add-ons",
     "nodes (masters and workers)",
-    "add-ons",
     "smoke checks",
 ]
 
