@@ -38,10 +38,7 @@ NODES = {
 
 # The steps of formulas/k8s/cluster.sls, in run order.
 ORCHESTRATION_STEPS = [
-    "sync kubesalt shared core",
-    "sync kubesalt execution modules",
-    "sync kubesalt state modules",
-    "sync kubesalt beacons",
+    "sync kubesalt extensions",
     "validate configuration on every node",
     "certificate authorities on the CA minion",
     "node certificates everywhere",

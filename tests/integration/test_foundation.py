@@ -176,6 +176,37 @@ def test_orchestration_runs_in_order_and_a_second_run_changes_nothing(salt_run_c
             assert step["changes"] == {}, (sid, step["changes"])
 
 
+def test_sync_is_skipped_where_the_fingerprints_match_and_repairs_a_node_where_they_do_not(salt_cli, salt_run_cli):
+    """The orchestration's first step, k8s.sync: with the master's fingerprint of kubesalt's extension modules (as the
+    orchestration renders it on the master), a node whose synced copies match renders no sync at all; a node with a
+    synced file missing and a stray one renders the four syncs, and applying them puts back the file and removes the
+    stray, after which it matches again."""
+    shown = salt_run_cli.run("state.orchestrate_show_sls", "k8s.cluster")
+    assert shown.returncode == 0, shown
+    high = next(iter(shown.data.values()))["sync kubesalt extensions"]["salt"]  # ["state", {arg: value}, ...]
+    pillar = next(item["pillar"] for item in high if isinstance(item, dict) and "pillar" in item)
+    assert re.fullmatch(r"[0-9a-f]{64}", pillar["k8s_sync"]["fingerprint"]), pillar
+    assert salt_cli.run("state.apply", "k8s.sync", pillar=pillar, minion_tgt="worker01").returncode == 0
+
+    def planned(minion):
+        ret = salt_cli.run("state.show_sls", "k8s.sync", pillar=pillar, minion_tgt=minion)
+        assert ret.returncode == 0, ret
+        return sorted(ret.data)
+
+    for minion in NODES:
+        assert planned(minion) == ["kubesalt extensions are current"], minion
+    extmods = salt_cli.run("config.get", "extension_modules", minion_tgt="worker01").data
+    missing, stray = pathlib.Path(extmods, "utils", "kubesalt", "peer.py"), pathlib.Path(extmods, "modules", "stray.py")
+    original = missing.read_bytes()
+    missing.unlink()
+    stray.write_text("x = 1\n")
+    assert planned("worker01") == sorted(f"kubesalt {t} synced" for t in ("utils", "modules", "states", "beacons"))
+    repair = salt_cli.run("state.apply", "k8s.sync", pillar=pillar, minion_tgt="worker01")
+    assert repair.returncode == 0, repair
+    assert missing.read_bytes() == original and not stray.exists()
+    assert planned("worker01") == ["kubesalt extensions are current"]
+
+
 def test_the_master_serves_the_formulas_and_the_modules_and_nothing_else(salt_cli):
     """Every file under a file root can be fetched by any minion (cp.get_file): conf/master.d/kubesalt.conf serves
     formulas/ only, so the repository's .git, tests and documents stay out of reach."""

@@ -8,6 +8,7 @@ import salt.config
 import salt.utils.templates
 import salt.utils.yaml
 
+from tests.support.fileserver import master_functions
 from tests.support.master_conf import WORKER_POOLS
 
 CLUSTER_SLS = pathlib.Path(__file__).resolve().parents[2] / "formulas" / "k8s" / "cluster.sls"
@@ -37,7 +38,7 @@ def render(opts, pillar_get=lambda key, default=None: default):
         CLUSTER_SLS.read_text(),
         {
             "opts": opts,
-            "salt": {"pillar.get": pillar_get},
+            "salt": {"pillar.get": pillar_get, **master_functions(opts)},
             "pillar": {},
             "grains": {},
             "saltenv": "base",
@@ -55,7 +56,7 @@ def test_master_without_a_publish_pool_gets_a_warning_and_no_change(tmp_path, ex
     assert args["changes"] is False and args["result"] is True
     assert "worker pool" in args["warnings"] and "publish" in args["warnings"]
     # it is a notice, not a step: nothing requires it and the first real step is still the module sync
-    assert "sync kubesalt execution modules" in states
+    assert "sync kubesalt extensions" in states
 
 
 def test_batch_size_is_the_defaults_yaml_value_unless_the_master_pillar_sets_one(tmp_path):
@@ -75,4 +76,4 @@ def test_batch_size_is_the_defaults_yaml_value_unless_the_master_pillar_sets_one
 def test_master_with_the_readme_pools_renders_no_warning(tmp_path):
     states = render(master_opts(tmp_path, {"worker_pools": WORKER_POOLS}))
     assert WARNING_STATE not in states
-    assert "sync kubesalt execution modules" in states
+    assert "sync kubesalt extensions" in states

@@ -12,6 +12,7 @@ import salt.exceptions
 import salt.utils.templates
 import salt.utils.yaml
 
+from tests.support.fileserver import master_functions
 from tests.support.loader import load
 
 FORMULAS = pathlib.Path(__file__).resolve().parents[2] / "formulas"
@@ -30,11 +31,12 @@ def master_opts(tmp_path):
 def render(tmp_path, sls, pillar):
     """The orchestration ``sls`` (e.g. k8s/etcd/member.sls) as an ordered list of (state id, function, args)."""
     text = (FORMULAS / sls).read_text()
+    opts = master_opts(tmp_path)
     result = salt.utils.templates.render_jinja_tmpl(
         text,
         {
-            "opts": master_opts(tmp_path),
-            "salt": {"pillar.get": lambda key, default=None: pillar.get(key, default)},
+            "opts": opts,
+            "salt": {"pillar.get": lambda key, default=None: pillar.get(key, default), **master_functions(opts)},
             "pillar": pillar,
             "grains": {},
             "saltenv": "base",
@@ -48,17 +50,14 @@ def render(tmp_path, sls, pillar):
     return steps
 
 
-SYNC_STEPS = 5  # orchestrate.jinja's sync(): four syncs, then the validation
+SYNC_STEPS = 2  # orchestrate.jinja's sync(): the extensions' sync, then the validation
 
 
 def test_node_remove_drains_removes_the_member_cleans_the_node_then_deletes_it(tmp_path):
     steps = render(tmp_path, "k8s/node/remove/init.sls", {"node": "worker02", "drain_timeout": 120})
     ids = [s[0] for s in steps]
     assert ids[:SYNC_STEPS] == [
-        "sync kubesalt shared core",
-        "sync kubesalt execution modules",
-        "sync kubesalt state modules",
-        "sync kubesalt beacons",
+        "sync kubesalt extensions",
         "validate configuration on every node",
     ]
     assert ids[SYNC_STEPS:] == [

@@ -9,6 +9,7 @@ import salt.exceptions
 import salt.utils.templates
 import salt.utils.yaml
 
+from tests.support.fileserver import master_functions
 from tests.unit.test_cluster_render import master_opts
 
 ROTATE = pathlib.Path(__file__).resolve().parents[2] / "formulas" / "k8s" / "rotate"
@@ -24,7 +25,7 @@ def render(opts, sls, pillar):
         (ROTATE / f"{sls}.sls").read_text(),
         {
             "opts": opts,
-            "salt": {"pillar.get": lambda key, default=None: pillar.get(key, default)},
+            "salt": {"pillar.get": lambda key, default=None: pillar.get(key, default), **master_functions(opts)},
             "pillar": pillar,
             "grains": {},
             "saltenv": "base",
@@ -50,16 +51,13 @@ def steps(states):
     return order
 
 
-SYNC_STEPS = 5  # orchestrate.jinja's sync(): four syncs, then the validation
+SYNC_STEPS = 2  # orchestrate.jinja's sync(): the extensions' sync, then the validation
 
 
 def test_encryption_rotation_adds_promotes_reencrypts_then_drops_restarting_masters_one_at_a_time(opts):
     order = steps(render(opts, "encryption", {"rotate_to": "key2"}))
     assert [sid for sid, *_ in order] == [
-        "sync kubesalt shared core",
-        "sync kubesalt execution modules",
-        "sync kubesalt state modules",
-        "sync kubesalt beacons",
+        "sync kubesalt extensions",
         "validate configuration on every node",
         "encryption key key2 added",
         "API servers restarted one at a time (key2 added)",
@@ -90,10 +88,7 @@ def test_encryption_rotation_refuses_a_bad_key_name_naming_rotate_to(opts, bad):
 def test_service_account_rotation_adds_then_switches_and_drops_in_a_later_run(opts):
     first = steps(render(opts, "service-account", {}))
     assert [sid for sid, *_ in first] == [
-        "sync kubesalt shared core",
-        "sync kubesalt execution modules",
-        "sync kubesalt state modules",
-        "sync kubesalt beacons",
+        "sync kubesalt extensions",
         "validate configuration on every node",
         "service-account key added",
         "API servers and controller-managers restarted one at a time (service-account key added)",
