@@ -2,7 +2,8 @@
 """
 Benchmark on the running lab (`make lab` first): wall time of `salt-run state.orchestrate k8s.cluster` per step, and
 of the no-op re-runs -- the orchestration again and `state.highstate` on every node -- with their total change
-counts. Prints figures, asserts nothing.
+counts, and the CPU-seconds the lab's minions and salt-master spent (on this shared 2-core machine the minions'
+CPU decides much of the wall time). Prints figures, asserts nothing.
 
 A converge from scratch is `make lab-down && make lab` (its summary prints the orchestrate phase); this script
 measures what a re-run costs on a converged cluster.
@@ -25,6 +26,28 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAB = ["bash", str(ROOT / "tests/lab/lab.sh")]
 LAB_JSON = os.path.join(os.environ.get("LAB_STATE", "/var/lib/kubesalt-lab"), "lab.json")
+
+
+def lab_cpu():
+    """CPU-seconds used so far by the lab's salt-minions (the nodes' /opt/kubesalt-salt, seen from the host) and its
+    salt-master, each with the children it has reaped (the job processes)."""
+    import psutil
+
+    totals = {"minions": 0.0, "master": 0.0}
+    for proc in psutil.process_iter(["cmdline", "cpu_times"]):
+        cmdline, times = " ".join(proc.info["cmdline"] or []), proc.info["cpu_times"]
+        if times is None:
+            continue
+        key = (
+            "minions"
+            if "/opt/kubesalt-salt/bin/salt-minion" in cmdline
+            else "master"
+            if "salt-master" in cmdline and "kubesalt-lab" in cmdline
+            else None
+        )
+        if key:
+            totals[key] += times.user + times.system + times.children_user + times.children_system
+    return totals
 
 
 def timed(*args):
@@ -52,12 +75,18 @@ def orchestrate_figures(data):
 
 
 def orchestrate(label):
+    cpu0 = lab_cpu()
     wall, data = timed("salt-run", "--out=json", "state.orchestrate", "k8s.cluster")
+    cpu = {key: value - cpu0[key] for key, value in lab_cpu().items()}
     rows, changes = orchestrate_figures(data)
-    print(f"{label}: {wall:.1f} s wall, {changes} state changes on the minions", flush=True)
+    print(
+        f"{label}: {wall:.1f} s wall, {changes} state changes on the minions; CPU: minions {cpu['minions']:.1f} s, "
+        f"salt-master {cpu['master']:.1f} s",
+        flush=True,
+    )
     for sid, seconds, n, ok in rows:
         print(f"    {seconds:7.1f} s  {n:3d} changes  {'ok ' if ok else 'FAIL'}  {sid}", flush=True)
-    return wall
+    return wall, cpu["minions"]
 
 
 def serve(tree):
@@ -75,20 +104,23 @@ def compare(trees, rounds, runs):
     would test the last tree compared, not this checkout)."""
     with open(LAB_JSON) as fh:
         before = json.load(fh)["salt_tree"]
-    walls = {tree: [] for tree in trees}
+    walls, cpus = {tree: [] for tree in trees}, {tree: [] for tree in trees}
     try:
         for round_ in range(1, rounds + 1):
             for tree in trees:
                 serve(tree)
                 orchestrate(f"round {round_} {tree} warm-up (syncs its modules)")
                 for run in range(1, runs + 1):
-                    walls[tree].append(orchestrate(f"round {round_} {tree} no-op {run}"))
+                    wall, cpu = orchestrate(f"round {round_} {tree} no-op {run}")
+                    walls[tree].append(wall)
+                    cpus[tree].append(cpu)
     finally:
         serve(before)
         orchestrate(f"back to {before} (syncs its modules)")
     for tree, values in walls.items():
         print(
-            f"{tree}: no-op orchestration {min(values):.1f}-{max(values):.1f} s (mean {sum(values) / len(values):.1f})"
+            f"{tree}: no-op orchestration {min(values):.1f}-{max(values):.1f} s (mean {sum(values) / len(values):.1f}); "
+            f"minions' CPU {min(cpus[tree]):.1f}-{max(cpus[tree]):.1f} s (mean {sum(cpus[tree]) / len(cpus[tree]):.1f})"
         )
 
 
