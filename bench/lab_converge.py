@@ -117,11 +117,12 @@ def compare(trees, rounds, runs):
     finally:
         serve(before)
         orchestrate(f"back to {before} (syncs its modules)")
+
+    def span(values):
+        return f"{min(values):.1f}-{max(values):.1f} s (mean {sum(values) / len(values):.1f})"
+
     for tree, values in walls.items():
-        print(
-            f"{tree}: no-op orchestration {min(values):.1f}-{max(values):.1f} s (mean {sum(values) / len(values):.1f}); "
-            f"minions' CPU {min(cpus[tree]):.1f}-{max(cpus[tree]):.1f} s (mean {sum(cpus[tree]) / len(cpus[tree]):.1f})"
-        )
+        print(f"{tree}: no-op orchestration {span(values)}; minions' CPU {span(cpus[tree])}")
 
 
 def main():

@@ -287,7 +287,14 @@ def recorded(art, http_server, tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "RACY_SECONDS", 0)
     url = http_server.serve("/kubelet", BODY)
     dest = tmp_path / "bin" / "kubelet"
-    args = dict(name=str(dest), url=url, digest=DIGEST, cache_dir=str(tmp_path / "cache"), user=None, group=None)
+    args = {
+        "name": str(dest),
+        "url": url,
+        "digest": DIGEST,
+        "cache_dir": str(tmp_path / "cache"),
+        "user": None,
+        "group": None,
+    }
     art.install(**args)
     time.sleep(0.01)
     assert art.install(**args)["changes"] == {}  # hashed the installed file and recorded it
@@ -326,7 +333,14 @@ def test_a_file_changed_in_place_with_its_mtime_put_back_is_read_again(art, reco
 def test_a_file_written_just_now_is_not_recorded(art, http_server, tmp_path):
     """Inside the racy window (RACY_SECONDS, 2 s) a same-tick write could keep the stamp: no record is kept."""
     url = http_server.serve("/kubelet", BODY)
-    args = dict(name=str(tmp_path / "k"), url=url, digest=DIGEST, cache_dir=str(tmp_path / "c"), user=None, group=None)
+    args = {
+        "name": str(tmp_path / "k"),
+        "url": url,
+        "digest": DIGEST,
+        "cache_dir": str(tmp_path / "c"),
+        "user": None,
+        "group": None,
+    }
     art.install(**args)
     assert art.install(**args)["changes"] == {}
     assert not (tmp_path / "c" / "installed").exists()
