@@ -200,4 +200,4 @@ def digest_stamped(path, hash_type="sha256"):
         while chunk := fh.read(CHUNK):
             hasher.update(chunk)
         after = os.fstat(fh.fileno())
-    return hasher.hexdigest(), stamp(after) if stamp(before) == stamp(after) else None
+    return hasher.hexdigest(), (stamp(after) if stamp(before) == stamp(after) else None)
