@@ -6,6 +6,7 @@ options: its phases in order, the batches, the arguments handed to the nodes."""
 import pytest
 from salt.exceptions import CommandExecutionError
 
+from tests.support.fileserver import master_functions
 from tests.support.loader import load
 from tests.unit.test_day2_render import FORMULAS, master_opts
 
@@ -197,10 +198,7 @@ def test_preflight_runs_on_the_ca_minion_only():
 # --------------------------------------------------------------------------------------------------------------------
 # the steps before the node batches
 PHASES = [
-    "sync kubesalt shared core",
-    "sync kubesalt execution modules",
-    "sync kubesalt state modules",
-    "sync kubesalt beacons",
+    "sync kubesalt extensions",
     "validate configuration on every node",
     "upgrade preflight and plan",
     "etcd snapshot before the upgrade",
@@ -233,11 +231,16 @@ def render(tmp_path, pillar, answers):
         return {"master01": {"ret": masked, "retcode": 0}, "master02": {"ret": "", "retcode": 0}}
 
     text = (FORMULAS / "k8s/upgrade/init.sls").read_text()
+    opts = master_opts(tmp_path)
     result = salt.utils.templates.render_jinja_tmpl(
         text,
         {
-            "opts": master_opts(tmp_path),
-            "salt": {"pillar.get": lambda key, default=None: pillar.get(key, default), "saltutil.cmd": cmd},
+            "opts": opts,
+            "salt": {
+                "pillar.get": lambda key, default=None: pillar.get(key, default),
+                "saltutil.cmd": cmd,
+                **master_functions(opts),
+            },
             "pillar": pillar,
             "grains": {},
             "saltenv": "base",
