@@ -610,7 +610,9 @@ def follow(jid=None, timeout=3600):
     Follow an orchestration started elsewhere -- ``salt-run state.orchestrate k8s.cluster`` or ``salt-run
     k8s.converge`` in another terminal -- from the events Salt fires for it, printing each step's start (the minions
     it targets) and end (result, time) as they happen; end with the table of steps. Without ``jid`` it follows the
-    next orchestration that starts (or the one running, from its next step on). Gives up after ``timeout`` seconds.
+    next orchestration that starts (or the one running, from its next step on); its first line, "waiting for ...",
+    comes once it listens, so a run started after that line is followed from its first step with step names and
+    numbers. Gives up after ``timeout`` seconds.
 
     CLI Example:
 
@@ -622,8 +624,9 @@ def follow(jid=None, timeout=3600):
     say = _console()
     follower = Follower(str(jid) if jid else None, expand=_targeted, say=say, planner=_plan)
     started = time.monotonic()
-    say(f"{_clock()}  waiting for {'orchestration ' + str(jid) if jid else 'an orchestration'}")
     with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=True) as bus:
+        # Said once subscribed: an orchestration started after this line is followed from its first step, plan included.
+        say(f"{_clock()}  waiting for {'orchestration ' + str(jid) if jid else 'an orchestration'}")
         while time.monotonic() - started < float(timeout):
             event = bus.get_event(wait=1, full=True)
             if event and follower.handle(event["tag"], event["data"]):

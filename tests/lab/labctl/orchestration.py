@@ -89,14 +89,22 @@ def follow_steps():
         stderr=subprocess.STDOUT,
         text=True,
     )
+    listening = threading.Event()
 
     def relay():
         for line in proc.stdout:
+            if "  waiting for " in line:
+                listening.set()
             if line.strip() and not line.startswith("unclosed "):  # salt-run 3008 teardown noise
                 say("  | " + line.rstrip())
+        listening.set()  # it ended: nothing to wait for
 
     thread = threading.Thread(target=relay, daemon=True)
     thread.start()
+    # k8s.follow says "waiting for" once it listens: a run started before would be followed without its plan (the
+    # steps named by function, not numbered).
+    if not listening.wait(60):
+        say("  (salt-run k8s.follow did not start listening within 60 s; the steps may show without names)")
     return proc, thread
 
 
