@@ -7,6 +7,7 @@ the directory is fsync'ed. Any failure leaves the previous file byte-identical a
 """
 
 import contextlib
+import errno
 import hashlib
 import os
 import stat
@@ -190,8 +191,10 @@ def digest_stamped(path, hash_type="sha256"):
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         return None, None
-    except OSError:  # replaced by a symlink since the lstat (ELOOP)
-        return None, None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # replaced by a symlink since the lstat
+            return None, None
+        raise
     hasher = hashlib.new(hash_type)
     with os.fdopen(fd, "rb") as fh:
         before = os.fstat(fh.fileno())
