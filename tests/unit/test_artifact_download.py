@@ -278,6 +278,11 @@ def test_a_cache_directory_others_can_write_is_refused(art, http_server, target,
 
 
 # -- installed files are read again only when their stamp moved (kubesalt.cache.installed_digest) --------------------
+def kubelet_install(url, dest, cache_dir):
+    """k8s_artifact.install's arguments for BODY at ``url`` installed as ``dest`` with the cache ``cache_dir``."""
+    return {"name": str(dest), "url": url, "digest": DIGEST, "cache_dir": str(cache_dir), "user": None, "group": None}
+
+
 @pytest.fixture
 def recorded(art, http_server, tmp_path, monkeypatch):
     """(install args, record file): kubelet installed once and its digest recorded. The file was written a moment
@@ -286,15 +291,7 @@ def recorded(art, http_server, tmp_path, monkeypatch):
 
     monkeypatch.setattr(cache, "RACY_SECONDS", 0)
     url = http_server.serve("/kubelet", BODY)
-    dest = tmp_path / "bin" / "kubelet"
-    args = {
-        "name": str(dest),
-        "url": url,
-        "digest": DIGEST,
-        "cache_dir": str(tmp_path / "cache"),
-        "user": None,
-        "group": None,
-    }
+    args = kubelet_install(url, tmp_path / "bin" / "kubelet", tmp_path / "cache")
     art.install(**args)
     time.sleep(0.01)
     assert art.install(**args)["changes"] == {}  # hashed the installed file and recorded it
@@ -333,14 +330,7 @@ def test_a_file_changed_in_place_with_its_mtime_put_back_is_read_again(art, reco
 def test_a_file_written_just_now_is_not_recorded(art, http_server, tmp_path):
     """Inside the racy window (RACY_SECONDS, 2 s) a same-tick write could keep the stamp: no record is kept."""
     url = http_server.serve("/kubelet", BODY)
-    args = {
-        "name": str(tmp_path / "k"),
-        "url": url,
-        "digest": DIGEST,
-        "cache_dir": str(tmp_path / "c"),
-        "user": None,
-        "group": None,
-    }
+    args = kubelet_install(url, tmp_path / "k", tmp_path / "c")
     art.install(**args)
     assert art.install(**args)["changes"] == {}
     assert not (tmp_path / "c" / "installed").exists()
