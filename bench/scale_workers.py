@@ -83,6 +83,13 @@ def cpu_seconds(proc):
     return total
 
 
+def daemon_env():
+    """The environment the salt daemons run in: this one, less what a systemd unit would not give them. Python must
+    write bytecode (PYTHONDONTWRITEBYTECODE, set in some shells and CI images, makes every job of a minion compile
+    the synced modules from source again)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def free_port():
     import socket
 
@@ -133,7 +140,6 @@ class Cluster:
             "auto_accept": True,
             "log_level_logfile": "warning",
             "user": "root",
-            "fileserver_list_cache_time": 0,
             "state_events": False,
             "worker_pools": (
                 WORKER_POOLS if not SINGLE_POOL else {"default": {"worker_count": SINGLE_POOL, "commands": ["*"]}}
@@ -167,6 +173,7 @@ class Cluster:
                 [str(VENV / "salt-master"), "-c", str(self.master_dir / "conf"), "-l", "quiet"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                env=daemon_env(),
             )
         )
         time.sleep(3)
@@ -177,6 +184,7 @@ class Cluster:
                     [str(VENV / "salt-minion"), "-c", str(conf), "-l", "quiet"],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
+                    env=daemon_env(),
                 )
             )
         expected = {"master01", *self.workers}
