@@ -544,12 +544,15 @@ _FORMULA_DATA = ("defaults", "profiles", "catalogue")
 def _formula_data(saltenv, fetch=True):
     """``{name: parsed}`` of :py:data:`_FORMULA_DATA`, read with Salt's YAML loader as ``import_yaml`` reads them.
     With ``fetch`` each is fetched from the fileserver (a hash round trip when the cached copy is current); without,
-    the copy in this minion's file cache is read as its last render left it (fetched only when there is none)."""
+    the copy in this minion's file cache is read as its last render left it (fetched only when there is none), found
+    where Salt's file client caches ``salt://`` files, ``<cachedir>/files/<saltenv>/<path>`` (what ``cp.is_cached``
+    checks, without the file client that call sets up: most of a signing request's CPU on the CA minion)."""
     loaded = {}
     for name in _FORMULA_DATA:
         url = f"salt://k8s/{name}.yaml"
-        path = None if fetch else __salt__["cp.is_cached"](url, saltenv)
-        path = path or __salt__["cp.cache_file"](url, saltenv)
+        path = None if fetch else os.path.join(__opts__["cachedir"], "files", saltenv, "k8s", f"{name}.yaml")
+        if not (path and os.path.isfile(path)):
+            path = __salt__["cp.cache_file"](url, saltenv)
         if not path:
             raise CommandExecutionError(f"{url} (saltenv {saltenv}) is not on the salt-master's fileserver")
         with salt.utils.files.fopen(path, "r") as fh:

@@ -14,7 +14,10 @@ def call(publish, me, target, fun, arg, timeout):
     Call ``fun`` on minion ``target`` through peer publish (``publish`` is ``__salt__["publish.publish"]``, ``me``
     this minion's id); return the target's reply (a dict), or raise with the reason it could not be had.
     """
-    reply = publish(target, fun, arg=arg, timeout=timeout)
+    # A list target of the one id: the salt-master looks up that minion's key alone, where a glob reads every
+    # accepted key, three times per call (the peer rule check twice and the publication); and an id is matched
+    # exactly, never as a pattern.
+    reply = publish(target, fun, arg=arg, tgt_type="list", timeout=timeout)
     if isinstance(reply, str):
         raise CommandExecutionError(f"{fun} on CA minion {target!r} failed: {reply}")
     if not reply:
