@@ -17,6 +17,7 @@ import argparse
 import os
 import pathlib
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +39,12 @@ def serve(cluster, link, checkout):
     if link.is_symlink():
         link.unlink()
     link.symlink_to(pathlib.Path(checkout).resolve() / "formulas")
+    # The master keeps its file lists for fileserver_list_cache_time (20 s by default): drop them with the switch.
+    subprocess.run(
+        [str(sw.VENV / "salt-run"), "-c", str(cluster.master_dir / "conf"), "fileserver.clear_file_list_cache"],
+        capture_output=True,
+        check=True,
+    )
     cluster.salt("*", "saltutil.clear_cache")
     cluster.salt("*", "saltutil.sync_all")
     cluster.salt("master01", "state.apply", "k8s.pki")
