@@ -1,6 +1,6 @@
 """
 kubesalt rolling upgrades: the version-skew preflight and the node steps of ``salt-run state.orchestrate
-k8s.upgrade`` (``formulas/k8s/upgrade/``).
+k8s.upgrade`` (``formulas/k8s/upgrade.sls``).
 
 The pure core -- :py:func:`skew_problems`, :py:func:`health_problems`, :py:func:`plan` -- judges plain data: the
 versions the pillar asks for (:py:func:`targets`) against what the running cluster reports (:py:func:`observe`:

@@ -1,6 +1,6 @@
 """
 kubesalt rolling-upgrade states: thin wrappers over the ``k8s_upgrade`` execution module, applied on the CA minion
-by the ``k8s.upgrade`` orchestration (``formulas/k8s/upgrade/``).
+by the ``k8s.upgrade`` orchestration (``formulas/k8s/upgrade.sls``).
 
 - ``preflight_passed``: the version-skew and health checks; changes nothing itself, reports the plan as its
   changes (none when there is nothing to upgrade).

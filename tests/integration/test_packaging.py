@@ -173,5 +173,5 @@ def test_kitchen_yml_is_valid_and_applies_real_roles_with_pillar_example():
     applied = {sls for suite in kitchen["suites"] for sls in suite["provisioner"]["state_top"]["base"]["*"]}
     assert applied == {"k8s.master", "k8s.worker"}
     for sls in applied:
-        assert (REPO / "formulas" / sls.replace(".", "/") / "init.sls").is_file()
+        assert (REPO / "formulas" / (sls.replace(".", "/") + ".sls")).is_file()
     assert any(p["name"].startswith("debian-12") for p in kitchen["platforms"])

@@ -55,7 +55,7 @@ def all_sls():
     for path in sorted((FORMULAS / "k8s").rglob("*.sls")):
         if "reactor" in path.parts:
             continue  # reactor SLS render on the master with event data (tested in test_boot)
-        if path.relative_to(FORMULAS).as_posix() == "k8s/upgrade/init.sls":
+        if path.relative_to(FORMULAS).as_posix() == "k8s/upgrade.sls":
             continue  # asks the masters for the inventory (saltutil.cmd): renders on the salt-master only (tested in
             # tests/unit/test_upgrade.py and test_upgrade_orchestration.py)
         rel = path.relative_to(FORMULAS).with_suffix("")

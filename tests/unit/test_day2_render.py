@@ -54,7 +54,7 @@ SYNC_STEPS = 2  # orchestrate.jinja's sync(): the extensions' sync, then the val
 
 
 def test_node_remove_drains_removes_the_member_cleans_the_node_then_deletes_it(tmp_path):
-    steps = render(tmp_path, "k8s/node/remove/init.sls", {"node": "worker02", "drain_timeout": 120})
+    steps = render(tmp_path, "k8s/node/remove.sls", {"node": "worker02", "drain_timeout": 120})
     ids = [s[0] for s in steps]
     assert ids[:SYNC_STEPS] == [
         "sync kubesalt extensions",
@@ -83,11 +83,11 @@ def test_node_remove_drains_removes_the_member_cleans_the_node_then_deletes_it(t
 )
 def test_node_remove_without_a_valid_node_fails_before_any_step(tmp_path, pillar):
     with pytest.raises(salt.exceptions.SaltRenderError, match="orchestration pillar 'node'"):
-        render(tmp_path, "k8s/node/remove/init.sls", pillar)
+        render(tmp_path, "k8s/node/remove.sls", pillar)
 
 
 def test_etcd_restore_steps_in_order_each_failhard_with_the_snapshot(tmp_path):
-    steps = render(tmp_path, "k8s/etcd/restore/init.sls", {"snapshot": "latest"})
+    steps = render(tmp_path, "k8s/etcd/restore.sls", {"snapshot": "latest"})
     ids = [s[0] for s in steps][SYNC_STEPS:]
     assert ids == [
         "snapshot checked on the seed",
@@ -111,10 +111,10 @@ def test_etcd_restore_steps_in_order_each_failhard_with_the_snapshot(tmp_path):
 
 def test_etcd_restore_needs_a_snapshot_and_checks_the_seed(tmp_path):
     with pytest.raises(salt.exceptions.SaltRenderError, match="orchestration pillar 'snapshot' is missing"):
-        render(tmp_path, "k8s/etcd/restore/init.sls", {})
+        render(tmp_path, "k8s/etcd/restore.sls", {})
     with pytest.raises(salt.exceptions.SaltRenderError, match="orchestration pillar 'seed'"):
-        render(tmp_path, "k8s/etcd/restore/init.sls", {"snapshot": "latest", "seed": "../x"})
-    steps = render(tmp_path, "k8s/etcd/restore/init.sls", {"snapshot": "/b/s.db", "seed": "master02"})
+        render(tmp_path, "k8s/etcd/restore.sls", {"snapshot": "latest", "seed": "../x"})
+    steps = render(tmp_path, "k8s/etcd/restore.sls", {"snapshot": "/b/s.db", "seed": "master02"})
     assert steps[SYNC_STEPS][2]["pillar"] == {"k8s_op": {"snapshot": "/b/s.db", "seed": "master02"}}
 
 

@@ -1,6 +1,6 @@
 """k8s.upgrade: the version-skew preflight (k8s_upgrade.skew_problems / health_problems, a table of what the policy
 forbids, each refusal naming the node and the versions), the plan, a node's progress kept in its annotations, and
-the orchestration formulas/k8s/upgrade/init.sls rendered by Salt's own Jinja + YAML renderers with the master's
+the orchestration formulas/k8s/upgrade.sls rendered by Salt's own Jinja + YAML renderers with the master's
 options: its phases in order, the batches, the arguments handed to the nodes."""
 
 import pytest
@@ -215,7 +215,7 @@ NODES = {
 
 
 def render(tmp_path, pillar, answers):
-    """formulas/k8s/upgrade/init.sls as (state id, function, args), the masters' pillar answers standing in for
+    """formulas/k8s/upgrade.sls as (state id, function, args), the masters' pillar answers standing in for
     saltutil.cmd (the salt-master asking the masters)."""
     import salt.utils.templates
     import salt.utils.yaml
@@ -230,7 +230,7 @@ def render(tmp_path, pillar, answers):
         masked = {k: {"roles": ["**********"], "ip": "**********"} for k in answers.get(arg[0]) or {}}
         return {"master01": {"ret": masked, "retcode": 0}, "master02": {"ret": "", "retcode": 0}}
 
-    text = (FORMULAS / "k8s/upgrade/init.sls").read_text()
+    text = (FORMULAS / "k8s/upgrade.sls").read_text()
     opts = master_opts(tmp_path)
     result = salt.utils.templates.render_jinja_tmpl(
         text,
