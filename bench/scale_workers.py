@@ -14,7 +14,12 @@ daemons, because N kubelets cannot run on one 2-core machine. Then it times, thr
    (``k8s_pki.sign_batch_remote``), every binary downloaded from the mirror and verified, every config file and
    unit written;
 3. the same again (no-op: must report 0 changes);
-4. ``worker_batch`` guidance: B workers at once (4, 8, 16, ... up to N) each send the CA minion one signing request
+4. Salt's own floor on the same cluster, every phase on all N workers 4 at a time: a ``test.ping`` job, a state run
+   of nothing (``state.single test.nop``: the pillar compile every state run starts with, publish, return) and a
+   peer-published ``test.ping`` to the CA minion (the benchmark's master allows that one function besides kubesalt's
+   peer rules). One state run plus one peer call is the least a worker costs the shared parts in kubesalt's design
+   (one ``state.apply``, one signing request); it is printed next to what the converge cost;
+5. ``worker_batch`` guidance: B workers at once (4, 8, 16, ... up to N) each send the CA minion one signing request
    (two CSRs, as a new worker does) through peer publish; the time until the last reply, against the 30 s a node
    waits for its reply (``k8s_pki.certificate_managed`` timeout), gives the largest batch the CA minion serves in
    time on this machine.
@@ -136,7 +141,8 @@ class Cluster:
             "ret_port": self.ports[1],
             "file_roots": {"base": [str(ROOT / "formulas")]},
             "pillar_roots": {"base": [str(pillar_dir)]},
-            "peer": PEER_RULES,
+            # kubesalt's peer rules, plus test.ping for the floor phase (a peer call that does nothing).
+            "peer": {**PEER_RULES, "worker[0-9]+": ["test.ping"]},
             "auto_accept": True,
             "log_level_logfile": "warning",
             "user": "root",
@@ -273,6 +279,25 @@ def signing_batches(cluster, count):
     return rows
 
 
+def floor(cluster):
+    """What Salt itself costs the salt-master and the CA minion per worker, measured on the same cluster, each
+    phase on every worker ``BATCH`` at a time: ``{phase: (master CPU-s, CA minion CPU-s)}`` for a ``test.ping`` job,
+    a state run of nothing (``state.single test.nop``: the pillar compile every state run starts with, the publish,
+    the return) and a worker's peer-published ``test.ping`` to the CA minion (inside a job of its own, as a signing
+    request sits inside the worker's state run)."""
+    phases = {
+        "test.ping": ("test.ping",),
+        "state run of nothing": ("state.single", "test.nop", "name=floor"),
+        "peer call": ("publish.publish", "master01", "test.ping", "tgt_type=list"),
+    }
+    out = {}
+    for name, fun in phases.items():
+        cpu0 = cluster.cpu()
+        cluster.salt("G@role:worker", *fun, tgt_type="compound", batch=BATCH)
+        out[name] = [after - before for before, after in zip(cpu0[:2], cluster.cpu()[:2], strict=True)]
+    return out
+
+
 def run(count, keep):
     base = pathlib.Path(tempfile.mkdtemp(prefix=f"kubesalt-scale-{count}-"))
     mirror_root = base / "mirror"
@@ -304,6 +329,7 @@ def run(count, keep):
         figures["noop_cpu"] = [after - before for before, after in zip(cpu0, cluster.cpu(), strict=True)]
         figures["noop_ok"], figures["noop_changes"], _ = summarize(again)
         figures["requests"] = server.count()
+        figures["floor"] = floor(cluster)
         figures["signing"] = signing_batches(cluster, count)
         # A master worker whose own publication timed out (the stall the README's worker pools remove) logs this.
         log = cluster.master_dir / "var" / "log" / "salt" / "master"
@@ -363,6 +389,17 @@ def main():
         print(
             f"        CPU during the no-op run (no signing: what any state.apply of a worker costs the shared parts): "
             f"salt-master {master / count:.2f} s/worker, CA minion {ca / count:.2f} s/worker",
+            flush=True,
+        )
+        fl = {k: (m / count, c / count) for k, (m, c) in f["floor"].items()}
+        peer = [a - b for a, b in zip(fl["peer call"], fl["test.ping"], strict=True)]
+        least = fl["state run of nothing"][0] + peer[0] + peer[1]
+        print(
+            f"        Salt's own floor per worker (salt-master / CA minion CPU-s): test.ping job "
+            f"{fl['test.ping'][0]:.2f}; state run of nothing {fl['state run of nothing'][0]:.2f}; a peer call to "
+            f"the CA minion, beyond its job's own ping {peer[0]:.2f} / {peer[1]:.2f}. One state run and one peer call "
+            f"cost the shared parts at least {least:.2f} per worker (the converge: "
+            f"{(f['cpu'][0] + f['cpu'][1]) / count:.2f})",
             flush=True,
         )
         print(f"        master publish stalls (a request timed out inside the salt-master): {f['stalls']}", flush=True)
