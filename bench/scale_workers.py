@@ -285,22 +285,24 @@ def floor(cluster):
     a state run of nothing (``state.single test.nop``: the pillar compile every state run starts with, the publish,
     the return) and a worker's peer-published ``test.ping`` to the CA minion (inside a job of its own, as a signing
     request sits inside the worker's state run)."""
+    # phase: (the command, whether one worker's reply shows it ran)
     phases = {
-        "test.ping": ("test.ping",),
-        "state run of nothing": ("state.single", "test.nop", "name=floor"),
-        "peer call": ("publish.publish", "master01", "test.ping", "tgt_type=list"),
-    }
-    answered = {
-        "test.ping": lambda reply: reply is True,
-        "state run of nothing": lambda reply: isinstance(reply, dict) and summarize({"w": reply})[0] == 1,
-        "peer call": lambda reply: reply == {"master01": True},
+        "test.ping": (("test.ping",), lambda reply: reply is True),
+        "state run of nothing": (
+            ("state.single", "test.nop", "name=floor"),
+            lambda reply: summarize({"worker": reply})[0] == 1,
+        ),
+        "peer call": (
+            ("publish.publish", "master01", "test.ping", "tgt_type=list"),
+            lambda reply: reply == {"master01": True},
+        ),
     }
     out = {}
-    for name, fun in phases.items():
+    for name, (fun, answered) in phases.items():
         cpu0 = cluster.cpu()
         ret = cluster.salt("G@role:worker", *fun, tgt_type="compound", batch=BATCH)
         out[name] = [after - before for before, after in zip(cpu0[:2], cluster.cpu()[:2], strict=True)]
-        bad = sorted(set(cluster.workers) - {mid for mid, reply in ret.items() if answered[name](reply)})
+        bad = sorted(set(cluster.workers) - {mid for mid, reply in ret.items() if answered(reply)})
         if bad:  # a phase that did not run everywhere would understate the floor
             example = f"{ret.get(bad[0])!r:.300}"
             raise SystemExit(f"floor phase {name!r} failed on {len(bad)} workers, e.g. {bad[0]}: {example}")
